@@ -1,0 +1,83 @@
+"""Autoscaler specs for a llama-server Deployment, as plain data (no Pulumi).
+
+KEDA scales on the queue (`llamacpp:requests_deferred`): `requests_processing` is capped at the
+slot count, so it can never say "more replicas needed". HPA on CPU is the fallback where a
+cluster has no KEDA: llama-server's threads are busy exactly when slots are in use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+QUEUE_METRIC = "llamacpp:requests_deferred"
+# Loading a model costs minutes: scale down slowly, one pod at a time.
+SCALE_DOWN_WINDOW_SECONDS = 300
+CPU_TARGET_PERCENT = 80
+
+
+@dataclass(frozen=True)
+class ScalingRange:
+    min_replicas: int
+    max_replicas: int
+    queue_per_replica: int
+
+
+def _behavior() -> dict[str, Any]:
+    return {
+        "scaleDown": {
+            "stabilizationWindowSeconds": SCALE_DOWN_WINDOW_SECONDS,
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
+        },
+        "scaleUp": {
+            "stabilizationWindowSeconds": 0,
+            "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
+        },
+    }
+
+
+def queue_query(namespace: str, service: str) -> str:
+    return f'sum({QUEUE_METRIC}{{namespace="{namespace}",service="{service}"}})'
+
+
+def scaled_object_spec(
+    deployment: str, namespace: str, service: str, scaling: ScalingRange, prometheus_url: str
+) -> dict[str, Any]:
+    return {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "minReplicaCount": scaling.min_replicas,
+        "maxReplicaCount": scaling.max_replicas,
+        "pollingInterval": 15,
+        "cooldownPeriod": SCALE_DOWN_WINDOW_SECONDS,
+        "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior()}},
+        "triggers": [
+            {
+                "type": "prometheus",
+                "metricType": "AverageValue",
+                "metadata": {
+                    "serverAddress": prometheus_url,
+                    "query": queue_query(namespace, service),
+                    "threshold": str(scaling.queue_per_replica),
+                    "activationThreshold": "0",
+                },
+            }
+        ],
+    }
+
+
+def hpa_spec(deployment: str, scaling: ScalingRange) -> dict[str, Any]:
+    return {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "minReplicas": max(1, scaling.min_replicas),
+        "maxReplicas": scaling.max_replicas,
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": CPU_TARGET_PERCENT},
+                },
+            }
+        ],
+        "behavior": _behavior(),
+    }

@@ -1,0 +1,197 @@
+"""The pod template of one llama-server Deployment, as plain data (no Pulumi).
+
+Kept apart from the component so the pod's shape is testable on its own and the component only
+declares resources.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from components.pod_security import container_security_context, pod_security_context
+from components.server_args import (
+    API_KEY_DIR,
+    MODEL_DIR,
+    SERVER_PORT,
+    ServerOptions,
+    server_args,
+)
+from components.sizing import (
+    FETCHER_CPU,
+    FETCHER_MEMORY_BYTES,
+    GiB,
+    MiB,
+    GgufFacts,
+    PodSizing,
+    size_pod,
+    startup_failure_threshold,
+)
+
+TIER_LABEL = "llamafleet.io/tier"
+GPU_RESOURCE = "nvidia.com/gpu"
+STARTUP_PERIOD_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class StoreRef:
+    """Where the init container fetches the model from."""
+
+    bucket: str
+    prefix: str
+    region: str
+    endpoint_url: str | None = None
+    credentials_secret: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix.strip('/')}"
+
+
+@dataclass(frozen=True)
+class PodInputs:
+    server: ServerOptions
+    facts: GgufFacts
+    tier_name: str
+    image: str
+    fetcher_image: str
+    store: StoreRef
+    api_key_secret: str
+    service_account: str
+    deregistration_seconds: int
+
+    @property
+    def sizing(self) -> PodSizing:
+        return size_pod(self.facts, self.server.shape, self.server.tier_kind)
+
+    @property
+    def drain_seconds(self) -> int:
+        # SIGTERM stops llama-server at once: keep serving until the endpoint is gone everywhere
+        # and the longest request has finished, then let SIGTERM through.
+        return self.deregistration_seconds + self.server.request_timeout_seconds
+
+
+def pod_labels(instance: str, model: str, tier: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "llama-server",
+        "app.kubernetes.io/instance": instance,
+        "app.kubernetes.io/part-of": "llamafleet",
+        "llamafleet.io/model": model,
+        TIER_LABEL: tier,
+    }
+
+
+def selector_labels(instance: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "llama-server", "app.kubernetes.io/instance": instance}
+
+
+def pod_spec(inputs: PodInputs, instance: str) -> dict[str, Any]:
+    gpu = inputs.server.tier_kind == "gpu"
+    spec: dict[str, Any] = {
+        "serviceAccountName": inputs.service_account,
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
+        "nodeSelector": {TIER_LABEL: inputs.tier_name},
+        "terminationGracePeriodSeconds": inputs.drain_seconds + 10,
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector_labels(instance)},
+            }
+        ],
+        "initContainers": [_fetcher(inputs)],
+        "containers": [_server(inputs)],
+        "volumes": [
+            {"name": "models", "emptyDir": {"sizeLimit": _quantity(_model_volume_bytes(inputs))}},
+            {"name": "api-keys", "secret": {"secretName": inputs.api_key_secret}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        ],
+    }
+    if gpu:
+        spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    return spec
+
+
+def _fetcher(inputs: PodInputs) -> dict[str, Any]:
+    store = inputs.store
+    command = [
+        "modelsync",
+        "fetch",
+        *("--store", store.url),
+        *("--digest", inputs.server.digest),
+        *("--cache-dir", MODEL_DIR),
+    ]
+    if store.endpoint_url:
+        command += ["--endpoint-url", store.endpoint_url]
+    container: dict[str, Any] = {
+        "name": "model-fetcher",
+        "image": inputs.fetcher_image,
+        "command": command,
+        "env": [{"name": "AWS_REGION", "value": store.region}],
+        "resources": _resources(FETCHER_CPU, FETCHER_MEMORY_BYTES),
+        "securityContext": container_security_context(),
+        "volumeMounts": [
+            {"name": "models", "mountPath": MODEL_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if store.credentials_secret:
+        container["envFrom"] = [{"secretRef": {"name": store.credentials_secret}}]
+    return container
+
+
+def _server(inputs: PodInputs) -> dict[str, Any]:
+    sizing = inputs.sizing
+    resources = _resources(sizing.cpus, sizing.memory_bytes, sizing.gpus)
+    storage = _quantity(_model_volume_bytes(inputs))
+    resources["requests"]["ephemeral-storage"] = storage
+    resources["limits"]["ephemeral-storage"] = storage
+    health = {"httpGet": {"path": "/health", "port": "http"}}
+    return {
+        "name": "llama-server",
+        "image": inputs.image,
+        "command": ["llama-server"],
+        "args": server_args(inputs.server),
+        "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+        "resources": resources,
+        # /health is 503 while the model loads: the startup probe waits for big models.
+        "startupProbe": {
+            **health,
+            "periodSeconds": STARTUP_PERIOD_SECONDS,
+            "failureThreshold": startup_failure_threshold(inputs.facts, STARTUP_PERIOD_SECONDS),
+        },
+        "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 2},
+        "livenessProbe": {
+            **health,
+            "periodSeconds": 20,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "lifecycle": {"preStop": {"sleep": {"seconds": inputs.drain_seconds}}},
+        "securityContext": container_security_context(),
+        "volumeMounts": [
+            {"name": "models", "mountPath": MODEL_DIR, "readOnly": True},
+            {"name": "api-keys", "mountPath": API_KEY_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+
+
+def _resources(cpus: int, memory_bytes: int, gpus: int = 0) -> dict[str, dict[str, str]]:
+    """Requests equal limits: Guaranteed QoS, and whole CPUs for the static CPU manager."""
+    amounts = {"cpu": str(cpus), "memory": _quantity(memory_bytes)}
+    if gpus:
+        amounts[GPU_RESOURCE] = str(gpus)
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _model_volume_bytes(inputs: PodInputs) -> int:
+    # The GGUF plus the fetcher's temporary file while it is verified, with slack.
+    return int(inputs.facts.size_bytes * 1.1) + 1 * GiB
+
+
+def _quantity(size_bytes: int) -> str:
+    return f"{math.ceil(size_bytes / MiB)}Mi"

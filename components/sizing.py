@@ -1,0 +1,190 @@
+"""Memory, CPU and GPU sizing of one llama-server pod, from GGUF metadata and the tier it runs on.
+
+Plain functions, no Pulumi: the settings validator, the InferenceService component and the tests
+all call the same code, so what is checked is what is deployed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+MiB = 1024**2
+GiB = 1024**3
+
+TierKind = Literal["cpu", "gpu"]
+KvCacheType = Literal["f16", "q8_0", "q4_0"]
+
+# Bytes per KV element; q8_0/q4_0 store 32 values plus one f16 scale per block.
+KV_BYTES_PER_ELEMENT: dict[str, float] = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+
+# Runtime, HTTP threads, allocator slack: measured llama-server RSS minus weights and KV stays
+# well under this for every model we serve.
+BASE_OVERHEAD_BYTES = 256 * MiB
+# The logits buffer is n_vocab x n_ubatch floats; with 262k-token vocabularies it dominates.
+UBATCH = 512
+# Kubelet, system daemons and the eviction threshold take this share of a node (at least 1 GiB).
+NODE_MEMORY_RESERVED_FRACTION = 0.10
+NODE_MEMORY_RESERVED_MIN = 1 * GiB
+# Kubelet and system daemons take this share of a node's CPUs (at least half a CPU).
+NODE_CPU_RESERVED_FRACTION = 0.10
+NODE_CPU_RESERVED_MIN = 0.5
+# The model-fetcher init container: hashing and S3 transfer, bounded memory.
+FETCHER_CPU = 1
+FETCHER_MEMORY_BYTES = 512 * MiB
+
+
+@dataclass(frozen=True)
+class GgufFacts:
+    """What sizing needs from a GGUF header (as `llamafleet models inspect --json` prints it)."""
+
+    size_bytes: int
+    block_count: int
+    head_count_kv: int
+    key_length: int
+    value_length: int
+    context_length: int
+    vocab_size: int
+
+
+@dataclass(frozen=True)
+class TierShape:
+    """One node of a tier: what a pod placed there can get."""
+
+    name: str
+    kind: TierKind
+    cpus_per_node: float
+    memory_per_node_bytes: int
+    gpus_per_node: int = 0
+    gpu_memory_bytes: int = 0
+
+    @property
+    def allocatable_memory_bytes(self) -> int:
+        reserved = max(
+            NODE_MEMORY_RESERVED_MIN,
+            int(self.memory_per_node_bytes * NODE_MEMORY_RESERVED_FRACTION),
+        )
+        return self.memory_per_node_bytes - reserved
+
+    @property
+    def allocatable_cpus(self) -> float:
+        reserved = max(NODE_CPU_RESERVED_MIN, self.cpus_per_node * NODE_CPU_RESERVED_FRACTION)
+        return self.cpus_per_node - reserved
+
+
+@dataclass(frozen=True)
+class ServingShape:
+    """How one model is served: slots, context per slot, threads, caches."""
+
+    context_per_slot: int
+    parallel: int
+    cpus: int
+    cache_ram_mib: int
+    kv_cache_type: KvCacheType = "f16"
+    gpus: int = 0
+
+    @property
+    def total_context(self) -> int:
+        # With --kv-unified the slots share one buffer of -c tokens, so -c covers all of them.
+        return self.context_per_slot * self.parallel
+
+
+@dataclass(frozen=True)
+class PodSizing:
+    """The numbers a pod spec and its checks are made of."""
+
+    weights_bytes: int
+    kv_cache_bytes: int
+    cache_ram_bytes: int
+    overhead_bytes: int
+    memory_bytes: int
+    cpus: int
+    gpus: int
+    gpu_memory_needed_bytes: int
+
+    @property
+    def memory_mib(self) -> int:
+        return math.ceil(self.memory_bytes / MiB)
+
+
+def kv_bytes_per_token(facts: GgufFacts, kv_cache_type: KvCacheType) -> float:
+    """K and V for every layer and KV head: n_layer x n_kv_heads x (k_len + v_len) x bytes."""
+    per_element = KV_BYTES_PER_ELEMENT[kv_cache_type]
+    elements = facts.block_count * facts.head_count_kv * (facts.key_length + facts.value_length)
+    return elements * per_element
+
+
+def kv_cache_bytes(facts: GgufFacts, shape: ServingShape) -> int:
+    return math.ceil(kv_bytes_per_token(facts, shape.kv_cache_type) * shape.total_context)
+
+
+def overhead_bytes(facts: GgufFacts) -> int:
+    return BASE_OVERHEAD_BYTES + facts.vocab_size * UBATCH * 4
+
+
+def size_pod(facts: GgufFacts, shape: ServingShape, tier_kind: TierKind) -> PodSizing:
+    """Memory limit = request (Guaranteed QoS: the pod is the last to be OOM-killed or evicted).
+
+    CPU tiers hold weights (mmapped, counted by the cgroup as page cache), KV cache, the prompt
+    cache (`--cache-ram`) and runtime overhead in host memory. GPU tiers offload weights and KV
+    to the GPU; the host still maps the weights while loading and holds the prompt cache.
+    """
+    kv = kv_cache_bytes(facts, shape)
+    overhead = overhead_bytes(facts)
+    cache_ram = shape.cache_ram_mib * MiB
+    if tier_kind == "gpu":
+        host = facts.size_bytes + cache_ram + BASE_OVERHEAD_BYTES
+        gpu_needed = facts.size_bytes + kv + overhead
+    else:
+        host = facts.size_bytes + kv + cache_ram + overhead
+        gpu_needed = 0
+    memory = math.ceil(host / MiB) * MiB
+    return PodSizing(
+        weights_bytes=facts.size_bytes,
+        kv_cache_bytes=kv,
+        cache_ram_bytes=cache_ram,
+        overhead_bytes=overhead,
+        memory_bytes=memory,
+        cpus=shape.cpus,
+        gpus=shape.gpus,
+        gpu_memory_needed_bytes=gpu_needed,
+    )
+
+
+def fit_problems(sizing: PodSizing, tier: TierShape) -> list[str]:
+    """Why a pod of this size cannot run on one node of the tier (empty when it fits)."""
+    problems: list[str] = []
+    if sizing.memory_bytes > tier.allocatable_memory_bytes:
+        problems.append(
+            f"needs {sizing.memory_bytes / GiB:.1f} GiB of memory (weights "
+            f"{sizing.weights_bytes / GiB:.1f} + KV cache {sizing.kv_cache_bytes / GiB:.1f} + "
+            f"cache-ram {sizing.cache_ram_bytes / GiB:.1f} + overhead "
+            f"{sizing.overhead_bytes / GiB:.1f}) but a {tier.name} node can allocate "
+            f"{tier.allocatable_memory_bytes / GiB:.1f} GiB"
+        )
+    if sizing.cpus > tier.allocatable_cpus:
+        problems.append(
+            f"asks for {sizing.cpus} CPUs but a {tier.name} node can allocate "
+            f"{tier.allocatable_cpus:g}"
+        )
+    if tier.kind == "gpu":
+        available = sizing.gpus * tier.gpu_memory_bytes
+        if sizing.gpus > tier.gpus_per_node:
+            problems.append(
+                f"asks for {sizing.gpus} GPUs but a {tier.name} node has {tier.gpus_per_node}"
+            )
+        elif sizing.gpu_memory_needed_bytes > available:
+            problems.append(
+                f"needs {sizing.gpu_memory_needed_bytes / GiB:.1f} GiB of GPU memory for "
+                f"weights, KV cache and compute buffers but {sizing.gpus} GPU(s) of "
+                f"{tier.name} hold {available / GiB:.1f} GiB"
+            )
+    return problems
+
+
+def startup_failure_threshold(facts: GgufFacts, period_seconds: int) -> int:
+    """Probe attempts before a loading pod is restarted: 60 s plus 20 s per GiB of weights,
+    enough for a cold page cache on network-attached disks."""
+    budget = 60 + 20 * facts.size_bytes / GiB
+    return math.ceil(budget / period_seconds)

@@ -1,0 +1,1 @@
+"""The llamafleet Pulumi program, its settings and its command-line tools."""

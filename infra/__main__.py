@@ -1,0 +1,5 @@
+"""Pulumi entry point: `pulumi up --stack <env>` runs this."""
+
+from infra.program import main
+
+main()

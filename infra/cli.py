@@ -1,0 +1,61 @@
+"""The `llamafleet` command: validate and render stacks; `models` runs modelsync."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from infra.config import SettingsError, load_stack_file
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llamafleet", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    validate = commands.add_parser("validate", help="check a stack file's settings only")
+    validate.add_argument("stack_file", type=Path)
+    render = commands.add_parser(
+        "render", help="run the program under Pulumi's mock monitor and write what it declares"
+    )
+    render.add_argument("stack", help="stack name (stacks/Pulumi.<stack>.yaml) or file path")
+    render.add_argument("--out", type=Path, required=True, help="output directory")
+    commands.add_parser("models", help="model distribution (see `llamafleet models --help`)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else argv
+    if args_list[:1] == ["models"]:
+        from modelsync.cli import main as models_main
+
+        return models_main(args_list[1:])
+    args = build_parser().parse_args(args_list)
+    try:
+        if args.command == "validate":
+            return _validate(args.stack_file)
+        return _render(args.stack, args.out)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
+def _validate(path: Path) -> int:
+    settings = load_stack_file(path)
+    tiers = sum(len(c.tiers) for c in settings.clusters.values())
+    print(
+        f"{path}: ok ({len(settings.models)} models, {tiers} tiers, "
+        f"{len(settings.tenants)} teams)"
+    )
+    return 0
+
+
+def _render(stack: str, out: Path) -> int:
+    from infra.render import render, write
+
+    written = write(render(stack), out)
+    print(f"wrote {len(written)} Kubernetes objects and resources.json to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Load and validate a stack's `llamafleet:*` settings, from its file or from Pulumi's config.
+
+Every problem becomes one line: `<stack file>: llamafleet:<key path>: <what is wrong/allowed>`.
+Nothing here declares resources, so a bad stack fails before any resource exists.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from infra.rules import Problem, check
+from infra.schema import Settings
+
+NAMESPACE = "llamafleet"
+STACKS_DIR = Path(__file__).resolve().parent.parent / "stacks"
+
+
+class SettingsError(Exception):
+    """Bad settings: one line per problem, each naming the file and the key path."""
+
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        super().__init__(
+            "\n".join(f"{source}: {NAMESPACE}:{p.path}: {p.message}" for p in self.problems)
+        )
+
+
+def stack_file(stack: str) -> Path:
+    return STACKS_DIR / f"Pulumi.{stack}.yaml"
+
+
+def load_stack_file(path: Path) -> Settings:
+    """Settings of a stack file; raises SettingsError naming the file."""
+    source = _display(path)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(source, [Problem("", f"cannot read the stack file: {exc}")]) from None
+    if not isinstance(document, dict):
+        raise SettingsError(source, [Problem("", "the stack file is not a YAML mapping")])
+    config = document.get("config") or {}
+    if not isinstance(config, dict):
+        raise SettingsError(source, [Problem("", "`config` must be a mapping")])
+    return parse(namespace_values(config), source)
+
+
+def namespace_values(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The `llamafleet:` keys with the prefix dropped; JSON strings (as the engine passes
+    structured values) are decoded."""
+    values: dict[str, Any] = {}
+    for key, value in config.items():
+        namespace, _, name = str(key).partition(":")
+        if namespace == NAMESPACE and name:
+            values[name] = _decode(value)
+    return values
+
+
+def parse(values: Mapping[str, Any], source: str) -> Settings:
+    try:
+        settings = Settings.model_validate(values)
+    except ValidationError as exc:
+        raise SettingsError(source, [_problem(error) for error in exc.errors()]) from None
+    problems = check(settings)
+    if problems:
+        raise SettingsError(source, problems)
+    return settings
+
+
+def engine_config(settings_file: Path) -> dict[str, str]:
+    """The `llamafleet:` keys as the Pulumi engine hands them to a program (JSON strings)."""
+    document = yaml.safe_load(settings_file.read_text()) or {}
+    config = document.get("config") or {}
+    return {
+        str(key): value if isinstance(value, str) else json.dumps(value)
+        for key, value in config.items()
+        if str(key).startswith(f"{NAMESPACE}:")
+    }
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _problem(error: ErrorDetails) -> Problem:
+    location = error["loc"]
+    path = _key_path(location)
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(location[:-1])
+        return Problem(path, f"unknown key; allowed keys here: {', '.join(allowed)}")
+    if error["type"] == "missing":
+        return Problem(path, "is required")
+    message = error["msg"].removeprefix("Value error, ")
+    got = error.get("input")
+    if not isinstance(got, dict | list) and error["type"] != "missing":
+        message += f" (got {got!r})"
+    return Problem(path, message)
+
+
+def _key_path(location: Sequence[int | str]) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _allowed_keys(location: Sequence[int | str]) -> list[str]:
+    """The camelCase keys the model at `location` accepts (for unknown-key messages)."""
+    model: type[BaseModel] = Settings
+    annotation: Any = Settings
+    for part in location:
+        annotation = _step(annotation, part)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _step(annotation: Any, part: int | str) -> Any:
+    from typing import get_args, get_origin
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        by_alias = {f.alias or n: f for n, f in annotation.model_fields.items()}
+        field = by_alias.get(str(part))
+        return _unwrap(field.annotation) if field else None
+    origin = get_origin(annotation)
+    if origin in (dict, list):
+        return _unwrap(get_args(annotation)[-1])
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Optional[...] and Annotated[...] down to the model or container type."""
+    from typing import get_args
+
+    for arg in (annotation, *get_args(annotation)):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return annotation
+
+
+def pulumi_settings() -> Settings:
+    """Settings of the running Pulumi program (all config the engine passed, plus any set
+    in-process, e.g. by the mock runner), reported against the stack's file."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    source = _display(stack_file(pulumi.get_stack()))
+    return parse(namespace_values(values), source)

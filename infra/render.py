@@ -1,0 +1,79 @@
+"""`llamafleet render`: the program's Kubernetes objects as YAML files, plus every declared
+resource in resources.json, secrets redacted. Stable file names make PR diffs readable."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.config import engine_config, load_stack_file, stack_file
+from infra.mock_run import Declared, run_program
+from infra.program import main as program_main
+
+CLUSTER_SCOPED_DIR = "_cluster"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    declared: list[Declared]
+
+    @property
+    def kubernetes_objects(self) -> list[dict[str, Any]]:
+        return [kubernetes_object(d) for d in self.declared if is_kubernetes_object(d)]
+
+
+def is_kubernetes_object(declared: Declared) -> bool:
+    return declared.custom and declared.type.startswith("kubernetes:") and "kind" in declared.inputs
+
+
+def kubernetes_object(declared: Declared) -> dict[str, Any]:
+    return declared.redacted_inputs
+
+
+def resolve_stack_file(stack_or_path: str) -> tuple[str, Path]:
+    """`prod` or `stacks/Pulumi.prod.yaml` -> ("prod", path)."""
+    path = Path(stack_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        return path.name.removeprefix("Pulumi.").rsplit(".", 1)[0], path
+    return stack_or_path, stack_file(stack_or_path)
+
+
+def render(stack_or_path: str) -> Rendered:
+    stack, path = resolve_stack_file(stack_or_path)
+    load_stack_file(path)  # a bad stack stops here, with its one clear message
+    return Rendered(run_program(program_main, stack, engine_config(path)))
+
+
+def object_path(obj: dict[str, Any]) -> Path:
+    metadata = obj.get("metadata", {})
+    folder = metadata.get("namespace") or CLUSTER_SCOPED_DIR
+    return Path(folder) / f"{obj['kind']}-{metadata.get('name', 'unnamed')}.yaml"
+
+
+def write(rendered: Rendered, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for obj in rendered.kubernetes_objects:
+        target = out / object_path(obj)
+        if target in written:
+            raise ValueError(f"two objects render to {target}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(yaml.safe_dump(obj, sort_keys=True))
+        written.append(target)
+    inventory = [
+        {
+            "type": d.type,
+            "name": d.name,
+            "urn": d.urn,
+            "parent": d.parent,
+            "custom": d.custom,
+            "inputs": d.redacted_inputs,
+        }
+        for d in rendered.declared
+    ]
+    (out / "resources.json").write_text(json.dumps(inventory, indent=2, sort_keys=True) + "\n")
+    return written

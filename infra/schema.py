@@ -1,0 +1,205 @@
+"""The typed shape of a stack's `llamafleet:*` settings.
+
+Each field carries its description; YAML keys are camelCase like every Pulumi setting. Unknown
+keys are errors. Rules that span several fields live in `infra.rules`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+# DNS-1123 label: the names become namespaces, Deployments and Services.
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=30),
+]
+Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+ImageRef = Annotated[str, StringConstraints(pattern=r"^[^\s@]+@sha256:[0-9a-f]{64}$")]
+
+# From oldest to newest: a tier's level says which llama.cpp CPU variants its nodes can run.
+ISA_LEVELS: tuple[str, ...] = (
+    "x86-64",
+    "x86-64-v2",
+    "sandybridge",
+    "ivybridge",
+    "avx2",
+    "avx512",
+    "avx512-vnni",
+    "amx",
+)
+IsaLevel = Literal[
+    "x86-64", "x86-64-v2", "sandybridge", "ivybridge", "avx2", "avx512", "avx512-vnni", "amx"
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        str_strip_whitespace=True,
+    )
+
+
+class Range(Strict):
+    min: int = Field(ge=0, description="Lower bound.")
+    max: int = Field(ge=1, description="Upper bound.")
+
+
+class Gpu(Strict):
+    type: str = Field(description="GPU model, e.g. nvidia-l4, nvidia-a10g, nvidia-h100.")
+    count: int = Field(ge=1, le=16, description="GPUs per node.")
+    memory_gib: float = Field(gt=0, description="Memory of one GPU, GiB.")
+
+
+class Tier(Strict):
+    kind: Literal["cpu", "gpu"] = Field(description="cpu, or gpu for NVIDIA nodes.")
+    isa: IsaLevel = Field(description="Newest x86 level every node of the tier supports.")
+    cpus_per_node: float = Field(gt=0, description="CPUs of one node.")
+    memory_per_node_gib: float = Field(gt=0, description="Memory of one node, GiB.")
+    nodes: Range = Field(description="Node count range (fixed on-prem: min = max).")
+    gpu: Gpu | None = Field(default=None, description="GPUs of one node (gpu tiers only).")
+
+
+class Kubeconfig(Strict):
+    path: str | None = Field(default=None, description="Kubeconfig file; default: $KUBECONFIG.")
+    context: str | None = Field(default=None, description="Context in that file.")
+
+
+class Cluster(Strict):
+    kind: Literal["existing", "eks"] = Field(
+        description="existing: reached by kubeconfig; eks: created by the stack."
+    )
+    kubeconfig: Kubeconfig = Field(default_factory=Kubeconfig, description="How to reach it.")
+    autoscaler: Literal["keda", "hpa"] = Field(
+        default="keda",
+        description="keda scales on the llama-server queue; hpa (CPU) where KEDA is absent.",
+    )
+    prometheus_url: str = Field(
+        default="http://prometheus-operated.monitoring.svc:9090",
+        description="Prometheus that scrapes llama-server and that KEDA queries.",
+    )
+    monitoring_namespace: Name = Field(
+        default="monitoring", description="Namespace of the Prometheus that scrapes /metrics."
+    )
+    service_monitors: bool = Field(
+        default=True, description="Emit Prometheus Operator ServiceMonitors."
+    )
+    tiers: dict[Name, Tier] = Field(min_length=1, description="Node tiers by name.")
+
+
+class ModelStore(Strict):
+    bucket: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] = (
+        Field(description="S3 bucket holding the GGUF files.")
+    )
+    prefix: str = Field(default="models", description="Key prefix inside the bucket.")
+    region: str = Field(default="us-east-1", description="Bucket region.")
+    endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (on-prem); default: AWS S3."
+    )
+    endpoint_port: int = Field(
+        default=443, ge=1, le=65535, description="Port pods reach the store on (NetworkPolicy)."
+    )
+    credentials_secret: Name | None = Field(
+        default=None,
+        description="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in each team "
+        "namespace (on-prem); default: the pod's IAM role.",
+    )
+
+
+class Images(Strict):
+    cpu: ImageRef = Field(description="llama-server CPU image, pinned by digest.")
+    cuda: ImageRef | None = Field(default=None, description="CUDA image, pinned by digest.")
+    fetcher: ImageRef = Field(description="Model-fetcher image, pinned by digest.")
+
+
+class Serving(Strict):
+    request_timeout_seconds: int = Field(
+        default=300, ge=10, le=3600, description="Longest request; also the drain window."
+    )
+    deregistration_seconds: int = Field(
+        default=15,
+        ge=0,
+        le=120,
+        description="Time for endpoints and load balancers to stop sending to a stopping pod.",
+    )
+    gateway_namespace: Name = Field(
+        default="llamafleet-gateway", description="Namespace whose pods may call the models."
+    )
+
+
+class GgufMetadata(Strict):
+    """As printed by `llamafleet models inspect --json` (its `gguf` block)."""
+
+    architecture: str = Field(description="general.architecture")
+    file_type: str = Field(description="Quantisation, e.g. Q4_K_M.")
+    context_length: int = Field(ge=1, description="Trained context length.")
+    block_count: int = Field(ge=1, description="Layers.")
+    head_count_kv: int = Field(ge=1, description="KV heads.")
+    key_length: int = Field(ge=1, description="Per-head key size.")
+    value_length: int = Field(ge=1, description="Per-head value size.")
+    vocab_size: int = Field(ge=1, description="Tokens in the vocabulary.")
+
+
+class Model(Strict):
+    digest: Digest = Field(description="sha256 of the GGUF file, as stored.")
+    size_bytes: int = Field(ge=1, description="Size of the GGUF file.")
+    gguf: GgufMetadata = Field(description="Header facts sizing needs.")
+    source: str | None = Field(
+        default=None, description="Where modelsync takes it from: a path or ollama://name:tag."
+    )
+    accelerator: Literal["cpu", "gpu", "any"] = Field(
+        default="cpu", description="Which tier kinds may serve it."
+    )
+    min_isa: IsaLevel = Field(default="x86-64", description="Oldest CPU level worth serving on.")
+    tiers: list[Name] = Field(min_length=1, description="Tiers that serve it, in order.")
+    context_length: int = Field(ge=256, description="Context per parallel slot, tokens.")
+    parallel: int = Field(default=1, ge=1, le=64, description="Concurrent slots per replica.")
+    cpus: int = Field(default=4, ge=1, le=256, description="CPU limit = threads (-t).")
+    gpus: int = Field(default=1, ge=1, le=16, description="GPUs per replica on gpu tiers.")
+    cache_ram_mib: int = Field(
+        default=512, ge=0, le=65536, description="Prompt cache in host RAM (--cache-ram)."
+    )
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] = Field(
+        default="f16", description="KV cache element type."
+    )
+    load_mode: Literal["mmap", "mlock", "mmap+mlock", "none"] = Field(
+        default="mmap", description="llama-server --load-mode."
+    )
+    chat_template: str | None = Field(
+        default=None, description="Built-in llama.cpp chat template name, when the GGUF has none."
+    )
+    replicas: Range = Field(description="Autoscaling range per team and tier.")
+    queue_per_replica: int = Field(
+        default=2, ge=1, description="Queued requests per replica that trigger a scale-up."
+    )
+
+
+class Quota(Strict):
+    cpus: float = Field(gt=0, description="CPU limits, summed over the team's pods.")
+    memory_gib: float = Field(gt=0, description="Memory limits, GiB.")
+    gpus: int = Field(default=0, ge=0, description="nvidia.com/gpu.")
+    pods: int = Field(ge=1, description="Pods.")
+
+
+class TenantSettings(Strict):
+    models: list[Name] = Field(min_length=1, description="Models the team may call.")
+    quota: Quota = Field(description="The team's share of the fleet.")
+    api_keys: int = Field(
+        default=2, ge=1, le=10, description="Keys to issue (two allow rotation without downtime)."
+    )
+
+
+class Settings(Strict):
+    """Everything under `llamafleet:` in a stack file."""
+
+    clusters: dict[Name, Cluster] = Field(min_length=1, description="Clusters by name.")
+    model_store: ModelStore = Field(description="Where the GGUF files live.")
+    images: Images = Field(description="Images, pinned by digest.")
+    serving: Serving = Field(default_factory=Serving, description="Fleet-wide serving defaults.")
+    models: dict[Name, Model] = Field(min_length=1, description="Models by name.")
+    tenants: dict[Name, TenantSettings] = Field(min_length=1, description="Teams by name.")
