@@ -21,9 +21,9 @@ from components.server_args import (
 from components.sizing import (
     FETCHER_CPU,
     FETCHER_MEMORY_BYTES,
+    GgufFacts,
     GiB,
     MiB,
-    GgufFacts,
     PodSizing,
     size_pod,
     startup_failure_threshold,
@@ -135,7 +135,7 @@ def _fetcher(inputs: PodInputs) -> dict[str, Any]:
         "securityContext": container_security_context(),
         "volumeMounts": [
             {"name": "models", "mountPath": MODEL_DIR},
-            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (a private emptyDir)
         ],
     }
     if store.credentials_secret:
@@ -175,7 +175,7 @@ def _server(inputs: PodInputs) -> dict[str, Any]:
         "volumeMounts": [
             {"name": "models", "mountPath": MODEL_DIR, "readOnly": True},
             {"name": "api-keys", "mountPath": API_KEY_DIR, "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (a private emptyDir)
         ],
     }
 

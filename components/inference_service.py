@@ -15,6 +15,7 @@ import pulumi_kubernetes as k8s
 
 from components.autoscaling import ScalingRange, hpa_spec, scaled_object_spec
 from components.inference_pod import PodInputs, pod_labels, pod_spec, selector_labels
+from components.manifest import manifest
 from components.server_args import SERVER_PORT
 
 IMDS_CIDR = "169.254.169.254/32"
@@ -53,12 +54,12 @@ class InferenceService(pulumi.ComponentResource):
         meta = self._meta(instance, labels)
 
         account = k8s.core.v1.ServiceAccount(
-            f"{name}-sa", metadata=meta, automount_service_account_token=False, opts=child
+            f"{name}-sa", metadata=manifest(meta), automount_service_account_token=False, opts=child
         )
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=meta,
-            spec=self._deployment_spec(instance, labels),
+            metadata=manifest(meta),
+            spec=manifest(self._deployment_spec(instance, labels)),
             # The autoscaler owns the replica count once the Deployment exists.
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[account], ignore_changes=["spec.replicas"]
@@ -66,22 +67,29 @@ class InferenceService(pulumi.ComponentResource):
         )
         self.service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata=meta,
-            spec={
-                "type": "ClusterIP",
-                "selector": selector_labels(instance),
-                "ports": [{"name": "http", "port": SERVER_PORT, "targetPort": "http"}],
-            },
+            metadata=manifest(meta),
+            spec=manifest(
+                {
+                    "type": "ClusterIP",
+                    "selector": selector_labels(instance),
+                    "ports": [{"name": "http", "port": SERVER_PORT, "targetPort": "http"}],
+                }
+            ),
             opts=child,
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
-            metadata=meta,
-            spec={"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(instance)}},
+            metadata=manifest(meta),
+            spec=manifest(
+                {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(instance)}}
+            ),
             opts=child,
         )
         k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol", metadata=meta, spec=self._network_policy(instance), opts=child
+            f"{name}-netpol",
+            metadata=manifest(meta),
+            spec=manifest(self._network_policy(instance)),
+            opts=child,
         )
         self._autoscaler(name, instance, meta)
         if args.service_monitor:
@@ -115,9 +123,7 @@ class InferenceService(pulumi.ComponentResource):
 
         def from_namespace(namespace: str) -> dict[str, Any]:
             return {
-                "namespaceSelector": {
-                    "matchLabels": {"kubernetes.io/metadata.name": namespace}
-                }
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
             }
 
         return {
@@ -152,7 +158,7 @@ class InferenceService(pulumi.ComponentResource):
                 f"{name}-scaledobject",
                 api_version="keda.sh/v1alpha1",
                 kind="ScaledObject",
-                metadata=meta,
+                metadata=manifest(meta),
                 spec=scaled_object_spec(
                     instance, args.namespace, instance, args.scaling, args.prometheus_url
                 ),
@@ -161,8 +167,8 @@ class InferenceService(pulumi.ComponentResource):
         else:
             k8s.autoscaling.v2.HorizontalPodAutoscaler(
                 f"{name}-hpa",
-                metadata=meta,
-                spec=hpa_spec(instance, args.scaling),
+                metadata=manifest(meta),
+                spec=manifest(hpa_spec(instance, args.scaling)),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.deployment]),
             )
 
@@ -171,7 +177,7 @@ class InferenceService(pulumi.ComponentResource):
             f"{name}-servicemonitor",
             api_version="monitoring.coreos.com/v1",
             kind="ServiceMonitor",
-            metadata=meta,
+            metadata=manifest(meta),
             spec={
                 "selector": {"matchLabels": selector_labels(instance)},
                 "endpoints": [

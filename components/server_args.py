@@ -42,7 +42,7 @@ def server_args(opts: ServerOptions) -> list[str]:
     shape = opts.shape
     args = [
         # Explicit: the default binds to loopback, and the default port is moving to 9931.
-        *("--host", "0.0.0.0", "--port", str(SERVER_PORT)),
+        *("--host", "0.0.0.0", "--port", str(SERVER_PORT)),  # noqa: S104 (pod IP, policed)
         *("--model", model_path(opts.digest)),
         # Clients ask for the model by its settings name, not the file name.
         *("--alias", opts.alias),

@@ -24,6 +24,8 @@ KV_BYTES_PER_ELEMENT: dict[str, float] = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 1
 BASE_OVERHEAD_BYTES = 256 * MiB
 # The logits buffer is n_vocab x n_ubatch floats; with 262k-token vocabularies it dominates.
 UBATCH = 512
+# GPU tiers copy weights to the GPU through clean, reclaimable page cache: a window suffices.
+GPU_HOST_STAGING_BYTES = 2 * GiB
 # Kubelet, system daemons and the eviction threshold take this share of a node (at least 1 GiB).
 NODE_MEMORY_RESERVED_FRACTION = 0.10
 NODE_MEMORY_RESERVED_MIN = 1 * GiB
@@ -127,14 +129,15 @@ def size_pod(facts: GgufFacts, shape: ServingShape, tier_kind: TierKind) -> PodS
     """Memory limit = request (Guaranteed QoS: the pod is the last to be OOM-killed or evicted).
 
     CPU tiers hold weights (mmapped, counted by the cgroup as page cache), KV cache, the prompt
-    cache (`--cache-ram`) and runtime overhead in host memory. GPU tiers offload weights and KV
-    to the GPU; the host still maps the weights while loading and holds the prompt cache.
+    cache (`--cache-ram`) and runtime overhead in host memory. GPU tiers hold weights, KV and
+    compute buffers on the GPU; the host keeps the prompt cache and stages weights through
+    reclaimable page cache while loading.
     """
     kv = kv_cache_bytes(facts, shape)
     overhead = overhead_bytes(facts)
     cache_ram = shape.cache_ram_mib * MiB
     if tier_kind == "gpu":
-        host = facts.size_bytes + cache_ram + BASE_OVERHEAD_BYTES
+        host = cache_ram + BASE_OVERHEAD_BYTES + GPU_HOST_STAGING_BYTES
         gpu_needed = facts.size_bytes + kv + overhead
     else:
         host = facts.size_bytes + kv + cache_ram + overhead

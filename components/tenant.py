@@ -14,10 +14,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components.manifest import manifest
 from components.pod_security import restricted_namespace_labels
 
-API_KEY_SECRET = "llamafleet-api-keys"
-METRICS_KEY_SECRET = "llamafleet-metrics-key"
+# Names of Kubernetes Secrets, not secret values.
+API_KEY_SECRET = "llamafleet-api-keys"  # noqa: S105
+METRICS_KEY_SECRET = "llamafleet-metrics-key"  # noqa: S105
 KEY_LENGTH = 48
 
 
@@ -51,30 +53,33 @@ class Tenant(pulumi.ComponentResource):
         labels = {"app.kubernetes.io/part-of": "llamafleet", "llamafleet.io/team": args.team}
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata={
-                "name": args.namespace,
-                "labels": {**labels, **restricted_namespace_labels()},
-            },
+            metadata=manifest(
+                {"name": args.namespace, "labels": {**labels, **restricted_namespace_labels()}}
+            ),
             opts=child,
         )
         self.namespace = namespace.metadata.apply(lambda m: m.name or args.namespace)
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
 
-        def meta(object_name: str) -> dict[str, Any]:
-            return {"name": object_name, "namespace": args.namespace, "labels": labels}
+        def meta(object_name: str) -> Any:
+            return manifest({"name": object_name, "namespace": args.namespace, "labels": labels})
 
         k8s.core.v1.ResourceQuota(
-            f"{name}-quota", metadata=meta("llamafleet-quota"), spec=_quota_spec(args.quota),
+            f"{name}-quota",
+            metadata=meta("llamafleet-quota"),
+            spec=manifest(_quota_spec(args.quota)),
             opts=in_namespace,
         )
         k8s.core.v1.LimitRange(
-            f"{name}-limits", metadata=meta("llamafleet-limits"), spec=_limit_range_spec(),
+            f"{name}-limits",
+            metadata=meta("llamafleet-limits"),
+            spec=manifest(_limit_range_spec()),
             opts=in_namespace,
         )
         k8s.networking.v1.NetworkPolicy(
             f"{name}-default-deny",
             metadata=meta("default-deny"),
-            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+            spec=manifest({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
             opts=in_namespace,
         )
 

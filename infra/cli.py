@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     if args_list[:1] == ["models"]:
-        from modelsync.cli import main as models_main
+        from modelsync.cli import main as models_main  # noqa: PLC0415 (no Pulumi import)
 
         return models_main(args_list[1:])
     args = build_parser().parse_args(args_list)
@@ -43,14 +43,13 @@ def _validate(path: Path) -> int:
     settings = load_stack_file(path)
     tiers = sum(len(c.tiers) for c in settings.clusters.values())
     print(
-        f"{path}: ok ({len(settings.models)} models, {tiers} tiers, "
-        f"{len(settings.tenants)} teams)"
+        f"{path}: ok ({len(settings.models)} models, {tiers} tiers, {len(settings.tenants)} teams)"
     )
     return 0
 
 
 def _render(stack: str, out: Path) -> int:
-    from infra.render import render, write
+    from infra.render import render, write  # noqa: PLC0415 (Pulumi loads only to render)
 
     written = write(render(stack), out)
     print(f"wrote {len(written)} Kubernetes objects and resources.json to {out}")

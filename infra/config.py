@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
+import pulumi
 import yaml
+from pulumi.runtime import config as runtime_config
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -135,8 +137,6 @@ def _allowed_keys(location: Sequence[int | str]) -> list[str]:
 
 
 def _step(annotation: Any, part: int | str) -> Any:
-    from typing import get_args, get_origin
-
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         by_alias = {f.alias or n: f for n, f in annotation.model_fields.items()}
         field = by_alias.get(str(part))
@@ -149,8 +149,6 @@ def _step(annotation: Any, part: int | str) -> Any:
 
 def _unwrap(annotation: Any) -> Any:
     """Strip Optional[...] and Annotated[...] down to the model or container type."""
-    from typing import get_args
-
     for arg in (annotation, *get_args(annotation)):
         if isinstance(arg, type) and issubclass(arg, BaseModel):
             return arg
@@ -160,9 +158,6 @@ def _unwrap(annotation: Any) -> Any:
 def pulumi_settings() -> Settings:
     """Settings of the running Pulumi program (all config the engine passed, plus any set
     in-process, e.g. by the mock runner), reported against the stack's file."""
-    import pulumi
-    from pulumi.runtime import config as runtime_config
-
     values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     source = _display(stack_file(pulumi.get_stack()))
     return parse(namespace_values(values), source)

@@ -20,7 +20,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await  # pyright: ignore[reportPrivateUsage]
 
 PROJECT = "llamafleet"
-SECRET_PLACEHOLDER = "[secret]"
+SECRET_PLACEHOLDER = "[secret]"  # noqa: S105 (what redaction writes)
 
 
 @dataclass(frozen=True)
@@ -59,14 +59,18 @@ def redact(value: Any, masked: bool = False) -> Any:
 
 
 class _Mocks(pulumi_mocks.Mocks):
-    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+    def new_resource(
+        self, args: pulumi_mocks.MockResourceArgs
+    ) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":
             # A stand-in value so dependent outputs resolve; marked secret like the real one.
             state["result"] = pulumi.Output.secret(f"mock-{args.name}")
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    def call(
+        self, args: pulumi_mocks.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         return {}, None
 
 
@@ -75,7 +79,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(_Mocks())
         self.declared: list[Declared] = []
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             inputs = self.resources[response.urn].state

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from components.sizing import GiB, GgufFacts, PodSizing, ServingShape, TierShape, size_pod
+from components.sizing import GgufFacts, GiB, PodSizing, ServingShape, TierShape, size_pod
 from infra.schema import Model, Settings, Tier
 
 

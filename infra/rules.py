@@ -105,7 +105,9 @@ def _keda_everywhere(settings: Settings, model: Model, tiers: dict[str, Tier]) -
 
 def _placement(path: str, name: str, model: Model, tier_name: str, tier: Tier) -> Iterator[Problem]:
     if model.accelerator not in ("any", tier.kind):
-        yield Problem(path, f"{tier_name} is a {tier.kind} tier but model {name} is {model.accelerator}")
+        yield Problem(
+            path, f"{tier_name} is a {tier.kind} tier but model {name} is {model.accelerator}"
+        )
         return
     if ISA_LEVELS.index(tier.isa) < ISA_LEVELS.index(model.min_isa):
         yield Problem(
