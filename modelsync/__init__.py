@@ -1,0 +1,63 @@
+"""modelsync: content-addressed distribution of GGUF models through S3.
+
+No Pulumi import here: the `ModelSync` dynamic provider wraps this API, and pods' init containers
+run the CLI (`modelsync fetch`).
+
+Store layout: `s3://BUCKET/PREFIX/sha256/<hex>.gguf` objects and `PREFIX/manifest.json`
+(`{"version": 1, "models": {name: {digest, sizeBytes, key, gguf, source}}}`), written last.
+
+Python API (all raise `modelsync.errors.ModelSyncError` subclasses with one-line messages):
+
+- `read_header(path) -> GgufHeader`; `GgufHeader.to_json()` is the stack files' `gguf:` block.
+- `RemoteStore.open(url: str, endpoint_url: str | None = None) -> RemoteStore`
+  (build it inside provider methods: it holds a boto3 client, which does not pickle).
+- `discover_files(path: Path) -> list[ModelSource]`; `discover_ollama(models_dir, requested)`;
+  or `ModelSource(name, path, origin)` directly.
+- `plan_sync(sources: list[ModelSource], store: RemoteStore, cache: HashCache | None = None,
+  verify_known: bool = False, progress: ProgressSink | None = None) -> SyncPlan`:
+  reads the hash cache, one manifest GET and one object LIST; hashes only files the cache cannot
+  vouch for; a missing local file is `Action.ABSENT` (its remote entry is kept, never deleted).
+  `SyncPlan.has_changes`, `SyncPlan.to_json()`.
+- `run_sync(plan: SyncPlan, store: RemoteStore, progress: ProgressSink | None = None,
+  tuning: SyncTuning | None = None) -> SyncResult`: uploads what is missing, then merges the
+  plan's entries into the manifest. `SyncResult.to_json()`.
+- `fetch_model(store, hex_digest: str, cache_dir: Path) -> FetchResult`.
+- `verify_remote(store, names=None) -> list[VerifyResult]`; `verify_local(path, digest)`.
+"""
+
+from modelsync.errors import ModelSyncError
+from modelsync.fetch import FetchResult, fetch_model
+from modelsync.gguf import GgufHeader, read_header
+from modelsync.hashcache import HashCache
+from modelsync.manifest import Manifest, ModelEntry
+from modelsync.ollama import discover_ollama
+from modelsync.plan import Action, SyncPlan, plan_sync
+from modelsync.sources import ModelSource, discover_files
+from modelsync.store import RemoteStore, StoreLocation
+from modelsync.sync import SyncResult, SyncTuning, run_sync
+from modelsync.verify import VerifyResult, verify_local, verify_remote
+
+__all__ = [
+    "Action",
+    "FetchResult",
+    "GgufHeader",
+    "HashCache",
+    "Manifest",
+    "ModelEntry",
+    "ModelSource",
+    "ModelSyncError",
+    "RemoteStore",
+    "StoreLocation",
+    "SyncPlan",
+    "SyncResult",
+    "SyncTuning",
+    "VerifyResult",
+    "discover_files",
+    "discover_ollama",
+    "fetch_model",
+    "plan_sync",
+    "read_header",
+    "run_sync",
+    "verify_local",
+    "verify_remote",
+]

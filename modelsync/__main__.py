@@ -1,0 +1,5 @@
+import sys
+
+from modelsync.cli import main
+
+sys.exit(main())

@@ -1,0 +1,96 @@
+"""A local cache of file digests keyed by (path, size, mtime_ns, inode).
+
+A hit proves, as far as the file system can tell, that the bytes are those hashed before, so an
+unchanged multi-GB file is never read again. Any change to the key (a touch, a copy, a rewrite)
+is a miss and the file is re-hashed. SQLite gives atomic updates when two syncs share the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, cast
+
+CACHE_DIR_ENV: Final = "MODELSYNC_CACHE_DIR"
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS file_digest (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    gguf TEXT NOT NULL
+)
+"""
+
+
+def default_cache_dir() -> Path:
+    configured = os.environ.get(CACHE_DIR_ENV)
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "llamafleet" / "modelsync"
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What the file system says about a file without reading it."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileIdentity:
+        resolved = path.resolve()
+        stat = resolved.stat()
+        return cls(str(resolved), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+@dataclass(frozen=True)
+class CachedDigest:
+    digest: str  # hex
+    gguf: dict[str, object]
+
+
+class HashCache:
+    """Digests and GGUF headers of local files, remembered across runs."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory or default_cache_dir()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.directory / "hashes.sqlite", check_same_thread=False)
+        with self._db:
+            self._db.execute(_SCHEMA)
+
+    def lookup(self, identity: FileIdentity) -> CachedDigest | None:
+        row = self._db.execute(
+            "SELECT digest, gguf FROM file_digest"
+            " WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ?",
+            (identity.path, identity.size, identity.mtime_ns, identity.inode),
+        ).fetchone()
+        if row is None:
+            return None
+        digest, gguf_json = cast(tuple[str, str], row)
+        return CachedDigest(digest, cast(dict[str, object], json.loads(gguf_json)))
+
+    def store(self, identity: FileIdentity, entry: CachedDigest) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO file_digest VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    identity.path,
+                    identity.size,
+                    identity.mtime_ns,
+                    identity.inode,
+                    entry.digest,
+                    json.dumps(entry.gguf, sort_keys=True),
+                ),
+            )
+
+    def close(self) -> None:
+        self._db.close()

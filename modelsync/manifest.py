@@ -1,0 +1,89 @@
+"""The store's manifest: model name -> content-addressed object, size, GGUF metadata, source.
+
+Written last by a sync, so a reader never sees a model whose object is not complete.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Final, cast
+
+from modelsync.digest import parse_digest
+from modelsync.errors import StoreError
+
+MANIFEST_VERSION: Final = 1
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    digest: str  # "sha256:<hex>"
+    size_bytes: int
+    key: str
+    gguf: dict[str, object]
+    source: dict[str, object]
+
+    @property
+    def hex_digest(self) -> str:
+        return parse_digest(self.digest)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "digest": self.digest,
+            "sizeBytes": self.size_bytes,
+            "key": self.key,
+            "gguf": self.gguf,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_json(cls, name: str, data: object) -> ModelEntry:
+        if not isinstance(data, dict):
+            raise StoreError(f"manifest entry {name!r} is not an object")
+        entry = cast(dict[str, object], data)
+        digest, size, key = entry.get("digest"), entry.get("sizeBytes"), entry.get("key")
+        if not isinstance(digest, str) or not isinstance(size, int) or not isinstance(key, str):
+            raise StoreError(f"manifest entry {name!r} lacks digest, sizeBytes or key")
+        parse_digest(digest)
+        gguf, source = entry.get("gguf", {}), entry.get("source", {})
+        return cls(
+            digest=digest,
+            size_bytes=size,
+            key=key,
+            gguf=cast(dict[str, object], gguf) if isinstance(gguf, dict) else {},
+            source=cast(dict[str, object], source) if isinstance(source, dict) else {},
+        )
+
+
+@dataclass
+class Manifest:
+    models: dict[str, ModelEntry] = field(default_factory=dict[str, ModelEntry])
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "version": MANIFEST_VERSION,
+            "models": {name: self.models[name].to_json() for name in sorted(self.models)},
+        }
+
+    def encode(self) -> bytes:
+        return json.dumps(self.to_json(), indent=2).encode("utf-8")
+
+    @classmethod
+    def decode(cls, raw: bytes, where: str) -> Manifest:
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise StoreError(f"{where}: manifest is not valid JSON: {err}") from err
+        if not isinstance(data, dict):
+            raise StoreError(f"{where}: manifest is not a JSON object")
+        document = cast(dict[str, object], data)
+        if document.get("version") != MANIFEST_VERSION:
+            raise StoreError(
+                f"{where}: unsupported manifest version {document.get('version')!r}"
+                f" (expected {MANIFEST_VERSION})"
+            )
+        models = document.get("models", {})
+        if not isinstance(models, dict):
+            raise StoreError(f"{where}: manifest 'models' is not an object")
+        entries = cast(dict[str, object], models)
+        return cls({name: ModelEntry.from_json(name, value) for name, value in entries.items()})

@@ -1,0 +1,187 @@
+"""Decide what a sync must do, from the hash cache and the remote manifest.
+
+With a warm cache this reads no model bytes at all: a `stat` per file, one GET of the manifest and
+one LIST of the objects. A cold cache entry costs one hashing pass (plus the GGUF header), which
+also validates the file before anything remote is touched, and lets content the store already
+holds (the same bytes under another name, a touched file) be recorded without an upload.
+A source missing locally is reported `absent` and keeps its remote entry: never a deletion.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from modelsync.digest import format_digest, hash_file
+from modelsync.errors import DigestMismatchError, SourceError
+from modelsync.gguf import read_header
+from modelsync.hashcache import CachedDigest, FileIdentity, HashCache
+from modelsync.manifest import Manifest, ModelEntry
+from modelsync.progress import NoProgress, ProgressSink
+from modelsync.sources import ModelSource
+from modelsync.store import RemoteStore, StoreLocation
+
+HASH_WORKERS = 2
+
+
+class Action(StrEnum):
+    UNCHANGED = "unchanged"  # the manifest already maps the name to these bytes
+    UPLOAD = "upload"  # the store lacks the bytes
+    RECORD = "record"  # the store has the bytes; only the manifest entry changes
+    ABSENT = "absent"  # no local file: nothing to do, the remote entry stays
+
+
+@dataclass(frozen=True)
+class LocalState:
+    identity: FileIdentity
+    cached: CachedDigest
+    rehashed: bool
+
+
+@dataclass(frozen=True)
+class PlannedModel:
+    source: ModelSource
+    action: Action
+    local: LocalState | None  # None when absent
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def entry(self, location: StoreLocation) -> ModelEntry:
+        if self.local is None:
+            raise SourceError(f"{self.name}: absent locally, no entry to write")
+        digest = self.local.cached.digest
+        return ModelEntry(
+            digest=format_digest(digest),
+            size_bytes=self.local.identity.size,
+            key=location.object_key(digest),
+            gguf=self.local.cached.gguf,
+            source=self.source.origin,
+        )
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {"action": self.action.value, "path": str(self.source.path)}
+        if self.local is not None:
+            data |= {
+                "digest": format_digest(self.local.cached.digest),
+                "sizeBytes": self.local.identity.size,
+                "rehashed": self.local.rehashed,
+            }
+        return data
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    location: StoreLocation
+    models: tuple[PlannedModel, ...]
+    remote_manifest: Manifest
+
+    @property
+    def has_changes(self) -> bool:
+        return any(model.action in (Action.UPLOAD, Action.RECORD) for model in self.models)
+
+    def by_action(self, action: Action) -> list[PlannedModel]:
+        return [model for model in self.models if model.action is action]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "store": self.location.url,
+            "models": {model.name: model.to_json() for model in self.models},
+        }
+
+
+def _identify(path: Path) -> FileIdentity | None:
+    try:
+        return FileIdentity.of(path)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise SourceError(f"{path}: cannot stat: {err.strerror or err}") from err
+
+
+def _digest_source(
+    source: ModelSource, identity: FileIdentity, verify_known: bool, progress: ProgressSink
+) -> CachedDigest:
+    header = read_header(source.path)
+    if source.known_digest is not None and not verify_known:
+        return CachedDigest(source.known_digest, header.to_json())
+    advance = progress.track(f"hashing {source.name}", identity.size)
+    try:
+        digest = hash_file(source.path, advance)
+    except OSError as err:
+        raise SourceError(f"{source.path}: cannot read: {err.strerror or err}") from err
+    if source.known_digest is not None and digest != source.known_digest:
+        raise DigestMismatchError(
+            f"{source.path}: content hashes to sha256:{digest}, not its name's"
+            f" sha256:{source.known_digest}"
+        )
+    return CachedDigest(digest, header.to_json())
+
+
+def inspect_locals(
+    sources: list[ModelSource],
+    cache: HashCache,
+    verify_known: bool = False,
+    progress: ProgressSink | None = None,
+) -> dict[str, LocalState | None]:
+    """Digest and header of every present source; hashes only what the cache cannot vouch for."""
+    sink = progress or NoProgress()
+    states: dict[str, LocalState | None] = {}
+    misses: list[tuple[ModelSource, FileIdentity]] = []
+    for source in sources:
+        if source.name in states:
+            raise SourceError(f"two sources are both named {source.name!r}")
+        identity = _identify(source.path)
+        cached = None if identity is None or verify_known else cache.lookup(identity)
+        states[source.name] = None
+        if identity is not None and cached is not None:
+            states[source.name] = LocalState(identity, cached, rehashed=False)
+        elif identity is not None:
+            misses.append((source, identity))
+    with ThreadPoolExecutor(HASH_WORKERS) as pool:
+
+        def digest(miss: tuple[ModelSource, FileIdentity]) -> CachedDigest:
+            return _digest_source(miss[0], miss[1], verify_known, sink)
+
+        digests = pool.map(digest, misses)
+        for (source, identity), cached in zip(misses, digests, strict=True):
+            cache.store(identity, cached)
+            states[source.name] = LocalState(identity, cached, rehashed=True)
+    return states
+
+
+def _decide(
+    local: LocalState | None, name: str, manifest: Manifest, sizes: dict[str, int]
+) -> Action:
+    if local is None:
+        return Action.ABSENT
+    digest, size = local.cached.digest, local.identity.size
+    if sizes.get(digest) != size:
+        return Action.UPLOAD
+    entry = manifest.models.get(name)
+    if entry is not None and entry.hex_digest == digest and entry.size_bytes == size:
+        return Action.UNCHANGED
+    return Action.RECORD
+
+
+def plan_sync(
+    sources: list[ModelSource],
+    store: RemoteStore,
+    cache: HashCache | None = None,
+    verify_known: bool = False,
+    progress: ProgressSink | None = None,
+) -> SyncPlan:
+    """What `run_sync` would do. Local files are checked before the store is contacted."""
+    states = inspect_locals(sources, cache or HashCache(), verify_known, progress)
+    manifest = store.read_manifest()
+    sizes = store.list_objects()
+    planned = tuple(
+        PlannedModel(
+            source, _decide(states[source.name], source.name, manifest, sizes), states[source.name]
+        )
+        for source in sources
+    )
+    return SyncPlan(store.location, planned, manifest)

@@ -1,0 +1,168 @@
+"""The remote store: an S3 bucket/prefix holding `sha256/<hex>.gguf` objects and a manifest."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Final
+
+from boto3.session import Session
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from modelsync.errors import StoreError
+from modelsync.manifest import Manifest
+
+_URL_RE: Final = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(.*))?$")
+MANIFEST_NAME: Final = "manifest.json"
+OBJECTS_DIR: Final = "sha256"
+RETRY_ATTEMPTS: Final = 10
+
+S3Client = Any  # boto3 clients are generated at run time; no stubs are pinned.
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    bucket: str
+    prefix: str  # no leading or trailing slash; may be empty
+
+    @classmethod
+    def parse(cls, url: str) -> StoreLocation:
+        match = _URL_RE.match(url.strip())
+        if match is None:
+            raise StoreError(f"invalid store URL {url!r}: expected s3://BUCKET[/PREFIX]")
+        return cls(match.group(1), (match.group(2) or "").strip("/"))
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def key(self, relative: str) -> str:
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+    def object_key(self, hex_digest: str) -> str:
+        return self.key(f"{OBJECTS_DIR}/{hex_digest}.gguf")
+
+    @property
+    def manifest_key(self) -> str:
+        return self.key(MANIFEST_NAME)
+
+
+@cache
+def _session() -> Session:
+    # One session per process: it caches the loaded service model, the slow part of a client.
+    return Session()
+
+
+def make_s3_client(endpoint_url: str | None = None, max_connections: int = 16) -> S3Client:
+    """A client with adaptive retries (throttling, 5xx) and the standard credential chain."""
+    config = Config(
+        retries={"mode": "adaptive", "max_attempts": RETRY_ATTEMPTS},
+        max_pool_connections=max_connections,
+        # We always send our own SHA-256 per request, so neither a second default CRC nor a
+        # SigV4 payload hash over plain HTTP is worth the CPU.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        s3={
+            "addressing_style": "path" if endpoint_url else "auto",
+            "payload_signing_enabled": False,
+        },
+    )
+    return _session().client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def describe_error(err: Exception) -> str:
+    """One line for a botocore failure."""
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        code = error.get("Code", "?")
+        message = error.get("Message") or ""
+        operation = err.operation_name
+        return f"{operation} failed: {code}{': ' + message if message else ''}"
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+@contextmanager
+def s3_errors(action: str) -> Generator[None]:
+    """Turn botocore failures into a one-line StoreError."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as err:
+        raise StoreError(f"{action}: {describe_error(err)}") from err
+
+
+def is_not_found(err: ClientError) -> bool:
+    code = str(err.response.get("Error", {}).get("Code", ""))
+    return code in {"404", "NoSuchKey", "NotFound"}
+
+
+class RemoteStore:
+    """An S3 location plus the client that reaches it."""
+
+    def __init__(self, location: StoreLocation, client: S3Client) -> None:
+        self.location = location
+        self.client = client
+
+    @classmethod
+    def open(
+        cls, url: str, endpoint_url: str | None = None, max_connections: int = 16
+    ) -> RemoteStore:
+        return cls(StoreLocation.parse(url), make_s3_client(endpoint_url, max_connections))
+
+    def read_manifest(self) -> Manifest:
+        where = f"s3://{self.location.bucket}/{self.location.manifest_key}"
+        try:
+            response = self.client.get_object(
+                Bucket=self.location.bucket, Key=self.location.manifest_key
+            )
+            raw: bytes = response["Body"].read()
+        except ClientError as err:
+            if is_not_found(err):
+                return Manifest()
+            raise StoreError(f"reading {where}: {describe_error(err)}") from err
+        except BotoCoreError as err:
+            raise StoreError(f"reading {where}: {describe_error(err)}") from err
+        return Manifest.decode(raw, where)
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        with s3_errors(f"writing s3://{self.location.bucket}/{self.location.manifest_key}"):
+            self.client.put_object(
+                Bucket=self.location.bucket,
+                Key=self.location.manifest_key,
+                Body=manifest.encode(),
+                ContentType="application/json",
+            )
+
+    def list_objects(self) -> dict[str, int]:
+        """Size of every complete object under sha256/, by hex digest (one LIST per 1000)."""
+        prefix = self.location.key(f"{OBJECTS_DIR}/")
+        sizes: dict[str, int] = {}
+        with s3_errors(f"listing {self.location.url}"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.location.bucket, Prefix=prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    name: str = item["Key"][len(prefix) :]
+                    if name.endswith(".gguf") and "/" not in name:
+                        sizes[name.removesuffix(".gguf")] = int(item["Size"])
+        return sizes
+
+    def object_size(self, hex_digest: str) -> int | None:
+        key = self.location.object_key(hex_digest)
+        try:
+            response = self.client.head_object(Bucket=self.location.bucket, Key=key)
+        except ClientError as err:
+            if is_not_found(err):
+                return None
+            raise StoreError(
+                f"checking s3://{self.location.bucket}/{key}: {describe_error(err)}"
+            ) from err
+        except BotoCoreError as err:
+            raise StoreError(
+                f"checking s3://{self.location.bucket}/{key}: {describe_error(err)}"
+            ) from err
+        return int(response["ContentLength"])

@@ -1,0 +1,308 @@
+"""Upload one local file to its content-addressed key, verifying its SHA-256 in the same pass.
+
+The caller already knows the digest (from the hash cache, or from a hashing pass when the cache
+was cold, which is also what lets a sync skip content the store already holds). The upload pass
+re-hashes every byte it sends, in order, so what lands under `sha256/<hex>.gguf` is proven to be
+that digest even if the file changed after it was hashed. Each part carries its own
+x-amz-checksum-sha256, which AWS verifies on receipt.
+
+Nothing ever appears under the final key before it is complete: small files go in one PutObject
+(atomic), larger ones in a multipart upload that is completed only after the whole-file digest
+matched. A killed upload stays listed as an incomplete multipart upload; the next run resumes it,
+re-sending only parts whose checksum (or MD5 ETag) does not match the local bytes. Bad local
+bytes abort the upload.
+
+Memory stays bounded: a reader thread per file takes a permit per part from a shared semaphore
+before reading it, and the part's sender returns the permit, so at most `parts_in_flight` parts of
+`part_size` bytes exist at once, whatever the file sizes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from concurrent.futures import Executor, Future, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from modelsync.digest import hex_to_base64, sha256_base64
+from modelsync.errors import DigestMismatchError, SourceError, StoreError
+from modelsync.progress import Advance
+from modelsync.retry import with_backoff
+from modelsync.store import RemoteStore, s3_errors
+
+MIB: Final = 1 << 20
+MIN_PART_SIZE: Final = 5 * MIB
+MAX_PARTS: Final = 10_000
+DEFAULT_PART_SIZE: Final = 16 * MIB
+
+
+def part_size_for(file_size: int, preferred: int = DEFAULT_PART_SIZE) -> int:
+    """The preferred part size, grown in whole MiB when the file would need over 10,000 parts."""
+    needed = -(-file_size // MAX_PARTS)
+    return max(preferred, MIN_PART_SIZE, -(-needed // MIB) * MIB)
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    key: str
+    bytes_sent: int
+    parts: int
+    resumed_parts: int
+
+
+@dataclass(frozen=True)
+class _ListedPart:
+    etag: str
+    size: int
+    checksum_sha256: str | None
+
+    def holds(self, data: bytes, checksum: str) -> bool:
+        if self.size != len(data):
+            return False
+        if self.checksum_sha256:
+            return self.checksum_sha256 == checksum
+        return self.etag.strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Transfer:
+    """One file on its way to one key."""
+
+    path: Path
+    key: str
+    hex_digest: str
+    size: int
+    part_size: int
+    advance: Advance
+
+
+@dataclass(frozen=True)
+class _PartJob:
+    transfer: _Transfer
+    upload_id: str
+    number: int
+    data: bytes
+    listed: _ListedPart | None
+
+
+@dataclass(frozen=True)
+class _SentPart:
+    number: int
+    etag: str
+    checksum_sha256: str
+    bytes_sent: int
+
+
+class Uploader:
+    """Uploads files into one store, sharing a part pool and a memory budget across files."""
+
+    def __init__(
+        self,
+        store: RemoteStore,
+        part_pool: Executor,
+        parts_in_flight: int = 8,
+        part_size: int = DEFAULT_PART_SIZE,
+    ) -> None:
+        self._store = store
+        self._pool = part_pool
+        self._budget = threading.BoundedSemaphore(parts_in_flight)
+        self._part_size = part_size
+
+    def upload(self, path: Path, hex_digest: str, size: int, advance: Advance) -> UploadOutcome:
+        key = self._store.location.object_key(hex_digest)
+        part_size = part_size_for(size, self._part_size)
+        transfer = _Transfer(path, key, hex_digest, size, part_size, advance)
+        if size <= part_size:
+            return self._put_whole(transfer)
+        return self._put_multipart(transfer)
+
+    def _put_whole(self, transfer: _Transfer) -> UploadOutcome:
+        path, key, hex_digest, size = (
+            transfer.path,
+            transfer.key,
+            transfer.hex_digest,
+            transfer.size,
+        )
+        with self._budget:
+            data = _read_exactly(path, 0, size)
+            if hashlib.sha256(data).hexdigest() != hex_digest:
+                raise DigestMismatchError(f"{path}: changed since it was hashed; nothing uploaded")
+            with s3_errors(f"uploading {path}"):
+                with_backoff(
+                    lambda: self._store.client.put_object(
+                        Bucket=self._store.location.bucket,
+                        Key=key,
+                        Body=data,
+                        ChecksumSHA256=hex_to_base64(hex_digest),
+                        Metadata={"sha256": hex_digest},
+                    )
+                )
+        transfer.advance(size)
+        self._check_landed(key, size)
+        return UploadOutcome(key, size, 1, 0)
+
+    def _put_multipart(self, transfer: _Transfer) -> UploadOutcome:
+        key = transfer.key
+        upload_id, listed = self._resume_or_create(key, transfer.hex_digest)
+        try:
+            sent = self._send_parts(transfer, upload_id, listed)
+        except (DigestMismatchError, SourceError):
+            self._abort(key, upload_id)
+            raise
+        parts = [
+            {"PartNumber": part.number, "ETag": part.etag, "ChecksumSHA256": part.checksum_sha256}
+            for part in sent
+        ]
+        with s3_errors(f"completing upload of {transfer.path}"):
+            with_backoff(
+                lambda: self._store.client.complete_multipart_upload(
+                    Bucket=self._store.location.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
+            )
+        self._check_landed(key, transfer.size)
+        resumed = sum(1 for part in sent if part.bytes_sent == 0)
+        return UploadOutcome(key, sum(part.bytes_sent for part in sent), len(sent), resumed)
+
+    def _send_parts(
+        self, transfer: _Transfer, upload_id: str, listed: dict[int, _ListedPart]
+    ) -> list[_SentPart]:
+        """Read parts in order (hashing the whole file) and hand each to the part pool."""
+        path, size, part_size = transfer.path, transfer.size, transfer.part_size
+        hasher = hashlib.sha256()
+        futures: list[Future[_SentPart]] = []
+        failures: list[BaseException] = []
+
+        def note_failure(future: Future[_SentPart]) -> None:
+            if (error := future.exception()) is not None:
+                failures.append(error)
+
+        try:
+            with _open_for_read(path) as stream:
+                for number, offset in enumerate(range(0, size, part_size), start=1):
+                    length = min(part_size, size - offset)
+                    self._budget.acquire()
+                    try:
+                        data = stream.read(length)
+                        if len(data) != length:
+                            raise SourceError(f"{path}: shrank while uploading; upload aborted")
+                        hasher.update(data)
+                    except BaseException:
+                        self._budget.release()
+                        raise
+                    part = _PartJob(transfer, upload_id, number, data, listed.get(number))
+                    future = self._pool.submit(self._send_part, part)
+                    future.add_done_callback(note_failure)
+                    futures.append(future)
+                    if failures:
+                        raise failures[0]
+                if stream.read(1):
+                    raise SourceError(f"{path}: grew while uploading; upload aborted")
+        finally:
+            wait(futures)
+        if hasher.hexdigest() != transfer.hex_digest:
+            raise DigestMismatchError(
+                f"{path}: changed since it was hashed (now sha256:{hasher.hexdigest()});"
+                " upload aborted, nothing written under the final key"
+            )
+        return [future.result() for future in futures]
+
+    def _send_part(self, part: _PartJob) -> _SentPart:
+        try:
+            checksum = sha256_base64(part.data)
+            if part.listed is not None and part.listed.holds(part.data, checksum):
+                part.transfer.advance(len(part.data))
+                return _SentPart(part.number, part.listed.etag, checksum, 0)
+            key = part.transfer.key
+            with s3_errors(f"uploading part {part.number} of {key}"):
+                response = with_backoff(
+                    lambda: self._store.client.upload_part(
+                        Bucket=self._store.location.bucket,
+                        Key=key,
+                        UploadId=part.upload_id,
+                        PartNumber=part.number,
+                        Body=part.data,
+                        ChecksumAlgorithm="SHA256",
+                        ChecksumSHA256=checksum,
+                    )
+                )
+            echoed = response.get("ChecksumSHA256")
+            if echoed and echoed != checksum:
+                raise StoreError(f"part {part.number} of {key}: store recorded checksum {echoed}")
+            part.transfer.advance(len(part.data))
+            return _SentPart(part.number, str(response["ETag"]), checksum, len(part.data))
+        finally:
+            self._budget.release()
+
+    def _resume_or_create(self, key: str, hex_digest: str) -> tuple[str, dict[int, _ListedPart]]:
+        bucket = self._store.location.bucket
+        client = self._store.client
+        with s3_errors(f"listing incomplete uploads of {key}"):
+            response = client.list_multipart_uploads(Bucket=bucket, Prefix=key)
+        pending = sorted(
+            (item for item in response.get("Uploads", []) if item["Key"] == key),
+            key=lambda item: item["Initiated"],
+        )
+        for stale in pending[:-1]:
+            self._abort(key, str(stale["UploadId"]))
+        if pending:
+            upload_id = str(pending[-1]["UploadId"])
+            return upload_id, self._list_parts(key, upload_id)
+        with s3_errors(f"starting upload of {key}"):
+            created = client.create_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                ChecksumAlgorithm="SHA256",
+                Metadata={"sha256": hex_digest},
+            )
+        return str(created["UploadId"]), {}
+
+    def _list_parts(self, key: str, upload_id: str) -> dict[int, _ListedPart]:
+        parts: dict[int, _ListedPart] = {}
+        with s3_errors(f"listing uploaded parts of {key}"):
+            pages = self._store.client.get_paginator("list_parts").paginate(
+                Bucket=self._store.location.bucket, Key=key, UploadId=upload_id
+            )
+            for page in pages:
+                for item in page.get("Parts", []):
+                    parts[int(item["PartNumber"])] = _ListedPart(
+                        str(item["ETag"]), int(item["Size"]), item.get("ChecksumSHA256")
+                    )
+        return parts
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        with s3_errors(f"aborting upload of {key}"):
+            self._store.client.abort_multipart_upload(
+                Bucket=self._store.location.bucket, Key=key, UploadId=upload_id
+            )
+
+    def _check_landed(self, key: str, size: int) -> None:
+        bucket = self._store.location.bucket
+        with s3_errors(f"checking uploaded s3://{bucket}/{key}"):
+            landed = int(self._store.client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        if landed != size:
+            with s3_errors(f"removing bad object s3://{bucket}/{key}"):
+                self._store.client.delete_object(Bucket=bucket, Key=key)
+            raise StoreError(f"s3://{bucket}/{key}: store kept {landed} bytes of {size}; removed")
+
+
+def _open_for_read(path: Path) -> io.FileIO:
+    try:
+        return io.FileIO(path, "rb")
+    except OSError as err:
+        raise SourceError(f"{path}: cannot read: {err.strerror or err}") from err
+
+
+def _read_exactly(path: Path, offset: int, size: int) -> bytes:
+    with _open_for_read(path) as stream:
+        stream.seek(offset)
+        data = stream.read(size)
+        extra = stream.read(1)
+    if len(data) != size or extra:
+        raise SourceError(f"{path}: size changed since it was hashed; nothing uploaded")
+    return data

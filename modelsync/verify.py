@@ -1,0 +1,73 @@
+"""Re-hash stored or local copies against what the manifest says they are."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelsync.digest import format_digest, hash_file, parse_digest
+from modelsync.download import stream_object
+from modelsync.errors import SourceError, StoreError
+from modelsync.manifest import ModelEntry
+from modelsync.progress import NoProgress, ProgressSink
+from modelsync.store import RemoteStore
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    name: str
+    expected: str
+    actual: str | None
+    ok: bool
+    detail: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "expected": self.expected,
+            "actual": self.actual,
+            "ok": self.ok,
+            "detail": self.detail,
+        }
+
+
+def verify_remote_entry(
+    store: RemoteStore, name: str, entry: ModelEntry, progress: ProgressSink | None = None
+) -> VerifyResult:
+    size = store.object_size(entry.hex_digest)
+    if size is None:
+        return VerifyResult(name, entry.digest, None, False, f"object {entry.key} is missing")
+    if size != entry.size_bytes:
+        detail = f"object has {size} bytes, manifest says {entry.size_bytes}"
+        return VerifyResult(name, entry.digest, None, False, detail)
+    hasher = hashlib.sha256()
+    advance = (progress or NoProgress()).track(f"verifying {name}", size)
+    stream_object(
+        store, store.location.object_key(entry.hex_digest), size, hasher.update, advance=advance
+    )
+    actual = format_digest(hasher.hexdigest())
+    ok = actual == entry.digest
+    return VerifyResult(name, entry.digest, actual, ok, "ok" if ok else "content differs")
+
+
+def verify_remote(
+    store: RemoteStore, names: list[str] | None = None, progress: ProgressSink | None = None
+) -> list[VerifyResult]:
+    """Re-hash the stored object of each named model (all when none named)."""
+    manifest = store.read_manifest()
+    wanted = names or sorted(manifest.models)
+    unknown = [name for name in wanted if name not in manifest.models]
+    if unknown:
+        raise StoreError(f"not in the manifest of {store.location.url}: {', '.join(unknown)}")
+    return [verify_remote_entry(store, name, manifest.models[name], progress) for name in wanted]
+
+
+def verify_local(path: Path, digest: str) -> VerifyResult:
+    expected = format_digest(parse_digest(digest))
+    try:
+        actual = format_digest(hash_file(path))
+    except OSError as err:
+        raise SourceError(f"{path}: cannot read: {err.strerror or err}") from err
+    ok = actual == expected
+    return VerifyResult(str(path), expected, actual, ok, "ok" if ok else "content differs")
