@@ -1,0 +1,138 @@
+"""Build and run the real llama-server natively: shared by tests/image and benchmarks/serving."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_DRIVER = REPO / "scripts" / "build-llama-server"
+# Paths the rendered Deployment mounts; a test substitutes them with local files.
+MOUNTED_MODEL_PREFIX = "/models/"
+MOUNTED_KEY_FILE = "/etc/llamafleet/api-keys/keys"
+
+
+def build_payload(flavour: str = "cpu") -> Path:
+    """Runs the native build driver (cached) and returns the payload directory it printed."""
+    done = subprocess.run(
+        [str(BUILD_DRIVER), flavour], check=True, stdout=subprocess.PIPE, text=True
+    )
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def flag_value(argv: Sequence[str], *names: str) -> str | None:
+    for i, arg in enumerate(argv[:-1]):
+        if arg in names:
+            return argv[i + 1]
+    return None
+
+
+def localize_argv(argv: Sequence[str], *, model_root: Path, key_file: Path, port: int) -> list[str]:
+    """The rendered argv with only the mounted paths and the port swapped for local ones.
+
+    A model path /models/<rest> becomes <model_root>/<rest>, where the caller placed the file.
+    """
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        previous = argv[i - 1] if i else ""
+        if arg.startswith(MOUNTED_MODEL_PREFIX):
+            out.append(str(model_root / arg.removeprefix(MOUNTED_MODEL_PREFIX)))
+        elif arg == MOUNTED_KEY_FILE:
+            out.append(str(key_file))
+        elif previous == "--port":
+            out.append(str(port))
+        else:
+            out.append(arg)
+    return out
+
+
+def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@dataclass
+class LlamaServer:
+    """One llama-server process; stdout and stderr go to `log`."""
+
+    argv: list[str]
+    port: int
+    log: Path
+    prefix: list[str] = field(default_factory=list)  # e.g. qemu-x86_64 -cpu IvyBridge
+    health_codes: list[int] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> LlamaServer:
+        with self.log.open("wb") as sink:
+            self.process = subprocess.Popen(
+                [*self.prefix, *self.argv],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=server_env(),
+            )
+        return self
+
+    def wait_ready(self, deadline_s: float = 600.0, poll_s: float = 0.005) -> None:
+        """Polls /health from process start, recording each distinct status in order."""
+        assert self.process is not None
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"llama-server exited with {self.process.returncode}:\n{self.log_text()}"
+                )
+            try:
+                status, _ = get(self.port, "/health")
+            except OSError:
+                time.sleep(poll_s)
+                continue
+            if not self.health_codes or self.health_codes[-1] != status:
+                self.health_codes.append(status)
+            if status == 200:
+                return
+            time.sleep(poll_s)
+        raise TimeoutError(f"llama-server not ready in {deadline_s} s:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        """SIGTERM, as Kubernetes sends it; returns the exit status."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def __enter__(self) -> LlamaServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def server_env() -> dict[str, str]:
+    """The environment minus LLAMA_ARG_*: only the argv under test configures the server."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}

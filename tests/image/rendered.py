@@ -1,0 +1,73 @@
+"""The llama-server argv exactly as the program renders it for a stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from llama_server import REPO
+
+CONTAINER = "llama-server"
+
+
+def render(stack: str, out_dir: Path) -> Path:
+    subprocess.run(
+        [sys.executable, "-m", "infra.cli", "render", stack, "--out", str(out_dir)],
+        cwd=REPO,
+        check=True,
+    )
+    return out_dir
+
+
+def _server_container(doc: dict[str, Any]) -> dict[str, Any] | None:
+    containers = doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    return next((c for c in containers if c.get("name") == CONTAINER), None)
+
+
+def deployment_argvs(rendered: Path) -> dict[str, list[str]]:
+    """command + args of every llama-server container, keyed by the Deployment's file."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(rendered.glob("*/Deployment-*.yaml")):
+        container = _server_container(yaml.safe_load(path.read_text()))
+        if container is not None:
+            found[str(path.relative_to(rendered))] = [
+                *container.get("command", []),
+                *container.get("args", []),
+            ]
+    return found
+
+
+def rendered_argv(stack: str, out_dir: Path) -> list[str]:
+    """The first llama-server Deployment of the stack (sorted by namespace and name)."""
+    argvs = deployment_argvs(render(stack, out_dir))
+    if not argvs:
+        raise AssertionError(f"render {stack} produced no Deployment with a {CONTAINER} container")
+    return next(iter(argvs.values()))
+
+
+# Stand-in until `infra.cli render` lands: the shape components/server_args.py emits for a
+# 2-CPU tier. Swap local_argv's body for `rendered_argv("local", out_dir)`.
+HAND_WRITTEN_ARGV = [
+    "llama-server",
+    *("--host", "0.0.0.0", "--port", "8080"),  # noqa: S104 - what the pod binds
+    "--model",
+    "/models/sha256/a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818.gguf",
+    *("--alias", "gemma3-270m"),
+    *("--threads", "2", "--threads-batch", "2"),
+    *("--ctx-size", "8192", "--parallel", "4"),
+    "--kv-unified",
+    *("--cache-ram", "256"),
+    *("--load-mode", "mmap"),
+    "--metrics",
+    *("--api-key-file", "/etc/llamafleet/api-keys/keys"),
+    *("--timeout", "300"),
+    "--no-webui",
+]
+
+
+def local_argv(out_dir: Path) -> list[str]:
+    del out_dir
+    return list(HAND_WRITTEN_ARGV)
