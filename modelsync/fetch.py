@@ -2,7 +2,7 @@
 
 The file lands as `<cache>/sha256/<hex>.gguf` only after its bytes hashed to `<hex>` while being
 written to a temporary file in the same folder (fsync, then an atomic rename). A sidecar
-`<hex>.gguf.verified` records the size, mtime and inode the file had when verified; a restart
+`<hex>.gguf.verified` records the size, mtime, inode and ctime the file had when verified; a restart
 whose file still matches skips the download and the re-hash, any other state is re-hashed.
 An exclusive lock serialises pods of one node that share the cache folder.
 """
@@ -54,6 +54,7 @@ def _fingerprint(path: Path, hex_digest: str) -> dict[str, object]:
         "size": stat.st_size,
         "mtimeNs": stat.st_mtime_ns,
         "inode": stat.st_ino,
+        "ctimeNs": stat.st_ctime_ns,
     }
 
 

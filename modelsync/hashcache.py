@@ -1,8 +1,9 @@
-"""A local cache of file digests keyed by (path, size, mtime_ns, inode).
+"""A local cache of file digests keyed by (path, size, mtime_ns, inode, ctime_ns).
 
 A hit proves, as far as the file system can tell, that the bytes are those hashed before, so an
 unchanged multi-GB file is never read again. Any change to the key (a touch, a copy, a rewrite)
-is a miss and the file is re-hashed. SQLite gives atomic updates when two syncs share the cache.
+is a miss and the file is re-hashed. ctime is in the key because a tool can put mtime back after
+rewriting a file in place (same size, same inode), but nothing can set ctime back. SQLite gives atomic updates when two syncs share the cache.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ CREATE TABLE IF NOT EXISTS file_digest (
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
     digest TEXT NOT NULL,
     gguf TEXT NOT NULL
 )
@@ -43,12 +45,13 @@ class FileIdentity:
     size: int
     mtime_ns: int
     inode: int
+    ctime_ns: int
 
     @classmethod
     def of(cls, path: Path) -> FileIdentity:
         resolved = path.resolve()
         stat = resolved.stat()
-        return cls(str(resolved), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        return cls(str(resolved), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns)
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,8 @@ class HashCache:
     def lookup(self, identity: FileIdentity) -> CachedDigest | None:
         row = self._db.execute(
             "SELECT digest, gguf FROM file_digest"
-            " WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ?",
-            (identity.path, identity.size, identity.mtime_ns, identity.inode),
+            " WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ? AND ctime_ns = ?",
+            (identity.path, identity.size, identity.mtime_ns, identity.inode, identity.ctime_ns),
         ).fetchone()
         if row is None:
             return None
@@ -81,12 +84,13 @@ class HashCache:
     def store(self, identity: FileIdentity, entry: CachedDigest) -> None:
         with self._db:
             self._db.execute(
-                "INSERT OR REPLACE INTO file_digest VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO file_digest VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     identity.path,
                     identity.size,
                     identity.mtime_ns,
                     identity.inode,
+                    identity.ctime_ns,
                     entry.digest,
                     json.dumps(entry.gguf, sort_keys=True),
                 ),

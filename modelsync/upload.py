@@ -25,13 +25,15 @@ import threading
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from modelsync.digest import hex_to_base64, sha256_base64
 from modelsync.errors import DigestMismatchError, SourceError, StoreError
 from modelsync.progress import Advance
 from modelsync.retry import with_backoff
-from modelsync.store import RemoteStore, s3_errors
+from modelsync.store import RemoteStore, describe_error, s3_errors
 
 MIB: Final = 1 << 20
 MIN_PART_SIZE: Final = 5 * MIB
@@ -242,10 +244,8 @@ class Uploader:
     def _resume_or_create(self, key: str, hex_digest: str) -> tuple[str, dict[int, _ListedPart]]:
         bucket = self._store.location.bucket
         client = self._store.client
-        with s3_errors(f"listing incomplete uploads of {key}"):
-            response = client.list_multipart_uploads(Bucket=bucket, Prefix=key)
         pending = sorted(
-            (item for item in response.get("Uploads", []) if item["Key"] == key),
+            (item for item in self._pending_uploads(key) if item["Key"] == key),
             key=lambda item: item["Initiated"],
         )
         for stale in pending[:-1]:
@@ -261,6 +261,20 @@ class Uploader:
                 Metadata={"sha256": hex_digest},
             )
         return str(created["UploadId"]), {}
+
+    def _pending_uploads(self, key: str) -> list[dict[str, Any]]:
+        try:
+            response = self._store.client.list_multipart_uploads(
+                Bucket=self._store.location.bucket, Prefix=key
+            )
+        except ClientError as err:
+            # gofakes3 (rclone serve s3) answers an empty listing with NoSuchUpload.
+            if err.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                return []
+            raise StoreError(f"listing incomplete uploads of {key}: {describe_error(err)}") from err
+        except BotoCoreError as err:
+            raise StoreError(f"listing incomplete uploads of {key}: {describe_error(err)}") from err
+        return list(response.get("Uploads", []))
 
     def _list_parts(self, key: str, upload_id: str) -> dict[int, _ListedPart]:
         parts: dict[int, _ListedPart] = {}

@@ -1,0 +1,188 @@
+"""Sync against real S3 servers on loopback (moto and rclone's disk-backed one)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from modelsync.errors import GgufError
+from modelsync.hashcache import HashCache
+from modelsync.plan import Action, plan_sync
+from modelsync.sources import ModelSource, discover_files
+from modelsync.store import RemoteStore
+from modelsync.sync import SyncResult, SyncTuning, run_sync
+
+from .conftest import GgufSpec, RequestLog, write_gguf
+
+pytestmark = pytest.mark.s3
+
+SMALL_PARTS = SyncTuning(part_size=5 << 20, part_workers=4, parts_in_flight=4)
+UPLOADS = ("PutObject", "UploadPart", "CreateMultipartUpload", "CompleteMultipartUpload")
+
+
+def sync(folder: Path, store: RemoteStore, cache: HashCache) -> SyncResult:
+    plan = plan_sync(discover_files(folder), store, cache)
+    return run_sync(plan, store, tuning=SMALL_PARTS)
+
+
+def stored_bytes(store: RemoteStore, key: str) -> bytes:
+    return store.client.get_object(Bucket=store.location.bucket, Key=key)["Body"].read()
+
+
+def object_keys(store: RemoteStore) -> list[str]:
+    listing = store.client.list_objects_v2(Bucket=store.location.bucket)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    models = tmp_path / "models"
+    write_gguf(models / "small.gguf", GgufSpec(tensor_bytes=64 << 10, fill=b"s"))
+    # Above the part size: a multipart upload of three parts.
+    write_gguf(models / "large.gguf", GgufSpec(tensor_bytes=12 << 20, fill=b"L7"))
+    return models
+
+
+def test_cold_sync_uploads_content_addressed_objects_and_manifest(
+    folder: Path, store: RemoteStore, cache: HashCache
+) -> None:
+    result = sync(folder, store, cache)
+
+    assert sorted(result.names(Action.UPLOAD)) == ["large", "small"]
+    assert result.manifest_written
+    manifest = store.read_manifest()
+    for name in ("large", "small"):
+        data = (folder / f"{name}.gguf").read_bytes()
+        hex_digest = hashlib.sha256(data).hexdigest()
+        entry = manifest.models[name]
+        assert entry.digest == f"sha256:{hex_digest}"
+        assert entry.key == f"fleet/sha256/{hex_digest}.gguf"
+        assert entry.size_bytes == len(data)
+        assert entry.gguf["architecture"] == "llama"
+        assert entry.source == {"kind": "file", "path": str(folder / f"{name}.gguf")}
+        assert stored_bytes(store, entry.key) == data
+    assert result.bytes_uploaded == sum(p.stat().st_size for p in folder.iterdir())
+
+
+def test_noop_resync_reads_no_file_and_uploads_nothing(
+    folder: Path,
+    store: RemoteStore,
+    cache: HashCache,
+    request_log: RequestLog,
+    count_opens: Callable[[Path], list[str]],
+) -> None:
+    sync(folder, store, cache)
+    request_log.calls.clear()
+    opened = count_opens(folder)
+
+    result = sync(folder, store, cache)
+
+    assert opened == []
+    assert request_log.count(*UPLOADS) == 0
+    assert request_log.calls.count("PutObject") == 0  # not even the manifest
+    assert result.names(Action.UNCHANGED) == ["large", "small"]
+    assert not result.manifest_written
+    assert not any(model.rehashed for model in result.models)
+
+
+def test_touched_identical_file_is_rehashed_not_uploaded(
+    folder: Path, store: RemoteStore, cache: HashCache, request_log: RequestLog
+) -> None:
+    sync(folder, store, cache)
+    request_log.calls.clear()
+    large = folder / "large.gguf"
+    os.utime(large, ns=(large.stat().st_atime_ns, large.stat().st_mtime_ns + 10**9))
+
+    result = sync(folder, store, cache)
+
+    models = {model.name: model for model in result.models}
+    assert models["large"].rehashed and models["large"].action == "unchanged"
+    assert not models["small"].rehashed
+    assert result.bytes_uploaded == 0
+    assert request_log.count(*UPLOADS) == 0
+
+
+def test_changed_same_size_file_is_uploaded_and_manifest_repointed(
+    folder: Path, store: RemoteStore, cache: HashCache
+) -> None:
+    first = sync(folder, store, cache)
+    small = folder / "small.gguf"
+    stat = small.stat()
+    data = bytearray(small.read_bytes())
+    data[-1] ^= 0xFF
+    small.write_bytes(bytes(data))
+    os.utime(small, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime kept, like a sneaky edit
+
+    result = sync(folder, store, cache)
+
+    assert result.names(Action.UPLOAD) == ["small"]
+    new_entry = store.read_manifest().models["small"]
+    assert new_entry.digest == f"sha256:{hashlib.sha256(data).hexdigest()}"
+    old_digest = next(m.digest for m in first.models if m.name == "small")
+    assert new_entry.digest != old_digest
+    assert stored_bytes(store, new_entry.key) == bytes(data)
+
+
+def test_absent_source_keeps_remote_entry(
+    folder: Path, store: RemoteStore, cache: HashCache
+) -> None:
+    sync(folder, store, cache)
+    before = store.read_manifest()
+    sources = [*discover_files(folder), ModelSource.from_file(folder / "gone.gguf")]
+    (folder / "small.gguf").unlink()
+    sources = [s for s in sources if s.name != "gone"] + [sources[-1]]
+
+    plan = plan_sync(sources, store, cache)
+    result = run_sync(plan, store)
+
+    actions = {model.name: model.action for model in plan.models}
+    assert actions == {"large": Action.UNCHANGED, "small": Action.ABSENT, "gone": Action.ABSENT}
+    assert result.names(Action.ABSENT) == ["small", "gone"]
+    assert store.read_manifest() == before
+
+
+def test_same_content_under_two_names_is_uploaded_once(
+    tmp_path: Path, store: RemoteStore, cache: HashCache, request_log: RequestLog
+) -> None:
+    folder = tmp_path / "dupes"
+    write_gguf(folder / "a.gguf")
+    write_gguf(folder / "b.gguf")
+
+    result = sync(folder, store, cache)
+
+    assert request_log.count("PutObject") == 2  # one object, one manifest
+    manifest = store.read_manifest()
+    assert manifest.models["a"].key == manifest.models["b"].key
+    assert result.bytes_uploaded == (folder / "a.gguf").stat().st_size
+
+
+def test_existing_content_under_new_name_is_recorded_without_upload(
+    folder: Path, store: RemoteStore, cache: HashCache, tmp_path: Path
+) -> None:
+    sync(folder, store, cache)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "copy.gguf").write_bytes((folder / "small.gguf").read_bytes())
+
+    result = sync(other, store, cache)
+
+    assert result.names(Action.RECORD) == ["copy"]
+    assert result.bytes_uploaded == 0
+    assert set(store.read_manifest().models) == {"copy", "large", "small"}
+
+
+def test_corrupted_gguf_is_rejected_before_anything_remote(
+    folder: Path, store: RemoteStore, cache: HashCache, request_log: RequestLog
+) -> None:
+    good = (folder / "large.gguf").read_bytes()
+    (folder / "large.gguf").write_bytes(good[: len(good) // 2])
+
+    with pytest.raises(GgufError, match=r"large\.gguf: truncated GGUF file"):
+        sync(folder, store, cache)
+
+    assert request_log.calls == []
+    assert object_keys(store) == []
