@@ -112,6 +112,9 @@ def _problem(error: ErrorDetails) -> Problem:
     if error["type"] == "missing":
         return Problem(path, "is required")
     message = error["msg"].removeprefix("Value error, ")
+    if location and location[-1] == "[key]":
+        # pydantic's location for a bad mapping key: report it as the name at that path.
+        return Problem(_key_path(location[:-1]), f"name {error['input']!r}: {message}")
     got = error.get("input")
     if not isinstance(got, dict | list) and error["type"] != "missing":
         message += f" (got {got!r})"

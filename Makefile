@@ -1,0 +1,54 @@
+# llamafleet: `make up` sets up and runs the main job; `make test` runs the tests.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STACK ?= local
+OUT ?= out/$(STACK)
+CACHE ?= $(HOME)/.cache/llamafleet
+
+.PHONY: help venv lint typecheck unit test render validate image clean
+
+help:
+	@echo "make up          set up, then deploy the local stack (see README)"
+	@echo "make test        lint, type-check and run every test"
+	@echo "make render      render STACK=<stack> to OUT=<dir> under Pulumi's mock monitor"
+	@echo "make validate    check STACK=<stack>'s settings only"
+	@echo "make image       build llama-server natively with the image's build script"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt pyproject.toml
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/pyright components modelsync infra
+
+unit: venv
+	$(BIN)/python -m pytest -m "not image and not e2e"
+
+test: lint typecheck
+	$(BIN)/python -m pytest
+
+validate: venv
+	$(BIN)/llamafleet validate stacks/Pulumi.$(STACK).yaml
+
+render: venv
+	$(BIN)/llamafleet render $(STACK) --out $(OUT)
+
+image: venv
+	scripts/build-llama-server
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache

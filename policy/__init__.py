@@ -1,0 +1,1 @@
+"""llamafleet's policy rules (plain functions) and their CrossGuard pack."""

@@ -1,0 +1,30 @@
+"""Shared fixtures: every stack rendered once per session under Pulumi's mock monitor."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+
+from infra.render import Rendered, render
+
+STACKS_DIR = Path(__file__).resolve().parent.parent / "stacks"
+STACKS = sorted(
+    p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml")
+)
+
+
+@functools.cache
+def rendered_stack(stack: str) -> Rendered:
+    return render(stack)
+
+
+@pytest.fixture(params=STACKS)
+def stack(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def rendered(stack: str) -> Rendered:
+    return rendered_stack(stack)

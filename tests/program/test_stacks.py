@@ -1,0 +1,161 @@
+"""Every stack file, run through the real program under Pulumi's mock monitor."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import rendered_stack
+from pulumi.runtime.rpc import is_rpc_secret
+
+from infra.config import load_stack_file
+from infra.placement import placements
+from infra.render import Rendered, write
+from policy.rules import violations
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def objects_of(rendered: Rendered, kind: str) -> list[dict[str, Any]]:
+    return [o for o in rendered.kubernetes_objects if o["kind"] == kind]
+
+
+def by_name(rendered: Rendered, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects_of(rendered, kind)
+    }
+
+
+def flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def test_one_set_of_serving_objects_per_team_model_and_tier(stack: str, rendered: Rendered) -> None:
+    settings = load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    expected = {(f"llamafleet-{p.team}", p.name) for p in placements(settings)}
+    assert expected, "every stack serves something"
+    for kind in ("Deployment", "Service", "PodDisruptionBudget", "ServiceAccount"):
+        assert set(by_name(rendered, kind)) == expected, kind
+    autoscalers = {
+        *by_name(rendered, "ScaledObject"),
+        *by_name(rendered, "HorizontalPodAutoscaler"),
+    }
+    assert autoscalers == expected
+    namespaces = {o["metadata"]["name"] for o in objects_of(rendered, "Namespace")}
+    assert namespaces == {f"llamafleet-{team}" for team in settings.tenants}
+
+
+def test_pods_are_sized_and_argued_by_the_rules(stack: str, rendered: Rendered) -> None:
+    settings = load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    deployments = by_name(rendered, "Deployment")
+    for p in placements(settings):
+        pod = deployments[(f"llamafleet-{p.team}", p.name)]["spec"]["template"]["spec"]
+        (server,) = pod["containers"]
+        args, resources = server["args"], server["resources"]
+        assert resources["limits"]["cpu"] == str(p.sizing.cpus) == flag(args, "--threads")
+        assert resources["requests"] == resources["limits"]
+        assert resources["limits"]["memory"] == f"{p.sizing.memory_mib}Mi"
+        assert flag(args, "--ctx-size") == str(p.model.context_length * p.model.parallel)
+        assert flag(args, "--parallel") == str(p.model.parallel)
+        assert flag(args, "--cache-ram") == str(p.model.cache_ram_mib)
+        assert pod["nodeSelector"] == {"llamafleet.io/tier": p.tier_name}
+        fetch = pod["initContainers"][0]["command"]
+        assert flag(fetch, "--digest") == p.model.digest
+        assert flag(args, "--model").endswith(p.model.digest.split(":")[1] + ".gguf")
+        if p.tier.kind == "gpu":
+            assert resources["limits"]["nvidia.com/gpu"] == str(p.model.gpus)
+            assert flag(args, "--n-gpu-layers") == "999"
+            assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+                "tolerations"
+            ]
+            assert "-cuda@" in server["image"]
+        else:
+            assert "nvidia.com/gpu" not in resources["limits"]
+            assert "--n-gpu-layers" not in args
+            assert "tolerations" not in pod
+
+
+def test_rollouts_never_drop_a_ready_pod(rendered: Rendered) -> None:
+    for deployment in objects_of(rendered, "Deployment"):
+        spec = deployment["spec"]
+        assert spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+        pod = spec["template"]["spec"]
+        (server,) = pod["containers"]
+        drain = server["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert pod["terminationGracePeriodSeconds"] > drain > int(flag(server["args"], "--timeout"))
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert server[probe]["httpGet"]["path"] == "/health"
+
+
+def test_every_object_passes_the_policy_rules(rendered: Rendered) -> None:
+    assert violations(rendered.kubernetes_objects) == []
+
+
+def test_autoscaler_follows_the_queue_or_falls_back_to_cpu(stack: str, rendered: Rendered) -> None:
+    settings = load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    keda = {c.autoscaler for c in settings.clusters.values()} == {"keda"}
+    for scaled in objects_of(rendered, "ScaledObject"):
+        (trigger,) = scaled["spec"]["triggers"]
+        assert "llamacpp:requests_deferred" in trigger["metadata"]["query"]
+        assert "requests_processing" not in trigger["metadata"]["query"]
+    assert bool(objects_of(rendered, "ScaledObject")) == keda
+    assert bool(objects_of(rendered, "HorizontalPodAutoscaler")) == (not keda)
+
+
+def test_api_keys_reach_state_only_as_secrets(tmp_path: Path, rendered: Rendered) -> None:
+    secrets = [d for d in rendered.declared if d.type == "kubernetes:core/v1:Secret"]
+    assert secrets
+    for declared in secrets:
+        data = declared.inputs["stringData"]
+        assert _is_secret(data) or all(_is_secret(v) for v in data.values()), declared.name
+    write(rendered, tmp_path)
+    dumped = "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file())
+    assert "mock-" not in dumped  # the mock key values never reach the rendered files
+    assert "[secret]" in dumped
+
+
+def _is_secret(value: Any) -> bool:
+    return bool(is_rpc_secret(value))
+
+
+def test_component_children_are_parented_and_named_after_it(rendered: Rendered) -> None:
+    components = {d.urn: d for d in rendered.declared if not d.custom}
+    assert {d.type for d in components.values()} == {
+        "llamafleet:serving:InferenceService",
+        "llamafleet:tenancy:Tenant",
+    }
+    children = Counter()
+    for declared in rendered.declared:
+        parent = components.get(declared.parent)
+        if parent is not None:
+            assert declared.name.startswith(f"{parent.name}-"), declared.name
+            children[parent.type] += 1
+    assert children["llamafleet:serving:InferenceService"] >= 6
+    assert children["llamafleet:tenancy:Tenant"] >= 7
+
+
+def test_render_writes_one_stable_file_per_object(tmp_path: Path) -> None:
+    rendered = rendered_stack("prod")
+    first = write(rendered, tmp_path / "a")
+    second = write(rendered_stack("prod"), tmp_path / "b")
+    assert [p.relative_to(tmp_path / "a") for p in first] == [
+        p.relative_to(tmp_path / "b") for p in second
+    ]
+    assert (tmp_path / "a/llamafleet-search/Deployment-llama31-8b-gpu-l4.yaml").exists()
+    assert (tmp_path / "a/_cluster/Namespace-llamafleet-search.yaml").exists()
+    inventory = json.loads((tmp_path / "a/resources.json").read_text())
+    types = Counter(entry["type"] for entry in inventory)
+    assert types["random:index/randomPassword:RandomPassword"] == (2 + 1) + (2 + 1) + (3 + 1)
+    assert types["pulumi:providers:kubernetes"] == 1
+
+
+@pytest.mark.parametrize("stack_name", ["prod"])
+def test_prod_places_the_gpu_model_on_the_l40s_tier_only(stack_name: str) -> None:
+    deployments = by_name(rendered_stack(stack_name), "Deployment")
+    assert ("llamafleet-support", "qwen25-32b-gpu-l40s") in deployments
+    assert not [
+        k for k in deployments if k[1].startswith("qwen25-32b") and not k[1].endswith("gpu-l40s")
+    ]

@@ -1,0 +1,329 @@
+"""Every stack file is valid; every kind of bad value gets one line naming file, key and rule."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.config import SettingsError, load_stack_file, namespace_values, parse
+
+ROOT = Path(__file__).resolve().parents[2]
+PROD = ROOT / "stacks" / "Pulumi.prod.yaml"
+Config = dict[str, Any]
+
+
+def test_every_stack_file_is_valid(stack: str) -> None:
+    settings = load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    assert settings.models and settings.tenants
+
+
+def prod_config() -> Config:
+    return yaml.safe_load(PROD.read_text())["config"]
+
+
+def _set(path: str, value: Any) -> Callable[[Config], None]:
+    """Mutation setting `llamafleet:key.sub.sub` (list indexes as ints in the path)."""
+
+    def mutate(config: Config) -> None:
+        head, *rest = path.split(".")
+        target: Any = config[f"llamafleet:{head}"]
+        for part in rest[:-1]:
+            target = target[int(part)] if part.isdigit() else target[part]
+        last = rest[-1]
+        target[int(last) if last.isdigit() else last] = value
+
+    return mutate
+
+
+def _delete(path: str) -> Callable[[Config], None]:
+    def mutate(config: Config) -> None:
+        head, *rest = path.split(".")
+        target: Any = config[f"llamafleet:{head}"]
+        for part in rest[:-1]:
+            target = target[part]
+        del target[rest[-1]]
+
+    return mutate
+
+
+def _add_top(key: str, value: Any) -> Callable[[Config], None]:
+    def mutate(config: Config) -> None:
+        config[key] = value
+
+    return mutate
+
+
+def _both(*mutations: Callable[[Config], None]) -> Callable[[Config], None]:
+    def mutate(config: Config) -> None:
+        for mutation in mutations:
+            mutation(config)
+
+    return mutate
+
+
+def _cpu_only(config: Config) -> None:
+    tiers = config["llamafleet:clusters"]["prod"]["tiers"]
+    for name in ("gpu-l4", "gpu-l40s"):
+        del tiers[name]
+    config["llamafleet:models"]["llama31-8b"]["tiers"] = ["cpu-avx512"]
+    config["llamafleet:models"]["llama31-8b"]["accelerator"] = "cpu"
+    config["llamafleet:models"]["qwen25-32b"]["tiers"] = ["cpu-avx512"]
+
+
+BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
+    (
+        "unknown top-level key",
+        _add_top("llamafleet:modles", {}),
+        "llamafleet:modles",
+        "unknown key; allowed keys here: clusters, modelStore",
+    ),
+    (
+        "unknown nested key",
+        _set("models.gemma3-270m.contextLenght", 10),
+        "llamafleet:models.gemma3-270m.contextLenght",
+        "unknown key; allowed keys here: digest, sizeBytes",
+    ),
+    (
+        "tier kind not cpu/gpu",
+        _set("clusters.prod.tiers.cpu-avx2.kind", "tpu"),
+        "llamafleet:clusters.prod.tiers.cpu-avx2.kind",
+        "Input should be 'cpu' or 'gpu' (got 'tpu')",
+    ),
+    (
+        "unknown ISA level",
+        _set("clusters.prod.tiers.cpu-avx2.isa", "avx3"),
+        "llamafleet:clusters.prod.tiers.cpu-avx2.isa",
+        "'ivybridge', 'avx2', 'avx512'",
+    ),
+    (
+        "negative memory",
+        _set("clusters.prod.tiers.cpu-avx2.memoryPerNodeGib", -1),
+        "llamafleet:clusters.prod.tiers.cpu-avx2.memoryPerNodeGib",
+        "greater than 0",
+    ),
+    (
+        "zero slots",
+        _set("models.qwen25-7b.parallel", 0),
+        "llamafleet:models.qwen25-7b.parallel",
+        "greater than or equal to 1 (got 0)",
+    ),
+    (
+        "digest not sha256",
+        _set("models.gemma3-270m.digest", "md5:abc"),
+        "llamafleet:models.gemma3-270m.digest",
+        "should match pattern",
+    ),
+    (
+        "image by tag",
+        _set("images.cpu", "registry/llama-server:latest"),
+        "llamafleet:images.cpu",
+        "should match pattern",
+    ),
+    (
+        "missing required key",
+        _delete("models.gemma3-270m.replicas"),
+        "llamafleet:models.gemma3-270m.replicas",
+        "is required",
+    ),
+    (
+        "min above max",
+        _set("models.gemma3-270m.replicas", {"min": 5, "max": 2}),
+        "llamafleet:models.gemma3-270m.replicas",
+        "min (5) must not exceed max (2)",
+    ),
+    (
+        "unknown tier",
+        _set("models.gemma3-270m.tiers", ["cpu-avx3"]),
+        "llamafleet:models.gemma3-270m.tiers[0]",
+        "unknown tier 'cpu-avx3'",
+    ),
+    (
+        "model too big for tier memory",
+        _set("clusters.prod.tiers.cpu-avx2.memoryPerNodeGib", 8),
+        "llamafleet:models.qwen25-7b.tiers[0]",
+        "does not fit on cpu-avx2",
+    ),
+    (
+        "more threads than the node",
+        _set("models.gemma3-270m.cpus", 64),
+        "llamafleet:models.gemma3-270m.tiers[0]",
+        "asks for 64 CPUs",
+    ),
+    (
+        "context beyond training",
+        _set("models.gemma3-270m.contextLength", 65536),
+        "llamafleet:models.gemma3-270m.contextLength",
+        "exceeds the 32768 tokens",
+    ),
+    (
+        "gpu model on a cpu tier",
+        _set("models.qwen25-32b.tiers", ["cpu-avx2"]),
+        "llamafleet:models.qwen25-32b.tiers[0]",
+        "cpu-avx2 is a cpu tier but model qwen25-32b is gpu",
+    ),
+    (
+        "gpu model on a cpu-only stack",
+        _cpu_only,
+        "llamafleet:models.qwen25-32b.accelerator",
+        "this stack has no gpu tier",
+    ),
+    (
+        "tier older than the model allows",
+        _set("models.qwen25-7b.minIsa", "amx"),
+        "llamafleet:models.qwen25-7b.tiers[0]",
+        "cpu-avx2 nodes are avx2, older than the model's minIsa amx",
+    ),
+    (
+        "tenant names unknown model",
+        _set("tenants.search.models", ["llama31-8b", "mistral"]),
+        "llamafleet:tenants.search.models[1]",
+        "unknown model 'mistral'",
+    ),
+    (
+        "quota below minimum plus surge",
+        _set("tenants.analytics.quota.cpus", 10),
+        "llamafleet:tenants.analytics.quota.cpus",
+        "below the 24 the team's minimum replicas plus one rollout surge pod need",
+    ),
+    (
+        "gpu tier without gpus",
+        _delete("clusters.prod.tiers.gpu-l4.gpu"),
+        "llamafleet:clusters.prod.tiers.gpu-l4.gpu",
+        "a gpu tier needs gpu",
+    ),
+    (
+        "cpu tier with gpus",
+        _set("clusters.prod.tiers.cpu-avx2.gpu", {"type": "x", "count": 1, "memoryGib": 8}),
+        "llamafleet:clusters.prod.tiers.cpu-avx2.gpu",
+        "only gpu tiers have GPUs",
+    ),
+    (
+        "name not a DNS label",
+        _add_top(
+            "llamafleet:tenants",
+            {
+                "Search_Team": {
+                    "models": ["qwen25-7b"],
+                    "quota": {"cpus": 64, "memoryGib": 64, "pods": 8},
+                }
+            },
+        ),
+        "llamafleet:tenants.Search_Team",
+        "name 'Search_Team': String should match pattern",
+    ),
+    (
+        "scale to zero without KEDA",
+        _both(_set("clusters.prod.autoscaler", "hpa"), _set("models.qwen25-7b.replicas.min", 0)),
+        "llamafleet:models.qwen25-7b.replicas.min",
+        "needs autoscaler: keda",
+    ),
+    (
+        "GPU tier without a CUDA image",
+        _delete("images.cuda"),
+        "llamafleet:images.cuda",
+        "may run on GPUs: set the CUDA image",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "fragment"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
+)
+def test_bad_settings_get_one_clear_line(
+    tmp_path: Path, mutate: Callable[[Config], None], key: str, fragment: str
+) -> None:
+    config = prod_config()
+    mutate(config)
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text(yaml.safe_dump({"config": config}))
+    with pytest.raises(SettingsError) as caught:
+        load_stack_file(bad)
+    lines = str(caught.value).splitlines()
+    matching = [line for line in lines if line.startswith(f"{bad}: {key}: ") and fragment in line]
+    assert matching, f"no line names {key} with {fragment!r}:\n" + "\n".join(lines)
+
+
+def test_a_clean_copy_of_prod_is_valid(tmp_path: Path) -> None:
+    """The mutations above are the only thing wrong in each case."""
+    good = tmp_path / "Pulumi.good.yaml"
+    good.write_text(yaml.safe_dump({"config": prod_config()}))
+    load_stack_file(good)
+
+
+def test_non_llamafleet_keys_are_left_to_their_providers() -> None:
+    values = namespace_values({"aws:region": "eu-west-1", "llamafleet:models": "{}"})
+    assert values == {"models": {}}
+
+
+def test_engine_style_json_strings_parse_like_yaml() -> None:
+    config = prod_config()
+    as_engine = {k: json.dumps(v) for k, v in config.items()}
+    assert parse(namespace_values(as_engine), "x") == parse(namespace_values(config), "x")
+
+
+def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="cannot read the stack file"):
+        load_stack_file(tmp_path / "missing.yaml")
+    broken = tmp_path / "Pulumi.broken.yaml"
+    broken.write_text("config: [unclosed")
+    with pytest.raises(SettingsError, match="cannot read the stack file"):
+        load_stack_file(broken)
+    scalar = tmp_path / "Pulumi.scalar.yaml"
+    scalar.write_text("just a string")
+    with pytest.raises(SettingsError, match="not a YAML mapping"):
+        load_stack_file(scalar)
+
+
+def test_settings_are_immutable() -> None:
+    settings = load_stack_file(PROD)
+    with pytest.raises(Exception, match="frozen"):
+        settings.models["gemma3-270m"].parallel = 3  # type: ignore[misc]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "infra.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def test_validate_command_accepts_a_good_file() -> None:
+    result = run_cli("validate", "stacks/Pulumi.prod.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "ok (4 models, 4 tiers, 3 teams)" in result.stdout
+
+
+def test_validate_command_prints_the_message_without_a_traceback(tmp_path: Path) -> None:
+    config = prod_config()
+    config["llamafleet:models"]["qwen25-7b"]["parallel"] = 0
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text(yaml.safe_dump({"config": config}))
+    result = run_cli("validate", str(bad))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"{bad}: llamafleet:models.qwen25-7b.parallel: "
+        "Input should be greater than or equal to 1 (got 0)"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_render_of_a_bad_stack_fails_before_declaring_anything(tmp_path: Path) -> None:
+    config = copy.deepcopy(prod_config())
+    config["llamafleet:tenants"]["search"]["models"] = ["nope"]
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text(yaml.safe_dump({"config": config}))
+    result = run_cli("render", str(bad), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "llamafleet:tenants.search.models[0]: unknown model 'nope'" in result.stderr
+    assert not (tmp_path / "out").exists()

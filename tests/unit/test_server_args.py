@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import pytest
+
+from components.server_args import API_KEY_FILE, ServerOptions, model_path, server_args
+from components.sizing import ServingShape
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def options(**overrides: object) -> ServerOptions:
+    base: dict[str, object] = {
+        "alias": "gemma3-270m",
+        "digest": DIGEST,
+        "shape": ServingShape(context_per_slot=2048, parallel=3, cpus=6, cache_ram_mib=300),
+        "tier_kind": "cpu",
+        "request_timeout_seconds": 120,
+    }
+    base.update(overrides)
+    return ServerOptions(**base)  # type: ignore[arg-type]
+
+
+def value_of(args: list[str], flag: str) -> str:
+    assert args.count(flag) == 1, f"{flag} must appear exactly once in {args}"
+    return args[args.index(flag) + 1]
+
+
+def test_binds_all_interfaces_on_an_explicit_port() -> None:
+    args = server_args(options())
+    assert value_of(args, "--host") == "0.0.0.0"  # noqa: S104
+    assert value_of(args, "--port") == "8080"
+
+
+def test_threads_equal_the_cpu_limit() -> None:
+    args = server_args(options())
+    assert value_of(args, "--threads") == "6"
+    assert value_of(args, "--threads-batch") == "6"
+
+
+def test_context_covers_every_slot_in_one_unified_kv_buffer() -> None:
+    args = server_args(options())
+    assert value_of(args, "--ctx-size") == str(2048 * 3)
+    assert value_of(args, "--parallel") == "3"
+    assert "--kv-unified" in args
+
+
+def test_prompt_cache_metrics_keys_timeout_and_load_mode() -> None:
+    args = server_args(options(load_mode="mlock"))
+    assert value_of(args, "--cache-ram") == "300"
+    assert "--metrics" in args
+    assert value_of(args, "--api-key-file") == API_KEY_FILE
+    assert value_of(args, "--timeout") == "120"
+    assert value_of(args, "--load-mode") == "mlock"
+    assert "--no-mmap" not in args and "--mlock" not in args
+
+
+def test_model_is_the_content_addressed_file_the_fetcher_verified() -> None:
+    args = server_args(options())
+    assert value_of(args, "--model") == f"/models/sha256/{'ab' * 32}.gguf"
+    assert model_path(DIGEST) == value_of(args, "--model")
+    assert value_of(args, "--alias") == "gemma3-270m"
+
+
+def test_gpu_layers_only_on_gpu_tiers() -> None:
+    assert "--n-gpu-layers" not in server_args(options())
+    assert value_of(server_args(options(tier_kind="gpu")), "--n-gpu-layers") == "999"
+
+
+@pytest.mark.parametrize("kv_type", ["q8_0", "q4_0"])
+def test_quantised_kv_cache_sets_both_k_and_v_types(kv_type: str) -> None:
+    shape = ServingShape(2048, 2, 2, 0, kv_cache_type=kv_type)  # type: ignore[arg-type]
+    args = server_args(options(shape=shape))
+    assert value_of(args, "--cache-type-k") == kv_type
+    assert value_of(args, "--cache-type-v") == kv_type
+    assert "--cache-type-k" not in server_args(options())
+
+
+def test_chat_template_only_when_set() -> None:
+    assert "--chat-template" not in server_args(options())
+    assert value_of(server_args(options(chat_template="gemma")), "--chat-template") == "gemma"
+
+
+def test_no_secret_ever_appears_in_argv() -> None:
+    allowed = {"--api-key-file", API_KEY_FILE}
+    assert not [a for a in server_args(options()) if "key" in a.lower() and a not in allowed]

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import pytest
+
+from components.sizing import (
+    GgufFacts,
+    GiB,
+    MiB,
+    ServingShape,
+    TierShape,
+    fit_problems,
+    kv_bytes_per_token,
+    size_pod,
+    startup_failure_threshold,
+)
+
+# The real gemma3-270m Q4_K_M header (tests/image serves this file).
+GEMMA = GgufFacts(
+    size_bytes=253_113_024,
+    block_count=18,
+    head_count_kv=1,
+    key_length=256,
+    value_length=256,
+    context_length=32768,
+    vocab_size=262_144,
+)
+LLAMA_8B = GgufFacts(
+    size_bytes=4_920_739_232,
+    block_count=32,
+    head_count_kv=8,
+    key_length=128,
+    value_length=128,
+    context_length=131072,
+    vocab_size=128_256,
+)
+CPU_NODE = TierShape("cpu", "cpu", cpus_per_node=16, memory_per_node_bytes=64 * GiB)
+L4_NODE = TierShape(
+    "l4",
+    "gpu",
+    cpus_per_node=8,
+    memory_per_node_bytes=32 * GiB,
+    gpus_per_node=1,
+    gpu_memory_bytes=22 * GiB,
+)
+
+
+def shape(**overrides: object) -> ServingShape:
+    base: dict[str, object] = {
+        "context_per_slot": 4096,
+        "parallel": 4,
+        "cpus": 4,
+        "cache_ram_mib": 512,
+    }
+    base.update(overrides)
+    return ServingShape(**base)  # type: ignore[arg-type]
+
+
+def test_kv_bytes_per_token_counts_keys_and_values_of_every_layer_and_kv_head() -> None:
+    assert kv_bytes_per_token(GEMMA, "f16") == 18 * 1 * (256 + 256) * 2
+    assert kv_bytes_per_token(LLAMA_8B, "f16") == 128 * 1024
+
+
+def test_quantised_kv_cache_is_smaller_than_f16() -> None:
+    assert kv_bytes_per_token(LLAMA_8B, "q8_0") == pytest.approx(128 * 1024 * 34 / 64)
+    assert kv_bytes_per_token(LLAMA_8B, "q4_0") < kv_bytes_per_token(LLAMA_8B, "q8_0")
+
+
+def test_total_context_is_per_slot_times_slots() -> None:
+    assert shape(context_per_slot=8192, parallel=4).total_context == 32768
+
+
+def test_cpu_pod_memory_holds_weights_kv_prompt_cache_and_overhead() -> None:
+    sizing = size_pod(LLAMA_8B, shape(context_per_slot=8192, parallel=4, cache_ram_mib=1024), "cpu")
+    assert sizing.kv_cache_bytes == 128 * 1024 * 32768  # 4 GiB
+    assert sizing.cache_ram_bytes == 1024 * MiB
+    assert sizing.overhead_bytes == 256 * MiB + 128_256 * 512 * 4
+    parts = (
+        sizing.weights_bytes
+        + sizing.kv_cache_bytes
+        + sizing.cache_ram_bytes
+        + sizing.overhead_bytes
+    )
+    assert parts <= sizing.memory_bytes < parts + MiB
+    assert sizing.memory_bytes % MiB == 0
+
+
+def test_gpu_pod_keeps_weights_and_kv_on_the_gpu_not_in_host_memory() -> None:
+    cpu = size_pod(LLAMA_8B, shape(), "cpu")
+    gpu = size_pod(LLAMA_8B, shape(gpus=1), "gpu")
+    assert gpu.memory_bytes < cpu.memory_bytes - LLAMA_8B.size_bytes
+    assert (
+        gpu.gpu_memory_needed_bytes == LLAMA_8B.size_bytes + gpu.kv_cache_bytes + gpu.overhead_bytes
+    )
+    assert cpu.gpu_memory_needed_bytes == 0
+
+
+def test_a_fitting_pod_has_no_problems() -> None:
+    assert fit_problems(size_pod(GEMMA, shape(), "cpu"), CPU_NODE) == []
+    assert fit_problems(size_pod(LLAMA_8B, shape(gpus=1), "gpu"), L4_NODE) == []
+
+
+def test_too_much_context_for_the_node_memory_is_reported_with_the_breakdown() -> None:
+    huge = shape(context_per_slot=131072, parallel=4)
+    (problem,) = fit_problems(size_pod(LLAMA_8B, huge, "cpu"), CPU_NODE)
+    assert "KV cache 64.0" in problem
+    assert "can allocate 57.6 GiB" in problem
+
+
+def test_node_reserves_are_subtracted_before_fitting() -> None:
+    assert CPU_NODE.allocatable_memory_bytes == 64 * GiB - int(64 * GiB * 0.1)
+    assert CPU_NODE.allocatable_cpus == pytest.approx(14.4)
+    small = TierShape("tiny", "cpu", cpus_per_node=2, memory_per_node_bytes=4 * GiB)
+    assert small.allocatable_memory_bytes == 3 * GiB
+    assert small.allocatable_cpus == 1.5
+
+
+def test_too_many_threads_for_the_node_is_reported() -> None:
+    (problem,) = fit_problems(size_pod(GEMMA, shape(cpus=16), "cpu"), CPU_NODE)
+    assert "asks for 16 CPUs" in problem
+
+
+def test_gpu_memory_and_gpu_count_are_checked() -> None:
+    long_context = shape(context_per_slot=65536, parallel=4, gpus=1)
+    (problem,) = fit_problems(size_pod(LLAMA_8B, long_context, "gpu"), L4_NODE)
+    assert "GiB of GPU memory" in problem
+    (problem,) = fit_problems(size_pod(LLAMA_8B, shape(gpus=2), "gpu"), L4_NODE)
+    assert "asks for 2 GPUs" in problem
+
+
+def test_startup_budget_grows_with_model_size() -> None:
+    assert startup_failure_threshold(GEMMA, 10) == 7
+    assert startup_failure_threshold(LLAMA_8B, 10) == 16
