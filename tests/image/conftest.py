@@ -11,8 +11,8 @@ import pytest
 from llama_server import (
     LlamaServer,
     build_payload,
-    flag_value,
     free_port,
+    lay_out_mounts,
     localize_argv,
 )
 from rendered import local_argv
@@ -53,18 +53,8 @@ def api_key() -> str:
 def mounts(
     tmp_path_factory: pytest.TempPathFactory, argv: list[str], gemma: Path, api_key: str
 ) -> tuple[Path, Path]:
-    """(model_root, key_file): what the pod's volumes would hold, laid out locally."""
-    root = tmp_path_factory.mktemp("mounts")
-    model_arg = flag_value(argv, "--model", "-m")
-    assert model_arg is not None, f"rendered argv names no model: {argv}"
-    assert model_arg.startswith("/models/"), model_arg
-    model_root = root / "models"
-    placed = model_root / model_arg.removeprefix("/models/")
-    placed.parent.mkdir(parents=True)
-    placed.symlink_to(gemma)
-    key_file = root / "keys"
-    key_file.write_text(f"# team keys, one per line\n{api_key}\n")
-    return model_root, key_file
+    """(model_root, key_file): the pod's volumes, laid out locally."""
+    return lay_out_mounts(tmp_path_factory.mktemp("mounts"), argv, gemma, api_key)
 
 
 @pytest.fixture(scope="session")

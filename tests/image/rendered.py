@@ -48,26 +48,6 @@ def rendered_argv(stack: str, out_dir: Path) -> list[str]:
     return next(iter(argvs.values()))
 
 
-# Stand-in until `infra.cli render` lands: the shape components/server_args.py emits for a
-# 2-CPU tier. Swap local_argv's body for `rendered_argv("local", out_dir)`.
-HAND_WRITTEN_ARGV = [
-    "llama-server",
-    *("--host", "0.0.0.0", "--port", "8080"),  # noqa: S104 - what the pod binds
-    "--model",
-    "/models/sha256/a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818.gguf",
-    *("--alias", "gemma3-270m"),
-    *("--threads", "2", "--threads-batch", "2"),
-    *("--ctx-size", "8192", "--parallel", "4"),
-    "--kv-unified",
-    *("--cache-ram", "256"),
-    *("--load-mode", "mmap"),
-    "--metrics",
-    *("--api-key-file", "/etc/llamafleet/api-keys/keys"),
-    *("--timeout", "300"),
-    "--no-webui",
-]
-
-
 def local_argv(out_dir: Path) -> list[str]:
-    del out_dir
-    return list(HAND_WRITTEN_ARGV)
+    """What the tests and the serving benchmark run: the local stack's rendered argv."""
+    return rendered_argv("local", out_dir)

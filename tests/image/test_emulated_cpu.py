@@ -1,0 +1,87 @@
+"""The same binary on emulated old CPUs: the right variant, no SIGILL (qemu-user, TCG)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+from collections.abc import Iterator
+
+import openai
+import pytest
+from conftest import ServerFactory
+from llama_server import LlamaServer, flag_value
+
+pytestmark = pytest.mark.image
+
+# Variants that need FMA or AVX2 and up: an Ivy Bridge (Xeon v2) dies with SIGILL on any of them.
+NOT_ON_IVYBRIDGE = {
+    "haswell", "skylakex", "cannonlake", "cascadelake", "icelake", "cooperlake", "zen4",
+    "alderlake", "sapphirerapids", "piledriver",
+}  # fmt: skip
+
+
+def qemu() -> str:
+    path = shutil.which("qemu-x86_64")
+    if path is None:
+        pytest.skip("qemu-x86_64 not installed: apt-get install qemu-user")
+    return path
+
+
+def emulated(make_server: ServerFactory, cpu: str) -> LlamaServer:
+    server = make_server(prefix=[qemu(), "-cpu", cpu], extra=["-lv", "4"]).start()
+    server.wait_ready(deadline_s=900)
+    return server
+
+
+def loaded_variant(log: str) -> str:
+    found = re.findall(r"loaded CPU backend from \S*libggml-cpu-(\w+)\.so", log)
+    assert len(found) == 1, log
+    return found[0]
+
+
+def scores(log: str) -> dict[str, int]:
+    return {
+        name: int(score) for name, score in re.findall(r"libggml-cpu-(\w+)\.so score: (\d+)", log)
+    }
+
+
+@pytest.fixture(scope="module")
+def ivybridge(make_server: ServerFactory) -> Iterator[LlamaServer]:
+    server = emulated(make_server, "IvyBridge")
+    yield server
+    server.stop()
+
+
+def test_ivybridge_loads_the_ivybridge_variant(ivybridge: LlamaServer) -> None:
+    assert loaded_variant(ivybridge.log_text()) == "ivybridge"
+
+
+def test_ivybridge_rules_out_every_fma_or_avx2_variant(ivybridge: LlamaServer) -> None:
+    seen = scores(ivybridge.log_text())
+    assert seen["ivybridge"] > 0
+    assert set(seen) >= NOT_ON_IVYBRIDGE
+    assert {name: seen[name] for name in NOT_ON_IVYBRIDGE} == dict.fromkeys(NOT_ON_IVYBRIDGE, 0)
+
+
+def test_ivybridge_answers_without_sigill(ivybridge: LlamaServer, api_key: str) -> None:
+    alias = flag_value(ivybridge.argv, "--alias", "-a")
+    assert alias is not None
+    api = openai.OpenAI(
+        base_url=f"http://127.0.0.1:{ivybridge.port}/v1",
+        api_key=api_key,
+        max_retries=0,
+        timeout=600,
+    )
+    answer = api.completions.create(model=alias, prompt="Paris is", max_tokens=4, temperature=0)
+    assert answer.usage is not None and answer.usage.completion_tokens > 0
+    assert ivybridge.process is not None and ivybridge.process.poll() is None
+    assert ivybridge.stop() != -signal.SIGILL, ivybridge.log_text()
+
+
+def test_pre_avx_cpu_falls_back_to_sse42(make_server: ServerFactory) -> None:
+    server = emulated(make_server, "Nehalem")
+    try:
+        assert loaded_variant(server.log_text()) == "sse42"
+    finally:
+        server.stop()
