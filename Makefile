@@ -8,7 +8,10 @@ STACK ?= local
 OUT ?= out/$(STACK)
 CACHE ?= $(HOME)/.cache/llamafleet
 
-.PHONY: help venv lint typecheck unit test render validate image clean
+.PHONY: help venv lint typecheck unit test render validate image up down clean
+
+# The local store (moto) accepts any credentials; a real stack uses the standard AWS chain.
+LOCAL_AWS := AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1
 
 help:
 	@echo "make up          set up, then deploy the local stack (see README)"
@@ -49,6 +52,19 @@ render: venv
 
 image: venv
 	scripts/build-llama-server
+
+# The main job: the local stack's model served natively, exactly as its rendered pod would run.
+up: venv
+	$(BIN)/llamafleet validate stacks/Pulumi.local.yaml
+	$(BIN)/llamafleet render local --out out/local
+	scripts/local-s3 up
+	$(LOCAL_AWS) scripts/seed-local-store local
+	payload=$$(scripts/build-llama-server cpu) && \
+	  $(LOCAL_AWS) $(BIN)/llamafleet serve local --llama-server "$$payload/llama-server"
+
+down: venv
+	$(BIN)/llamafleet serve local --stop
+	scripts/local-s3 down
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

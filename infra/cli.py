@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="fetch and serve a stack's models natively, exactly as its pods would"
     )
     serve.add_argument("stack")
-    serve.add_argument("--llama-server", type=Path, required=True, help="the native binary")
+    serve.add_argument("--llama-server", type=Path, help="the native binary (not for --stop)")
     serve.add_argument("--port", type=int, default=SERVER_PORT)
     serve.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="models and run state")
     serve.add_argument("--stop", action="store_true", help="stop what `serve` started")
@@ -70,7 +70,7 @@ def _render(stack: str, out: Path) -> int:
     return 0
 
 
-def _serve(stack: str, llama_server: Path, port: int, cache: Path, stop_only: bool) -> int:
+def _serve(stack: str, llama_server: Path | None, port: int, cache: Path, stop_only: bool) -> int:
     from infra import serve_local  # noqa: PLC0415 (Pulumi loads only to render)
 
     pods = serve_local.native_pods(stack)
@@ -78,6 +78,9 @@ def _serve(stack: str, llama_server: Path, port: int, cache: Path, stop_only: bo
         for pod in pods:
             print(f"{pod.name}: {'stopped' if serve_local.stop(pod, cache) else 'not running'}")
         return 0
+    if llama_server is None:
+        print("serve: --llama-server is required to start", file=sys.stderr)
+        return 2
     if len(pods) != 1:
         print(f"serve runs one Deployment natively; {stack} renders {len(pods)}", file=sys.stderr)
         return 1
