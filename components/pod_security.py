@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-# A fixed, unprivileged UID/GID that the images own their files with.
-RUN_AS = 65532
+# The unprivileged UID/GID the images run as (USER 10001 in images/*/Dockerfile*).
+RUN_AS = 10001
 
 
 def pod_security_context() -> dict[str, Any]:
