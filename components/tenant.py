@@ -7,6 +7,7 @@ state and reach pods through a Kubernetes Secret mounted as llama-server's --api
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,11 +38,14 @@ class TenantArgs:
     namespace: str
     quota: TenantQuota
     api_keys: int
+    # Every cluster where the team has deployments, by name. The keys are generated once and
+    # the same Secret lands in each, so a team has one set of keys across a hybrid fleet.
+    clusters: Mapping[str, k8s.Provider]
 
 
 class Tenant(pulumi.ComponentResource):
-    namespace: pulumi.Output[str]
     api_keys: pulumi.Output[list[str]]
+    namespaces: dict[str, k8s.core.v1.Namespace]
     api_key_secret_name: str = API_KEY_SECRET
     metrics_key_secret_name: str = METRICS_KEY_SECRET
 
@@ -49,60 +53,75 @@ class Tenant(pulumi.ComponentResource):
         self, name: str, args: TenantArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("llamafleet:tenancy:Tenant", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        self._args = args
+        keys = [self._key(f"{name}-api-key-{index}") for index in range(args.api_keys)]
+        metrics_key = self._key(f"{name}-metrics-key")
+        self.api_keys = pulumi.Output.secret(pulumi.Output.all(*keys))
+        # The scraper's key is accepted by llama-server too: it has no per-endpoint scopes.
+        key_file = pulumi.Output.secret(
+            pulumi.Output.all(*keys, metrics_key).apply(lambda ks: "\n".join(ks) + "\n")
+        )
+        self.namespaces = {
+            cluster: self._namespace(f"{name}-{cluster}", provider, key_file, metrics_key)
+            for cluster, provider in args.clusters.items()
+        }
+        self.register_outputs({"apiKeys": self.api_keys})
+
+    def _namespace(
+        self,
+        prefix: str,
+        provider: k8s.Provider,
+        key_file: pulumi.Output[str],
+        metrics_key: pulumi.Output[str],
+    ) -> k8s.core.v1.Namespace:
+        """The team's namespace in one cluster, with its quota, defaults, policy and keys."""
+        args = self._args
         labels = {"app.kubernetes.io/part-of": "llamafleet", "llamafleet.io/team": args.team}
         namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace",
+            f"{prefix}-namespace",
             metadata=manifest(
                 {"name": args.namespace, "labels": {**labels, **restricted_namespace_labels()}}
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
         )
-        self.namespace = namespace.metadata.apply(lambda m: m.name or args.namespace)
-        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        inside = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[namespace])
 
         def meta(object_name: str) -> Any:
             return manifest({"name": object_name, "namespace": args.namespace, "labels": labels})
 
         k8s.core.v1.ResourceQuota(
-            f"{name}-quota",
+            f"{prefix}-quota",
             metadata=meta("llamafleet-quota"),
             spec=manifest(_quota_spec(args.quota)),
-            opts=in_namespace,
+            opts=inside,
         )
         k8s.core.v1.LimitRange(
-            f"{name}-limits",
+            f"{prefix}-limits",
             metadata=meta("llamafleet-limits"),
             spec=manifest(_limit_range_spec()),
-            opts=in_namespace,
+            opts=inside,
         )
         k8s.networking.v1.NetworkPolicy(
-            f"{name}-default-deny",
+            f"{prefix}-default-deny",
             metadata=meta("default-deny"),
             spec=manifest({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
-            opts=in_namespace,
+            opts=inside,
         )
-
-        keys = [self._key(f"{name}-api-key-{index}") for index in range(args.api_keys)]
-        metrics_key = self._key(f"{name}-metrics-key")
-        self.api_keys = pulumi.Output.secret(pulumi.Output.all(*keys))
-        # The scraper's key is accepted by llama-server too: it has no per-endpoint scopes.
-        key_file = pulumi.Output.all(*keys, metrics_key).apply(lambda ks: "\n".join(ks) + "\n")
         k8s.core.v1.Secret(
-            f"{name}-api-keys",
+            f"{prefix}-api-keys",
             metadata=meta(API_KEY_SECRET),
             type="Opaque",
-            string_data={"keys": pulumi.Output.secret(key_file)},
-            opts=in_namespace,
+            string_data={"keys": key_file},
+            opts=inside,
         )
         k8s.core.v1.Secret(
-            f"{name}-metrics-key",
+            f"{prefix}-metrics-key",
             metadata=meta(METRICS_KEY_SECRET),
             type="Opaque",
-            string_data={"key": pulumi.Output.secret(metrics_key)},
-            opts=in_namespace,
+            string_data={"key": metrics_key},
+            opts=inside,
         )
-        self.register_outputs({"namespace": self.namespace, "apiKeys": self.api_keys})
+        return namespace
 
     def _key(self, resource_name: str) -> pulumi.Output[str]:
         password = random.RandomPassword(

@@ -33,6 +33,8 @@ class Declared:
     parent: str
     custom: bool
     inputs: dict[str, Any]
+    # "<provider urn>::<provider id>" for custom resources with an explicit provider, else "".
+    provider: str = ""
 
     @property
     def redacted_inputs(self) -> dict[str, Any]:
@@ -91,6 +93,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     parent=request.parent,
                     custom=bool(request.custom),
                     inputs={k: v for k, v in inputs.items() if k != "result"},
+                    provider=request.provider,
                 )
             )
         return response

@@ -29,25 +29,30 @@ def team_namespace(team: str) -> str:
 
 
 def build(settings: Settings) -> None:
-    providers: dict[str, k8s.Provider] = {}
-    tenants: dict[tuple[str, str], Tenant] = {}
+    placed = list(placements(settings))
+    providers = {
+        name: _provider(name, cluster)
+        for name, cluster in settings.clusters.items()
+        if any(p.cluster_name == name for p in placed)
+    }
+    tenants = {
+        team: _tenant(settings, team, {p.cluster_name for p in placed if p.team == team}, providers)
+        for team in dict.fromkeys(p.team for p in placed)
+    }
     urls: dict[str, dict[str, pulumi.Output[str]]] = {}
-    for placement in placements(settings):
+    for placement in placed:
         cluster = settings.clusters[placement.cluster_name]
-        if placement.cluster_name not in providers:
-            providers[placement.cluster_name] = _provider(placement.cluster_name, cluster)
-        provider = providers[placement.cluster_name]
-        key = (placement.cluster_name, placement.team)
-        if key not in tenants:
-            tenants[key] = _tenant(settings, placement, provider)
-        tenant = tenants[key]
+        tenant = tenants[placement.team]
         service = InferenceService(
             f"{placement.cluster_name}-{placement.team}-{placement.name}",
             _service_args(settings, placement, cluster),
-            opts=pulumi.ResourceOptions(provider=provider, depends_on=[tenant]),
+            opts=pulumi.ResourceOptions(
+                provider=providers[placement.cluster_name],
+                depends_on=[tenant.namespaces[placement.cluster_name]],
+            ),
         )
         urls.setdefault(placement.team, {})[placement.name] = service.url
-    for (_, team), tenant in tenants.items():
+    for team, tenant in tenants.items():
         pulumi.export(f"{team}-api-keys", tenant.api_keys)
     pulumi.export("endpoints", urls)
 
@@ -61,20 +66,22 @@ def _provider(name: str, cluster: Cluster) -> k8s.Provider:
     )
 
 
-def _tenant(settings: Settings, placement: Placement, provider: k8s.Provider) -> Tenant:
-    tenant = settings.tenants[placement.team]
+def _tenant(
+    settings: Settings, team: str, clusters: set[str], providers: dict[str, k8s.Provider]
+) -> Tenant:
+    tenant = settings.tenants[team]
     quota = tenant.quota
     return Tenant(
-        f"{placement.cluster_name}-{placement.team}",
+        team,
         TenantArgs(
-            team=placement.team,
-            namespace=team_namespace(placement.team),
+            team=team,
+            namespace=team_namespace(team),
             quota=TenantQuota(
                 cpus=quota.cpus, memory_gib=quota.memory_gib, gpus=quota.gpus, pods=quota.pods
             ),
             api_keys=tenant.api_keys,
+            clusters={name: providers[name] for name in sorted(clusters)},
         ),
-        opts=pulumi.ResourceOptions(provider=provider),
     )
 
 

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from components.sizing import FETCHER_CPU, FETCHER_MEMORY_BYTES, GiB, PodSizing, fit_problems
+from infra.cluster_settings import INSTANCE_FAMILIES, InstanceFamily, instance_family
 from infra.placement import Placement, placements, pod_sizing, tier_shape
-from infra.schema import ISA_LEVELS, Model, Quota, Range, Settings, Tier
+from infra.schema import ISA_LEVELS, Cluster, Model, Quota, Range, Settings, Tier
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ def check(settings: Settings) -> list[Problem]:
         *_tiers(settings),
         *_models(settings),
         *_tenants(settings),
+        *_cluster_kinds(settings),
+        *_node_tiers(settings),
     ]
 
 
@@ -127,8 +130,13 @@ def _tenants(settings: Settings) -> Iterator[Problem]:
                     f"{path}.models[{index}]",
                     f"unknown model {model!r}; known: {sorted(settings.models)}",
                 )
-        if all(model in settings.models for model in tenant.models):
-            yield from _quota(path, tenant.quota, list(placements(settings, team)))
+        if not all(model in settings.models for model in tenant.models):
+            continue
+        # Each cluster enforces the team's quota on its own namespace.
+        team_placements = list(placements(settings, team))
+        for cluster in dict.fromkeys(p.cluster_name for p in team_placements):
+            in_cluster = [p for p in team_placements if p.cluster_name == cluster]
+            yield from _quota(path, tenant.quota, in_cluster)
 
 
 def _quota(path: str, quota: Quota, team_placements: list[Placement]) -> Iterator[Problem]:
@@ -163,3 +171,106 @@ def _cpus(sizing: PodSizing) -> float:
 
 def _memory(sizing: PodSizing) -> int:
     return max(sizing.memory_bytes, FETCHER_MEMORY_BYTES)
+
+
+def _cluster_kinds(settings: Settings) -> Iterator[Problem]:
+    for name, cluster in settings.clusters.items():
+        path = f"clusters.{name}"
+        if cluster.kind == "existing" and cluster.eks is not None:
+            yield Problem(f"{path}.eks", "only kind: eks clusters take eks settings")
+        if cluster.kind == "eks" and cluster.onprem is not None:
+            yield Problem(f"{path}.onprem", "only kind: existing clusters take onprem settings")
+        if cluster.kind == "eks" and cluster.eks is None:
+            yield Problem(f"{path}.eks", "kind: eks needs eks: {availabilityZones: [...]}")
+        if cluster.eks and cluster.eks.public_endpoint and not cluster.eks.public_access_cidrs:
+            yield Problem(
+                f"{path}.eks.publicAccessCidrs",
+                "publicEndpoint is on: list the CIDRs that may reach it",
+            )
+        if cluster.load_balancer.address and not (cluster.onprem and cluster.onprem.metallb):
+            yield Problem(
+                f"{path}.loadBalancer.address", "a fixed address needs onprem.metallb (on-prem)"
+            )
+
+
+def _node_tiers(settings: Settings) -> Iterator[Problem]:
+    for cluster_name, cluster in settings.clusters.items():
+        named: dict[str, str] = {}
+        for tier_name, tier in cluster.tiers.items():
+            path = f"clusters.{cluster_name}.tiers.{tier_name}"
+            if cluster.kind == "eks":
+                yield from _eks_tier(path, tier)
+            else:
+                yield from _onprem_tier(path, cluster, tier)
+            for index, node in enumerate(tier.node_names):
+                if node in named:
+                    yield Problem(
+                        f"{path}.nodeNames[{index}]", f"{node} is already in tier {named[node]}"
+                    )
+                named[node] = tier_name
+
+
+def _eks_tier(path: str, tier: Tier) -> Iterator[Problem]:
+    if not tier.instance_types:
+        yield Problem(f"{path}.instanceTypes", "an eks tier needs instanceTypes, e.g. [m6i.xlarge]")
+    if tier.node_names:
+        yield Problem(f"{path}.nodeNames", "nodeNames are for on-prem tiers; eks nodes come and go")
+    desired = tier.desired_nodes
+    if desired is not None and not tier.nodes.min <= desired <= tier.nodes.max:
+        yield Problem(
+            f"{path}.desiredNodes",
+            f"{desired} is outside nodes {{min: {tier.nodes.min}, max: {tier.nodes.max}}}",
+        )
+    for index, instance_type in enumerate(tier.instance_types):
+        yield from _instance_type(path, index, instance_type, tier)
+
+
+def _onprem_tier(path: str, cluster: Cluster, tier: Tier) -> Iterator[Problem]:
+    for key, value in (
+        ("instanceTypes", tier.instance_types),
+        ("desiredNodes", tier.desired_nodes),
+    ):
+        if value:
+            yield Problem(f"{path}.{key}", f"{key} is for eks tiers; this cluster is existing")
+    if cluster.onprem is not None and not tier.node_names:
+        yield Problem(f"{path}.nodeNames", "an on-prem tier needs nodeNames: the nodes forming it")
+
+
+def _instance_type(path: str, index: int, instance_type: str, tier: Tier) -> Iterator[Problem]:
+    type_path = f"{path}.instanceTypes[{index}]"
+    family = instance_family(instance_type)
+    facts = INSTANCE_FAMILIES.get(family)
+    if facts is None:
+        if tier.kind == "gpu":
+            gpu_families = sorted(f for f, i in INSTANCE_FAMILIES.items() if i.gpu)
+            yield Problem(
+                type_path,
+                f"unknown instance family {family!r} for a gpu tier; known: {gpu_families}",
+            )
+        return
+    if ISA_LEVELS.index(tier.isa) > ISA_LEVELS.index(facts.isa):
+        yield Problem(
+            f"{path}.isa",
+            f"{tier.isa}, but {instance_type} is {facts.isa} ({facts.cpu}); "
+            f"set isa: {facts.isa} or a newer instance family",
+        )
+    yield from _instance_gpu(path, type_path, instance_type, tier, facts)
+
+
+def _instance_gpu(
+    path: str, type_path: str, instance_type: str, tier: Tier, facts: InstanceFamily
+) -> Iterator[Problem]:
+    if tier.kind == "cpu" and facts.gpu:
+        yield Problem(type_path, f"{instance_type} has {facts.gpu} GPUs: use it in a gpu tier")
+    if tier.kind != "gpu" or tier.gpu is None:
+        return
+    if facts.gpu is None:
+        yield Problem(type_path, f"{instance_type} has no GPU, but this is a gpu tier")
+    elif facts.gpu != tier.gpu.type:
+        yield Problem(type_path, f"{instance_type} has {facts.gpu}, not gpu.type {tier.gpu.type}")
+    elif tier.gpu.memory_gib > facts.gpu_memory_gib:
+        yield Problem(
+            f"{path}.gpu.memoryGib",
+            f"{tier.gpu.memory_gib:g} exceeds the {facts.gpu_memory_gib:g} GiB of one "
+            f"{facts.gpu} ({instance_type})",
+        )

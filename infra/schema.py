@@ -56,6 +56,12 @@ class Gpu(Strict):
     memory_gib: float = Field(gt=0, description="Memory of one GPU, GiB.")
 
 
+InstanceType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]
+NodeName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+]
+
+
 class Tier(Strict):
     kind: Literal["cpu", "gpu"] = Field(description="cpu, or gpu for NVIDIA nodes.")
     isa: IsaLevel = Field(description="Newest x86 level every node of the tier supports.")
@@ -63,6 +69,22 @@ class Tier(Strict):
     memory_per_node_gib: float = Field(gt=0, description="Memory of one node, GiB.")
     nodes: Range = Field(description="Node count range (fixed on-prem: min = max).")
     gpu: Gpu | None = Field(default=None, description="GPUs of one node (gpu tiers only).")
+    instance_types: list[InstanceType] = Field(
+        default_factory=list[str],
+        description="EKS: EC2 instance types of the tier's node group, all of one shape.",
+    )
+    capacity_type: Literal["on-demand", "spot"] = Field(
+        default="on-demand", description="EKS: on-demand, or spot (cheaper, can be reclaimed)."
+    )
+    desired_nodes: int | None = Field(
+        default=None,
+        ge=0,
+        description="EKS: nodes at creation (default: nodes.min); the autoscaler owns it after.",
+    )
+    node_names: list[NodeName] = Field(
+        default_factory=list[str],
+        description="On-prem: the nodes that form the tier (labelled by the stack).",
+    )
 
 
 class Kubeconfig(Strict):
@@ -90,6 +112,21 @@ class Cluster(Strict):
         default=True, description="Emit Prometheus Operator ServiceMonitors."
     )
     tiers: dict[Name, Tier] = Field(min_length=1, description="Node tiers by name.")
+    eks: cluster_settings.EksSettings | None = Field(
+        default=None, description="kind eks: VPC, control plane and node settings."
+    )
+    onprem: cluster_settings.OnPremSettings | None = Field(
+        default=None,
+        description="kind existing: tier labels on named nodes, node feature discovery, MetalLB.",
+    )
+    addons: cluster_settings.AddonSettings | None = Field(
+        default=None, description="Helm add-ons the stack installs; absent: none."
+    )
+    load_balancer: cluster_settings.LoadBalancerSettings = Field(
+        # A lambda: the module is bound at the end of this file.
+        default_factory=lambda: cluster_settings.LoadBalancerSettings(),  # noqa: PLW0108
+        description="How the gateway's Service is exposed.",
+    )
 
 
 class ModelStore(Strict):
@@ -203,3 +240,7 @@ class Settings(Strict):
     serving: Serving = Field(default_factory=Serving, description="Fleet-wide serving defaults.")
     models: dict[Name, Model] = Field(min_length=1, description="Models by name.")
     tenants: dict[Name, TenantSettings] = Field(min_length=1, description="Teams by name.")
+
+
+# Last: cluster_settings builds on Strict above (it resolves Cluster's annotations when loaded).
+from infra import cluster_settings  # noqa: E402

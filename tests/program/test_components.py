@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 from pulumi.runtime.rpc import is_rpc_secret
 
 from components.autoscaling import ScalingRange
@@ -122,11 +123,11 @@ def test_deployment_replicas_are_left_to_the_autoscaler() -> None:
     assert deployment.inputs["spec"]["replicas"] == 1
 
 
-def declare_tenant(keys: int = 2) -> list[Declared]:
+def declare_tenant(keys: int = 2, clusters: tuple[str, ...] = ("onprem",)) -> list[Declared]:
     def program() -> None:
-        tenant = Tenant(
-            "t", TenantArgs("search", "llamafleet-search", TenantQuota(12.5, 48, 2, 10), keys)
-        )
+        providers = {name: k8s.Provider(name) for name in clusters}
+        quota = TenantQuota(12.5, 48, 2, 10)
+        tenant = Tenant("t", TenantArgs("search", "llamafleet-search", quota, keys, providers))
         pulumi.export("keys", tenant.api_keys)
 
     return run_program(program, "test", {})
@@ -169,3 +170,18 @@ def test_tenant_issues_random_keys_only_as_secrets() -> None:
     for secret in secrets:
         data = secret.inputs["stringData"]
         assert is_rpc_secret(data) or all(is_rpc_secret(v) for v in data.values())
+
+
+def test_a_team_in_two_clusters_gets_one_set_of_keys_in_both() -> None:
+    declared = declare_tenant(keys=2, clusters=("onprem", "eks"))
+    passwords = [d for d in declared if d.type == "random:index/randomPassword:RandomPassword"]
+    assert len(passwords) == 2 + 1
+    namespaces = [d for d in declared if d.type == "kubernetes:core/v1:Namespace"]
+    assert sorted(d.name for d in namespaces) == ["t-eks-namespace", "t-onprem-namespace"]
+    key_secrets = [
+        d for d in declared if d.inputs.get("metadata", {}).get("name") == "llamafleet-api-keys"
+    ]
+    assert sorted(d.name for d in key_secrets) == ["t-eks-api-keys", "t-onprem-api-keys"]
+    for secret in key_secrets:
+        cluster = secret.name.split("-")[1]
+        assert secret.provider.split("::")[-2] == cluster  # the provider's name in its URN

@@ -1,0 +1,188 @@
+"""The cluster-specific parts of a stack's settings: EKS, on-prem, add-ons, load balancer.
+
+They hang off `Cluster` in `infra.schema`; cross-field rules over them live in `infra.rules`.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from infra import schema
+from infra.schema import IsaLevel, Name, Strict
+
+Cidr = Annotated[str, StringConstraints(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")]
+# A MetalLB pool entry: a CIDR or a first-last range.
+AddressRange = Annotated[
+    str, StringConstraints(pattern=r"^\d{1,3}(\.\d{1,3}){3}(/\d{1,2}|-\d{1,3}(\.\d{1,3}){3})$")
+]
+# Exact chart versions only: a range or "latest" would change what runs without a review.
+ChartVersion = Annotated[str, StringConstraints(pattern=r"^v?\d+\.\d+\.\d+$")]
+ConfigKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+:[A-Za-z0-9_.-]+$")]
+IamArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:\S+$")]
+Zone = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")]
+
+
+class EksSettings(Strict):
+    kubernetes_version: Annotated[str, StringConstraints(pattern=r"^1\.\d{2}$")] = Field(
+        default="1.33", description="EKS control plane version (minor), e.g. 1.33."
+    )
+    vpc_cidr: Cidr = Field(default="10.40.0.0/16", description="The cluster VPC's CIDR block.")
+    availability_zones: list[Zone] = Field(
+        min_length=2,
+        max_length=6,
+        description="Zones for one private (nodes) and one public (NAT, LB) subnet each.",
+    )
+    nat_gateways: Literal["single", "per-zone"] = Field(
+        default="per-zone",
+        description="per-zone survives a zone outage; single is cheaper (dev).",
+    )
+    public_endpoint: bool = Field(
+        default=False,
+        description="Expose the API server publicly; off: reachable from the VPC only, so "
+        "`pulumi up` must run from inside it.",
+    )
+    public_access_cidrs: list[Cidr] = Field(
+        default_factory=list[str],
+        description="Who may reach the public endpoint (required when publicEndpoint is on).",
+    )
+    admin_principals: list[IamArn] = Field(
+        default_factory=list[str],
+        description="IAM roles/users given cluster-admin through EKS access entries.",
+    )
+    node_root_volume_gib: int = Field(
+        default=100,
+        ge=20,
+        le=4096,
+        description="Encrypted root volume per node; holds the node-local model cache.",
+    )
+    log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = (
+        Field(
+            default_factory=lambda: ["api", "audit", "authenticator"],
+            description="Control plane logs sent to CloudWatch.",
+        )
+    )
+
+
+class MetalLbSettings(Strict):
+    install: bool = Field(
+        default=False, description="Install MetalLB itself; false: the cluster already runs it."
+    )
+    namespace: Name = Field(default="metallb-system", description="MetalLB's namespace.")
+    pool: Name = Field(default="llamafleet", description="Name of the IPAddressPool.")
+    addresses: list[AddressRange] = Field(
+        min_length=1, description="Addresses the pool hands out: CIDRs or first-last ranges."
+    )
+    interfaces: list[str] = Field(
+        default_factory=list[str],
+        description="Node interfaces that announce the addresses (L2); empty: all.",
+    )
+
+
+class OnPremSettings(Strict):
+    kubeconfig_secret: ConfigKey | None = Field(
+        default=None,
+        description="Secret Pulumi config key holding the kubeconfig (`pulumi config set "
+        "--secret <ns:key>`, outside the llamafleet namespace); default: the kubeconfig file.",
+    )
+    node_feature_discovery: bool = Field(
+        default=True, description="Install Node Feature Discovery (real CPU flags as labels)."
+    )
+    metallb: MetalLbSettings | None = Field(
+        default=None, description="MetalLB address pool for LoadBalancer Services."
+    )
+
+
+class ChartVersions(Strict):
+    keda: ChartVersion = Field(default="2.16.1", description="kedacore/keda.")
+    kube_prometheus_stack: ChartVersion = Field(
+        default="69.8.2", description="prometheus-community/kube-prometheus-stack."
+    )
+    cluster_autoscaler: ChartVersion = Field(
+        default="9.46.6", description="kubernetes/autoscaler cluster-autoscaler."
+    )
+    nvidia_device_plugin: ChartVersion = Field(
+        default="0.17.1", description="nvidia/nvidia-device-plugin."
+    )
+    metrics_server: ChartVersion = Field(
+        default="3.12.2", description="kubernetes-sigs/metrics-server."
+    )
+    node_feature_discovery: ChartVersion = Field(
+        default="0.17.2", description="kubernetes-sigs/node-feature-discovery."
+    )
+    metallb: ChartVersion = Field(default="0.14.9", description="metallb/metallb.")
+
+
+class AddonSettings(Strict):
+    keda: bool = Field(default=True, description="Install KEDA (scales pods on the queue).")
+    prometheus: Literal["install", "existing"] = Field(
+        default="install",
+        description="install kube-prometheus-stack, or use the cluster's (see prometheusUrl).",
+    )
+    metrics_server: bool = Field(default=True, description="Install metrics-server (HPA on CPU).")
+    cluster_autoscaler: bool = Field(
+        default=True, description="Install cluster-autoscaler with IRSA (EKS only)."
+    )
+    nvidia_device_plugin: bool = Field(
+        default=True, description="Install the NVIDIA device plugin on the GPU tiers."
+    )
+    versions: ChartVersions = Field(
+        default_factory=ChartVersions, description="Helm chart versions, exact."
+    )
+
+
+class LoadBalancerSettings(Strict):
+    scheme: Literal["internal", "internet-facing"] = Field(
+        default="internal", description="EKS: NLB scheme."
+    )
+    address: str | None = Field(
+        default=None, description="On-prem: a fixed address from the MetalLB pool."
+    )
+    source_ranges: list[Cidr] = Field(
+        default_factory=list[str], description="Client CIDRs allowed through the LB; empty: all."
+    )
+
+
+@dataclass(frozen=True)
+class InstanceFamily:
+    """What every size of an EC2 instance family has (the tier rules check settings against it)."""
+
+    isa: IsaLevel
+    cpu: str
+    gpu: str | None = None
+    gpu_memory_gib: float = 0
+
+
+_SKYLAKE = InstanceFamily("avx512", "Intel Skylake/Cascade Lake")
+_ROME = InstanceFamily("avx2", "AMD Rome: no AVX-512")
+_MILAN = InstanceFamily("avx2", "AMD Milan: no AVX-512")
+_GENOA = InstanceFamily("avx512-vnni", "AMD Genoa")
+_ICE_LAKE = InstanceFamily("avx512-vnni", "Intel Ice Lake")
+_SAPPHIRE_RAPIDS = InstanceFamily("amx", "Intel Sapphire Rapids")
+
+INSTANCE_FAMILIES: dict[str, InstanceFamily] = {
+    **dict.fromkeys(("m5", "c5", "r5"), _SKYLAKE),
+    **dict.fromkeys(("m5a", "c5a", "r5a"), _ROME),
+    **dict.fromkeys(("m6a", "c6a", "r6a"), _MILAN),
+    **dict.fromkeys(("m7a", "c7a", "r7a"), _GENOA),
+    **dict.fromkeys(("m6i", "c6i", "r6i"), _ICE_LAKE),
+    **dict.fromkeys(("m7i", "m7i-flex", "c7i", "r7i"), _SAPPHIRE_RAPIDS),
+    "g4dn": InstanceFamily("avx512-vnni", "Intel Cascade Lake", "nvidia-t4", 16),
+    "g5": InstanceFamily("avx2", "AMD Rome: no AVX-512", "nvidia-a10g", 24),
+    "g6": InstanceFamily("avx2", "AMD Milan: no AVX-512", "nvidia-l4", 24),
+    "g6e": InstanceFamily("avx2", "AMD Milan: no AVX-512", "nvidia-l40s", 48),
+    "p4d": InstanceFamily("avx512-vnni", "Intel Cascade Lake", "nvidia-a100", 40),
+    "p5": InstanceFamily("avx2", "AMD Milan: no AVX-512", "nvidia-h100", 80),
+}
+
+
+def instance_family(instance_type: str) -> str:
+    return instance_type.split(".", 1)[0]
+
+
+# `infra.schema.Cluster` names these models through this module; resolve them now that they exist.
+schema.Cluster.model_rebuild(_types_namespace={"cluster_settings": sys.modules[__name__]})
+schema.Settings.model_rebuild()
