@@ -232,8 +232,15 @@ def _onprem_tier(path: str, cluster: Cluster, tier: Tier) -> Iterator[Problem]:
     ):
         if value:
             yield Problem(f"{path}.{key}", f"{key} is for eks tiers; this cluster is existing")
-    if cluster.onprem is not None and not tier.node_names:
+    if cluster.onprem is None:
+        return
+    if not tier.node_names:
         yield Problem(f"{path}.nodeNames", "an on-prem tier needs nodeNames: the nodes forming it")
+    elif len(tier.node_names) != tier.nodes.max:
+        yield Problem(
+            f"{path}.nodeNames",
+            f"{len(tier.node_names)} nodes named, but nodes.max is {tier.nodes.max}",
+        )
 
 
 def _instance_type(path: str, index: int, instance_type: str, tier: Tier) -> Iterator[Problem]:
