@@ -107,20 +107,18 @@ class Tenant(pulumi.ComponentResource):
             spec=manifest({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
             opts=inside,
         )
-        k8s.core.v1.Secret(
-            f"{prefix}-api-keys",
-            metadata=meta(API_KEY_SECRET),
-            type="Opaque",
-            string_data={"keys": key_file},
-            opts=inside,
-        )
-        k8s.core.v1.Secret(
-            f"{prefix}-metrics-key",
-            metadata=meta(METRICS_KEY_SECRET),
-            type="Opaque",
-            string_data={"key": metrics_key},
-            opts=inside,
-        )
+        secrets = {
+            "api-keys": (API_KEY_SECRET, "keys", key_file),
+            "metrics-key": (METRICS_KEY_SECRET, "key", metrics_key),
+        }
+        for suffix, (secret_name, key, value) in secrets.items():
+            k8s.core.v1.Secret(
+                f"{prefix}-{suffix}",
+                metadata=meta(secret_name),
+                type="Opaque",
+                string_data={key: value},
+                opts=inside,
+            )
         return namespace
 
     def _key(self, resource_name: str) -> pulumi.Output[str]:
