@@ -3,7 +3,8 @@
 A hit proves, as far as the file system can tell, that the bytes are those hashed before, so an
 unchanged multi-GB file is never read again. Any change to the key (a touch, a copy, a rewrite)
 is a miss and the file is re-hashed. ctime is in the key because a tool can put mtime back after
-rewriting a file in place (same size, same inode), but nothing can set ctime back. SQLite gives atomic updates when two syncs share the cache.
+rewriting a file in place (same size, same inode), but nothing can set ctime back.
+SQLite gives atomic updates when two syncs share the cache.
 """
 
 from __future__ import annotations

@@ -57,10 +57,15 @@ def _session() -> Session:
     return Session()
 
 
-def make_s3_client(endpoint_url: str | None = None, max_connections: int = 16) -> S3Client:
+def make_s3_client(
+    endpoint_url: str | None = None,
+    max_connections: int = 16,
+    max_attempts: int = RETRY_ATTEMPTS,
+    retry_mode: str = "adaptive",
+) -> S3Client:
     """A client with adaptive retries (throttling, 5xx) and the standard credential chain."""
     config = Config(
-        retries={"mode": "adaptive", "max_attempts": RETRY_ATTEMPTS},
+        retries={"mode": retry_mode, "max_attempts": max_attempts},
         max_pool_connections=max_connections,
         # We always send our own SHA-256 per request, so neither a second default CRC nor a
         # SigV4 payload hash over plain HTTP is worth the CPU.

@@ -1,0 +1,219 @@
+"""Faults during sync: throttling, 5xx, a killed upload, a file changing under the upload."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from modelsync.errors import DigestMismatchError, SourceError, StoreError
+from modelsync.hashcache import HashCache
+from modelsync.plan import Action, plan_sync
+from modelsync.sources import discover_files
+from modelsync.store import RemoteStore, make_s3_client
+from modelsync.sync import SyncTuning, run_sync
+from modelsync.upload import Uploader
+
+from .conftest import GgufSpec, write_gguf
+
+pytestmark = pytest.mark.s3
+
+PART = 5 << 20
+TUNING = SyncTuning(part_size=PART, part_workers=2, parts_in_flight=2)
+SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: object) -> list[bytes]:
+        return [self._data]
+
+
+class FaultInjector:
+    """Answers the first `failures` matching requests with 503 SlowDown, without sending them."""
+
+    def __init__(self, operation: str, failures: int) -> None:
+        self.operation = operation
+        self.remaining = failures
+        self.injected = 0
+
+    def __call__(self, request: object, **_: object) -> AWSResponse | None:
+        if self.remaining <= 0:
+            return None
+        self.remaining -= 1
+        self.injected += 1
+        url = str(getattr(request, "url", ""))
+        return AWSResponse(url, 503, {"Content-Type": "application/xml"}, _Body(SLOW_DOWN))
+
+    def attach(self, store: RemoteStore) -> FaultInjector:
+        store.client.meta.events.register(f"before-send.s3.{self.operation}", self)
+        return self
+
+
+@pytest.fixture
+def big_model(tmp_path: Path) -> Path:
+    return write_gguf(tmp_path / "models" / "big.gguf", GgufSpec(tensor_bytes=4 * PART, fill=b"b1"))
+
+
+def object_keys(store: RemoteStore) -> list[str]:
+    listing = store.client.list_objects_v2(Bucket=store.location.bucket)
+    return [item["Key"] for item in listing.get("Contents", [])]
+
+
+def object_exists(store: RemoteStore, key: str) -> bool:
+    listing = store.client.list_objects_v2(Bucket=store.location.bucket, Prefix=key)
+    return any(item["Key"] == key for item in listing.get("Contents", []))
+
+
+def pending_uploads(store: RemoteStore) -> list[dict[str, str]]:
+    try:
+        listing = store.client.list_multipart_uploads(Bucket=store.location.bucket)
+    except store.client.exceptions.NoSuchUpload:
+        return []
+    return list(listing.get("Uploads", []))
+
+
+@pytest.mark.parametrize("operation", ["UploadPart", "PutObject", "CompleteMultipartUpload"])
+def test_throttled_requests_are_retried_until_the_sync_completes(
+    big_model: Path, store: RemoteStore, cache: HashCache, operation: str
+) -> None:
+    injector = FaultInjector(operation, failures=3).attach(store)
+
+    result = run_sync(
+        plan_sync(discover_files(big_model.parent), store, cache), store, tuning=TUNING
+    )
+
+    assert injector.injected == 3
+    assert result.names(Action.UPLOAD) == ["big"]
+    entry = store.read_manifest().models["big"]
+    stored = store.client.get_object(Bucket=store.location.bucket, Key=entry.key)["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == entry.hex_digest
+
+
+def test_endless_throttling_fails_with_one_line_and_no_final_object(
+    big_model: Path,
+    store: RemoteStore,
+    endpoint: str,
+    cache: HashCache,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("modelsync.retry.time.sleep", lambda _: None)
+    # Production's adaptive mode rate-limits itself down to minutes of waiting here.
+    client = make_s3_client(endpoint, max_attempts=2, retry_mode="standard")
+    store = RemoteStore(store.location, client)
+    FaultInjector("UploadPart", failures=10_000).attach(store)
+    plan = plan_sync(discover_files(big_model.parent), store, cache)
+
+    with pytest.raises(StoreError, match="SlowDown") as caught:
+        run_sync(plan, store, tuning=TUNING)
+
+    assert "\n" not in str(caught.value)
+    key = plan.models[0].entry(store.location).key
+    assert not object_exists(store, key)
+    assert store.read_manifest().models == {}
+
+
+def test_file_changed_after_planning_is_refused(
+    big_model: Path, store: RemoteStore, cache: HashCache
+) -> None:
+    plan = plan_sync(discover_files(big_model.parent), store, cache)
+    with big_model.open("r+b") as handle:
+        handle.seek(-1, os.SEEK_END)
+        handle.write(b"\xff")
+
+    with pytest.raises(SourceError, match="changed since the plan was made"):
+        run_sync(plan, store, tuning=TUNING)
+
+    assert object_keys(store) == []
+
+
+@pytest.mark.parametrize("size", [PART // 2, 4 * PART], ids=["single-put", "multipart"])
+def test_bytes_not_matching_the_digest_abort_the_upload(
+    tmp_path: Path, store: RemoteStore, size: int
+) -> None:
+    model = write_gguf(tmp_path / "m.gguf", GgufSpec(tensor_bytes=size))
+    stale_digest = hashlib.sha256(b"what the file held when hashed").hexdigest()
+
+    with ThreadPoolExecutor(2) as pool, pytest.raises(DigestMismatchError, match="changed"):
+        Uploader(store, pool, part_size=PART).upload(
+            model, stale_digest, model.stat().st_size, lambda _: None
+        )
+
+    assert object_keys(store) == []
+    assert pending_uploads(store) == []
+
+
+SLOW_CHILD = """
+import sys, time
+from modelsync import store
+make = store.make_s3_client
+def slow_client(*args, **kwargs):
+    client = make(*args, **kwargs)
+    client.meta.events.register("before-send.s3.UploadPart", lambda **_: time.sleep(0.4))
+    return client
+store.make_s3_client = slow_client
+from modelsync.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_killed_upload_leaves_no_object_and_rerun_resumes(
+    tmp_path: Path, store: RemoteStore, store_url: str, endpoint: str, cache: HashCache
+) -> None:
+    model = write_gguf(tmp_path / "models" / "killed.gguf", GgufSpec(tensor_bytes=8 * PART))
+    hex_digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    key = store.location.object_key(hex_digest)
+    argv = [sys.executable, "-c", SLOW_CHILD, "sync", str(model), store_url]
+    argv += ["--endpoint-url", endpoint, "--part-size", "5", "--concurrency", "1", "--json"]
+    argv += ["--cache-dir", str(cache.directory)]
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        uploaded_parts = _wait_for_parts(store, key, at_least=2, child=child)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+
+    assert uploaded_parts >= 2
+    assert not object_exists(store, key)
+    assert store.read_manifest().models == {}
+
+    result = run_sync(plan_sync(discover_files(model.parent), store, cache), store, tuning=TUNING)
+
+    (outcome,) = result.models
+    assert outcome.resumed_parts >= 2
+    assert outcome.bytes_uploaded < model.stat().st_size
+    stored = store.client.get_object(Bucket=store.location.bucket, Key=key)["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == hex_digest
+    assert [u for u in pending_uploads(store) if u["Key"] == key] == []
+
+
+def _wait_for_parts(
+    store: RemoteStore, key: str, at_least: int, child: subprocess.Popen[bytes]
+) -> int:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            stderr = child.stderr.read().decode() if child.stderr else ""
+            pytest.fail(f"sync finished before it could be killed: {stderr}")
+        for upload in pending_uploads(store):
+            if upload["Key"] == key:
+                parts = store.client.list_parts(
+                    Bucket=store.location.bucket, Key=key, UploadId=upload["UploadId"]
+                ).get("Parts", [])
+                if len(parts) >= at_least:
+                    return len(parts)
+        time.sleep(0.05)
+    pytest.fail("no multipart upload with enough parts appeared")
