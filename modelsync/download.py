@@ -44,10 +44,11 @@ def stream_object(
     consume: Callable[[bytes], None],
     *,
     advance: Advance,
-    chunk_size: int = DOWNLOAD_CHUNK,
+    chunk_size: int | None = None,
     window: int = DOWNLOAD_WINDOW,
 ) -> None:
     """Feed the object's `size` bytes to `consume`, in order."""
+    chunk_size = chunk_size or DOWNLOAD_CHUNK
     offsets = iter(range(0, size, chunk_size))
     with ThreadPoolExecutor(window) as pool:
         pending: deque[Future[bytes]] = deque()
