@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -159,12 +160,19 @@ def _add_sync_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", help="hash cache folder (default ~/.cache/llamafleet/…)")
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """Usage mistakes as one stderr line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser(prog: str = "modelsync") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog=prog, description="Content-addressed GGUF model distribution over S3."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _OneLineErrorParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
 
     inspect = commands.add_parser("inspect", parents=[common], help="read a GGUF header")

