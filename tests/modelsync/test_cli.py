@@ -100,7 +100,7 @@ def test_inspect_human_output_lists_fields(
         (
             ["fetch", "--store", "s3://bucket/p", "--digest", "md5:abc", "--cache-dir", "{tmp}"],
             "invalid digest 'md5:abc'",
-        ),  # fmt: skip
+        ),
         (["verify"], "verify needs a STORE"),
         (["verify", "--file", "{tmp}/models/m.gguf"], "needs --digest or a STORE"),
         (["import-ollama", "s3://bucket/p", "--models-dir", "{tmp}/empty"], "not an Ollama store"),
