@@ -40,20 +40,28 @@ def _mock_arn(args: pulumi_mocks.MockResourceArgs) -> str:
     return f"arn:aws:{service}:us-east-1:{ACCOUNT}:{args.name}"
 
 
-@pytest.fixture
-def aws_mocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """infra.mock_run echoes inputs as state; AWS resources also need their computed `arn`."""
+def patch_mock_state(
+    monkeypatch: pytest.MonkeyPatch,
+    computed: Callable[[pulumi_mocks.MockResourceArgs], dict[str, Any]],
+) -> None:
+    """infra.mock_run echoes inputs as state; add what the real provider would compute."""
     echo = mock_run._Mocks.new_resource  # pyright: ignore[reportPrivateUsage]
 
     def new_resource(
         self: Any, args: pulumi_mocks.MockResourceArgs
     ) -> tuple[str | None, dict[str, Any]]:
         resource_id, state = echo(self, args)
-        if args.typ.startswith("aws:"):
-            state["arn"] = _mock_arn(args)
-        return resource_id, state
+        return resource_id, state | computed(args)
 
     monkeypatch.setattr(mock_run._Mocks, "new_resource", new_resource)  # pyright: ignore[reportPrivateUsage]
+
+
+@pytest.fixture
+def aws_mocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS resources get their computed `arn`."""
+    patch_mock_state(
+        monkeypatch, lambda args: {"arn": _mock_arn(args)} if args.typ.startswith("aws:") else {}
+    )
 
 
 # --- GGUF files ----------------------------------------------------------------------------

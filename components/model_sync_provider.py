@@ -1,0 +1,188 @@
+"""The dynamic provider behind ModelSync: `modelsync` driven by Pulumi's resource lifecycle.
+
+- check: validates the inputs; touches neither disk nor network.
+- diff: compares the hash cache (a stat per file, never the file's bytes) with the store's
+  manifest and the state's, so `pulumi preview` reads no model bytes. A file whose stat no longer
+  matches the cache is reported as a change without being read: `update` hashes it, and uploads
+  only if its content really changed.
+- create/update: plan, then upload what the store lacks and merge the manifest (modelsync).
+- delete: removes nothing. Objects are content-addressed and shared by every stack and model
+  that uses the same bytes; the manifest names models other stacks may serve. Expiring them is
+  the bucket lifecycle's job, not a `pulumi destroy`.
+
+A source this machine lacks (a CI runner previewing a pull request) is never a deletion and never
+a re-upload: diff reports no change for it and update keeps its last manifest entry.
+
+Pulumi pickles the provider object into the state: it holds no attributes at all. S3 clients and
+the hash cache's database are made inside each method; credentials come from the standard AWS
+chain (environment, profile, IRSA) of the process that runs the method, never from inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pulumi
+from boto3.session import Session
+from botocore.config import Config
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
+from pulumi.runtime.rpc import UNKNOWN
+
+from components.model_sources import (
+    SyncRequest,
+    plain_failures,
+    resolve_sources,
+    store_url_failures,
+)
+from modelsync.digest import format_digest
+from modelsync.errors import SourceError
+from modelsync.hashcache import FileIdentity, HashCache
+from modelsync.plan import SyncPlan, plan_sync
+from modelsync.sources import ModelSource
+from modelsync.store import RemoteStore
+from modelsync.sync import run_sync
+
+Props = dict[str, Any]
+INPUT_KEYS = ("storeUrl", "models", "sourceDir", "ollamaModels", "endpointUrl", "region")
+# Another store is another resource: replacing it syncs there and forgets (not deletes) the old.
+REPLACE_KEYS = ("storeUrl", "endpointUrl")
+
+
+def open_store(request: SyncRequest) -> RemoteStore:
+    store = RemoteStore.open(request.store_url, request.endpoint_url)
+    if request.region is None:
+        return store
+    config = store.client.meta.config.merge(Config(region_name=request.region))
+    client = Session().client("s3", endpoint_url=request.endpoint_url, config=config)
+    return RemoteStore(store.location, client)
+
+
+def previous_manifest(state: Props) -> dict[str, dict[str, object]]:
+    manifest = state.get("manifest")
+    return cast(dict[str, dict[str, object]], manifest) if isinstance(manifest, dict) else {}
+
+
+def report_absent(absent: dict[str, str]) -> None:
+    for name, reason in sorted(absent.items()):
+        pulumi.log.warn(f"model {name}: {reason}; keeping its last manifest entry (no upload)")
+
+
+class ModelSyncProvider(ResourceProvider):
+    # Made a secret only if a secret was captured, which the tests prove never happens.
+    serialize_as_secret_always = False
+
+    def check(self, _olds: Props, news: Props) -> CheckResult:
+        failures = plain_failures(*(news.get(key) for key in INPUT_KEYS[1:]))
+        if news.get("storeUrl") != UNKNOWN:  # from a bucket not created yet
+            failures += store_url_failures(news.get("storeUrl"))
+        return CheckResult(news, [CheckFailure(prop, reason) for prop, reason in failures])
+
+    def diff(self, _id: str, olds: Props, news: Props) -> DiffResult:
+        if any(news.get(key) == UNKNOWN for key in INPUT_KEYS):
+            return DiffResult(changes=True)
+        replaces = [key for key in REPLACE_KEYS if olds.get(key) != news.get(key)]
+        if replaces:
+            return DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
+        if any(olds.get(key) != news.get(key) for key in INPUT_KEYS):
+            return DiffResult(changes=True)
+        reasons = drift(SyncRequest.from_props(news), previous_manifest(olds))
+        for reason in reasons:
+            pulumi.log.info(f"model {reason}")
+        return DiffResult(changes=bool(reasons))
+
+    def create(self, props: Props) -> CreateResult:
+        request = SyncRequest.from_props(props)
+        return CreateResult(request.store_url, sync(request, {}))
+
+    def update(self, _id: str, olds: Props, news: Props) -> UpdateResult:
+        return UpdateResult(sync(SyncRequest.from_props(news), previous_manifest(olds)))
+
+    def read(self, id_: str, props: Props) -> ReadResult:
+        # The state's manifest is what this stack pinned; the store's may have moved on.
+        return ReadResult(id_, props)
+
+    def delete(self, _id: str, _props: Props) -> None:
+        pulumi.log.info("ModelSync: nothing deleted; models are shared and content-addressed")
+
+
+def drift(request: SyncRequest, previous: dict[str, dict[str, object]]) -> list[str]:
+    """Why the store or the state no longer match the local files ([] if they match)."""
+    sources = resolve_sources(request.spec)
+    report_absent(sources.absent)
+    reasons: list[str] = []
+    known: dict[str, tuple[str, int]] = {}
+    cache = HashCache()
+    try:
+        for source in sources.present:
+            local = cached_digest(source, cache)
+            if local is None:
+                reasons.append(f"{source.name}: changed on disk since it was last hashed")
+            else:
+                known[source.name] = local
+    finally:
+        cache.close()
+    if not known:
+        return reasons
+    store = open_store(request)
+    remote, sizes = store.read_manifest(), store.list_objects()
+    for name, (digest, size) in known.items():
+        entry = remote.models.get(name)
+        if sizes.get(digest) != size:
+            reasons.append(f"{name}: the store lacks sha256:{digest}")
+        elif entry is None or entry.hex_digest != digest:
+            reasons.append(f"{name}: the store's manifest does not name sha256:{digest}")
+        elif previous.get(name, {}).get("digest") != format_digest(digest):
+            reasons.append(f"{name}: the stack's manifest does not name sha256:{digest}")
+    return reasons
+
+
+def cached_digest(source: ModelSource, cache: HashCache) -> tuple[str, int] | None:
+    """(hex digest, size) from the hash cache or the source's own name; None if unknown."""
+    identity = FileIdentity.of(source.path)
+    cached = cache.lookup(identity)
+    digest = cached.digest if cached is not None else source.known_digest
+    return None if digest is None else (digest, identity.size)
+
+
+def sync(request: SyncRequest, previous: dict[str, dict[str, object]]) -> Props:
+    """Upload what the store lacks and return the provider's outputs."""
+    sources = resolve_sources(request.spec)
+    report_absent(sources.absent)
+    store = open_store(request)
+    cache = HashCache()
+    try:
+        plan = plan_sync(sources.present, store, cache)
+    finally:
+        cache.close()
+    manifest = entries(plan, sources.absent, previous)
+    if plan.has_changes:
+        run_sync(plan, store)
+    return request.to_props() | {"manifest": manifest, "absent": sorted(sources.absent)}
+
+
+def entries(
+    plan: SyncPlan, absent: dict[str, str], previous: dict[str, dict[str, object]]
+) -> dict[str, dict[str, object]]:
+    """The manifest this stack will serve. Raises, before anything is uploaded, for a model that
+    is neither on this machine nor known from the state or the store."""
+    manifest = {model.name: model.entry(plan.location).to_json() for model in plan.models}
+    missing: list[str] = []
+    for name, reason in sorted(absent.items()):
+        remote = plan.remote_manifest.models.get(name)
+        if name in previous:
+            manifest[name] = previous[name]
+        elif remote is not None:
+            manifest[name] = remote.to_json()
+        else:
+            missing.append(f"{name} ({reason}; the store has no entry for it either)")
+    if missing:
+        raise SourceError("cannot sync " + ", ".join(missing))
+    return manifest

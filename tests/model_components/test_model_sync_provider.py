@@ -1,0 +1,375 @@
+"""The ModelSync dynamic provider's methods, called directly, against moto_server on loopback."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.runtime.rpc import UNKNOWN
+
+from components import model_sync_provider
+from components.model_sources import OLLAMA_SCHEME, SourceSpec, SyncRequest
+from components.model_sync_provider import ModelSyncProvider
+from modelsync.errors import GgufError, SourceError, StoreError
+
+from .conftest import ACCESS_KEY, SECRET_KEY, write_gguf
+
+pytestmark = pytest.mark.s3
+
+Props = dict[str, Any]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    write_gguf(tmp_path / "models" / "alpha.gguf", fill=1.0)
+    write_gguf(tmp_path / "models" / "beta.gguf", fill=2.0, elements=2048)
+    return tmp_path / "models"
+
+
+@pytest.fixture
+def make_props(remote: Remote, folder: Path) -> Callable[..., Props]:
+    def make(models: dict[str, str] | None = None, **overrides: Any) -> Props:
+        spec = SourceSpec(
+            {"alpha": "alpha.gguf", "beta": "beta.gguf"} if models is None else models,
+            source_dir=str(folder),
+        )
+        request = SyncRequest(f"s3://{remote.bucket}/fleet", spec, remote.endpoint, "us-east-1")
+        return request.to_props() | overrides
+
+    return make
+
+
+@pytest.fixture
+def warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    said: list[str] = []
+    monkeypatch.setattr(
+        model_sync_provider.pulumi.log, "warn", lambda msg, *_, **__: said.append(msg)
+    )
+    return said
+
+
+def _refuse(_: SyncRequest) -> None:
+    raise AssertionError("the provider contacted the store")
+
+
+@pytest.fixture
+def no_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to reach S3 fails the test."""
+
+    monkeypatch.setattr(model_sync_provider, "open_store", _refuse)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """The test's own view of the bucket, through its own client."""
+
+    bucket: str
+    endpoint: str
+
+    def objects(self) -> dict[str, str]:
+        client = boto3.client("s3", endpoint_url=self.endpoint)
+        listing = client.list_objects_v2(Bucket=self.bucket)
+        return {item["Key"]: item["ETag"] for item in listing.get("Contents", [])}
+
+    def read(self, key: str) -> bytes:
+        client = boto3.client("s3", endpoint_url=self.endpoint)
+        return client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+
+@pytest.fixture
+def remote(bucket: str, moto_endpoint: str) -> Remote:
+    return Remote(bucket, moto_endpoint)
+
+
+def test_create_uploads_and_returns_the_manifest(
+    make_props: Callable[..., Props],
+    folder: Path,
+    remote: Remote,
+) -> None:
+    provider = ModelSyncProvider()
+    result = provider.create(make_props())
+
+    assert result.id == f"s3://{remote.bucket}/fleet"
+    outs = result.outs or {}
+    assert sorted(outs["manifest"]) == ["alpha", "beta"]
+    assert outs["absent"] == []
+    for name in ("alpha", "beta"):
+        path = folder / f"{name}.gguf"
+        entry = outs["manifest"][name]
+        assert entry["digest"] == f"sha256:{sha256(path)}"
+        assert entry["sizeBytes"] == path.stat().st_size
+        assert entry["key"] == f"fleet/sha256/{sha256(path)}.gguf"
+        assert entry["gguf"]["architecture"] == "llama"
+        assert entry["gguf"]["blockCount"] == 4
+        assert remote.read(entry["key"]) == path.read_bytes()
+    written = json.loads(remote.read("fleet/manifest.json"))
+    assert {n: e["digest"] for n, e in written["models"].items()} == {
+        n: e["digest"] for n, e in outs["manifest"].items()
+    }
+
+
+def test_unchanged_files_diff_to_no_change_without_reading_them(
+    make_props: Callable[..., Props],
+    folder: Path,
+    watch_opens: Callable[[Path], list[str]],
+) -> None:
+    provider = ModelSyncProvider()
+    state = provider.create(make_props()).outs or {}
+    opened = watch_opens(folder)
+
+    diff = provider.diff("id", state, make_props())
+
+    assert diff.changes is False
+    assert not diff.replaces
+    assert opened == []
+
+
+def test_changed_file_diffs_to_update_unread_and_update_uploads_it(
+    make_props: Callable[..., Props],
+    folder: Path,
+    remote: Remote,
+    watch_opens: Callable[[Path], list[str]],
+) -> None:
+    provider = ModelSyncProvider()
+    state = provider.create(make_props()).outs or {}
+    write_gguf(folder / "beta.gguf", fill=3.0, elements=2048)  # same size, new bytes
+    opened = watch_opens(folder)
+
+    diff = provider.diff("id", state, make_props())
+
+    assert diff.changes is True
+    assert not diff.replaces
+    assert opened == []  # the stat alone says the cache no longer vouches for the file
+    outs = provider.update("id", state, make_props()).outs or {}
+    new_digest = sha256(folder / "beta.gguf")
+    assert outs["manifest"]["beta"]["digest"] == f"sha256:{new_digest}"
+    assert outs["manifest"]["alpha"] == state["manifest"]["alpha"]
+    key = f"fleet/sha256/{new_digest}.gguf"
+    assert remote.read(key) == (folder / "beta.gguf").read_bytes()
+    assert provider.diff("id", outs, make_props()).changes is False
+
+
+def test_touched_identical_file_is_rehashed_by_update_but_not_uploaded(
+    make_props: Callable[..., Props],
+    folder: Path,
+    remote: Remote,
+) -> None:
+    provider = ModelSyncProvider()
+    state = provider.create(make_props()).outs or {}
+    before = remote.objects()
+    (folder / "alpha.gguf").touch()
+    os.utime(folder / "alpha.gguf", ns=(1, 1))
+
+    assert provider.diff("id", state, make_props()).changes is True
+    outs = provider.update("id", state, make_props()).outs or {}
+
+    assert outs["manifest"] == state["manifest"]
+    assert remote.objects() == before  # not even the manifest rewritten
+
+
+def test_absent_source_plans_no_change_contacts_no_store_and_keeps_the_manifest(
+    make_props: Callable[..., Props],
+    folder: Path,
+    remote: Remote,
+    warnings: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider = ModelSyncProvider()
+    state = provider.create(make_props()).outs or {}
+    before = remote.objects()
+    folder.rename(folder.with_name("elsewhere"))  # a CI runner: the models are not here
+
+    with monkeypatch.context() as patch:
+        patch.setattr(model_sync_provider, "open_store", _refuse)
+        diff = provider.diff("id", state, make_props())
+    assert diff.changes is False
+    assert not diff.replaces
+    assert diff.delete_before_replace is not True
+    assert len(warnings) == 2
+    assert all("no such file on this machine" in w and "keeping" in w for w in warnings)
+    assert str(folder / "alpha.gguf") in warnings[0]
+
+    outs = provider.update("id", state, make_props()).outs or {}
+    assert outs["manifest"] == state["manifest"]
+    assert outs["absent"] == ["alpha", "beta"]
+    assert remote.objects() == before
+
+
+def test_absent_source_keeps_the_stacks_pinned_digest_when_the_store_moved_on(
+    make_props: Callable[..., Props], folder: Path
+) -> None:
+    provider = ModelSyncProvider()
+    pinned = provider.create(make_props()).outs or {}
+    write_gguf(folder / "beta.gguf", fill=9.0, elements=2048)
+    moved = provider.create(make_props()).outs or {}  # another stack syncs a new beta
+    assert moved["manifest"]["beta"] != pinned["manifest"]["beta"]
+    folder.rename(folder.with_name("elsewhere"))
+
+    outs = provider.update("id", pinned, make_props()).outs or {}
+
+    assert outs["manifest"] == pinned["manifest"]
+
+
+def test_absent_model_the_store_knows_is_adopted_from_its_manifest(
+    make_props: Callable[..., Props], folder: Path
+) -> None:
+    provider = ModelSyncProvider()
+    synced = provider.create(make_props()).outs or {}
+    (folder / "beta.gguf").unlink()
+
+    outs = provider.create(make_props()).outs or {}  # a second stack, on a runner without beta
+
+    assert outs["manifest"]["beta"] == synced["manifest"]["beta"]
+    assert outs["absent"] == ["beta"]
+
+
+def test_absent_model_unknown_everywhere_fails_before_any_upload(
+    make_props: Callable[..., Props],
+    remote: Remote,
+) -> None:
+    provider = ModelSyncProvider()
+    props = make_props({"alpha": "alpha.gguf", "gamma": "gamma.gguf"})
+
+    with pytest.raises(SourceError, match=r"cannot sync gamma \(.*gamma.gguf: no such file"):
+        provider.create(props)
+
+    assert remote.objects() == {}
+
+
+def test_corrupted_gguf_fails_before_any_upload(
+    make_props: Callable[..., Props],
+    folder: Path,
+    remote: Remote,
+) -> None:
+    provider = ModelSyncProvider()
+    (folder / "beta.gguf").write_bytes(b"GGML" + bytes(4096))
+
+    with pytest.raises(GgufError, match="not a GGUF file"):
+        provider.create(make_props())
+
+    assert remote.objects() == {}
+
+
+def test_missing_bucket_is_one_clear_store_error(make_props: Callable[..., Props]) -> None:
+    provider = ModelSyncProvider()
+    props = make_props(storeUrl="s3://no-such-bucket-here/fleet")
+    with pytest.raises(StoreError, match=r"no-such-bucket-here.*NoSuchBucket"):
+        provider.create(props)
+
+
+def test_ollama_model_is_synced_under_its_settings_name_without_rehashing(
+    make_props: Callable[..., Props],
+    tmp_path: Path,
+    watch_opens: Callable[[Path], list[str]],
+) -> None:
+    provider = ModelSyncProvider()
+    store = tmp_path / "ollama"
+    blob = write_gguf(tmp_path / "tmp.gguf", fill=7.0)
+    digest = sha256(blob)
+    (store / "blobs").mkdir(parents=True)
+    blob.rename(store / "blobs" / f"sha256-{digest}")
+    manifest = store / "manifests" / "registry.ollama.ai" / "library" / "tiny" / "latest"
+    manifest.parent.mkdir(parents=True)
+    layer = {
+        "mediaType": "application/vnd.ollama.image.model",
+        "digest": f"sha256:{digest}",
+        "size": (store / "blobs" / f"sha256-{digest}").stat().st_size,
+    }
+    manifest.write_text(json.dumps({"schemaVersion": 2, "layers": [layer]}))
+    props = make_props({"tiny-chat": f"{OLLAMA_SCHEME}tiny"}, ollamaModels=str(store))
+
+    state = provider.create(props).outs or {}
+    opened = watch_opens(store / "blobs")
+
+    assert state["manifest"]["tiny-chat"]["digest"] == f"sha256:{digest}"
+    assert state["manifest"]["tiny-chat"]["source"]["kind"] == "ollama"
+    assert provider.diff("id", state, props).changes is False
+    assert opened == []
+
+
+def test_store_change_replaces_and_other_input_changes_update(
+    make_props: Callable[..., Props], no_store: None
+) -> None:
+    provider = ModelSyncProvider()
+    state = make_props() | {"manifest": {}, "absent": []}
+
+    moved = provider.diff("id", state, make_props(storeUrl="s3://another-bucket/fleet"))
+    assert moved.changes is True
+    assert moved.replaces == ["storeUrl"]
+    assert moved.delete_before_replace is False
+    assert provider.diff("id", state, make_props({"alpha": "alpha.gguf"})).changes is True
+    assert not provider.diff("id", state, make_props({"alpha": "alpha.gguf"})).replaces
+    assert provider.diff("id", state, make_props(storeUrl=UNKNOWN)).changes is True
+
+
+def test_delete_removes_nothing_remote(
+    make_props: Callable[..., Props],
+    remote: Remote,
+) -> None:
+    provider = ModelSyncProvider()
+    result = provider.create(make_props())
+    before = remote.objects()
+
+    provider.delete(result.id, result.outs or {})
+
+    assert remote.objects() == before
+
+
+def test_check_accepts_good_inputs_and_an_unknown_store_url(
+    make_props: Callable[..., Props],
+) -> None:
+    provider = ModelSyncProvider()
+    assert provider.check({}, make_props()).failures == []
+    assert provider.check({}, make_props(storeUrl=UNKNOWN)).failures == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "prop", "reason"),
+    [
+        ({"storeUrl": "https://bucket/x"}, "storeUrl", "expected s3://BUCKET"),
+        ({"models": {}}, "models", "at least one model"),
+        ({"models": {"a": "a.gguf"}, "sourceDir": None}, "models.a", "relative: set sourceDir"),
+        ({"models": {"a": "ollama://"}}, "models.a", "names no Ollama model"),
+        ({"models": {"bad name": "/m.gguf"}}, "models", "not a model name"),
+        ({"sourceDir": "models"}, "sourceDir", "absolute path"),
+        ({"endpointUrl": "http://AKIA:secret@127.0.0.1:9000"}, "endpointUrl", "credentials"),
+        ({"endpointUrl": "s3.lab:9000"}, "endpointUrl", "http(s)://HOST"),
+        ({"region": "moon-1"}, "region", "not an AWS region"),
+    ],
+)
+def test_check_reports_each_bad_input(
+    make_props: Callable[..., Props],
+    overrides: Props,
+    prop: str,
+    reason: str,
+) -> None:
+    provider = ModelSyncProvider()
+    failures = provider.check({}, make_props(**overrides)).failures
+    assert [(f.property, reason in f.reason) for f in failures] == [(prop, True)]
+
+
+def test_provider_pickles_without_clients_or_credentials(make_props: Callable[..., Props]) -> None:
+    provider = ModelSyncProvider()
+    outs = provider.create(make_props()).outs or {}  # used: nothing may stick to it
+
+    assert vars(provider) == {}
+    copy = pickle.loads(pickle.dumps(provider))  # noqa: S301 (bytes this test made)
+    assert isinstance(copy, ModelSyncProvider)
+    serialized = base64.b64decode(serialize_provider(provider))
+    for credential in (ACCESS_KEY, SECRET_KEY):
+        assert credential.encode() not in serialized
+        assert credential not in json.dumps(outs)
