@@ -7,17 +7,6 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-
 Advance = Callable[[int], None]
 
 
@@ -63,6 +52,17 @@ class RichProgress:
     """One bar per transfer on stderr."""
 
     def __init__(self) -> None:
+        # Imported here: scripts and init containers never draw bars, so never pay for rich.
+        from rich.console import Console  # noqa: PLC0415
+        from rich.progress import (  # noqa: PLC0415
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -73,7 +73,7 @@ class RichProgress:
         )
 
     def track(self, description: str, total: int) -> Advance:
-        task: TaskID = self._progress.add_task(description, total=total)
+        task = self._progress.add_task(description, total=total)
 
         def advance(count: int) -> None:
             self._progress.advance(task, count)

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Final
 
-from boto3.session import Session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.session import Session, get_session
 
 from modelsync.errors import StoreError
 from modelsync.manifest import Manifest
@@ -53,8 +53,9 @@ class StoreLocation:
 
 @cache
 def _session() -> Session:
-    # One session per process: it caches the loaded service model, the slow part of a client.
-    return Session()
+    # One botocore session per process: it caches the loaded service model, the slow part of
+    # making a client. botocore directly, not boto3, to skip importing s3transfer at start-up.
+    return get_session()
 
 
 def make_s3_client(
@@ -76,7 +77,7 @@ def make_s3_client(
             "payload_signing_enabled": False,
         },
     )
-    return _session().client("s3", endpoint_url=endpoint_url, config=config)
+    return _session().create_client("s3", endpoint_url=endpoint_url, config=config)
 
 
 def describe_error(err: Exception) -> str:

@@ -19,7 +19,7 @@ class SyncTuning:
     part_size: int = DEFAULT_PART_SIZE
     part_workers: int = 8
     # Parts read but not yet sent, across all files: the memory bound is this times part_size.
-    parts_in_flight: int = 10
+    parts_in_flight: int = 8
     files_in_parallel: int = 3
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from modelsync.cli import build_parser, main
 
-from .conftest import write_gguf
+from .gguf_writer import write_gguf
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

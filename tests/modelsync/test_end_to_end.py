@@ -22,7 +22,7 @@ from modelsync.store import RemoteStore
 from modelsync.sync import run_sync
 from modelsync.upload import MAX_PARTS, MIN_PART_SIZE, part_size_for
 
-from .conftest import GgufSpec, write_gguf
+from .gguf_writer import GgufSpec, write_gguf
 
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 FIVE_GB = 5 * 1024**3

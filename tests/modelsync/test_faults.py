@@ -22,7 +22,7 @@ from modelsync.store import RemoteStore, make_s3_client
 from modelsync.sync import SyncTuning, run_sync
 from modelsync.upload import Uploader
 
-from .conftest import GgufSpec, write_gguf
+from .gguf_writer import GgufSpec, write_gguf
 
 pytestmark = pytest.mark.s3
 

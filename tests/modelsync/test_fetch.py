@@ -15,7 +15,8 @@ from modelsync.fetch import fetch_model
 from modelsync.store import RemoteStore
 from modelsync.verify import verify_local, verify_remote
 
-from .conftest import GgufSpec, RequestLog, write_gguf
+from .conftest import RequestLog
+from .gguf_writer import GgufSpec, write_gguf
 
 pytestmark = pytest.mark.s3
 

@@ -12,7 +12,7 @@ import pytest
 from modelsync.errors import GgufError, ModelSyncError
 from modelsync.gguf import read_header
 
-from .conftest import GgufSpec, write_gguf
+from .gguf_writer import GgufSpec, write_gguf
 
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 JSON_KEYS = [

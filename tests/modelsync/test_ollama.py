@@ -21,7 +21,7 @@ from modelsync.plan import Action, inspect_locals, plan_sync
 from modelsync.store import RemoteStore
 from modelsync.sync import run_sync
 
-from .conftest import GgufSpec, write_gguf
+from .gguf_writer import GgufSpec, write_gguf
 
 PARAMS_MEDIA_TYPE = "application/vnd.ollama.image.params"
 

@@ -16,7 +16,8 @@ from modelsync.sources import ModelSource, discover_files
 from modelsync.store import RemoteStore
 from modelsync.sync import SyncResult, SyncTuning, run_sync
 
-from .conftest import GgufSpec, RequestLog, write_gguf
+from .conftest import RequestLog
+from .gguf_writer import GgufSpec, write_gguf
 
 pytestmark = pytest.mark.s3
 
