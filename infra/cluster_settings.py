@@ -114,6 +114,9 @@ class ChartVersions(Strict):
         default="0.17.2", description="kubernetes-sigs/node-feature-discovery."
     )
     metallb: ChartVersion = Field(default="0.14.9", description="metallb/metallb.")
+    aws_load_balancer_controller: ChartVersion = Field(
+        default="1.11.0", description="eks/aws-load-balancer-controller."
+    )
 
 
 class AddonSettings(Strict):
@@ -128,6 +131,11 @@ class AddonSettings(Strict):
     )
     nvidia_device_plugin: bool = Field(
         default=True, description="Install the NVIDIA device plugin on the GPU tiers."
+    )
+    aws_load_balancer_controller: bool = Field(
+        default=True,
+        description="Install the AWS Load Balancer Controller with IRSA (EKS only; it makes "
+        "the NLBs).",
     )
     versions: ChartVersions = Field(
         default_factory=ChartVersions, description="Helm chart versions, exact."

@@ -1,0 +1,56 @@
+"""How a LoadBalancer Service (the gateway's) is exposed: an AWS NLB on EKS, a MetalLB address
+on-prem. Plain data that the Service component merges into its metadata and spec."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+AWS = "service.beta.kubernetes.io/aws-load-balancer-"
+METALLB = "metallb.universe.tf/"
+
+
+@dataclass(frozen=True)
+class LoadBalancing:
+    annotations: dict[str, str]
+    spec: dict[str, Any] = field(default_factory=dict[str, Any])
+
+
+def _spec(source_ranges: Sequence[str], extra: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = {"type": "LoadBalancer", **extra}
+    if source_ranges:
+        spec["loadBalancerSourceRanges"] = list(source_ranges)
+    return spec
+
+
+def aws_nlb(
+    scheme: Literal["internal", "internet-facing"],
+    drain_seconds: int,
+    source_ranges: Sequence[str] = (),
+) -> LoadBalancing:
+    """An NLB made by the AWS Load Balancer Controller, targeting pod IPs in every zone.
+
+    The NLB keeps sending to a stopping pod until its deregistration finishes, so that delay is
+    the pod's drain window: shorter drops requests, longer only slows rollouts.
+    """
+    return LoadBalancing(
+        annotations={
+            f"{AWS}type": "external",
+            f"{AWS}nlb-target-type": "ip",
+            f"{AWS}scheme": scheme,
+            f"{AWS}attributes": "load_balancing.cross_zone.enabled=true",
+            f"{AWS}target-group-attributes": (
+                f"deregistration_delay.timeout_seconds={drain_seconds}"
+            ),
+        },
+        # Only the controller may take it: the legacy in-tree controller ignores these settings.
+        spec=_spec(source_ranges, {"loadBalancerClass": "service.k8s.aws/nlb"}),
+    )
+
+
+def metallb(pool: str, address: str | None, source_ranges: Sequence[str] = ()) -> LoadBalancing:
+    annotations = {f"{METALLB}address-pool": pool}
+    if address:
+        annotations[f"{METALLB}loadBalancerIPs"] = address
+    return LoadBalancing(annotations=annotations, spec=_spec(source_ranges, {}))

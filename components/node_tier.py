@@ -1,0 +1,156 @@
+"""NodeTier: one EKS managed node group per tier.
+
+Nodes carry the tier and ISA labels the pods select on, and GPU nodes a taint only GPU pods
+tolerate. The autoscaler owns the node count after creation. Nodes get IMDSv2 with a hop limit of 1
+(pods cannot borrow the node's role), an encrypted root volume, and an IAM role with only what a
+node needs plus read access to the models bucket.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+import pulumi
+import pulumi_aws as aws
+
+from components.eks_cluster import MANAGED_POLICY, assume_role_policy
+from components.inference_pod import TIER_LABEL
+
+ISA_LABEL = "llamafleet.io/isa"
+ACCELERATOR_LABEL = "llamafleet.io/accelerator"
+GPU_TAINT_KEY = "nvidia.com/gpu"
+# Nodes pull images and join the cluster; the CNI's permissions live on its own IRSA role.
+NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly")
+AMI_TYPES = {"cpu": "AL2023_x86_64_STANDARD", "gpu": "AL2023_x86_64_NVIDIA"}
+ROOT_DEVICE = "/dev/xvda"  # AL2023's root volume
+
+
+@dataclass(frozen=True)
+class NodeTierArgs:
+    cluster_name: pulumi.Input[str]
+    subnet_ids: pulumi.Input[list[str]]
+    tier: str
+    kind: Literal["cpu", "gpu"]
+    isa: str
+    instance_types: tuple[str, ...]
+    min_size: int
+    max_size: int
+    desired_size: int
+    models_read_policy_arn: pulumi.Input[str]
+    capacity_type: Literal["on-demand", "spot"] = "on-demand"
+    root_volume_gib: int = 100
+
+
+def node_labels(args: NodeTierArgs) -> dict[str, str]:
+    labels = {TIER_LABEL: args.tier, ISA_LABEL: args.isa}
+    if args.kind == "gpu":
+        labels[ACCELERATOR_LABEL] = "nvidia"
+    return labels
+
+
+def models_read_policy(
+    name: str, bucket: str, prefix: str, opts: pulumi.ResourceOptions | None = None
+) -> aws.iam.Policy:
+    """Read-only access to the GGUF files: list the prefix, get its objects, nothing else."""
+    keys = f"{prefix.strip('/')}/*" if prefix.strip("/") else "*"
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/{keys}"],
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+                "Condition": {"StringLike": {"s3:prefix": [keys]}},
+            },
+        ],
+    }
+    return aws.iam.Policy(
+        name,
+        description=f"Read GGUF files from s3://{bucket}/{keys}",
+        policy=json.dumps(document),
+        opts=opts,
+    )
+
+
+class NodeTier(pulumi.ComponentResource):
+    node_group: aws.eks.NodeGroup
+    role: aws.iam.Role
+
+    def __init__(
+        self, name: str, args: NodeTierArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("llamafleet:cluster:NodeTier", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = {TIER_LABEL: args.tier}
+        self.role = aws.iam.Role(
+            f"{name}-node",
+            assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
+            tags=tags,
+            opts=child,
+        )
+        policies = [f"{MANAGED_POLICY}{policy}" for policy in NODE_POLICIES]
+        attachments = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-node-{index}", role=self.role.name, policy_arn=arn, opts=child
+            )
+            for index, arn in enumerate([*policies, args.models_read_policy_arn])
+        ]
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-nodes",
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled",
+                http_tokens="required",
+                http_put_response_hop_limit=1,
+            ),
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name=ROOT_DEVICE,
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_size=args.root_volume_gib,
+                        volume_type="gp3",
+                        encrypted="true",
+                        delete_on_termination="true",
+                    ),
+                )
+            ],
+            update_default_version=True,
+            tags=tags,
+            opts=child,
+        )
+        self.node_group = aws.eks.NodeGroup(
+            f"{name}-nodes",
+            cluster_name=args.cluster_name,
+            node_role_arn=self.role.arn,
+            subnet_ids=args.subnet_ids,
+            instance_types=list(args.instance_types),
+            capacity_type=args.capacity_type.upper().replace("-", "_"),
+            ami_type=AMI_TYPES[args.kind],
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                min_size=args.min_size, max_size=args.max_size, desired_size=args.desired_size
+            ),
+            labels=node_labels(args),
+            taints=[
+                aws.eks.NodeGroupTaintArgs(key=GPU_TAINT_KEY, value="present", effect="NO_SCHEDULE")
+            ]
+            if args.kind == "gpu"
+            else None,
+            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
+                id=template.id, version=template.latest_version.apply(str)
+            ),
+            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            tags=tags,
+            # cluster-autoscaler changes the desired size; a later `up` must not reset it.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=attachments,
+                ignore_changes=["scalingConfig.desiredSize"],
+            ),
+        )
+        self.register_outputs({"nodeGroup": self.node_group.node_group_name, "role": self.role.arn})

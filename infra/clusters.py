@@ -1,0 +1,197 @@
+"""Clusters from settings: create (EKS) or prepare (existing) each one, and hand back what the
+program needs to put workloads on it: a Kubernetes provider and how its load balancers work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.cluster_addons import (
+    AutoscalerArgs,
+    ClusterAddons,
+    ClusterAddonsArgs,
+    LoadBalancerControllerArgs,
+)
+from components.eks_cluster import EksCluster, EksClusterArgs
+from components.load_balancing import LoadBalancing, aws_nlb, metallb
+from components.node_tier import NodeTier, NodeTierArgs, models_read_policy
+from components.onprem_cluster import MetalLbArgs, OnPremCluster, OnPremClusterArgs, TierNodes
+from infra.cluster_settings import ChartVersions, EksSettings, OnPremSettings
+from infra.schema import Cluster, ModelStore
+
+
+@dataclass(frozen=True)
+class ProvisionedCluster:
+    name: str
+    settings: Cluster
+    provider: k8s.Provider
+    # What add-ons and workloads wait for (node groups, node labels); empty for a bare cluster.
+    ready: tuple[pulumi.Resource, ...] = ()
+    eks: EksCluster | None = None
+
+    def load_balancing(self, drain_seconds: int) -> LoadBalancing:
+        """Annotations and spec fields for the gateway's LoadBalancer Service."""
+        lb = self.settings.load_balancer
+        if self.settings.kind == "eks":
+            return aws_nlb(lb.scheme, drain_seconds, lb.source_ranges)
+        pool = self.settings.onprem.metallb if self.settings.onprem else None
+        if pool is not None:
+            return metallb(pool.pool, lb.address, lb.source_ranges)
+        return LoadBalancing(annotations={}, spec={"type": "LoadBalancer"})
+
+
+def provision(
+    name: str,
+    cluster: Cluster,
+    store: ModelStore,
+    models_read_policy_arn: pulumi.Input[str] | None = None,
+) -> ProvisionedCluster:
+    """`models_read_policy_arn`: the model store's read-only policy for EKS nodes; without it a
+    policy for `store`'s bucket and prefix is made here."""
+    if cluster.kind == "eks" and cluster.eks is not None:
+        provisioned = _eks(name, cluster, cluster.eks, store, models_read_policy_arn)
+    elif cluster.onprem is not None:
+        provisioned = _onprem(name, cluster, cluster.onprem)
+    else:
+        provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=cluster.kubeconfig.path,
+            context=cluster.kubeconfig.context,
+            enable_server_side_apply=True,
+        )
+        provisioned = ProvisionedCluster(name=name, settings=cluster, provider=provider)
+    if cluster.addons is not None:
+        ClusterAddons(
+            f"{name}-addons",
+            _addons_args(cluster, provisioned.eks),
+            opts=pulumi.ResourceOptions(
+                provider=provisioned.provider, depends_on=list(provisioned.ready)
+            ),
+        )
+    return provisioned
+
+
+def _eks(
+    name: str,
+    cluster: Cluster,
+    eks_settings: EksSettings,
+    store: ModelStore,
+    models_read_policy_arn: pulumi.Input[str] | None,
+) -> ProvisionedCluster:
+    eks = EksCluster(
+        name,
+        EksClusterArgs(
+            cluster_name=f"{pulumi.get_stack()}-{name}",
+            kubernetes_version=eks_settings.kubernetes_version,
+            vpc_cidr=eks_settings.vpc_cidr,
+            availability_zones=tuple(eks_settings.availability_zones),
+            nat_gateways=eks_settings.nat_gateways,
+            public_endpoint=eks_settings.public_endpoint,
+            public_access_cidrs=tuple(eks_settings.public_access_cidrs),
+            admin_principals=tuple(eks_settings.admin_principals),
+            log_types=tuple(eks_settings.log_types),
+        ),
+    )
+    read_policy = (
+        models_read_policy_arn
+        or models_read_policy(f"{name}-models-read", store.bucket, store.prefix).arn
+    )
+    tiers = tuple(
+        NodeTier(
+            f"{name}-{tier_name}",
+            NodeTierArgs(
+                cluster_name=eks.cluster.name,
+                subnet_ids=eks.private_subnet_ids,
+                tier=tier_name,
+                kind=tier.kind,
+                isa=tier.isa,
+                instance_types=tuple(tier.instance_types),
+                capacity_type=tier.capacity_type,
+                min_size=tier.nodes.min,
+                max_size=tier.nodes.max,
+                desired_size=tier.nodes.min if tier.desired_nodes is None else tier.desired_nodes,
+                models_read_policy_arn=read_policy,
+                root_volume_gib=eks_settings.node_root_volume_gib,
+            ),
+            opts=pulumi.ResourceOptions(depends_on=[eks]),
+        )
+        for tier_name, tier in cluster.tiers.items()
+    )
+    provider = k8s.Provider(f"{name}-k8s", kubeconfig=eks.kubeconfig, enable_server_side_apply=True)
+    return ProvisionedCluster(name=name, settings=cluster, provider=provider, ready=tiers, eks=eks)
+
+
+def _onprem(name: str, cluster: Cluster, onprem: OnPremSettings) -> ProvisionedCluster:
+    kubeconfig: pulumi.Output[str] | None = None
+    if onprem.kubeconfig_secret:
+        namespace, key = onprem.kubeconfig_secret.split(":", 1)
+        kubeconfig = pulumi.Config(namespace).require_secret(key)
+    pool = onprem.metallb
+    component = OnPremCluster(
+        name,
+        OnPremClusterArgs(
+            tiers=tuple(
+                TierNodes(tier=tier_name, isa=tier.isa, node_names=tuple(tier.node_names))
+                for tier_name, tier in cluster.tiers.items()
+            ),
+            kubeconfig=kubeconfig,
+            context=cluster.kubeconfig.context,
+            node_feature_discovery_version=(
+                _versions(cluster).node_feature_discovery if onprem.node_feature_discovery else None
+            ),
+            metallb=MetalLbArgs(
+                addresses=tuple(pool.addresses),
+                pool=pool.pool,
+                namespace=pool.namespace,
+                interfaces=tuple(pool.interfaces),
+                install_version=_versions(cluster).metallb if pool.install else None,
+            )
+            if pool
+            else None,
+        ),
+    )
+    return ProvisionedCluster(
+        name=name, settings=cluster, provider=component.provider, ready=(component,)
+    )
+
+
+def _versions(cluster: Cluster) -> ChartVersions:
+    return cluster.addons.versions if cluster.addons else ChartVersions()
+
+
+def _addons_args(cluster: Cluster, eks: EksCluster | None) -> ClusterAddonsArgs:
+    addons = cluster.addons
+    assert addons is not None
+    versions = addons.versions
+    has_gpus = any(tier.kind == "gpu" for tier in cluster.tiers.values())
+    autoscaler = lb_controller = None
+    if eks is not None and addons.cluster_autoscaler:
+        autoscaler = AutoscalerArgs(
+            version=versions.cluster_autoscaler,
+            cluster_name=eks.cluster.name,
+            region=eks.region,
+            oidc=eks.oidc,
+        )
+    if eks is not None and addons.aws_load_balancer_controller:
+        lb_controller = LoadBalancerControllerArgs(
+            version=versions.aws_load_balancer_controller,
+            cluster_name=eks.cluster.name,
+            region=eks.region,
+            vpc_id=eks.vpc_id,
+            oidc=eks.oidc,
+        )
+    return ClusterAddonsArgs(
+        keda=versions.keda if addons.keda else None,
+        kube_prometheus_stack=(
+            versions.kube_prometheus_stack if addons.prometheus == "install" else None
+        ),
+        metrics_server=versions.metrics_server if addons.metrics_server else None,
+        nvidia_device_plugin=(
+            versions.nvidia_device_plugin if addons.nvidia_device_plugin and has_gpus else None
+        ),
+        monitoring_namespace=cluster.monitoring_namespace,
+        cluster_autoscaler=autoscaler,
+        load_balancer_controller=lb_controller,
+    )

@@ -1,0 +1,90 @@
+"""Run `infra.clusters.provision` for every cluster of a stack under Pulumi's mock monitor."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+
+from infra import mock_run
+from infra.clusters import ProvisionedCluster, provision
+from infra.config import pulumi_settings
+from infra.mock_run import Declared, run_program
+
+ROOT = Path(__file__).resolve().parents[2]
+EKS_STACKS = ("aws-dev", "prod", "hybrid")
+ONPREM_STACKS = ("onprem", "hybrid")
+MODELS_POLICY = "arn:aws:iam::123456789012:policy/llamafleet-models-read"
+Config = dict[str, Any]
+
+
+def stack_config(stack: str) -> Config:
+    document = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
+    return copy.deepcopy(document["config"])
+
+
+def declare(config: Config, models_policy: str | None = MODELS_POLICY) -> list[Declared]:
+    """What provisioning every cluster of `config` declares (engine-style JSON config)."""
+
+    def program() -> None:
+        settings = pulumi_settings()
+        for name, cluster in settings.clusters.items():
+            provision(name, cluster, settings.model_store, models_policy)
+
+    return run_program(program, "clusters-test", engine(config))
+
+
+def engine(config: Config) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+
+
+def provisioned(stack: str, cluster: str) -> ProvisionedCluster:
+    """What `provision` hands the program for one cluster of a stack."""
+    seen: list[ProvisionedCluster] = []
+
+    def program() -> None:
+        settings = pulumi_settings()
+        seen.append(provision(cluster, settings.clusters[cluster], settings.model_store))
+
+    run_program(program, "clusters-test", engine(stack_config(stack)))
+    (result,) = seen
+    return result
+
+
+@functools.cache
+def declared_stack(stack: str) -> tuple[Declared, ...]:
+    return tuple(declare(stack_config(stack)))
+
+
+def of_type(declared: tuple[Declared, ...] | list[Declared], kind: str) -> list[Declared]:
+    return [d for d in declared if d.type == kind]
+
+
+def children(declared: tuple[Declared, ...] | list[Declared], parent: Declared) -> list[Declared]:
+    return [d for d in declared if d.parent == parent.urn]
+
+
+@pytest.fixture
+def ignored_changes(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[str]]]:
+    """Resource name -> the ignoreChanges the program registered it with."""
+    seen: dict[str, list[str]] = {}
+    monitor = mock_run._RecordingMonitor  # pyright: ignore[reportPrivateUsage]
+    register: Callable[..., Any] = monitor.RegisterResource
+
+    def recording(self: Any, request: Any) -> Any:
+        seen[request.name] = list(request.ignoreChanges)
+        return register(self, request)
+
+    monkeypatch.setattr(monitor, "RegisterResource", recording)
+    yield seen
+
+
+def is_secret(value: Any) -> bool:
+    return bool(pulumi.runtime.rpc.is_rpc_secret(value))

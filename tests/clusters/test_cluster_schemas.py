@@ -1,0 +1,104 @@
+"""Every Kubernetes object the cluster components emit, against the strict schemas: the
+Kubernetes OpenAPI ones (shared with tests/program) and, for MetalLB's CRDs, a strict schema of
+the fields of metallb.io/v1beta1 that llamafleet may set."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import jsonschema
+import pytest
+from program.test_schemas import schema_errors
+
+from infra.render import is_kubernetes_object, kubernetes_object
+
+from .conftest import declared_stack
+
+STRINGS = {"type": "array", "items": {"type": "string"}}
+SELECTORS = {"type": "array", "items": {"type": "object"}}
+METADATA = {
+    "type": "object",
+    "required": ["name", "namespace"],
+    "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}},
+    "additionalProperties": False,
+}
+
+
+def _crd(spec: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "metallb.io/v1beta1"},
+            "kind": {"type": "string"},
+            "metadata": METADATA,
+            "spec": {
+                "type": "object",
+                "required": required,
+                "properties": spec,
+                "additionalProperties": False,
+            },
+        },
+        "additionalProperties": False,
+    }
+
+
+METALLB = {
+    "IPAddressPool": _crd(
+        {
+            "addresses": STRINGS,
+            "autoAssign": {"type": "boolean"},
+            "avoidBuggyIPs": {"type": "boolean"},
+            "serviceAllocation": {"type": "object"},
+        },
+        ["addresses"],
+    ),
+    "L2Advertisement": _crd(
+        {
+            "ipAddressPools": STRINGS,
+            "ipAddressPoolSelectors": SELECTORS,
+            "nodeSelectors": SELECTORS,
+            "interfaces": STRINGS,
+        },
+        [],
+    ),
+}
+
+
+def errors(obj: dict[str, Any]) -> list[str]:
+    if obj["apiVersion"] == "metallb.io/v1beta1":
+        validator = jsonschema.Draft202012Validator(METALLB[obj["kind"]])
+        return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(obj)]
+    return schema_errors(obj)
+
+
+def cluster_objects(stack: str) -> list[dict[str, Any]]:
+    return [kubernetes_object(d) for d in declared_stack(stack) if is_kubernetes_object(d)]
+
+
+@pytest.mark.parametrize("stack", ["onprem", "hybrid", "prod", "aws-dev"])
+def test_every_cluster_object_matches_its_schema(stack: str) -> None:
+    objects = cluster_objects(stack)
+    failures = {
+        f"{o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}": found
+        for o in objects
+        if (found := errors(o))
+    }
+    assert failures == {}
+
+
+def test_onprem_emits_node_patches_and_metallb_objects() -> None:
+    kinds = {o["kind"] for o in cluster_objects("onprem")}
+    assert kinds == {"Node", "IPAddressPool", "L2Advertisement"}
+
+
+@pytest.mark.parametrize("kind", ["Node", "IPAddressPool", "L2Advertisement"])
+def test_the_checks_reject_unknown_fields(kind: str) -> None:
+    obj = copy.deepcopy(next(o for o in cluster_objects("onprem") if o["kind"] == kind))
+    assert errors(obj) == []
+    if kind == "Node":
+        obj["metadata"]["lables"] = {}
+    else:
+        obj["spec"]["addressPools"] = ["typo"]
+    assert errors(obj)
