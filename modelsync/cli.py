@@ -74,7 +74,11 @@ def _sync_sources(args: argparse.Namespace, sources: list[ModelSource], verify: 
             lines = [f"{m.action.value:9} {m.name}" for m in plan.models]
             _emit(args, plan.to_json(), lines)
             return 0
-        tuning = SyncTuning(part_size=args.part_size * MIB, part_workers=args.concurrency)
+        tuning = SyncTuning(
+            part_size=args.part_size * MIB,
+            part_workers=args.concurrency,
+            parts_in_flight=args.concurrency,
+        )
         result = run_sync(plan, store, progress, tuning)
     lines = [
         f"{model.action:9} {model.name}  {model.digest or '-'}"
