@@ -11,7 +11,8 @@
   the bucket lifecycle's job, not a `pulumi destroy`.
 
 A source this machine lacks (a CI runner previewing a pull request) is never a deletion and never
-a re-upload: diff reports no change for it and update keeps its last manifest entry.
+a re-upload: diff reports no change for it and update keeps its last manifest entry. The
+component warns about it when the program declares it, on the same machine.
 
 Pulumi pickles the provider object into the state: it holds no attributes at all. S3 clients and
 the hash cache's database are made inside each method; credentials come from the standard AWS
@@ -70,11 +71,6 @@ def previous_manifest(state: Props) -> dict[str, dict[str, object]]:
     return cast(dict[str, dict[str, object]], manifest) if isinstance(manifest, dict) else {}
 
 
-def report_absent(absent: dict[str, str]) -> None:
-    for name, reason in sorted(absent.items()):
-        pulumi.log.warn(f"model {name}: {reason}; keeping its last manifest entry (no upload)")
-
-
 class ModelSyncProvider(ResourceProvider):
     # Made a secret only if a secret was captured, which the tests prove never happens.
     serialize_as_secret_always = False
@@ -116,7 +112,6 @@ class ModelSyncProvider(ResourceProvider):
 def drift(request: SyncRequest, previous: dict[str, dict[str, object]]) -> list[str]:
     """Why the store or the state no longer match the local files ([] if they match)."""
     sources = resolve_sources(request.spec)
-    report_absent(sources.absent)
     reasons: list[str] = []
     known: dict[str, tuple[str, int]] = {}
     cache = HashCache()
@@ -155,7 +150,6 @@ def cached_digest(source: ModelSource, cache: HashCache) -> tuple[str, int] | No
 def sync(request: SyncRequest, previous: dict[str, dict[str, object]]) -> Props:
     """Upload what the store lacks and return the provider's outputs."""
     sources = resolve_sources(request.spec)
-    report_absent(sources.absent)
     store = open_store(request)
     cache = HashCache()
     try:
