@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -44,6 +45,61 @@ def build_payload(flavour: str = "cpu") -> Path:
         [str(BUILD_DRIVER), flavour], check=True, stdout=subprocess.PIPE, text=True
     )
     return Path(done.stdout.strip().splitlines()[-1])
+
+
+def loaded_variant(log: str) -> str:
+    """The libggml-cpu-<variant>.so the server chose, from its load_backend log line."""
+    found = re.findall(r"loaded CPU backend from \S*libggml-cpu-([\w.]+)\.so", log)
+    if len(found) != 1:
+        raise AssertionError(f"expected one CPU backend load line, got {found}:\n{log}")
+    return found[0]
+
+
+def payload_without(payload: Path, variants: Sequence[str]) -> Path:
+    """A hard-linked copy of the payload minus some CPU variants (same files, same binary)."""
+    view = payload.with_name(f"{payload.name}-without-{'-'.join(sorted(variants))}")
+    if not view.exists():
+        staging = view.with_name(view.name + ".partial")
+        staging.mkdir()
+        skipped = {f"libggml-cpu-{v}.so" for v in variants}
+        for item in payload.iterdir():
+            if item.name in skipped:
+                continue
+            if item.is_symlink():
+                (staging / item.name).symlink_to(os.readlink(item))
+            else:
+                os.link(item, staging / item.name)
+        staging.rename(view)
+    return view
+
+
+def runnable_payload(payload: Path, model: Path, logs: Path) -> tuple[Path, list[str]]:
+    """The payload as this host can run it natively.
+
+    A CPU may advertise an extension it cannot execute (seen here: a Sapphire Rapids guest whose
+    AMX variant dies with SIGILL in ggml's AMX matmul). The server picks the variant from CPUID,
+    so such a host gets a view without the variants that crash, and the caller reports them.
+    """
+    excluded: list[str] = []
+    while True:
+        current = payload_without(payload, excluded) if excluded else payload
+        port = free_port()
+        probe = LlamaServer(
+            argv=[str(current / "llama-server"), "-m", str(model), "--port", str(port), "-lv", "4"],
+            port=port,
+            log=logs / f"probe-{len(excluded)}.log",
+        ).start()
+        try:
+            probe.wait_ready()
+        except RuntimeError:
+            assert probe.process is not None
+            if probe.process.returncode != -signal.SIGILL:
+                raise
+            excluded.append(loaded_variant(probe.log_text()))
+            continue
+        finally:
+            probe.stop()
+        return current, excluded
 
 
 def free_port() -> int:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 from conftest import ServerFactory
-from llama_server import LlamaServer, flag_value
+from llama_server import LlamaServer, flag_value, loaded_variant
 
 pytestmark = pytest.mark.image
 
@@ -29,15 +29,10 @@ def qemu() -> str:
 
 
 def emulated(make_server: ServerFactory, cpu: str) -> LlamaServer:
-    server = make_server(prefix=[qemu(), "-cpu", cpu], extra=["-lv", "4"]).start()
+    # The full payload: the emulated CPU, not this host, decides which variants can run.
+    server = make_server(prefix=[qemu(), "-cpu", cpu], extra=["-lv", "4"], full=True).start()
     server.wait_ready(deadline_s=900)
     return server
-
-
-def loaded_variant(log: str) -> str:
-    found = re.findall(r"loaded CPU backend from \S*libggml-cpu-(\w+)\.so", log)
-    assert len(found) == 1, log
-    return found[0]
 
 
 def scores(log: str) -> dict[str, int]:
