@@ -66,6 +66,11 @@ def open_store(request: SyncRequest) -> RemoteStore:
     return RemoteStore(store.location, client)
 
 
+def names(props: Props) -> list[str]:
+    models = props.get("models")
+    return sorted(cast(dict[str, str], models)) if isinstance(models, dict) else []
+
+
 def previous_manifest(state: Props) -> dict[str, dict[str, object]]:
     manifest = state.get("manifest")
     return cast(dict[str, dict[str, object]], manifest) if isinstance(manifest, dict) else {}
@@ -87,7 +92,9 @@ class ModelSyncProvider(ResourceProvider):
         replaces = [key for key in REPLACE_KEYS if olds.get(key) != news.get(key)]
         if replaces:
             return DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
-        if any(olds.get(key) != news.get(key) for key in INPUT_KEYS):
+        # Where this machine keeps the files (sourceDir, ollamaModels, the paths) differs from
+        # one checkout to the next; only the set of names, the region and the content count.
+        if names(olds) != names(news) or olds.get("region") != news.get("region"):
             return DiffResult(changes=True)
         reasons = drift(SyncRequest.from_props(news), previous_manifest(olds))
         for reason in reasons:
@@ -119,7 +126,9 @@ def drift(request: SyncRequest, previous: dict[str, dict[str, object]]) -> list[
         for source in sources.present:
             local = cached_digest(source, cache)
             if local is None:
-                reasons.append(f"{source.name}: changed on disk since it was last hashed")
+                reasons.append(
+                    f"{source.name}: {source.path} is new, moved or changed since last hashed"
+                )
             else:
                 known[source.name] = local
     finally:

@@ -298,9 +298,23 @@ def test_store_change_replaces_and_other_input_changes_update(
     assert moved.changes is True
     assert moved.replaces == ["storeUrl"]
     assert moved.delete_before_replace is False
-    assert provider.diff("id", state, make_props({"alpha": "alpha.gguf"})).changes is True
-    assert not provider.diff("id", state, make_props({"alpha": "alpha.gguf"})).replaces
+    fewer = provider.diff("id", state, make_props({"alpha": "alpha.gguf"}))
+    assert fewer.changes is True
+    assert not fewer.replaces
+    assert provider.diff("id", state, make_props(region="eu-west-1")).changes is True
     assert provider.diff("id", state, make_props(storeUrl=UNKNOWN)).changes is True
+
+
+def test_another_checkout_path_without_the_files_is_no_change(
+    make_props: Callable[..., Props], no_store: None
+) -> None:
+    state = make_props() | {"manifest": {}, "absent": []}
+    runner = make_props(sourceDir="/home/runner/work/llamafleet/models")
+
+    diff = ModelSyncProvider().diff("id", state, runner)
+
+    assert diff.changes is False
+    assert not diff.replaces
 
 
 def test_delete_removes_nothing_remote(
