@@ -3,7 +3,7 @@ program needs to put workloads on it: a Kubernetes provider and how its load bal
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -30,6 +30,12 @@ class ProvisionedCluster:
     # What add-ons and workloads wait for (node groups, node labels); empty for a bare cluster.
     ready: tuple[pulumi.Resource, ...] = ()
     eks: EksCluster | None = None
+    addons: ClusterAddons | None = None
+
+    @property
+    def depends_on(self) -> list[pulumi.Resource]:
+        """For workloads: nodes labelled and add-ons (KEDA's CRDs, the GPU plugin) installed."""
+        return [*self.ready, *([self.addons] if self.addons else [])]
 
     def load_balancing(self, drain_seconds: int) -> LoadBalancing:
         """Annotations and spec fields for the gateway's LoadBalancer Service."""
@@ -62,15 +68,16 @@ def provision(
             enable_server_side_apply=True,
         )
         provisioned = ProvisionedCluster(name=name, settings=cluster, provider=provider)
-    if cluster.addons is not None:
-        ClusterAddons(
-            f"{name}-addons",
-            _addons_args(cluster, provisioned.eks),
-            opts=pulumi.ResourceOptions(
-                provider=provisioned.provider, depends_on=list(provisioned.ready)
-            ),
-        )
-    return provisioned
+    if cluster.addons is None:
+        return provisioned
+    addons = ClusterAddons(
+        f"{name}-addons",
+        _addons_args(cluster, provisioned.eks),
+        opts=pulumi.ResourceOptions(
+            provider=provisioned.provider, depends_on=list(provisioned.ready)
+        ),
+    )
+    return replace(provisioned, addons=addons)
 
 
 def _eks(

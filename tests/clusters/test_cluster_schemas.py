@@ -1,75 +1,23 @@
 """Every Kubernetes object the cluster components emit, against the strict schemas: the
-Kubernetes OpenAPI ones (shared with tests/program) and, for MetalLB's CRDs, a strict schema of
-the fields of metallb.io/v1beta1 that llamafleet may set."""
+Kubernetes OpenAPI ones (shared with tests/program) and MetalLB's (metallb_schema.py)."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
-import jsonschema
 import pytest
 from program.test_schemas import schema_errors
 
 from infra.render import is_kubernetes_object, kubernetes_object
 
 from .conftest import declared_stack
-
-STRINGS = {"type": "array", "items": {"type": "string"}}
-SELECTORS = {"type": "array", "items": {"type": "object"}}
-METADATA = {
-    "type": "object",
-    "required": ["name", "namespace"],
-    "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}},
-    "additionalProperties": False,
-}
-
-
-def _crd(spec: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["apiVersion", "kind", "metadata", "spec"],
-        "properties": {
-            "apiVersion": {"const": "metallb.io/v1beta1"},
-            "kind": {"type": "string"},
-            "metadata": METADATA,
-            "spec": {
-                "type": "object",
-                "required": required,
-                "properties": spec,
-                "additionalProperties": False,
-            },
-        },
-        "additionalProperties": False,
-    }
-
-
-METALLB = {
-    "IPAddressPool": _crd(
-        {
-            "addresses": STRINGS,
-            "autoAssign": {"type": "boolean"},
-            "avoidBuggyIPs": {"type": "boolean"},
-            "serviceAllocation": {"type": "object"},
-        },
-        ["addresses"],
-    ),
-    "L2Advertisement": _crd(
-        {
-            "ipAddressPools": STRINGS,
-            "ipAddressPoolSelectors": SELECTORS,
-            "nodeSelectors": SELECTORS,
-            "interfaces": STRINGS,
-        },
-        [],
-    ),
-}
+from .metallb_schema import METALLB_API, metallb_errors
 
 
 def errors(obj: dict[str, Any]) -> list[str]:
-    if obj["apiVersion"] == "metallb.io/v1beta1":
-        validator = jsonschema.Draft202012Validator(METALLB[obj["kind"]])
-        return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(obj)]
+    if obj["apiVersion"] == METALLB_API:
+        return metallb_errors(obj)
     return schema_errors(obj)
 
 
