@@ -33,7 +33,7 @@ from modelsync.plan import plan_sync
 from modelsync.sources import discover_files
 from modelsync.store import RemoteStore
 from modelsync.sync import run_sync
-from tests.modelsync.gguf_writer import GgufSpec, write_gguf
+from tests.modelsync.synthetic_gguf import GgufSpec, write_gguf
 
 MIB = 1 << 20
 BIN = Path(sys.executable).parent

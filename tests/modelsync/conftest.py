@@ -16,11 +16,11 @@ from pathlib import Path
 
 import boto3
 import pytest
+from s3_probes import RequestLog
+from synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.hashcache import HashCache
 from modelsync.store import RemoteStore
-
-from .gguf_writer import GgufSpec, write_gguf
 
 VENV_BIN = Path(sys.executable).parent
 ACCESS_KEY, SECRET_KEY = "modelsync-test", "modelsync-test-secret"
@@ -197,19 +197,6 @@ def count_opens() -> Iterator[Callable[[Path], list[str]]]:
 
     yield watch
     _OPEN_COUNTER.folder = None
-
-
-class RequestLog:
-    """Records S3 operation names a client sends (after botocore retries, each attempt)."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def record(self, event_name: str, **_: object) -> None:
-        self.calls.append(event_name.rsplit(".", 1)[-1])
-
-    def count(self, *operations: str) -> int:
-        return sum(1 for call in self.calls if call in operations)
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from synthetic_gguf import write_gguf
 
 from modelsync.cli import build_parser, main
-
-from .gguf_writer import write_gguf
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

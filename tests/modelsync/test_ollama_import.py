@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.cli import main
 from modelsync.errors import DigestMismatchError, SourceError
@@ -20,8 +21,6 @@ from modelsync.ollama import (
 from modelsync.plan import Action, inspect_locals, plan_sync
 from modelsync.store import RemoteStore
 from modelsync.sync import run_sync
-
-from .gguf_writer import GgufSpec, write_gguf
 
 PARAMS_MEDIA_TYPE = "application/vnd.ollama.image.params"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from botocore.awsrequest import AWSResponse
+from synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.errors import DigestMismatchError, SourceError, StoreError
 from modelsync.hashcache import HashCache
@@ -21,8 +22,6 @@ from modelsync.sources import discover_files
 from modelsync.store import RemoteStore, make_s3_client
 from modelsync.sync import SyncTuning, run_sync
 from modelsync.upload import Uploader
-
-from .gguf_writer import GgufSpec, write_gguf
 
 pytestmark = pytest.mark.s3
 

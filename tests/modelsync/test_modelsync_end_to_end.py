@@ -13,6 +13,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.cli import main
 from modelsync.hashcache import HashCache
@@ -21,8 +22,6 @@ from modelsync.sources import discover_files
 from modelsync.store import RemoteStore
 from modelsync.sync import run_sync
 from modelsync.upload import MAX_PARTS, MIN_PART_SIZE, part_size_for
-
-from .gguf_writer import GgufSpec, write_gguf
 
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 FIVE_GB = 5 * 1024**3

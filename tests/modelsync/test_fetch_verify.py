@@ -8,15 +8,14 @@ import os
 from pathlib import Path
 
 import pytest
+from s3_probes import RequestLog
+from synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.cli import main
 from modelsync.errors import DigestMismatchError, StoreError
 from modelsync.fetch import fetch_model
 from modelsync.store import RemoteStore
 from modelsync.verify import verify_local, verify_remote
-
-from .conftest import RequestLog
-from .gguf_writer import GgufSpec, write_gguf
 
 pytestmark = pytest.mark.s3
 

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from s3_probes import RequestLog
+from synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.errors import GgufError
 from modelsync.hashcache import HashCache
@@ -15,9 +17,6 @@ from modelsync.plan import Action, plan_sync
 from modelsync.sources import ModelSource, discover_files
 from modelsync.store import RemoteStore
 from modelsync.sync import SyncResult, SyncTuning, run_sync
-
-from .conftest import RequestLog
-from .gguf_writer import GgufSpec, write_gguf
 
 pytestmark = pytest.mark.s3
 
