@@ -136,6 +136,8 @@ def _models_failures(models: object, source_dir: object) -> list[tuple[str, str]
         elif source.startswith(OLLAMA_SCHEME):
             if not source.removeprefix(OLLAMA_SCHEME):
                 failures.append((f"models.{name}", "names no Ollama model"))
+        elif "://" in source:
+            failures.append((f"models.{name}", f"{source!r}: only paths and ollama:// sync"))
         elif not Path(source).is_absolute() and source_dir is None:
             failures.append((f"models.{name}", f"{source!r} is relative: set sourceDir"))
     return failures

@@ -345,6 +345,7 @@ def test_check_accepts_good_inputs_and_an_unknown_store_url(
         ({"models": {}}, "models", "at least one model"),
         ({"models": {"a": "a.gguf"}, "sourceDir": None}, "models.a", "relative: set sourceDir"),
         ({"models": {"a": "ollama://"}}, "models.a", "names no Ollama model"),
+        ({"models": {"a": "pypi://gemma3"}}, "models.a", "only paths and ollama:// sync"),
         ({"models": {"bad name": "/m.gguf"}}, "models", "not a model name"),
         ({"sourceDir": "models"}, "sourceDir", "absolute path"),
         ({"endpointUrl": "http://AKIA:secret@127.0.0.1:9000"}, "endpointUrl", "credentials"),
