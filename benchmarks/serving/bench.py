@@ -30,6 +30,7 @@ from llama_server import (  # noqa: E402
     free_port,
     lay_out_mounts,
     localize_argv,
+    runnable_payload,
 )
 from load import Level, run_level  # noqa: E402
 from rendered import local_argv  # noqa: E402
@@ -180,11 +181,14 @@ def main() -> None:
         model = Path(gemma.assemble())
         model_root, key_file = lay_out_mounts(root, argv, model, key)
         (root / "logs").mkdir()
-        setup = Setup(build_payload("cpu"), argv, model_root, key_file, key, model, root / "logs")
+        payload = build_payload("cpu")
+        runnable, excluded = runnable_payload(payload, model, root / "logs")
+        setup = Setup(runnable, argv, model_root, key_file, key, model, root / "logs")
         report = {
             "host": {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()},
+            "variants_this_host_cannot_run": excluded,
             "rendered_argv": argv,
-            "size": payload_size(setup.payload),
+            "size": payload_size(payload),
             "concurrency": side_by_side(setup, args),
             "quota": None if args.skip_quota else quota_case(setup, args),
         }

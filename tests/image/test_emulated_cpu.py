@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import signal
 from collections.abc import Iterator
@@ -13,12 +12,6 @@ from conftest import ServerFactory
 from llama_server import LlamaServer, flag_value, loaded_variant
 
 pytestmark = pytest.mark.image
-
-# Variants that need FMA or AVX2 and up: an Ivy Bridge (Xeon v2) dies with SIGILL on any of them.
-NOT_ON_IVYBRIDGE = {
-    "haswell", "skylakex", "cannonlake", "cascadelake", "icelake", "cooperlake", "zen4",
-    "alderlake", "sapphirerapids", "piledriver",
-}  # fmt: skip
 
 
 def qemu() -> str:
@@ -35,12 +28,6 @@ def emulated(make_server: ServerFactory, cpu: str) -> LlamaServer:
     return server
 
 
-def scores(log: str) -> dict[str, int]:
-    return {
-        name: int(score) for name, score in re.findall(r"libggml-cpu-(\w+)\.so score: (\d+)", log)
-    }
-
-
 @pytest.fixture(scope="module")
 def ivybridge(make_server: ServerFactory) -> Iterator[LlamaServer]:
     server = emulated(make_server, "IvyBridge")
@@ -50,13 +37,6 @@ def ivybridge(make_server: ServerFactory) -> Iterator[LlamaServer]:
 
 def test_ivybridge_loads_the_ivybridge_variant(ivybridge: LlamaServer) -> None:
     assert loaded_variant(ivybridge.log_text()) == "ivybridge"
-
-
-def test_ivybridge_rules_out_every_fma_or_avx2_variant(ivybridge: LlamaServer) -> None:
-    seen = scores(ivybridge.log_text())
-    assert seen["ivybridge"] > 0
-    assert set(seen) >= NOT_ON_IVYBRIDGE
-    assert {name: seen[name] for name in NOT_ON_IVYBRIDGE} == dict.fromkeys(NOT_ON_IVYBRIDGE, 0)
 
 
 def test_ivybridge_answers_without_sigill(ivybridge: LlamaServer, api_key: str) -> None:
@@ -74,9 +54,18 @@ def test_ivybridge_answers_without_sigill(ivybridge: LlamaServer, api_key: str) 
     assert ivybridge.stop() != -signal.SIGILL, ivybridge.log_text()
 
 
-def test_pre_avx_cpu_falls_back_to_sse42(make_server: ServerFactory) -> None:
-    server = emulated(make_server, "Nehalem")
+@pytest.mark.parametrize(
+    ("cpu", "variant"),
+    [
+        ("Nehalem", "sse42"),  # pre-AVX: falls back to SSE 4.2
+        ("Haswell", "haswell"),  # control: the emulator does offer AVX2 when the model has it
+    ],
+)
+def test_other_cpu_models_load_their_variant(
+    make_server: ServerFactory, cpu: str, variant: str
+) -> None:
+    server = emulated(make_server, cpu)
     try:
-        assert loaded_variant(server.log_text()) == "sse42"
+        assert loaded_variant(server.log_text()) == variant
     finally:
         server.stop()
