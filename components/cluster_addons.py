@@ -76,6 +76,7 @@ def helm_release(
 @dataclass(frozen=True)
 class AutoscalerArgs:
     version: str
+    kubernetes_version: str
     cluster_name: pulumi.Input[str]
     region: pulumi.Input[str]
     oidc: Oidc
@@ -169,6 +170,8 @@ class ClusterAddons(pulumi.ComponentResource):
         values = {
             "cloudProvider": "aws",
             "awsRegion": args.region,
+            # cluster-autoscaler's minor must match the control plane's; x.y.0 exists for each.
+            "image": {"tag": f"v{args.kubernetes_version}.0"},
             "autoDiscovery": {"clusterName": args.cluster_name},
             "rbac": {
                 "serviceAccount": {

@@ -104,6 +104,7 @@ class EksCluster(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
     region: pulumi.Output[str]
+    kubernetes_version: str
     oidc: Oidc
     kubeconfig: pulumi.Output[str]
 
@@ -113,6 +114,7 @@ class EksCluster(pulumi.ComponentResource):
         super().__init__("llamafleet:cluster:EksCluster", name, None, opts)
         self._name = name
         self._args = args
+        self.kubernetes_version = args.kubernetes_version
         self._tags = {"llamafleet.io/cluster": name, **args.tags}
         child = pulumi.ResourceOptions(parent=self)
 

@@ -99,7 +99,7 @@ class OnPremSettings(Strict):
 class ChartVersions(Strict):
     keda: ChartVersion = Field(default="2.16.1", description="kedacore/keda.")
     kube_prometheus_stack: ChartVersion = Field(
-        default="69.8.2", description="prometheus-community/kube-prometheus-stack."
+        default="69.8.0", description="prometheus-community/kube-prometheus-stack."
     )
     cluster_autoscaler: ChartVersion = Field(
         default="9.46.6", description="kubernetes/autoscaler cluster-autoscaler."

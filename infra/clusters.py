@@ -177,6 +177,7 @@ def _addons_args(cluster: Cluster, eks: EksCluster | None) -> ClusterAddonsArgs:
     if eks is not None and addons.cluster_autoscaler:
         autoscaler = AutoscalerArgs(
             version=versions.cluster_autoscaler,
+            kubernetes_version=eks.kubernetes_version,
             cluster_name=eks.cluster.name,
             region=eks.region,
             oidc=eks.oidc,

@@ -112,11 +112,16 @@ def test_the_cluster_autoscaler_assumes_an_irsa_role_for_its_own_service_account
     ]
     values = release.inputs["values"]
     assert values["autoDiscovery"]["clusterName"] == "clusters-test-prod"
+    assert values["image"]["tag"] == "v1.33.0"  # the control plane's minor
     assert "eks.amazonaws.com/role-arn" in values["rbac"]["serviceAccount"]["annotations"]
     (policy,) = [
         p for p in of_type(declared, "aws:iam/rolePolicy:RolePolicy") if "autoscaler" in p.name
     ]
     assert "k8s.io/cluster-autoscaler/clusters-test-prod" in policy.inputs["policy"]
+
+
+def test_a_bare_existing_cluster_gets_a_provider_and_nothing_else() -> None:
+    assert [d.type for d in declared_stack("local")] == [PROVIDER]
 
 
 def test_gpu_add_ons_only_where_there_are_gpu_tiers() -> None:
