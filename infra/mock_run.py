@@ -14,6 +14,7 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.rpc import is_rpc_secret
 from pulumi.runtime.stack import run_pulumi_func
@@ -60,14 +61,34 @@ def redact(value: Any, masked: bool = False) -> Any:
     return value
 
 
+MOCK_ACCOUNT = "123456789012"
+# What a provider computes that a program reads back: extra state, from the mock's args.
+Computed = Callable[[pulumi_mocks.MockResourceArgs], dict[str, Any]]
+
+
+def provider_computed(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+    """Stand-ins for outputs the real providers compute, so dependent outputs resolve."""
+    if args.typ == "random:index/randomPassword:RandomPassword":
+        # Marked secret like the real one.
+        return {"result": pulumi.Output.secret(f"mock-{args.name}")}
+    if args.typ == "aws:s3/bucket:Bucket":
+        return {"arn": f"arn:aws:s3:::{args.inputs.get('bucket', args.name)}"}
+    if args.typ.startswith("aws:"):
+        service = args.typ.split(":")[1].split("/")[0]
+        return {"arn": f"arn:aws:{service}:us-east-1:{MOCK_ACCOUNT}:{args.name}"}
+    return {}
+
+
 class _Mocks(pulumi_mocks.Mocks):
+    def __init__(self, computed: Computed | None) -> None:
+        self.computed = computed
+
     def new_resource(
         self, args: pulumi_mocks.MockResourceArgs
     ) -> tuple[str | None, dict[str, Any]]:
-        state = dict(args.inputs)
-        if args.typ == "random:index/randomPassword:RandomPassword":
-            # A stand-in value so dependent outputs resolve; marked secret like the real one.
-            state["result"] = pulumi.Output.secret(f"mock-{args.name}")
+        state = {**args.inputs, **provider_computed(args)}
+        if self.computed is not None:
+            state.update(self.computed(args))
         return f"{args.name}-id", state
 
     def call(
@@ -77,14 +98,13 @@ class _Mocks(pulumi_mocks.Mocks):
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self) -> None:
-        super().__init__(_Mocks())
+    def __init__(self, computed: Computed | None) -> None:
+        super().__init__(_Mocks(computed))
         self.declared: list[Declared] = []
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            inputs = self.resources[response.urn].state
             self.declared.append(
                 Declared(
                     urn=response.urn,
@@ -92,7 +112,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     name=request.name,
                     parent=request.parent,
                     custom=bool(request.custom),
-                    inputs={k: v for k, v in inputs.items() if k != "result"},
+                    # What the program gave, not what the mock computed.
+                    inputs=rpc.deserialize_properties(request.object),
                     provider=request.provider,
                 )
             )
@@ -100,20 +121,30 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 def run_program(
-    program: Callable[[], None], stack: str, config: Mapping[str, str], preview: bool = True
+    program: Callable[[], None],
+    stack: str,
+    config: Mapping[str, str],
+    preview: bool = True,
+    computed: Computed | None = None,
 ) -> list[Declared]:
-    """Run `program` as stack `stack` with `config` (engine-style: key -> JSON string)."""
-    return contextvars.copy_context().run(_run, program, stack, dict(config), preview)
+    """Run `program` as stack `stack` with `config` (engine-style: key -> JSON string).
+
+    `computed` adds provider-computed state to the resources a test cares about."""
+    return contextvars.copy_context().run(_run, program, stack, dict(config), preview, computed)
 
 
 def _run(
-    program: Callable[[], None], stack: str, config: dict[str, str], preview: bool
+    program: Callable[[], None],
+    stack: str,
+    config: dict[str, str],
+    preview: bool,
+    computed: Computed | None,
 ) -> list[Declared]:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         runtime_settings.ROOT.set(None)
-        monitor = _RecordingMonitor()
+        monitor = _RecordingMonitor(computed)
         pulumi.runtime.set_mocks(monitor.mocks, PROJECT, stack, preview=preview, monitor=monitor)
         pulumi.runtime.set_all_config(config, [])
         _sync_await(run_pulumi_func(program))

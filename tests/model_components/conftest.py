@@ -1,5 +1,5 @@
-"""Fixtures for the ModelStore and ModelSync components: Pulumi mocks that give AWS resources
-ARNs, small GGUF files written with the `gguf` package, and moto_server on loopback."""
+"""Fixtures for the ModelStore and ModelSync components: small GGUF files written with the
+`gguf` package, and moto_server on loopback."""
 
 from __future__ import annotations
 
@@ -14,54 +14,15 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import boto3
 import gguf
 import numpy as np
 import pytest
-from pulumi.runtime import mocks as pulumi_mocks
-
-from infra import mock_run
 
 # Distinctive, so a leak into outputs, state or the pickled provider is easy to spot.
 ACCESS_KEY = "AKIALLAMAFLEETLEAK01"
 SECRET_KEY = "llamafleet-secret-that-must-not-leak"
-ACCOUNT = "123456789012"
-
-
-# --- Pulumi mocks ------------------------------------------------------------------------------
-
-
-def _mock_arn(args: pulumi_mocks.MockResourceArgs) -> str:
-    service = args.typ.split(":")[1].split("/")[0]
-    if args.typ == "aws:s3/bucket:Bucket":
-        return f"arn:aws:s3:::{args.inputs['bucket']}"
-    return f"arn:aws:{service}:us-east-1:{ACCOUNT}:{args.name}"
-
-
-def patch_mock_state(
-    monkeypatch: pytest.MonkeyPatch,
-    computed: Callable[[pulumi_mocks.MockResourceArgs], dict[str, Any]],
-) -> None:
-    """infra.mock_run echoes inputs as state; add what the real provider would compute."""
-    echo = mock_run._Mocks.new_resource  # pyright: ignore[reportPrivateUsage]
-
-    def new_resource(
-        self: Any, args: pulumi_mocks.MockResourceArgs
-    ) -> tuple[str | None, dict[str, Any]]:
-        resource_id, state = echo(self, args)
-        return resource_id, state | computed(args)
-
-    monkeypatch.setattr(mock_run._Mocks, "new_resource", new_resource)  # pyright: ignore[reportPrivateUsage]
-
-
-@pytest.fixture
-def aws_mocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """AWS resources get their computed `arn`."""
-    patch_mock_state(
-        monkeypatch, lambda args: {"arn": _mock_arn(args)} if args.typ.startswith("aws:") else {}
-    )
 
 
 # --- GGUF files ----------------------------------------------------------------------------

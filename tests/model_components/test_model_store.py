@@ -8,11 +8,8 @@ from typing import Any
 import pytest
 
 from components.model_store import ModelStore, ModelStoreArgs
+from infra.mock_run import MOCK_ACCOUNT as ACCOUNT
 from infra.mock_run import Declared, run_program
-
-from .conftest import ACCOUNT
-
-pytestmark = pytest.mark.usefixtures("aws_mocks")
 
 BUCKET = "llamafleet-models"
 BUCKET_ARN = f"arn:aws:s3:::{BUCKET}"

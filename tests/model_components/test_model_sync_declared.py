@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pulumi.runtime.mocks import MockResourceArgs
 from pulumi.runtime.rpc import is_rpc_secret
 
 from components import model_sync
@@ -16,7 +17,7 @@ from components.model_sync import ModelSync, ModelSyncArgs
 from components.model_sync_provider import ModelSyncProvider
 from infra.mock_run import Declared, run_program
 
-from .conftest import ACCESS_KEY, SECRET_KEY, patch_mock_state, write_gguf
+from .conftest import ACCESS_KEY, SECRET_KEY, write_gguf
 
 DIGEST = "sha256:" + "ab" * 32
 MANIFEST = {"tiny": {"digest": DIGEST, "sizeBytes": 4448, "key": "m/sha256/ab.gguf", "gguf": {}}}
@@ -77,21 +78,16 @@ def test_inputs_are_plain_data_without_secrets_or_credentials(args: ModelSyncArg
         assert SECRET_KEY.encode() not in text
 
 
-def test_digests_output_follows_the_manifest(
-    args: ModelSyncArgs, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    patch_mock_state(
-        monkeypatch,
-        lambda mock: (
-            {"manifest": MANIFEST, "absent": []} if mock.typ.endswith(":ModelManifest") else {}
-        ),
-    )
+def test_digests_output_follows_the_manifest(args: ModelSyncArgs) -> None:
     seen: dict[str, Any] = {}
 
     def program() -> None:
         ModelSync("sync", args).digests.apply(seen.update)
 
-    run_program(program, "test", {}, preview=False)
+    def manifest(mock: MockResourceArgs) -> dict[str, Any]:
+        return {"manifest": MANIFEST, "absent": []} if mock.typ.endswith(":ModelManifest") else {}
+
+    run_program(program, "test", {}, preview=False, computed=manifest)
     assert seen == {"tiny": DIGEST}
 
 
