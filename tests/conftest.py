@@ -1,23 +1,11 @@
-"""Shared fixtures: every stack rendered once per session under Pulumi's mock monitor."""
+"""Shared fixtures: every stack file, rendered once per session (tests/stack_renders.py)."""
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 import pytest
+from stack_renders import STACKS, rendered_stack
 
-from infra.render import Rendered, render
-
-STACKS_DIR = Path(__file__).resolve().parent.parent / "stacks"
-STACKS = sorted(
-    p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml")
-)
-
-
-@functools.cache
-def rendered_stack(stack: str) -> Rendered:
-    return render(stack)
+from infra.render import Rendered
 
 
 @pytest.fixture(params=STACKS)

@@ -12,8 +12,8 @@ import kubernetes_validate
 import pytest
 from cloudcoil.models.keda.v1alpha1 import ScaledObject
 from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
-from conftest import rendered_stack
 from pydantic import BaseModel
+from stack_renders import rendered_stack
 
 from infra.render import Rendered
 

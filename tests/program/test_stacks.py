@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import rendered_stack
 from pulumi.runtime.rpc import is_rpc_secret
+from stack_renders import rendered_stack
 
 from infra.config import load_stack_file
 from infra.placement import placements

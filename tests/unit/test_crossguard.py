@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from conftest import rendered_stack
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 from pulumi_policy.policy import PolicyResource, ResourceValidationArgs, StackValidationArgs
+from stack_renders import rendered_stack
 
 from policy.crossguard import policies
 from policy.rules import FLEET_RULES, OBJECT_RULES
