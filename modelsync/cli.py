@@ -22,7 +22,7 @@ from modelsync.progress import progress_for
 from modelsync.sources import ModelSource, discover_files
 from modelsync.store import RemoteStore, describe_error
 from modelsync.sync import SyncTuning, run_sync
-from modelsync.upload import MIB, MIN_PART_SIZE
+from modelsync.upload import DEFAULT_MEMORY_BUDGET, MIB, MIN_PART_SIZE
 from modelsync.verify import VerifyResult, verify_local, verify_remote
 
 Handler = Callable[[argparse.Namespace], int]
@@ -77,7 +77,7 @@ def _sync_sources(args: argparse.Namespace, sources: list[ModelSource], verify: 
         tuning = SyncTuning(
             part_size=args.part_size * MIB,
             part_workers=args.concurrency,
-            parts_in_flight=args.concurrency,
+            memory_budget=max(DEFAULT_MEMORY_BUDGET, args.concurrency * args.part_size * MIB),
         )
         result = run_sync(plan, store, progress, tuning)
     lines = [
@@ -160,7 +160,7 @@ def _add_store_options(parser: argparse.ArgumentParser) -> None:
 def _add_sync_options(parser: argparse.ArgumentParser) -> None:
     _add_store_options(parser)
     parser.add_argument("--dry-run", action="store_true", help="plan only; change nothing")
-    parser.add_argument("--part-size", type=_part_size, default=16, help="multipart size, MiB")
+    parser.add_argument("--part-size", type=_part_size, default=8, help="multipart size, MiB")
     parser.add_argument("--cache-dir", help="hash cache folder (default ~/.cache/llamafleet/…)")
 
 

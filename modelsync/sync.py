@@ -11,15 +11,15 @@ from modelsync.hashcache import FileIdentity
 from modelsync.plan import Action, PlannedModel, SyncPlan
 from modelsync.progress import NoProgress, ProgressSink
 from modelsync.store import RemoteStore
-from modelsync.upload import DEFAULT_PART_SIZE, Uploader, UploadOutcome
+from modelsync.upload import DEFAULT_MEMORY_BUDGET, DEFAULT_PART_SIZE, Uploader, UploadOutcome
 
 
 @dataclass(frozen=True)
 class SyncTuning:
     part_size: int = DEFAULT_PART_SIZE
     part_workers: int = 8
-    # Parts read but not yet sent, across all files: the memory bound is this times part_size.
-    parts_in_flight: int = 8
+    # Bytes of parts read but not yet sent, across all files.
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
     files_in_parallel: int = 3
 
 
@@ -113,7 +113,7 @@ def run_sync(
         ThreadPoolExecutor(settings.part_workers) as part_pool,
         ThreadPoolExecutor(settings.files_in_parallel) as file_pool,
     ):
-        uploader = Uploader(store, part_pool, settings.parts_in_flight, settings.part_size)
+        uploader = Uploader(store, part_pool, settings.memory_budget, settings.part_size)
         futures = {
             digest: file_pool.submit(_upload_one, uploader, model, sink)
             for digest, model in first_by_digest.items()

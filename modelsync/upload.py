@@ -12,16 +12,15 @@ matched. A killed upload stays listed as an incomplete multipart upload; the nex
 re-sending only parts whose checksum (or MD5 ETag) does not match the local bytes. Bad local
 bytes abort the upload.
 
-Memory stays bounded: a reader thread per file takes a permit per part from a shared semaphore
-before reading it, and the part's sender returns the permit, so at most `parts_in_flight` parts of
-`part_size` bytes exist at once, whatever the file sizes.
+Memory stays bounded: a reader thread per file reserves a part's bytes from a shared ByteBudget
+before reading it, and the part's sender gives them back once sent, so at most `memory_budget`
+bytes of parts exist at once, whatever the file sizes and the part size they force.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import threading
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from modelsync.budget import ByteBudget
 from modelsync.digest import hex_to_base64, sha256_base64
 from modelsync.errors import DigestMismatchError, SourceError, StoreError
 from modelsync.progress import Advance
@@ -38,7 +38,8 @@ from modelsync.store import RemoteStore, describe_error, s3_errors
 MIB: Final = 1 << 20
 MIN_PART_SIZE: Final = 5 * MIB
 MAX_PARTS: Final = 10_000
-DEFAULT_PART_SIZE: Final = 16 * MIB
+DEFAULT_PART_SIZE: Final = 8 * MIB
+DEFAULT_MEMORY_BUDGET: Final = 64 * MIB
 
 
 def part_size_for(file_size: int, preferred: int = DEFAULT_PART_SIZE) -> int:
@@ -105,12 +106,12 @@ class Uploader:
         self,
         store: RemoteStore,
         part_pool: Executor,
-        parts_in_flight: int = 8,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
         part_size: int = DEFAULT_PART_SIZE,
     ) -> None:
         self._store = store
         self._pool = part_pool
-        self._budget = threading.BoundedSemaphore(parts_in_flight)
+        self._budget = ByteBudget(memory_budget)
         self._part_size = part_size
 
     def upload(self, path: Path, hex_digest: str, size: int, advance: Advance) -> UploadOutcome:
@@ -128,7 +129,7 @@ class Uploader:
             transfer.hex_digest,
             transfer.size,
         )
-        with self._budget:
+        with self._budget.hold(size):
             data = _read_exactly(path, 0, size)
             if hashlib.sha256(data).hexdigest() != hex_digest:
                 raise DigestMismatchError(f"{path}: changed since it was hashed; nothing uploaded")
@@ -188,14 +189,14 @@ class Uploader:
             with _open_for_read(path) as stream:
                 for number, offset in enumerate(range(0, size, part_size), start=1):
                     length = min(part_size, size - offset)
-                    self._budget.acquire()
+                    self._budget.acquire(length)
                     try:
                         data = stream.read(length)
                         if len(data) != length:
                             raise SourceError(f"{path}: shrank while uploading; upload aborted")
                         hasher.update(data)
                     except BaseException:
-                        self._budget.release()
+                        self._budget.release(length)
                         raise
                     part = _PartJob(transfer, upload_id, number, data, listed.get(number))
                     future = self._pool.submit(self._send_part, part)
@@ -239,7 +240,7 @@ class Uploader:
             part.transfer.advance(len(part.data))
             return _SentPart(part.number, str(response["ETag"]), checksum, len(part.data))
         finally:
-            self._budget.release()
+            self._budget.release(len(part.data))
 
     def _resume_or_create(self, key: str, hex_digest: str) -> tuple[str, dict[int, _ListedPart]]:
         bucket = self._store.location.bucket

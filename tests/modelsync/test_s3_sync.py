@@ -20,7 +20,7 @@ from modelsync.sync import SyncResult, SyncTuning, run_sync
 
 pytestmark = pytest.mark.s3
 
-SMALL_PARTS = SyncTuning(part_size=5 << 20, part_workers=4, parts_in_flight=4)
+SMALL_PARTS = SyncTuning(part_size=5 << 20, part_workers=4, memory_budget=3 * (5 << 20))
 UPLOADS = ("PutObject", "UploadPart", "CreateMultipartUpload", "CompleteMultipartUpload")
 
 

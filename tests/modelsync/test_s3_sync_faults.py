@@ -26,7 +26,7 @@ from modelsync.upload import Uploader
 pytestmark = pytest.mark.s3
 
 PART = 5 << 20
-TUNING = SyncTuning(part_size=PART, part_workers=2, parts_in_flight=2)
+TUNING = SyncTuning(part_size=PART, part_workers=2, memory_budget=2 * PART)
 SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
     b"<Message>Please reduce your request rate.</Message></Error>"

@@ -1,0 +1,77 @@
+"""The byte budget that bounds memory during uploads."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from synthetic_gguf import GgufSpec, write_gguf
+
+from modelsync.budget import ByteBudget
+from modelsync.hashcache import HashCache
+from modelsync.plan import plan_sync
+from modelsync.sources import discover_files
+from modelsync.store import RemoteStore
+from modelsync.sync import SyncTuning, run_sync
+
+
+def test_acquire_waits_until_bytes_are_released() -> None:
+    budget = ByteBudget(10)
+    budget.acquire(8)
+    granted = threading.Event()
+    waiter = threading.Thread(target=lambda: (budget.acquire(5), granted.set()))
+    waiter.start()
+
+    assert not granted.wait(0.2)
+    budget.release(8)
+    assert granted.wait(10)
+    waiter.join()
+
+
+def test_request_larger_than_capacity_is_granted_alone() -> None:
+    budget = ByteBudget(10)
+    with budget.hold(25):
+        pass
+    budget.acquire(1)
+    granted = threading.Event()
+    waiter = threading.Thread(target=lambda: (budget.acquire(25), granted.set()))
+    waiter.start()
+    assert not granted.wait(0.2)
+    budget.release(1)
+    assert granted.wait(10)
+    waiter.join()
+
+
+def test_non_positive_capacity_is_refused() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        ByteBudget(0)
+
+
+class PeakTrackingBudget(ByteBudget):
+    peak = 0
+
+    def acquire(self, size: int) -> None:
+        super().acquire(size)
+        with self._changed:
+            PeakTrackingBudget.peak = max(PeakTrackingBudget.peak, self._held)
+
+
+@pytest.mark.s3
+def test_sync_never_holds_more_part_bytes_than_the_budget(
+    tmp_path: Path, store: RemoteStore, cache: HashCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    part = 5 << 20
+    for index in range(3):
+        spec = GgufSpec(tensor_bytes=4 * part, fill=bytes([index + 1]))
+        write_gguf(tmp_path / "models" / f"m{index}.gguf", spec)
+    monkeypatch.setattr("modelsync.upload.ByteBudget", PeakTrackingBudget)
+    PeakTrackingBudget.peak = 0
+    tuning = SyncTuning(part_size=part, part_workers=8, memory_budget=2 * part, files_in_parallel=3)
+
+    result = run_sync(
+        plan_sync(discover_files(tmp_path / "models"), store, cache), store, tuning=tuning
+    )
+
+    assert result.bytes_uploaded == sum(p.stat().st_size for p in (tmp_path / "models").iterdir())
+    assert 0 < PeakTrackingBudget.peak <= 2 * part
