@@ -1,10 +1,18 @@
 """Upload one local file to its content-addressed key, verifying its SHA-256 in the same pass.
 
-The caller already knows the digest (from the hash cache, or from a hashing pass when the cache
-was cold, which is also what lets a sync skip content the store already holds). The upload pass
-re-hashes every byte it sends, in order, so what lands under `sha256/<hex>.gguf` is proven to be
-that digest even if the file changed after it was hashed. Each part carries its own
-x-amz-checksum-sha256, which AWS verifies on receipt.
+Design: the key is the digest, so the digest must be known before the upload starts. It comes
+from the hash cache, or, when the cache is cold, from one local hashing pass (SHA-256 runs at
+over 1 GB/s with SHA-NI, faster than any S3 link, and the upload's re-read is mostly served from
+the page cache). The alternative, uploading to a staging key while hashing and then copying
+server-side, was rejected: every byte would cross S3 twice (CopyObject stops at 5 GB, beyond
+that UploadPartCopy per part), a killed run leaves staging objects, and content the store
+already holds (a touched file, the same model under a new name, another machine's upload) would
+be uploaded again instead of skipped.
+
+The upload pass re-hashes every byte it sends, in order, so what lands under
+`sha256/<hex>.gguf` is proven to be that digest even if the file changed after it was hashed.
+Each part carries its own x-amz-checksum-sha256, which AWS verifies on receipt (moto and rclone
+do not: hence our own end-to-end checks, and `verify`).
 
 Nothing ever appears under the final key before it is complete: small files go in one PutObject
 (atomic), larger ones in a multipart upload that is completed only after the whole-file digest
