@@ -99,6 +99,22 @@ def irsa_role(
     return aws.iam.Role(name, assume_role_policy=policy, opts=opts)
 
 
+def service_account_role(
+    name: str,
+    oidc: Oidc,
+    *,
+    namespace: str,
+    service_account: str,
+    policy_arn: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> aws.iam.Role:
+    """An IRSA role with one policy: how pods get AWS access (IMDSv2's hop limit of 1 keeps them
+    off the node's role). Its ARN goes in the service account's `eks.amazonaws.com/role-arn`."""
+    role = irsa_role(name, oidc, namespace, service_account, opts)
+    aws.iam.RolePolicyAttachment(name, role=role.name, policy_arn=policy_arn, opts=opts)
+    return role
+
+
 class EksCluster(pulumi.ComponentResource):
     cluster: aws.eks.Cluster
     vpc_id: pulumi.Output[str]
@@ -173,7 +189,7 @@ class EksCluster(pulumi.ComponentResource):
             pulumi.Output.all(
                 self.cluster.name,
                 self.cluster.endpoint,
-                self.cluster.certificate_authority.data,
+                self.cluster.certificate_authority.apply(lambda ca: ca.data if ca else None),
                 self.cluster.arn,
             ).apply(kubeconfig)
         )

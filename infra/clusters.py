@@ -14,7 +14,7 @@ from components.cluster_addons import (
     ClusterAddonsArgs,
     LoadBalancerControllerArgs,
 )
-from components.eks_cluster import EksCluster, EksClusterArgs
+from components.eks_cluster import EksCluster, EksClusterArgs, service_account_role
 from components.load_balancing import LoadBalancing, aws_nlb, metallb
 from components.node_tier import NodeTier, NodeTierArgs, models_read_policy
 from components.onprem_cluster import MetalLbArgs, OnPremCluster, OnPremClusterArgs, TierNodes
@@ -46,6 +46,23 @@ class ProvisionedCluster:
         if pool is not None:
             return metallb(pool.pool, lb.address, lb.source_ranges)
         return LoadBalancing(annotations={}, spec={"type": "LoadBalancer"})
+
+    def pod_role(
+        self, name: str, namespace: str, service_account: str, policy_arn: pulumi.Input[str]
+    ) -> pulumi.Output[str] | None:
+        """EKS: the ARN of a role only `namespace/service_account` assumes, with `policy_arn`
+        (e.g. the model store's read policy for the model fetcher); None on other clusters."""
+        if self.eks is None:
+            return None
+        role = service_account_role(
+            f"{self.name}-{name}",
+            self.eks.oidc,
+            namespace=namespace,
+            service_account=service_account,
+            policy_arn=policy_arn,
+            opts=pulumi.ResourceOptions(parent=self.eks),
+        )
+        return role.arn
 
 
 def provision(

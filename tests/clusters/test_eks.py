@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from infra.config import load_stack_file
+from infra.clusters import provision
+from infra.config import load_stack_file, pulumi_settings
+from infra.mock_run import run_program
 
 from .conftest import (
     EKS_STACKS,
@@ -16,6 +18,7 @@ from .conftest import (
     children,
     declare,
     declared_stack,
+    engine,
     of_type,
     stack_config,
 )
@@ -174,3 +177,32 @@ def test_admins_come_in_through_access_entries_and_irsa_has_an_oidc_provider() -
     assert association.inputs["policyArn"].endswith("/AmazonEKSClusterAdminPolicy")
     (oidc,) = of_type(declared, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")
     assert oidc.inputs["clientIdLists"] == ["sts.amazonaws.com"]
+
+
+def test_pods_get_aws_access_only_through_their_own_service_account_role() -> None:
+    roles: dict[str, object] = {}
+
+    def program() -> None:
+        settings = pulumi_settings()
+        for name, cluster in settings.clusters.items():
+            cluster_roles = provision(name, cluster, settings.model_store, MODELS_POLICY)
+            roles[name] = cluster_roles.pod_role(
+                "fetch", "llamafleet-research", "fetch", MODELS_POLICY
+            )
+
+    # Not a preview: the trust policy is built from outputs a preview leaves unknown.
+    declared = run_program(program, "clusters-test", engine(stack_config("hybrid")), preview=False)
+    assert roles["dc1"] is None  # on-prem: the store's read-only key, no AWS identity
+    assert roles["burst"] is not None
+    (role,) = [d for d in declared if d.name == "burst-fetch" and d.type == "aws:iam/role:Role"]
+    (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    conditions = statement["Condition"]["StringEquals"]
+    assert "system:serviceaccount:llamafleet-research:fetch" in conditions.values()
+    assert "sts.amazonaws.com" in conditions.values()
+    (attachment,) = [
+        d
+        for d in declared
+        if d.name == "burst-fetch" and d.type == "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+    ]
+    assert attachment.inputs["policyArn"] == MODELS_POLICY
