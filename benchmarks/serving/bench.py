@@ -33,7 +33,7 @@ from llama_server import (  # noqa: E402
     runnable_payload,
 )
 from load import Level, run_level  # noqa: E402
-from rendered import local_argv  # noqa: E402
+from rendered_argv import local_argv  # noqa: E402
 
 # Upstream's CPU server image, uncompressed, as a llama.cpp maintainer measured it with
 # `docker image inspect ghcr.io/ggml-org/llama.cpp:server --format='{{.Size}}'`

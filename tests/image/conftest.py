@@ -5,21 +5,20 @@ from __future__ import annotations
 import secrets
 import shutil
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from llama_server import (
     LlamaServer,
+    ServerFactory,
     build_payload,
     free_port,
     lay_out_mounts,
     localize_argv,
     runnable_payload,
 )
-from rendered import local_argv
-
-ServerFactory = Callable[..., LlamaServer]
+from rendered_argv import local_argv
 
 
 @pytest.fixture(scope="session")

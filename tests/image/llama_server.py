@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,3 +226,7 @@ class LlamaServer:
 def server_env() -> dict[str, str]:
     """The environment minus LLAMA_ARG_*: only the argv under test configures the server."""
     return {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}
+
+
+# What the make_server fixture returns: LlamaServer factories over the rendered argv.
+ServerFactory = Callable[..., LlamaServer]

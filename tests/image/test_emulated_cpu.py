@@ -8,8 +8,7 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-from conftest import ServerFactory
-from llama_server import LlamaServer, flag_value, loaded_variant
+from llama_server import LlamaServer, ServerFactory, flag_value, loaded_variant
 
 pytestmark = pytest.mark.image
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from conftest import ServerFactory
-from llama_server import LlamaServer, flag_value, get
+from llama_server import LlamaServer, ServerFactory, flag_value, get
 
 pytestmark = pytest.mark.image
 
