@@ -7,7 +7,8 @@ CPU) and, where Prometheus Operator runs, a ServiceMonitor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pulumi
@@ -36,6 +37,10 @@ class InferenceServiceArgs:
     gateway_namespace: str
     monitoring_namespace: str
     store_port: int
+    # e.g. the IAM role (IRSA) the model fetcher assumes to read the store on EKS.
+    service_account_annotations: Mapping[str, pulumi.Input[str]] = field(
+        default_factory=dict[str, pulumi.Input[str]]
+    )
 
 
 class InferenceService(pulumi.ComponentResource):
@@ -54,7 +59,14 @@ class InferenceService(pulumi.ComponentResource):
         meta = self._meta(instance, labels)
 
         account = k8s.core.v1.ServiceAccount(
-            f"{name}-sa", metadata=manifest(meta), automount_service_account_token=False, opts=child
+            f"{name}-sa",
+            metadata=manifest(
+                {**meta, "annotations": dict(args.service_account_annotations)}
+                if args.service_account_annotations
+                else meta
+            ),
+            automount_service_account_token=False,
+            opts=child,
         )
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",

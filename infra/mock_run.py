@@ -22,6 +22,7 @@ from pulumi.runtime.sync_await import _sync_await  # pyright: ignore[reportPriva
 
 PROJECT = "llamafleet"
 SECRET_PLACEHOLDER = "[secret]"  # noqa: S105 (what redaction writes)
+UNKNOWN_PLACEHOLDER = "[computed]"  # an output known once the resource exists
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,8 @@ def redact(value: Any, masked: bool = False) -> Any:
         return {str(k): redact(v, masked) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v, masked) for v in value]
-    if masked:
-        return SECRET_PLACEHOLDER
+    if masked or isinstance(value, pulumi.output.Unknown):
+        return SECRET_PLACEHOLDER if masked else UNKNOWN_PLACEHOLDER
     if isinstance(value, float) and value.is_integer():
         # The RPC layer turns every number into a float; Kubernetes integers must stay integers.
         return int(value)

@@ -8,11 +8,15 @@ import pulumi_kubernetes as k8s
 from components.autoscaling import ScalingRange
 from components.inference_pod import PodInputs, StoreRef
 from components.inference_service import InferenceService, InferenceServiceArgs
+from components.model_sources import OLLAMA_SCHEME
+from components.model_store import ModelStore, ModelStoreArgs
+from components.model_sync import ModelSync, ModelSyncArgs
 from components.server_args import ServerOptions
 from components.tenant import Tenant, TenantArgs, TenantQuota
+from infra.clusters import ProvisionedCluster, provision
 from infra.config import SettingsError, pulumi_settings
 from infra.placement import Placement, gguf_facts, placements, serving_shape
-from infra.schema import Cluster, Settings
+from infra.schema import Settings
 
 
 def main() -> None:
@@ -28,42 +32,110 @@ def team_namespace(team: str) -> str:
     return f"llamafleet-{team}"
 
 
+IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+
+
 def build(settings: Settings) -> None:
     placed = list(placements(settings))
-    providers = {
-        name: _provider(name, cluster)
+    store = _model_store(settings)
+    sync = _model_sync(settings)
+    read_policy = _read_policy_arn(settings, store)
+    clusters = {
+        name: provision(name, cluster, settings.model_store, read_policy)
         for name, cluster in settings.clusters.items()
         if any(p.cluster_name == name for p in placed)
     }
+    providers = {name: provisioned.provider for name, provisioned in clusters.items()}
     tenants = {
         team: _tenant(settings, team, {p.cluster_name for p in placed if p.team == team}, providers)
         for team in dict.fromkeys(p.team for p in placed)
     }
+    # Pods roll only once their model is in the store.
+    models_ready: list[pulumi.Resource] = [store] if sync is None else [store, sync]
     urls: dict[str, dict[str, pulumi.Output[str]]] = {}
     for placement in placed:
-        cluster = settings.clusters[placement.cluster_name]
-        tenant = tenants[placement.team]
+        cluster = clusters[placement.cluster_name]
         service = InferenceService(
             f"{placement.cluster_name}-{placement.team}-{placement.name}",
-            _service_args(settings, placement, cluster),
+            _service_args(settings, placement, cluster, read_policy),
             opts=pulumi.ResourceOptions(
-                provider=providers[placement.cluster_name],
-                depends_on=[tenant.namespaces[placement.cluster_name]],
+                provider=cluster.provider,
+                depends_on=[
+                    tenants[placement.team].namespaces[placement.cluster_name],
+                    *cluster.depends_on,
+                    *models_ready,
+                ],
             ),
         )
         urls.setdefault(placement.team, {})[placement.name] = service.url
     for team, tenant in tenants.items():
         pulumi.export(f"{team}-api-keys", tenant.api_keys)
     pulumi.export("endpoints", urls)
+    pulumi.export("modelStore", {"url": store.store_url, "readPolicyArn": store.read_policy_arn})
+    if sync is not None:
+        pulumi.export("modelDigests", sync.digests)
 
 
-def _provider(name: str, cluster: Cluster) -> k8s.Provider:
-    return k8s.Provider(
-        f"{name}-k8s",
-        kubeconfig=cluster.kubeconfig.path,
-        context=cluster.kubeconfig.context,
-        enable_server_side_apply=True,
+def _model_store(settings: Settings) -> ModelStore:
+    store = settings.model_store
+    return ModelStore(
+        "model-store",
+        ModelStoreArgs(
+            bucket=store.bucket,
+            prefix=store.prefix,
+            region=store.region,
+            encryption=store.encryption,
+            noncurrent_version_days=store.noncurrent_version_days,
+            existing_endpoint_url=store.endpoint_url,
+        ),
     )
+
+
+def _read_policy_arn(settings: Settings, store: ModelStore) -> pulumi.Output[str] | None:
+    """The store's read-only IAM policy; None for an on-prem store (pods use its credentials)."""
+    if settings.model_store.endpoint_url is not None:
+        return None
+    return store.read_policy_arn.apply(lambda arn: arn or "")
+
+
+def _model_sync(settings: Settings) -> ModelSync | None:
+    """Sync the models whose source is a file or an Ollama model (the local stack's test model
+    comes from a PyPI package and is seeded by scripts/seed-local-store); None when none is."""
+    sources = {
+        name: model.source
+        for name, model in settings.models.items()
+        if model.source and model.source.startswith(("/", OLLAMA_SCHEME))
+    }
+    if not sources:
+        return None
+    store = settings.model_store
+    sync = ModelSync(
+        "models",
+        ModelSyncArgs(
+            # A plain string (the bucket is named by settings): no unknowns in a first preview.
+            store_url=f"s3://{store.bucket}/{store.prefix}".rstrip("/"),
+            models=sources,
+            endpoint_url=store.endpoint_url,
+            region=None if store.endpoint_url else store.region,
+        ),
+    )
+    pins = {name: settings.models[name].digest for name in sources}
+    sync.digests.apply(lambda synced: check_pins(pins, synced))
+    return sync
+
+
+def check_pins(pins: dict[str, str], synced: dict[str, str]) -> None:
+    """Pods serve the digest the stack file pins: a sync of other bytes must not go unnoticed."""
+    wrong = [
+        f"{name}: synced {synced[name]}, the stack pins {pin}"
+        for name, pin in sorted(pins.items())
+        if name in synced and synced[name] != pin
+    ]
+    if wrong:
+        raise pulumi.RunError(
+            "llamafleet:models.<name>.digest must match what was synced (update the stack "
+            "file): " + "; ".join(wrong)
+        )
 
 
 def _tenant(
@@ -86,13 +158,18 @@ def _tenant(
 
 
 def _service_args(
-    settings: Settings, placement: Placement, cluster: Cluster
+    settings: Settings,
+    placement: Placement,
+    cluster: ProvisionedCluster,
+    read_policy: pulumi.Output[str] | None,
 ) -> InferenceServiceArgs:
     model = placement.model
-    store = settings.model_store
+    store_settings = settings.model_store
+    cluster_settings = cluster.settings
     images = settings.images
     gpu = placement.tier.kind == "gpu"
     image = images.cuda if gpu and images.cuda else images.cpu
+    namespace = team_namespace(placement.team)
     server = ServerOptions(
         alias=placement.model_name,
         digest=model.digest,
@@ -109,18 +186,25 @@ def _service_args(
         image=image,
         fetcher_image=images.fetcher,
         store=StoreRef(
-            bucket=store.bucket,
-            prefix=store.prefix,
-            region=store.region,
-            endpoint_url=store.endpoint_url,
-            credentials_secret=store.credentials_secret,
+            bucket=store_settings.bucket,
+            prefix=store_settings.prefix,
+            region=store_settings.region,
+            endpoint_url=store_settings.endpoint_url,
+            credentials_secret=store_settings.credentials_secret,
         ),
         api_key_secret=Tenant.api_key_secret_name,
         service_account=placement.name,
         deregistration_seconds=settings.serving.deregistration_seconds,
     )
+    # On EKS the fetcher reads the store through a role only this ServiceAccount can assume
+    # (pods cannot reach the node's credentials: IMDSv2 hop limit 1 and the NetworkPolicy).
+    role = None
+    if store_settings.credentials_secret is None and read_policy is not None:
+        role = cluster.pod_role(
+            f"{placement.team}-{placement.name}", namespace, placement.name, read_policy
+        )
     return InferenceServiceArgs(
-        namespace=team_namespace(placement.team),
+        namespace=namespace,
         instance=placement.name,
         model_name=placement.model_name,
         pod=pod,
@@ -129,11 +213,12 @@ def _service_args(
             max_replicas=model.replicas.max,
             queue_per_replica=model.queue_per_replica,
         ),
-        autoscaler=cluster.autoscaler,
-        prometheus_url=cluster.prometheus_url,
-        service_monitor=cluster.service_monitors,
+        autoscaler=cluster_settings.autoscaler,
+        prometheus_url=cluster_settings.prometheus_url,
+        service_monitor=cluster_settings.service_monitors,
         metrics_key_secret=Tenant.metrics_key_secret_name,
         gateway_namespace=settings.serving.gateway_namespace,
-        monitoring_namespace=cluster.monitoring_namespace,
-        store_port=store.endpoint_port,
+        monitoring_namespace=cluster_settings.monitoring_namespace,
+        store_port=store_settings.endpoint_port,
+        service_account_annotations={IRSA_ROLE_ANNOTATION: role} if role is not None else {},
     )

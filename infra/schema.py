@@ -146,6 +146,12 @@ class ModelStore(Strict):
         description="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in each team "
         "namespace (on-prem); default: the pod's IAM role.",
     )
+    encryption: Literal["sse-kms", "sse-s3"] = Field(
+        default="sse-kms", description="Bucket default encryption (AWS): a key it creates, or S3's."
+    )
+    noncurrent_version_days: int = Field(
+        default=30, ge=1, description="Days an overwritten or deleted object version is kept."
+    )
 
 
 class Images(Strict):

@@ -12,6 +12,7 @@ import kubernetes_validate
 import pytest
 from cloudcoil.models.keda.v1alpha1 import ScaledObject
 from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
+from clusters.metallb_schema import METALLB_API, metallb_errors
 from pydantic import BaseModel
 from stack_renders import rendered_stack
 
@@ -45,6 +46,8 @@ def crd_validator(api_version: str, kind: str) -> jsonschema.Draft202012Validato
 
 def schema_errors(obj: dict[str, Any]) -> list[str]:
     key = (obj["apiVersion"], obj["kind"])
+    if obj["apiVersion"] == METALLB_API:
+        return metallb_errors(obj)
     if key in CRD_MODELS:
         return [
             f"{list(e.absolute_path)}: {e.message}" for e in crd_validator(*key).iter_errors(obj)

