@@ -118,7 +118,8 @@ def side_by_side(setup: Setup, args: argparse.Namespace) -> list[dict[str, objec
 
 
 def row(clients: int, levels: dict[str, Level]) -> dict[str, object]:
-    out: dict[str, object] = {"clients": clients}
+    # Other work on the host skews absolute numbers; the 1-minute load average says how much.
+    out: dict[str, object] = {"clients": clients, "loadavg_1m": round(os.getloadavg()[0], 1)}
     for name, level in levels.items():
         out[f"{name}_tok_s"] = round(level.tokens_per_s, 1)
         out[f"{name}_ttft_p50_ms"] = round(level.ttft_p50_ms)
@@ -132,7 +133,7 @@ def quota_case(setup: Setup, args: argparse.Namespace) -> dict[str, object]:
     against -t 1 (what the component renders for that limit), single stream."""
     group = f"llamafleet-bench-{os.getpid()}"
     prefix, how = quota_prefix(group, cpus=1)
-    result: dict[str, object] = {"limit": how}
+    result: dict[str, object] = {"limit": how, "loadavg_1m": round(os.getloadavg()[0], 1)}
     tok_s: dict[int, float] = {}
     try:
         for threads in (16, 1):
@@ -155,7 +156,7 @@ def payload_size(payload: Path) -> dict[str, object]:
     total = sum(p.stat().st_size for p in files)
     return {
         "payload_mb": round(total / 1e6, 1),
-        "server_mb": round((payload / "llama-server").stat().st_size / 1e6, 1),
+        "server_mb": round((payload / "llama-server").stat().st_size / 1e6, 2),
         "cpu_variants": len(variants),
         "cpu_variants_mb": round(sum(p.stat().st_size for p in variants) / 1e6, 1),
         "upstream_server_image_mb": round(UPSTREAM_SERVER_IMAGE_BYTES / 1e6, 1),
