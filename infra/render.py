@@ -48,17 +48,29 @@ def render(stack_or_path: str) -> Rendered:
     return Rendered(run_program(program_main, stack, engine_config(path)))
 
 
-def object_path(obj: dict[str, Any]) -> Path:
+def object_path(obj: dict[str, Any], cluster: str | None = None) -> Path:
+    """`<namespace>/<Kind>-<name>.yaml`, under `<cluster>/` when a stack spans clusters."""
     metadata = obj.get("metadata", {})
-    folder = metadata.get("namespace") or CLUSTER_SCOPED_DIR
-    return Path(folder) / f"{obj['kind']}-{metadata.get('name', 'unnamed')}.yaml"
+    folder = Path(metadata.get("namespace") or CLUSTER_SCOPED_DIR)
+    if cluster is not None:
+        folder = cluster / folder
+    return folder / f"{obj['kind']}-{metadata.get('name', 'unnamed')}.yaml"
+
+
+def cluster_of(declared: Declared) -> str:
+    """The cluster an object goes to: its Kubernetes provider's name, less `-k8s`."""
+    provider_name = declared.provider.split("::")[-2] if declared.provider else ""
+    return provider_name.removesuffix("-k8s") or "default"
 
 
 def write(rendered: Rendered, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
+    objects = [d for d in rendered.declared if is_kubernetes_object(d)]
+    spans_clusters = len({cluster_of(d) for d in objects}) > 1
     written: list[Path] = []
-    for obj in rendered.kubernetes_objects:
-        target = out / object_path(obj)
+    for declared in objects:
+        obj = kubernetes_object(declared)
+        target = out / object_path(obj, cluster_of(declared) if spans_clusters else None)
         if target in written:
             raise ValueError(f"two objects render to {target}")
         target.parent.mkdir(parents=True, exist_ok=True)

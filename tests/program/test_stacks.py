@@ -192,3 +192,19 @@ def test_a_synced_digest_other_than_the_pinned_one_stops_the_update() -> None:
     check_pins({"m": "sha256:aa"}, {"m": "sha256:aa", "other": "sha256:bb"})
     with pytest.raises(pulumi.RunError, match="m: synced sha256:cc, the stack pins sha256:aa"):
         check_pins({"m": "sha256:aa"}, {"m": "sha256:cc"})
+
+
+def test_a_team_spanning_clusters_renders_under_each_cluster(tmp_path: Path) -> None:
+    rendered = rendered_stack("hybrid")
+    write(rendered, tmp_path)
+    for cluster in ("dc1", "burst"):
+        assert (tmp_path / cluster / "_cluster/Namespace-llamafleet-search.yaml").exists()
+        assert (tmp_path / cluster / "llamafleet-search/Secret-llamafleet-api-keys.yaml").exists()
+    assert (tmp_path / "burst/llamafleet-search/Deployment-llama31-8b-aws-gpu-l4.yaml").exists()
+    assert (tmp_path / "dc1/llamafleet-search/Deployment-llama31-8b-xeon-v2.yaml").exists()
+    keys = [
+        d
+        for d in rendered.declared
+        if d.type == "random:index/randomPassword:RandomPassword" and d.name.startswith("search-")
+    ]
+    assert len(keys) == 2 + 1  # one set for the team, whatever the number of clusters
