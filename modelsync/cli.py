@@ -154,7 +154,7 @@ def _positive(text: str) -> int:
 
 def _add_store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO, Ceph RGW, ...)")
-    parser.add_argument("--concurrency", type=_positive, default=8, help="parallel S3 requests")
+    parser.add_argument("--concurrency", type=_positive, default=10, help="parallel S3 requests")
 
 
 def _add_sync_options(parser: argparse.ArgumentParser) -> None:

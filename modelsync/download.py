@@ -12,6 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
 
 from modelsync.errors import StoreError
+from modelsync.memory import return_large_buffers_to_os
 from modelsync.progress import Advance
 from modelsync.retry import with_backoff
 from modelsync.store import RemoteStore, s3_errors
@@ -49,6 +50,7 @@ def stream_object(
 ) -> None:
     """Feed the object's `size` bytes to `consume`, in order."""
     chunk_size = chunk_size or DOWNLOAD_CHUNK
+    return_large_buffers_to_os()
     offsets = iter(range(0, size, chunk_size))
     with ThreadPoolExecutor(window) as pool:
         pending: deque[Future[bytes]] = deque()

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from modelsync.digest import format_digest
-from modelsync.errors import SourceError
+from modelsync.errors import SourceError, StoreError
 from modelsync.hashcache import FileIdentity
 from modelsync.plan import Action, PlannedModel, SyncPlan
 from modelsync.progress import NoProgress, ProgressSink
@@ -17,10 +17,12 @@ from modelsync.upload import DEFAULT_MEMORY_BUDGET, DEFAULT_PART_SIZE, Uploader,
 @dataclass(frozen=True)
 class SyncTuning:
     part_size: int = DEFAULT_PART_SIZE
-    part_workers: int = 8
+    part_workers: int = 10
     # Bytes of parts read but not yet sent, across all files.
     memory_budget: int = DEFAULT_MEMORY_BUDGET
-    files_in_parallel: int = 3
+    # Small files are latency-bound (several round trips each): overlap many; memory is bounded
+    # by the budget, not by this.
+    files_in_parallel: int = 8
 
 
 @dataclass(frozen=True)
@@ -120,12 +122,29 @@ def run_sync(
         }
         for digest, future in futures.items():
             outcomes[first_by_digest[digest].name] = future.result()
+    if outcomes:
+        _check_landed(store, [model for model in uploads if model.name in outcomes])
     written = _write_manifest(plan, store) if plan.has_changes else False
     return SyncResult(
         plan.location.url,
         tuple(_result(model, outcomes.get(model.name)) for model in plan.models),
         written,
     )
+
+
+def _check_landed(store: RemoteStore, uploaded: list[PlannedModel]) -> None:
+    """One LIST confirms every uploaded object has its full size before the manifest names it."""
+    sizes = store.list_objects()
+    for model in uploaded:
+        if model.local is None:
+            continue
+        digest, size = model.local.cached.digest, model.local.identity.size
+        if sizes.get(digest) != size:
+            key = store.location.object_key(digest)
+            raise StoreError(
+                f"s3://{store.location.bucket}/{key}: store holds {sizes.get(digest)} bytes,"
+                f" uploaded {size}; manifest not written"
+            )
 
 
 def _write_manifest(plan: SyncPlan, store: RemoteStore) -> bool:

@@ -14,11 +14,11 @@ The upload pass re-hashes every byte it sends, in order, so what lands under
 Each part carries its own x-amz-checksum-sha256, which AWS verifies on receipt (moto and rclone
 do not: hence our own end-to-end checks, and `verify`).
 
-Nothing ever appears under the final key before it is complete: small files go in one PutObject
-(atomic), larger ones in a multipart upload that is completed only after the whole-file digest
-matched. A killed upload stays listed as an incomplete multipart upload; the next run resumes it,
-re-sending only parts whose checksum (or MD5 ETag) does not match the local bytes. Bad local
-bytes abort the upload.
+Nothing ever appears under the final key before it is complete: files up to four parts go in one
+PutObject (atomic), larger ones in a multipart upload that is completed only after the whole-file
+digest matched. A killed upload stays listed as an incomplete multipart upload; the next run
+resumes it, re-sending only parts whose checksum (or MD5 ETag) does not match the local bytes.
+Bad local bytes abort the upload.
 
 Memory stays bounded: a reader thread per file reserves a part's bytes from a shared ByteBudget
 before reading it, and the part's sender gives them back once sent, so at most `memory_budget`
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from modelsync.budget import ByteBudget
 from modelsync.digest import hex_to_base64, sha256_base64
 from modelsync.errors import DigestMismatchError, SourceError, StoreError
+from modelsync.memory import return_large_buffers_to_os
 from modelsync.progress import Advance
 from modelsync.retry import with_backoff
 from modelsync.store import RemoteStore, describe_error, s3_errors
@@ -47,7 +49,9 @@ MIB: Final = 1 << 20
 MIN_PART_SIZE: Final = 5 * MIB
 MAX_PARTS: Final = 10_000
 DEFAULT_PART_SIZE: Final = 8 * MIB
-DEFAULT_MEMORY_BUDGET: Final = 64 * MIB
+DEFAULT_MEMORY_BUDGET: Final = 128 * MIB
+# Up to this many parts' worth, one PutObject beats the five round trips of a multipart upload.
+SINGLE_PUT_PARTS: Final = 4
 
 
 def part_size_for(file_size: int, preferred: int = DEFAULT_PART_SIZE) -> int:
@@ -120,13 +124,16 @@ class Uploader:
         self._store = store
         self._pool = part_pool
         self._budget = ByteBudget(memory_budget)
+        return_large_buffers_to_os()
         self._part_size = part_size
+        self._pending: dict[str, list[dict[str, Any]]] | None = None
+        self._pending_lock = threading.Lock()
 
     def upload(self, path: Path, hex_digest: str, size: int, advance: Advance) -> UploadOutcome:
         key = self._store.location.object_key(hex_digest)
         part_size = part_size_for(size, self._part_size)
         transfer = _Transfer(path, key, hex_digest, size, part_size, advance)
-        if size <= part_size:
+        if size <= part_size * SINGLE_PUT_PARTS:
             return self._put_whole(transfer)
         return self._put_multipart(transfer)
 
@@ -152,7 +159,6 @@ class Uploader:
                     )
                 )
         transfer.advance(size)
-        self._check_landed(key, size)
         return UploadOutcome(key, size, 1, 0)
 
     def _put_multipart(self, transfer: _Transfer) -> UploadOutcome:
@@ -176,7 +182,6 @@ class Uploader:
                     MultipartUpload={"Parts": parts},
                 )
             )
-        self._check_landed(key, transfer.size)
         resumed = sum(1 for part in sent if part.bytes_sent == 0)
         return UploadOutcome(key, sum(part.bytes_sent for part in sent), len(sent), resumed)
 
@@ -272,18 +277,30 @@ class Uploader:
         return str(created["UploadId"]), {}
 
     def _pending_uploads(self, key: str) -> list[dict[str, Any]]:
+        """Incomplete uploads for `key`, from one listing of the whole store made on first use."""
+        with self._pending_lock:
+            if self._pending is None:
+                self._pending = self._list_pending_uploads()
+            return self._pending.pop(key, [])
+
+    def _list_pending_uploads(self) -> dict[str, list[dict[str, Any]]]:
+        bucket = self._store.location.bucket
+        prefix = self._store.location.key("sha256/")
+        by_key: dict[str, list[dict[str, Any]]] = {}
         try:
-            response = self._store.client.list_multipart_uploads(
-                Bucket=self._store.location.bucket, Prefix=key
+            pages = self._store.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=bucket, Prefix=prefix
             )
+            for page in pages:
+                for item in page.get("Uploads", []):
+                    by_key.setdefault(str(item["Key"]), []).append(item)
         except ClientError as err:
             # gofakes3 (rclone serve s3) answers an empty listing with NoSuchUpload.
-            if err.response.get("Error", {}).get("Code") == "NoSuchUpload":
-                return []
-            raise StoreError(f"listing incomplete uploads of {key}: {describe_error(err)}") from err
+            if err.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise StoreError(f"listing incomplete uploads: {describe_error(err)}") from err
         except BotoCoreError as err:
-            raise StoreError(f"listing incomplete uploads of {key}: {describe_error(err)}") from err
-        return list(response.get("Uploads", []))
+            raise StoreError(f"listing incomplete uploads: {describe_error(err)}") from err
+        return by_key
 
     def _list_parts(self, key: str, upload_id: str) -> dict[int, _ListedPart]:
         parts: dict[int, _ListedPart] = {}
@@ -303,15 +320,6 @@ class Uploader:
             self._store.client.abort_multipart_upload(
                 Bucket=self._store.location.bucket, Key=key, UploadId=upload_id
             )
-
-    def _check_landed(self, key: str, size: int) -> None:
-        bucket = self._store.location.bucket
-        with s3_errors(f"checking uploaded s3://{bucket}/{key}"):
-            landed = int(self._store.client.head_object(Bucket=bucket, Key=key)["ContentLength"])
-        if landed != size:
-            with s3_errors(f"removing bad object s3://{bucket}/{key}"):
-                self._store.client.delete_object(Bucket=bucket, Key=key)
-            raise StoreError(f"s3://{bucket}/{key}: store kept {landed} bytes of {size}; removed")
 
 
 def _open_for_read(path: Path) -> io.FileIO:

@@ -42,8 +42,8 @@ def object_keys(store: RemoteStore) -> list[str]:
 def folder(tmp_path: Path) -> Path:
     models = tmp_path / "models"
     write_gguf(models / "small.gguf", GgufSpec(tensor_bytes=64 << 10, fill=b"s"))
-    # Above the part size: a multipart upload of three parts.
-    write_gguf(models / "large.gguf", GgufSpec(tensor_bytes=12 << 20, fill=b"L7"))
+    # Above four parts: a multipart upload of five parts.
+    write_gguf(models / "large.gguf", GgufSpec(tensor_bytes=22 << 20, fill=b"L7"))
     return models
 
 
