@@ -21,6 +21,9 @@ Python API (all raise `modelsync.errors.ModelSyncError` subclasses with one-line
 - `run_sync(plan: SyncPlan, store: RemoteStore, progress: ProgressSink | None = None,
   tuning: SyncTuning | None = None) -> SyncResult`: uploads what is missing, then merges the
   plan's entries into the manifest. `SyncResult.to_json()`.
+- `sync_sources(sources, store, *, cache=None, verify_known=False, progress=None, tuning=None)
+  -> SyncResult`: both in one go, each cold file's upload starting as soon as it is hashed
+  (what the CLI runs; every GGUF header is still checked before anything remote is touched).
 - `fetch_model(store, hex_digest: str, cache_dir: Path) -> FetchResult`.
 - `verify_remote(store, names=None) -> list[VerifyResult]`; `verify_local(path, digest)`.
 """
@@ -34,7 +37,7 @@ from modelsync.ollama import discover_ollama
 from modelsync.plan import Action, SyncPlan, plan_sync
 from modelsync.sources import ModelSource, discover_files
 from modelsync.store import RemoteStore, StoreLocation
-from modelsync.sync import SyncResult, SyncTuning, run_sync
+from modelsync.sync import SyncResult, SyncTuning, run_sync, sync_sources
 from modelsync.verify import VerifyResult, verify_local, verify_remote
 
 __all__ = [
@@ -58,6 +61,7 @@ __all__ = [
     "plan_sync",
     "read_header",
     "run_sync",
+    "sync_sources",
     "verify_local",
     "verify_remote",
 ]

@@ -21,7 +21,7 @@ from modelsync.plan import plan_sync
 from modelsync.progress import progress_for
 from modelsync.sources import ModelSource, discover_files
 from modelsync.store import RemoteStore, describe_error
-from modelsync.sync import SyncTuning, run_sync
+from modelsync.sync import SyncTuning, sync_sources
 from modelsync.upload import DEFAULT_MEMORY_BUDGET, MIB, MIN_PART_SIZE
 from modelsync.verify import VerifyResult, verify_local, verify_remote
 
@@ -69,8 +69,8 @@ def _sync_sources(args: argparse.Namespace, sources: list[ModelSource], verify: 
     store = _store(args)
     cache = HashCache(Path(args.cache_dir) if args.cache_dir else None)
     with progress_for(args.json) as progress:
-        plan = plan_sync(sources, store, cache, verify_known=verify, progress=progress)
         if args.dry_run:
+            plan = plan_sync(sources, store, cache, verify_known=verify, progress=progress)
             lines = [f"{m.action.value:9} {m.name}" for m in plan.models]
             _emit(args, plan.to_json(), lines)
             return 0
@@ -79,7 +79,9 @@ def _sync_sources(args: argparse.Namespace, sources: list[ModelSource], verify: 
             part_workers=args.concurrency,
             memory_budget=max(DEFAULT_MEMORY_BUDGET, args.concurrency * args.part_size * MIB),
         )
-        result = run_sync(plan, store, progress, tuning)
+        result = sync_sources(
+            sources, store, cache=cache, verify_known=verify, progress=progress, tuning=tuning
+        )
     lines = [
         f"{model.action:9} {model.name}  {model.digest or '-'}"
         + (f"  {_human_size(model.bytes_uploaded)} sent" if model.bytes_uploaded else "")

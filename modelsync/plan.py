@@ -9,7 +9,8 @@ A source missing locally is reported `absent` and keeps its remote entry: never 
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -102,13 +103,22 @@ def _identify(path: Path) -> FileIdentity | None:
         raise SourceError(f"{path}: cannot stat: {err.strerror or err}") from err
 
 
+@dataclass(frozen=True)
+class PendingHash:
+    """A present source the cache could not vouch for; its header is already checked."""
+
+    source: ModelSource
+    identity: FileIdentity
+    gguf: dict[str, object]
+
+
 def _digest_source(
-    source: ModelSource, identity: FileIdentity, verify_known: bool, progress: ProgressSink
+    pending: PendingHash, verify_known: bool, progress: ProgressSink
 ) -> CachedDigest:
-    header = read_header(source.path)
+    source = pending.source
     if source.known_digest is not None and not verify_known:
-        return CachedDigest(source.known_digest, header.to_json())
-    advance = progress.track(f"hashing {source.name}", identity.size)
+        return CachedDigest(source.known_digest, pending.gguf)
+    advance = progress.track(f"hashing {source.name}", pending.identity.size)
     try:
         digest = hash_file(source.path, advance)
     except OSError as err:
@@ -118,19 +128,16 @@ def _digest_source(
             f"{source.path}: content hashes to sha256:{digest}, not its name's"
             f" sha256:{source.known_digest}"
         )
-    return CachedDigest(digest, header.to_json())
+    return CachedDigest(digest, pending.gguf)
 
 
-def inspect_locals(
-    sources: list[ModelSource],
-    cache: HashCache,
-    verify_known: bool = False,
-    progress: ProgressSink | None = None,
-) -> dict[str, LocalState | None]:
-    """Digest and header of every present source; hashes only what the cache cannot vouch for."""
-    sink = progress or NoProgress()
+def identify_locals(
+    sources: list[ModelSource], cache: HashCache, verify_known: bool = False
+) -> tuple[dict[str, LocalState | None], list[PendingHash]]:
+    """Cache hits, and the sources still to hash, whose GGUF headers are checked here (cheap),
+    so a bad file fails before any file is hashed or anything remote is touched."""
     states: dict[str, LocalState | None] = {}
-    misses: list[tuple[ModelSource, FileIdentity]] = []
+    pending: list[PendingHash] = []
     for source in sources:
         if source.name in states:
             raise SourceError(f"two sources are both named {source.name!r}")
@@ -140,20 +147,45 @@ def inspect_locals(
         if identity is not None and cached is not None:
             states[source.name] = LocalState(identity, cached, rehashed=False)
         elif identity is not None:
-            misses.append((source, identity))
+            pending.append(PendingHash(source, identity, read_header(source.path).to_json()))
+    return states, pending
+
+
+def hash_pending(
+    pending: list[PendingHash],
+    cache: HashCache,
+    verify_known: bool = False,
+    progress: ProgressSink | None = None,
+    on_hashed: Callable[[ModelSource, LocalState], None] | None = None,
+) -> dict[str, LocalState]:
+    """Hash each pending source (in parallel), remembering the digests in the cache."""
+    sink = progress or NoProgress()
+    hashed: dict[str, LocalState] = {}
     with ThreadPoolExecutor(HASH_WORKERS) as pool:
+        futures = {pool.submit(_digest_source, item, verify_known, sink): item for item in pending}
+        for future in as_completed(futures):
+            item = futures[future]
+            state = LocalState(item.identity, future.result(), rehashed=True)
+            cache.store(item.identity, state.cached)
+            hashed[item.source.name] = state
+            if on_hashed is not None:
+                on_hashed(item.source, state)
+    return hashed
 
-        def digest(miss: tuple[ModelSource, FileIdentity]) -> CachedDigest:
-            return _digest_source(miss[0], miss[1], verify_known, sink)
 
-        digests = pool.map(digest, misses)
-        for (source, identity), cached in zip(misses, digests, strict=True):
-            cache.store(identity, cached)
-            states[source.name] = LocalState(identity, cached, rehashed=True)
+def inspect_locals(
+    sources: list[ModelSource],
+    cache: HashCache,
+    verify_known: bool = False,
+    progress: ProgressSink | None = None,
+) -> dict[str, LocalState | None]:
+    """Digest and header of every present source; hashes only what the cache cannot vouch for."""
+    states, pending = identify_locals(sources, cache, verify_known)
+    states.update(hash_pending(pending, cache, verify_known, progress))
     return states
 
 
-def _decide(
+def decide(
     local: LocalState | None, name: str, manifest: Manifest, sizes: dict[str, int]
 ) -> Action:
     if local is None:
@@ -180,7 +212,7 @@ def plan_sync(
     sizes = store.list_objects()
     planned = tuple(
         PlannedModel(
-            source, _decide(states[source.name], source.name, manifest, sizes), states[source.name]
+            source, decide(states[source.name], source.name, manifest, sizes), states[source.name]
         )
         for source in sources
     )

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Generator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from modelsync.digest import format_digest
 from modelsync.errors import SourceError, StoreError
-from modelsync.hashcache import FileIdentity
-from modelsync.plan import Action, PlannedModel, SyncPlan
+from modelsync.hashcache import FileIdentity, HashCache
+from modelsync.plan import (
+    Action,
+    LocalState,
+    PlannedModel,
+    SyncPlan,
+    decide,
+    hash_pending,
+    identify_locals,
+)
 from modelsync.progress import NoProgress, ProgressSink
+from modelsync.sources import ModelSource
 from modelsync.store import RemoteStore
 from modelsync.upload import DEFAULT_MEMORY_BUDGET, DEFAULT_PART_SIZE, Uploader, UploadOutcome
 
@@ -96,6 +108,31 @@ def _upload_one(uploader: Uploader, model: PlannedModel, progress: ProgressSink)
     return uploader.upload(model.source.path, local.cached.digest, local.identity.size, advance)
 
 
+class _UploadQueue:
+    """Starts one upload per distinct digest as soon as a model is known to need it."""
+
+    def __init__(self, uploader: Uploader, file_pool: Executor, progress: ProgressSink) -> None:
+        self._uploader = uploader
+        self._file_pool = file_pool
+        self._progress = progress
+        self._by_digest: dict[str, tuple[str, Future[UploadOutcome]]] = {}
+        self._lock = threading.Lock()
+
+    def offer(self, model: PlannedModel) -> None:
+        if model.action is not Action.UPLOAD or model.local is None:
+            return
+        with self._lock:
+            if model.local.cached.digest not in self._by_digest:
+                future = self._file_pool.submit(_upload_one, self._uploader, model, self._progress)
+                self._by_digest[model.local.cached.digest] = (model.name, future)
+
+    def outcomes(self) -> dict[str, UploadOutcome]:
+        """Outcome by the name of the model whose upload carried it; raises the first failure."""
+        with self._lock:
+            started = list(self._by_digest.values())
+        return {name: future.result() for name, future in started}
+
+
 def run_sync(
     plan: SyncPlan,
     store: RemoteStore,
@@ -103,27 +140,64 @@ def run_sync(
     tuning: SyncTuning | None = None,
 ) -> SyncResult:
     """Upload what the plan says is missing, then merge its entries into the manifest."""
-    sink = progress or NoProgress()
     settings = tuning or SyncTuning()
-    uploads = plan.by_action(Action.UPLOAD)
-    first_by_digest: dict[str, PlannedModel] = {}
-    for model in uploads:
-        if model.local is not None:
-            first_by_digest.setdefault(model.local.cached.digest, model)
-    outcomes: dict[str, UploadOutcome] = {}
+    with _upload_queue(store, progress or NoProgress(), settings) as queue:
+        for model in plan.models:
+            queue.offer(model)
+        outcomes = queue.outcomes()
+    return _finish(plan, store, outcomes)
+
+
+def sync_sources(
+    sources: list[ModelSource],
+    store: RemoteStore,
+    *,
+    cache: HashCache | None = None,
+    verify_known: bool = False,
+    progress: ProgressSink | None = None,
+    tuning: SyncTuning | None = None,
+) -> SyncResult:
+    """`plan_sync` then `run_sync`, except that each cold file's upload starts as soon as it is
+    hashed, overlapping the hashing pass with the uploads (what the CLI runs)."""
+    hash_cache = cache or HashCache()
+    sink = progress or NoProgress()
+    states, pending = identify_locals(sources, hash_cache, verify_known)
+    manifest = store.read_manifest()
+    sizes = store.list_objects()
+    planned: dict[str, PlannedModel] = {}
+
+    with _upload_queue(store, sink, tuning or SyncTuning()) as queue:
+
+        def settle(source: ModelSource, local: LocalState | None) -> None:
+            model = PlannedModel(source, decide(local, source.name, manifest, sizes), local)
+            planned[source.name] = model
+            queue.offer(model)
+
+        still_hashing = {item.source.name for item in pending}
+        for source in sources:
+            if source.name not in still_hashing:
+                settle(source, states[source.name])
+        hash_pending(pending, hash_cache, verify_known, sink, on_hashed=settle)
+        outcomes = queue.outcomes()
+    plan = SyncPlan(store.location, tuple(planned[source.name] for source in sources), manifest)
+    return _finish(plan, store, outcomes)
+
+
+@contextmanager
+def _upload_queue(
+    store: RemoteStore, progress: ProgressSink, settings: SyncTuning
+) -> Generator[_UploadQueue]:
     with (
         ThreadPoolExecutor(settings.part_workers) as part_pool,
         ThreadPoolExecutor(settings.files_in_parallel) as file_pool,
     ):
         uploader = Uploader(store, part_pool, settings.memory_budget, settings.part_size)
-        futures = {
-            digest: file_pool.submit(_upload_one, uploader, model, sink)
-            for digest, model in first_by_digest.items()
-        }
-        for digest, future in futures.items():
-            outcomes[first_by_digest[digest].name] = future.result()
+        yield _UploadQueue(uploader, file_pool, progress)
+
+
+def _finish(plan: SyncPlan, store: RemoteStore, outcomes: dict[str, UploadOutcome]) -> SyncResult:
     if outcomes:
-        _check_landed(store, [model for model in uploads if model.name in outcomes])
+        _check_landed(store, [model for model in plan.models if model.name in outcomes])
     written = _write_manifest(plan, store) if plan.has_changes else False
     return SyncResult(
         plan.location.url,

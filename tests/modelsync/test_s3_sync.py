@@ -16,7 +16,7 @@ from modelsync.hashcache import HashCache
 from modelsync.plan import Action, plan_sync
 from modelsync.sources import ModelSource, discover_files
 from modelsync.store import RemoteStore
-from modelsync.sync import SyncResult, SyncTuning, run_sync
+from modelsync.sync import SyncResult, SyncTuning, run_sync, sync_sources
 
 pytestmark = pytest.mark.s3
 
@@ -186,3 +186,32 @@ def test_corrupted_gguf_is_rejected_before_anything_remote(
 
     assert request_log.calls == []
     assert object_keys(store) == []
+
+
+def test_pipelined_sync_uploads_then_resyncs_as_a_noop(
+    folder: Path, store: RemoteStore, cache: HashCache, request_log: RequestLog
+) -> None:
+    (folder / "copy.gguf").write_bytes((folder / "small.gguf").read_bytes())
+
+    first = sync_sources(discover_files(folder), store, cache=cache, tuning=SMALL_PARTS)
+    second = sync_sources(discover_files(folder), store, cache=cache, tuning=SMALL_PARTS)
+
+    assert sorted(first.names(Action.UPLOAD)) == ["copy", "large", "small"]
+    assert (
+        first.bytes_uploaded
+        == (folder / "large.gguf").stat().st_size + (folder / "small.gguf").stat().st_size
+    )
+    assert request_log.count("PutObject") == 2  # the small object and the manifest, once each
+    assert second.names(Action.UNCHANGED) == ["copy", "large", "small"]
+    assert set(store.read_manifest().models) == {"copy", "large", "small"}
+
+
+def test_pipelined_sync_rejects_a_bad_file_before_any_request(
+    folder: Path, store: RemoteStore, cache: HashCache, request_log: RequestLog
+) -> None:
+    (folder / "zz-broken.gguf").write_bytes(b"GGUF\x03\x00\x00\x00")
+
+    with pytest.raises(GgufError, match=r"zz-broken\.gguf: truncated GGUF header"):
+        sync_sources(discover_files(folder), store, cache=cache, tuning=SMALL_PARTS)
+
+    assert request_log.calls == []
