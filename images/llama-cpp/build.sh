@@ -65,7 +65,8 @@ collect() {
             if [ -n "$path" ]; then cp -L "$path" "$payload/$lib"; fi
         done
     fi
-    if ldd "$payload/llama-server" | grep -q 'not found'; then
+    # glibc's ldd says "not found", musl's "Error loading shared library".
+    if ldd "$payload/llama-server" 2>&1 | grep -Eq 'not found|Error loading'; then
         ldd "$payload/llama-server" >&2
         echo "llama-server has unresolved libraries" >&2
         return 1
