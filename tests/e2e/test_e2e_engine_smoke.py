@@ -32,10 +32,16 @@ provider = k8s.Provider("local", kubeconfig=cfg.require("kubeconfig"))
 opts = pulumi.ResourceOptions(provider=provider)
 ns = k8s.core.v1.Namespace("smoke", metadata={"name": "e2e-smoke"}, opts=opts)
 child = pulumi.ResourceOptions(provider=provider, depends_on=[ns])
+# The setting goes into an annotation: a change there is an in-place update (a change of a
+# ConfigMap's data is a replacement in pulumi-kubernetes).
 cm = k8s.core.v1.ConfigMap(
     "greeting",
-    metadata={"name": "greeting", "namespace": "e2e-smoke"},
-    data={"greeting": cfg.require("greeting")},
+    metadata={
+        "name": "greeting",
+        "namespace": "e2e-smoke",
+        "annotations": {"llamafleet.io/greeting": cfg.require("greeting")},
+    },
+    data={"static": "1"},
     opts=child,
 )
 secret = k8s.core.v1.Secret(
@@ -93,7 +99,7 @@ def test_preview_up_noop_drift_destroy(program_dir: Path, local_cluster: Cluster
     created = engine.up(stack_name, program_dir)
     assert created == {"create": 5}
     cm = local_cluster.get("configmap", "greeting", "-n", "e2e-smoke")
-    assert cm["data"] == {"greeting": "hello"}
+    assert cm["metadata"]["annotations"]["llamafleet.io/greeting"] == "hello"
     secret = local_cluster.get("secret", "token", "-n", "e2e-smoke")
     assert secret["data"]["token"]  # stored by the API server (base64)
 
