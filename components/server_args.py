@@ -62,7 +62,7 @@ def server_args(opts: ServerOptions) -> list[str]:
         # Nothing outlives the pod's drain window.
         *("--timeout", str(opts.request_timeout_seconds)),
         # The web UI is not an API; keep the surface small.
-        "--no-webui",
+        "--no-ui",
     ]
     if shape.kv_cache_type != "f16":
         args += ["--cache-type-k", shape.kv_cache_type, "--cache-type-v", shape.kv_cache_type]

@@ -30,7 +30,6 @@ from llama_server import (  # noqa: E402
     free_port,
     lay_out_mounts,
     localize_argv,
-    runnable_payload,
 )
 from load import Level, run_level  # noqa: E402
 from rendered_argv import local_argv  # noqa: E402
@@ -183,11 +182,9 @@ def main() -> None:
         model_root, key_file = lay_out_mounts(root, argv, model, key)
         (root / "logs").mkdir()
         payload = build_payload("cpu")
-        runnable, excluded = runnable_payload(payload, model, root / "logs")
-        setup = Setup(runnable, argv, model_root, key_file, key, model, root / "logs")
+        setup = Setup(payload, argv, model_root, key_file, key, model, root / "logs")
         report = {
             "host": {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()},
-            "variants_this_host_cannot_run": excluded,
             "rendered_argv": argv,
             "size": payload_size(payload),
             "concurrency": side_by_side(setup, args),

@@ -59,6 +59,10 @@ collect() {
     rm -rf "$payload"
     mkdir -p "$payload"
     cp -P "$bin_dir/llama-server" "$bin_dir"/lib*.so* "$payload/"
+    # Not shipped: this ggml's AMX kernels run tile instructions on worker threads that never
+    # asked the kernel for AMX state (XFD), so Sapphire Rapids hosts die with SIGILL (seen on this
+    # project's CI host; upstream llama.cpp PR #26954). Those nodes load the AVX-512 variants.
+    rm -f "$payload/libggml-cpu-sapphirerapids.so"
     if [ "${BUNDLE_RUNTIME:-0}" = 1 ]; then
         for lib in libstdc++.so.6 libgcc_s.so.1 libgomp.so.1; do
             path=$(ldd "$payload/llama-server" "$payload"/libggml-*.so | awk -v l="$lib" '$1 == l { print $3; exit }')

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from llama_server import (
     free_port,
     lay_out_mounts,
     localize_argv,
-    runnable_payload,
 )
 from rendered_argv import local_argv
 
@@ -59,22 +57,8 @@ def mounts(
 
 
 @pytest.fixture(scope="session")
-def host_payload(payload: Path, gemma: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The payload minus variants this host advertises but cannot execute (reported)."""
-    runnable, excluded = runnable_payload(payload, gemma, tmp_path_factory.mktemp("probe"))
-    if excluded:
-        warnings.warn(
-            f"this host cannot run CPU variant(s) {excluded} it advertises (SIGILL); "
-            f"native serving uses {runnable.name}",
-            stacklevel=1,
-        )
-    return runnable
-
-
-@pytest.fixture(scope="session")
 def make_server(
     payload: Path,
-    host_payload: Path,
     argv: list[str],
     mounts: tuple[Path, Path],
     tmp_path_factory: pytest.TempPathFactory,
@@ -84,14 +68,12 @@ def make_server(
     model_root, key_file = mounts
     logs = tmp_path_factory.mktemp("logs")
 
-    def factory(
-        prefix: list[str] | None = None, extra: list[str] | None = None, full: bool = False
-    ) -> LlamaServer:
+    def factory(prefix: list[str] | None = None, extra: list[str] | None = None) -> LlamaServer:
         port = free_port()
         local = localize_argv(argv, model_root=model_root, key_file=key_file, port=port)
         # The container runs `llama-server` from PATH; here that is the built payload.
         assert local[0] == "llama-server", local
-        local[0] = str((payload if full else host_payload) / "llama-server")
+        local[0] = str(payload / "llama-server")
         server = LlamaServer(
             argv=[*local, *(extra or [])],
             port=port,

@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.server_args import API_KEY_DIR, API_KEY_FILE, MODEL_DIR
+from infra.serve_local import localise
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD_DRIVER = REPO / "scripts" / "build-llama-server"
-# Paths the rendered Deployment mounts; a test substitutes them with local files.
-MOUNTED_MODEL_PREFIX = "/models/"
-MOUNTED_KEY_FILE = "/etc/llamafleet/api-keys/keys"
 
 
 def pins() -> dict[str, str]:
@@ -55,53 +55,6 @@ def loaded_variant(log: str) -> str:
     return found[0]
 
 
-def payload_without(payload: Path, variants: Sequence[str]) -> Path:
-    """A hard-linked copy of the payload minus some CPU variants (same files, same binary)."""
-    view = payload.with_name(f"{payload.name}-without-{'-'.join(sorted(variants))}")
-    if not view.exists():
-        staging = view.with_name(view.name + ".partial")
-        staging.mkdir()
-        skipped = {f"libggml-cpu-{v}.so" for v in variants}
-        for item in payload.iterdir():
-            if item.name in skipped:
-                continue
-            if item.is_symlink():
-                (staging / item.name).symlink_to(os.readlink(item))
-            else:
-                os.link(item, staging / item.name)
-        staging.rename(view)
-    return view
-
-
-def runnable_payload(payload: Path, model: Path, logs: Path) -> tuple[Path, list[str]]:
-    """The payload as this host can run it natively.
-
-    A CPU may advertise an extension it cannot execute (seen here: a Sapphire Rapids guest whose
-    AMX variant dies with SIGILL in ggml's AMX matmul). The server picks the variant from CPUID,
-    so such a host gets a view without the variants that crash, and the caller reports them.
-    """
-    excluded: list[str] = []
-    while True:
-        current = payload_without(payload, excluded) if excluded else payload
-        port = free_port()
-        probe = LlamaServer(
-            argv=[str(current / "llama-server"), "-m", str(model), "--port", str(port), "-lv", "4"],
-            port=port,
-            log=logs / f"probe-{len(excluded)}.log",
-        ).start()
-        try:
-            probe.wait_ready()
-        except RuntimeError:
-            assert probe.process is not None
-            if probe.process.returncode != -signal.SIGILL:
-                raise
-            excluded.append(loaded_variant(probe.log_text()))
-            continue
-        finally:
-            probe.stop()
-        return current, excluded
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -116,35 +69,25 @@ def flag_value(argv: Sequence[str], *names: str) -> str | None:
 
 
 def localize_argv(argv: Sequence[str], *, model_root: Path, key_file: Path, port: int) -> list[str]:
-    """The rendered argv with only the mounted paths and the port swapped for local ones.
-
-    A model path /models/<rest> becomes <model_root>/<rest>, where the caller placed the file.
-    """
-    out: list[str] = []
-    for i, arg in enumerate(argv):
-        previous = argv[i - 1] if i else ""
-        if arg.startswith(MOUNTED_MODEL_PREFIX):
-            out.append(str(model_root / arg.removeprefix(MOUNTED_MODEL_PREFIX)))
-        elif arg == MOUNTED_KEY_FILE:
-            out.append(str(key_file))
-        elif previous == "--port":
-            out.append(str(port))
-        else:
-            out.append(arg)
-    return out
+    """The rendered argv with only the mounted paths and the port swapped for local ones: the
+    same mapping `llamafleet serve` uses (the key file's directory stands for the Secret)."""
+    return localise(
+        list(argv), {MODEL_DIR: str(model_root), API_KEY_DIR: str(key_file.parent)}, port
+    )
 
 
 def lay_out_mounts(root: Path, argv: Sequence[str], model: Path, key: str) -> tuple[Path, Path]:
     """(model_root, key_file): what the pod's volumes hold, laid out under `root`."""
     model_arg = flag_value(argv, "--model", "-m")
-    if model_arg is None or not model_arg.startswith(MOUNTED_MODEL_PREFIX):
-        raise AssertionError(f"rendered argv has no model under {MOUNTED_MODEL_PREFIX}: {argv}")
+    if model_arg is None or not model_arg.startswith(f"{MODEL_DIR}/"):
+        raise AssertionError(f"rendered argv has no model under {MODEL_DIR}: {argv}")
     model_root = root / "models"
-    placed = model_root / model_arg.removeprefix(MOUNTED_MODEL_PREFIX)
+    placed = model_root / model_arg.removeprefix(f"{MODEL_DIR}/")
     placed.parent.mkdir(parents=True, exist_ok=True)
     placed.unlink(missing_ok=True)
     placed.symlink_to(model)
-    key_file = root / "keys"
+    key_file = root / "api-keys" / Path(API_KEY_FILE).name
+    key_file.parent.mkdir(parents=True, exist_ok=True)
     key_file.write_text(f"# team keys, one per line\n{key}\n")
     return model_root, key_file
 

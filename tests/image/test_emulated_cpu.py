@@ -22,7 +22,7 @@ def qemu() -> str:
 
 def emulated(make_server: ServerFactory, cpu: str) -> LlamaServer:
     # The full payload: the emulated CPU, not this host, decides which variants can run.
-    server = make_server(prefix=[qemu(), "-cpu", cpu], extra=["-lv", "4"], full=True).start()
+    server = make_server(prefix=[qemu(), "-cpu", cpu], extra=["-lv", "4"]).start()
     server.wait_ready(deadline_s=900)
     return server
 

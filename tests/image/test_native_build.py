@@ -17,6 +17,8 @@ X86_VARIANTS = {
     "x64", "sse42", "sandybridge", "ivybridge", "piledriver", "haswell", "skylakex",
     "cannonlake", "cascadelake", "icelake", "cooperlake", "zen4", "alderlake", "sapphirerapids",
 }  # fmt: skip
+# Built but not shipped (images/llama-cpp/build.sh says why).
+NOT_SHIPPED = {"sapphirerapids"}
 
 
 def run(*argv: str | Path) -> str:
@@ -38,12 +40,12 @@ def test_expected_variants_are_what_the_source_defines(payload: Path) -> None:
     assert set(re.findall(r"ggml_add_cpu_backend_variant\((\w+)", x86)) == X86_VARIANTS
 
 
-def test_every_x86_variant_is_built(payload: Path) -> None:
-    built = {
+def test_every_x86_variant_is_shipped_but_the_broken_amx_one(payload: Path) -> None:
+    shipped = {
         p.name.removeprefix("libggml-cpu-").removesuffix(".so")
         for p in payload.glob("libggml-cpu-*.so")
     }
-    assert built == X86_VARIANTS
+    assert shipped == X86_VARIANTS - NOT_SHIPPED
 
 
 def test_version_reports_the_pinned_build_number(payload: Path) -> None:
