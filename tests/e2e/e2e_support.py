@@ -11,6 +11,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
+# The virtualenv the Pulumi programs run in (override to try other pinned SDK wheels).
+VENV = Path(os.environ.get("LLAMAFLEET_E2E_VENV", str(REPO / ".venv")))
 CACHE = Path(os.environ.get("LLAMAFLEET_CACHE", str(Path.home() / ".cache" / "llamafleet")))
 BIN = CACHE / "bin"
 CLUSTER_BINARIES = (

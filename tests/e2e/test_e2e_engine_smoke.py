@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import REPO, Cluster
+from e2e_support import VENV, Cluster
 from pulumi import automation as auto
 
 from infra import engine
@@ -69,7 +69,7 @@ def program_dir(
               name: python
               options:
                 toolchain: pip
-                virtualenv: {REPO / ".venv"}
+                virtualenv: {VENV}
             """
         )
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import REPO, TEST_TIERS, Cluster
+from e2e_support import REPO, TEST_TIERS, VENV, Cluster
 from pulumi import automation as auto
 
 from infra import engine
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 
 STACK = "local"
 TEAM_NS = "llamafleet-demo"
-LINKED = ("infra", "components", "modelsync", "policy", ".venv")
+LINKED = ("infra", "components", "modelsync", "policy")
 
 
 def _local_settings() -> dict[str, Any]:
@@ -48,6 +48,7 @@ def project(
     for name in LINKED:
         if (REPO / name).exists():
             (work / name).symlink_to(REPO / name)
+    (work / ".venv").symlink_to(VENV)
     monkeypatch.setenv("KUBECONFIG", str(local_cluster.kubeconfig))
     monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "pulumi-home"))
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "e2e-local-stack")
