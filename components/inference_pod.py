@@ -30,6 +30,9 @@ from components.sizing import (
 )
 
 TIER_LABEL = "llamafleet.io/tier"
+# The store credentials Secret (on-prem) is mounted as an AWS shared credentials file.
+STORE_CREDENTIALS_DIR = "/var/run/secrets/llamafleet/model-store"
+STORE_CREDENTIALS_KEY = "credentials"
 GPU_RESOURCE = "nvidia.com/gpu"
 STARTUP_PERIOD_SECONDS = 10
 
@@ -110,6 +113,16 @@ def pod_spec(inputs: PodInputs, instance: str) -> dict[str, Any]:
             {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         ],
     }
+    if inputs.store.credentials_secret:
+        spec["volumes"].append(
+            {
+                "name": "store-credentials",
+                "secret": {
+                    "secretName": inputs.store.credentials_secret,
+                    "items": [{"key": STORE_CREDENTIALS_KEY, "path": STORE_CREDENTIALS_KEY}],
+                },
+            }
+        )
     if gpu:
         spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
     return spec
@@ -139,7 +152,16 @@ def _fetcher(inputs: PodInputs) -> dict[str, Any]:
         ],
     }
     if store.credentials_secret:
-        container["envFrom"] = [{"secretRef": {"name": store.credentials_secret}}]
+        # A file, not environment variables: the keys stay out of the process environment.
+        container["env"].append(
+            {
+                "name": "AWS_SHARED_CREDENTIALS_FILE",
+                "value": f"{STORE_CREDENTIALS_DIR}/{STORE_CREDENTIALS_KEY}",
+            }
+        )
+        container["volumeMounts"].append(
+            {"name": "store-credentials", "mountPath": STORE_CREDENTIALS_DIR, "readOnly": True}
+        )
     return container
 
 

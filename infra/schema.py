@@ -143,8 +143,8 @@ class ModelStore(Strict):
     )
     credentials_secret: Name | None = Field(
         default=None,
-        description="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in each team "
-        "namespace (on-prem); default: the pod's IAM role.",
+        description="Secret in each team namespace whose key `credentials` is an AWS shared "
+        "credentials file (on-prem); default: the pod's IAM role.",
     )
     encryption: Literal["sse-kms", "sse-s3"] = Field(
         default="sse-kms", description="Bucket default encryption (AWS): a key it creates, or S3's."

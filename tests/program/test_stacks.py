@@ -175,9 +175,16 @@ def test_fetchers_read_the_store_with_a_role_or_the_stack_credentials(
         expected = store.credentials_secret is None and store.endpoint_url is None
         assert uses_role == (expected and "eks" in cluster_kinds), account["metadata"]["name"]
     for deployment in objects_of(rendered, "Deployment"):
-        fetcher = deployment["spec"]["template"]["spec"]["initContainers"][0]
-        secret_refs = [e["secretRef"]["name"] for e in fetcher.get("envFrom", [])]
-        assert secret_refs == ([store.credentials_secret] if store.credentials_secret else [])
+        pod = deployment["spec"]["template"]["spec"]
+        fetcher = pod["initContainers"][0]
+        assert "envFrom" not in fetcher  # credentials are a mounted file, never environment
+        secrets = [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v]
+        env = {e["name"]: e["value"] for e in fetcher["env"]}
+        if store.credentials_secret:
+            assert store.credentials_secret in secrets
+            assert env["AWS_SHARED_CREDENTIALS_FILE"].endswith("/credentials")
+        else:
+            assert "AWS_SHARED_CREDENTIALS_FILE" not in env
 
 
 def test_every_stack_declares_its_model_store_before_its_pods(rendered: Rendered) -> None:
