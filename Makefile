@@ -41,7 +41,13 @@ typecheck: venv
 unit: venv
 	$(BIN)/python -m pytest -m "not image and not e2e"
 
-test: lint typecheck
+# checkov pins boto3 1.35, which conflicts with requirements.txt: it gets a venv of its own.
+CHECKOV := $(CACHE)/tools/checkov/bin/checkov
+$(CHECKOV):
+	$(PYTHON) -m venv $(CACHE)/tools/checkov
+	$(CACHE)/tools/checkov/bin/pip install --quiet checkov==3.3.30
+
+test: lint typecheck $(CHECKOV)
 	$(BIN)/python -m pytest
 
 validate: venv
