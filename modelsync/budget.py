@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 from collections.abc import Generator
 from contextlib import contextmanager
 
 
 class ByteBudget:
-    """Blocks `acquire(n)` until n bytes fit under the capacity.
+    """Blocks `acquire(n)` until n bytes fit under the capacity, serving waiters by priority.
 
+    The lowest `priority` (then the earliest request) goes first, so the file that started first
+    finishes first: completions are staggered and overlap other uploads, instead of every file
+    finishing together with nothing left to send while the store assembles them.
     A request larger than the whole capacity is granted alone (when nothing else is held), so
     one huge part cannot deadlock; memory then peaks at that one part.
     """
@@ -19,12 +24,23 @@ class ByteBudget:
             raise ValueError("capacity must be positive")
         self.capacity = capacity
         self._held = 0
+        self._waiting: list[tuple[int, int]] = []  # heap of (priority, ticket)
+        self._tickets = itertools.count()
         self._changed = threading.Condition()
 
-    def acquire(self, size: int) -> None:
+    def acquire(self, size: int, priority: int = 0) -> None:
         with self._changed:
-            self._changed.wait_for(lambda: self._held == 0 or self._held + size <= self.capacity)
+            turn = (priority, next(self._tickets))
+            heapq.heappush(self._waiting, turn)
+            self._changed.wait_for(
+                lambda: (
+                    self._waiting[0] == turn
+                    and (self._held == 0 or self._held + size <= self.capacity)
+                )
+            )
+            heapq.heappop(self._waiting)
             self._held += size
+            self._changed.notify_all()  # the next in line may fit too
 
     def release(self, size: int) -> None:
         with self._changed:
@@ -32,8 +48,8 @@ class ByteBudget:
             self._changed.notify_all()
 
     @contextmanager
-    def hold(self, size: int) -> Generator[None]:
-        self.acquire(size)
+    def hold(self, size: int, priority: int = 0) -> Generator[None]:
+        self.acquire(size, priority)
         try:
             yield
         finally:

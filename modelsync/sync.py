@@ -98,14 +98,18 @@ def _result(model: PlannedModel, outcome: UploadOutcome | None) -> ModelResult:
     )
 
 
-def _upload_one(uploader: Uploader, model: PlannedModel, progress: ProgressSink) -> UploadOutcome:
+def _upload_one(
+    uploader: Uploader, model: PlannedModel, progress: ProgressSink, priority: int
+) -> UploadOutcome:
     local = model.local
     if local is None:
         raise SourceError(f"{model.name}: planned an upload without a local file")
     if FileIdentity.of(model.source.path) != local.identity:
         raise SourceError(f"{model.source.path}: changed since the plan was made; sync again")
     advance = progress.track(f"uploading {model.name}", local.identity.size)
-    return uploader.upload(model.source.path, local.cached.digest, local.identity.size, advance)
+    return uploader.upload(
+        model.source.path, local.cached.digest, local.identity.size, advance, priority
+    )
 
 
 class _UploadQueue:
@@ -123,7 +127,10 @@ class _UploadQueue:
             return
         with self._lock:
             if model.local.cached.digest not in self._by_digest:
-                future = self._file_pool.submit(_upload_one, self._uploader, model, self._progress)
+                priority = len(self._by_digest)  # first offered, first finished
+                future = self._file_pool.submit(
+                    _upload_one, self._uploader, model, self._progress, priority
+                )
                 self._by_digest[model.local.cached.digest] = (model.name, future)
 
     def outcomes(self) -> dict[str, UploadOutcome]:

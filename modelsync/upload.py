@@ -92,6 +92,7 @@ class _Transfer:
     size: int
     part_size: int
     advance: Advance
+    priority: int
 
 
 @dataclass(frozen=True)
@@ -129,10 +130,13 @@ class Uploader:
         self._pending: dict[str, list[dict[str, Any]]] | None = None
         self._pending_lock = threading.Lock()
 
-    def upload(self, path: Path, hex_digest: str, size: int, advance: Advance) -> UploadOutcome:
+    def upload(
+        self, path: Path, hex_digest: str, size: int, advance: Advance, priority: int = 0
+    ) -> UploadOutcome:
+        """Upload `path` to its key; parts of lower `priority` files get memory first."""
         key = self._store.location.object_key(hex_digest)
         part_size = part_size_for(size, self._part_size)
-        transfer = _Transfer(path, key, hex_digest, size, part_size, advance)
+        transfer = _Transfer(path, key, hex_digest, size, part_size, advance, priority)
         if size <= part_size * SINGLE_PUT_PARTS:
             return self._put_whole(transfer)
         return self._put_multipart(transfer)
@@ -144,7 +148,7 @@ class Uploader:
             transfer.hex_digest,
             transfer.size,
         )
-        with self._budget.hold(size):
+        with self._budget.hold(size, transfer.priority):
             data = _read_exactly(path, 0, size)
             if hashlib.sha256(data).hexdigest() != hex_digest:
                 raise DigestMismatchError(f"{path}: changed since it was hashed; nothing uploaded")
@@ -202,7 +206,7 @@ class Uploader:
             with _open_for_read(path) as stream:
                 for number, offset in enumerate(range(0, size, part_size), start=1):
                     length = min(part_size, size - offset)
-                    self._budget.acquire(length)
+                    self._budget.acquire(length, transfer.priority)
                     try:
                         data = stream.read(length)
                         if len(data) != length:

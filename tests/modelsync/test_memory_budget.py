@@ -43,6 +43,31 @@ def test_request_larger_than_capacity_is_granted_alone() -> None:
     waiter.join()
 
 
+def test_lower_priority_number_is_served_first() -> None:
+    budget = ByteBudget(10)
+    budget.acquire(10)
+    order: list[str] = []
+
+    def wait_for_bytes(name: str, priority: int) -> None:
+        budget.acquire(10, priority)
+        order.append(name)
+        budget.release(10)
+
+    later = threading.Thread(target=wait_for_bytes, args=("second file", 5))
+    earlier = threading.Thread(target=wait_for_bytes, args=("first file", 1))
+    later.start()
+    while len(budget._waiting) < 1:
+        threading.Event().wait(0.01)
+    earlier.start()
+    while len(budget._waiting) < 2:
+        threading.Event().wait(0.01)
+    budget.release(10)
+    later.join(10)
+    earlier.join(10)
+
+    assert order == ["first file", "second file"]
+
+
 def test_non_positive_capacity_is_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         ByteBudget(0)
@@ -51,8 +76,8 @@ def test_non_positive_capacity_is_refused() -> None:
 class PeakTrackingBudget(ByteBudget):
     peak = 0
 
-    def acquire(self, size: int) -> None:
-        super().acquire(size)
+    def acquire(self, size: int, priority: int = 0) -> None:
+        super().acquire(size, priority)
         with self._changed:
             PeakTrackingBudget.peak = max(PeakTrackingBudget.peak, self._held)
 
