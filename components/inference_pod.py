@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.pod_security import container_security_context, pod_security_context
 from components.server_args import (
@@ -28,6 +28,10 @@ from components.sizing import (
     size_pod,
     startup_failure_threshold,
 )
+
+if TYPE_CHECKING:
+    # Types only: this module stays importable, and testable, without Pulumi.
+    from pulumi import Input
 
 TIER_LABEL = "llamafleet.io/tier"
 # The store credentials Secret (on-prem) is mounted as an AWS shared credentials file.
@@ -57,8 +61,9 @@ class PodInputs:
     server: ServerOptions
     facts: GgufFacts
     tier_name: str
-    image: str
-    fetcher_image: str
+    # A reference pinned by digest, or LlamaCppImage's output of one.
+    image: Input[str]
+    fetcher_image: Input[str]
     store: StoreRef
     api_key_secret: str
     service_account: str

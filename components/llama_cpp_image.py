@@ -43,6 +43,7 @@ FLAVOURS: Mapping[Flavour, FlavourBuild] = {
         (
             "images/llama-cpp/Dockerfile.cpu",
             "images/llama-cpp/build.sh",
+            "images/llama-cpp/fetch-source.sh",
             "images/llama-cpp/versions",
         ),
     ),
@@ -52,6 +53,7 @@ FLAVOURS: Mapping[Flavour, FlavourBuild] = {
         (
             "images/llama-cpp/Dockerfile.cuda",
             "images/llama-cpp/build.sh",
+            "images/llama-cpp/fetch-source.sh",
             "images/llama-cpp/versions",
         ),
     ),

@@ -7,6 +7,7 @@ the tests see exactly the resources the program registers, with the inputs it gi
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import contextvars
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -72,6 +73,15 @@ def provider_computed(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
     if args.typ == "random:index/randomPassword:RandomPassword":
         # Marked secret like the real one.
         return {"result": pulumi.Output.secret(f"mock-{args.name}")}
+    if args.typ == "docker-build:index:Image":
+        # A stand-in content digest, stable per resource name.
+        return {"digest": "sha256:" + hashlib.sha256(args.name.encode()).hexdigest()}
+    if args.typ == "aws:ecr/repository:Repository":
+        registry = f"{MOCK_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
+        return {
+            "arn": f"arn:aws:ecr:us-east-1:{MOCK_ACCOUNT}:repository/{args.inputs.get('name')}",
+            "repositoryUrl": f"{registry}/{args.inputs.get('name')}",
+        }
     if args.typ == "aws:s3/bucket:Bucket":
         return {"arn": f"arn:aws:s3:::{args.inputs.get('bucket', args.name)}"}
     if args.typ.startswith("aws:"):

@@ -15,6 +15,7 @@ from components.server_args import ServerOptions
 from components.tenant import Tenant, TenantArgs, TenantQuota
 from infra.clusters import ProvisionedCluster, provision
 from infra.config import SettingsError, pulumi_settings
+from infra.images import ImageRefs, image_refs
 from infra.placement import Placement, gguf_facts, placements, serving_shape
 from infra.schema import Settings
 
@@ -40,6 +41,7 @@ def build(settings: Settings) -> None:
     store = _model_store(settings)
     sync = _model_sync(settings)
     read_policy = _read_policy_arn(settings, store)
+    images = image_refs(settings, needs_cuda=any(p.tier.kind == "gpu" for p in placed))
     clusters = {
         name: provision(name, cluster, settings.model_store, read_policy)
         for name, cluster in settings.clusters.items()
@@ -57,7 +59,7 @@ def build(settings: Settings) -> None:
         cluster = clusters[placement.cluster_name]
         service = InferenceService(
             f"{placement.cluster_name}-{placement.team}-{placement.name}",
-            _service_args(settings, placement, cluster, read_policy),
+            _service_args(settings, placement, cluster, read_policy, images),
             opts=pulumi.ResourceOptions(
                 provider=cluster.provider,
                 depends_on=[
@@ -162,13 +164,13 @@ def _service_args(
     placement: Placement,
     cluster: ProvisionedCluster,
     read_policy: pulumi.Output[str] | None,
+    images: ImageRefs,
 ) -> InferenceServiceArgs:
     model = placement.model
     store_settings = settings.model_store
     cluster_settings = cluster.settings
-    images = settings.images
     gpu = placement.tier.kind == "gpu"
-    image = images.cuda if gpu and images.cuda else images.cpu
+    image = images.cuda if gpu and images.cuda is not None else images.cpu
     namespace = team_namespace(placement.team)
     server = ServerOptions(
         alias=placement.model_name,

@@ -28,6 +28,7 @@ def check(settings: Settings) -> list[Problem]:
         *_tenants(settings),
         *_cluster_kinds(settings),
         *_node_tiers(settings),
+        *_images(settings),
     ]
 
 
@@ -87,7 +88,7 @@ def _models(settings: Settings) -> Iterator[Problem]:
                 f"{path}.accelerator", "gpu, but this stack has no gpu tier (all tiers are cpu)"
             )
             continue
-        if model.accelerator != "cpu" and has_gpu_tier and settings.images.cuda is None:
+        if model.accelerator != "cpu" and has_gpu_tier and not _has_image(settings, "cuda"):
             yield Problem("images.cuda", f"model {name} may run on GPUs: set the CUDA image")
         for index, tier_name in enumerate(model.tiers):
             tier = tiers.get(tier_name)
@@ -96,6 +97,27 @@ def _models(settings: Settings) -> Iterator[Problem]:
                 yield Problem(tier_path, f"unknown tier {tier_name!r}; known: {sorted(tiers)}")
                 continue
             yield from _placement(tier_path, name, model, tier_name, tier)
+
+
+def _has_image(settings: Settings, flavour: str) -> bool:
+    return settings.images.build is not None or getattr(settings.images, flavour) is not None
+
+
+def _images(settings: Settings) -> Iterator[Problem]:
+    images = settings.images
+    if images.build is not None:
+        for flavour in ("cpu", "cuda", "fetcher"):
+            if getattr(images, flavour) is not None:
+                yield Problem(
+                    f"images.{flavour}", "set either images.build or references, not both"
+                )
+        return
+    for flavour in ("cpu", "fetcher"):
+        if getattr(images, flavour) is None:
+            yield Problem(
+                f"images.{flavour}",
+                "is required (a reference pinned by digest) unless images.build",
+            )
 
 
 def _keda_everywhere(settings: Settings, model: Model, tiers: dict[str, Tier]) -> bool:

@@ -154,10 +154,26 @@ class ModelStore(Strict):
     )
 
 
+class ImageBuild(Strict):
+    registry: Annotated[str, StringConstraints(pattern=r"^(ecr|[a-z0-9.-]+(:\d+)?)$")] = Field(
+        description="ecr (repositories the stack creates) or an on-prem registry's host[:port]."
+    )
+    repository_prefix: Annotated[
+        str, StringConstraints(pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
+    ] = Field(default="llamafleet", description="Repositories are <prefix>/<image>.")
+    cuda_architectures: Annotated[str, StringConstraints(pattern=r"^\d{2,3}(;\d{2,3})*$")] = Field(
+        default="75;80;86;89;90", description="CUDA compute capabilities the CUDA image covers."
+    )
+
+
 class Images(Strict):
-    cpu: ImageRef = Field(description="llama-server CPU image, pinned by digest.")
+    """Either `build` (LlamaCppImage builds and pushes; pods run what it pushed, by digest) or
+    references already pinned by digest."""
+
+    build: ImageBuild | None = Field(default=None, description="Build and push with the stack.")
+    cpu: ImageRef | None = Field(default=None, description="llama-server CPU image, by digest.")
     cuda: ImageRef | None = Field(default=None, description="CUDA image, pinned by digest.")
-    fetcher: ImageRef = Field(description="Model-fetcher image, pinned by digest.")
+    fetcher: ImageRef | None = Field(default=None, description="Model-fetcher image, by digest.")
 
 
 class Serving(Strict):

@@ -204,7 +204,7 @@ def test_children_are_named_after_and_parented_to_the_component(
 
 
 def test_content_tag_changes_with_the_build_inputs(component: ModuleType, tmp_path: Path) -> None:
-    for item in ("images/llama-cpp/Dockerfile.cpu", "images/llama-cpp/build.sh"):
+    for item in component.FLAVOURS["cpu"].inputs:
         (tmp_path / item).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / item).write_text("one")
     (tmp_path / "images/llama-cpp/versions").write_text("LLAMA_CPP_BUILD_NUMBER=1")

@@ -215,3 +215,28 @@ def test_a_team_spanning_clusters_renders_under_each_cluster(tmp_path: Path) -> 
         if d.type == "random:index/randomPassword:RandomPassword" and d.name.startswith("search-")
     ]
     assert len(keys) == 2 + 1  # one set for the team, whatever the number of clusters
+
+
+def test_built_images_are_what_the_pods_run_by_digest() -> None:
+    rendered = rendered_stack("prod")
+    images = [d for d in rendered.declared if d.type == "llamafleet:images:LlamaCppImage"]
+    assert sorted(d.name for d in images) == ["image-cpu", "image-cuda", "image-fetcher"]
+    repositories = {
+        d.inputs["name"] for d in rendered.declared if d.type == "aws:ecr/repository:Repository"
+    }
+    assert repositories == {
+        "llamafleet/llama-server",
+        "llamafleet/llama-server-cuda",
+        "llamafleet/model-fetcher",
+    }
+    for deployment in objects_of(rendered, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        for container in (*pod["initContainers"], *pod["containers"]):
+            repository = container["image"].split("/", 1)[1].split("@")[0]
+            assert repository in repositories
+            assert container["image"].split("@")[1].startswith("sha256:")
+
+
+def test_referenced_images_declare_no_build() -> None:
+    rendered = rendered_stack("local")
+    assert not [d for d in rendered.declared if d.type.startswith("llamafleet:images:")]

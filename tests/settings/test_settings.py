@@ -18,6 +18,7 @@ from infra.config import SettingsError, load_stack_file, namespace_values, parse
 ROOT = Path(__file__).resolve().parents[2]
 PROD = ROOT / "stacks" / "Pulumi.prod.yaml"
 Config = dict[str, Any]
+REF = "registry.example/llamafleet/x@sha256:" + "1" * 64
 
 
 def test_every_stack_file_is_valid(stack: str) -> None:
@@ -227,9 +228,27 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
     ),
     (
         "GPU tier without a CUDA image",
-        _delete("images.cuda"),
+        _add_top("llamafleet:images", {"cpu": REF, "fetcher": REF}),
         "llamafleet:images.cuda",
         "may run on GPUs: set the CUDA image",
+    ),
+    (
+        "images both built and given",
+        _set("images.cpu", REF),
+        "llamafleet:images.cpu",
+        "set either images.build or references, not both",
+    ),
+    (
+        "no images at all",
+        _add_top("llamafleet:images", {"cuda": REF}),
+        "llamafleet:images.fetcher",
+        "is required (a reference pinned by digest) unless images.build",
+    ),
+    (
+        "build registry not a host",
+        _set("images.build.registry", "https://registry/x"),
+        "llamafleet:images.build.registry",
+        "should match pattern",
     ),
 ]
 
