@@ -7,8 +7,8 @@ the tests see exactly the resources the program registers, with the inputs it gi
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import contextvars
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
