@@ -8,7 +8,7 @@ STACK ?= local
 OUT ?= out/$(STACK)
 CACHE ?= $(HOME)/.cache/llamafleet
 
-.PHONY: help venv lint typecheck unit test render validate image up down clean
+.PHONY: help venv lint typecheck unit test render validate image engine up down clean
 
 # The local store (moto) accepts any credentials; a real stack uses the standard AWS chain.
 LOCAL_AWS := AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1
@@ -19,6 +19,7 @@ help:
 	@echo "make render      render STACK=<stack> to OUT=<dir> under Pulumi's mock monitor"
 	@echo "make validate    check STACK=<stack>'s settings only"
 	@echo "make image       build llama-server natively with the image's build script"
+	@echo "make engine      build the local control plane (and, on request, the Pulumi CLI)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +48,14 @@ $(CHECKOV):
 	$(PYTHON) -m venv $(CACHE)/tools/checkov
 	$(CACHE)/tools/checkov/bin/pip install --quiet checkov==3.3.30
 
-test: lint typecheck $(CHECKOV)
+# The local control plane the e2e tests schedule onto. `make engine ENGINE_PIECES="pulumi
+# kubernetes-provider kube etcd kwok"` also builds the CLI and the Kubernetes provider (the Python
+# language host cannot be built from the registries: see scripts/bootstrap-engine).
+ENGINE_PIECES ?= kube etcd kwok
+engine:
+	scripts/bootstrap-engine $(ENGINE_PIECES)
+
+test: lint typecheck $(CHECKOV) engine
 	$(BIN)/python -m pytest
 
 validate: venv

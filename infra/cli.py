@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from components.server_args import SERVER_PORT
+from infra import engine
 from infra.config import SettingsError, load_stack_file
 
 DEFAULT_CACHE = Path.home() / ".cache" / "llamafleet"
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="models and run state")
     serve.add_argument("--stop", action="store_true", help="stop what `serve` started")
     commands.add_parser("models", help="model distribution (see `llamafleet models --help`)")
+    engine.add_commands(commands)
     return parser
 
 
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return models_main(args_list[1:])
     args = build_parser().parse_args(args_list)
+    if getattr(args, "engine_handler", None) is not None:
+        return engine.run_command(args)
     try:
         if args.command == "validate":
             return _validate(args.stack_file)

@@ -39,6 +39,31 @@ def engine_bin_dir(environ: Mapping[str, str] | None = None) -> Path:
     return cache_dir(environ) / "bin"
 
 
+# Plugins scripts/bootstrap-engine cannot build: the Go module proxy refuses their modules
+# (403 "This module version is not available" at every version). A Pulumi CLI installed the
+# usual way ships the language host; `pulumi plugin install resource random` brings random.
+UNBUILDABLE = {
+    "pulumi-language-python": "github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3",
+    "pulumi-resource-random": "github.com/pulumi/pulumi-random/provider/v4",
+}
+
+
+def missing_engine_binaries(names: tuple[str, ...]) -> list[str]:
+    """Which of `names` are neither on PATH nor in the bootstrap's bin directory, each with why
+    (for a test's skip message)."""
+    path = os.pathsep.join([os.environ.get("PATH", os.defpath), str(engine_bin_dir())])
+    missing: list[str] = []
+    for name in names:
+        if shutil.which(name, path=path) is None:
+            module = UNBUILDABLE.get(name)
+            missing.append(
+                f"{name} (the Go module proxy refuses {module}; install the Pulumi CLI)"
+                if module
+                else f"{name} (run scripts/bootstrap-engine)"
+            )
+    return missing
+
+
 def local_kubeconfig(environ: Mapping[str, str] | None = None) -> Path:
     """The kubeconfig scripts/local-cluster writes."""
     env = os.environ if environ is None else environ

@@ -27,6 +27,8 @@ from e2e_support import (
     missing_binaries,
 )
 
+from infra.engine import missing_engine_binaries
+
 
 def _need(names: tuple[str, ...]) -> Path:
     missing = missing_binaries(names)
@@ -46,8 +48,12 @@ def cluster_bin() -> Path:
 
 @pytest.fixture(scope="session")
 def engine_bin(cluster_bin: Path) -> Path:
-    """The Pulumi CLI, language host and Kubernetes provider, plus the control plane's binaries."""
-    return _need(ENGINE_BINARIES)
+    """The Pulumi CLI, language host and Kubernetes provider (from the bootstrap or PATH), plus
+    the control plane's binaries."""
+    missing = missing_engine_binaries(ENGINE_BINARIES)
+    if missing:
+        pytest.skip(f"Pulumi engine incomplete: {'; '.join(missing)}")
+    return BIN
 
 
 def _run(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:

@@ -26,7 +26,6 @@ CLUSTER_BINARIES = (
 ENGINE_BINARIES = (
     "pulumi",
     "pulumi-language-python",
-    "pulumi-language-python-exec",
     "pulumi-resource-kubernetes",
 )
 

@@ -22,6 +22,7 @@ from e2e_support import REPO, TEST_TIERS, VENV, Cluster
 from pulumi import automation as auto
 
 from infra import engine
+from infra.engine import missing_engine_binaries
 
 pytestmark = pytest.mark.e2e
 
@@ -38,8 +39,9 @@ def _local_settings() -> dict[str, Any]:
 def project(
     tmp_path: Path, engine_bin: Path, local_cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Path]:
-    if not (engine_bin / "pulumi-resource-random").is_file():
-        pytest.skip("pulumi-resource-random not built: run scripts/bootstrap-engine")
+    missing = missing_engine_binaries(("pulumi-resource-random",))
+    if missing:
+        pytest.skip(f"Pulumi engine incomplete: {'; '.join(missing)}")
     work = tmp_path / "project"
     (work / "stacks").mkdir(parents=True)
     (work / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())

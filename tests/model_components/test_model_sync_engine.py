@@ -3,7 +3,6 @@ provider as Pulumi really pickles and hosts it, and the state it really writes."
 
 from __future__ import annotations
 
-import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -16,7 +15,7 @@ from .conftest import ACCESS_KEY, SECRET_KEY, write_gguf
 
 pytestmark = [pytest.mark.e2e, pytest.mark.s3]
 
-NEEDED = ("pulumi", "pulumi-language-python", "pulumi-resource-pulumi-python")
+NEEDED = ("pulumi", "pulumi-language-python")
 
 PROGRAM = """
 import os
@@ -42,12 +41,9 @@ pulumi.export("digests", sync.digests)
 def project(
     tmp_path: Path, bucket: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    bin_dir = engine.engine_bin_dir()
-    missing = [name for name in NEEDED if not (bin_dir / name).exists()]
-    if missing and not shutil.which("pulumi"):
-        pytest.skip(
-            f"engine not built ({', '.join(missing)} missing): run scripts/bootstrap-engine"
-        )
+    missing = engine.missing_engine_binaries(NEEDED)
+    if missing:
+        pytest.skip(f"Pulumi engine incomplete: {'; '.join(missing)}")
     work = tmp_path / "project"
     work.mkdir()
     (work / "Pulumi.yaml").write_text(
