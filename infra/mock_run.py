@@ -151,6 +151,7 @@ def _run(
     preview: bool,
     computed: Computed | None,
 ) -> list[Declared]:
+    previous = _current_loop()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -161,5 +162,13 @@ def _run(
         _sync_await(run_pulumi_func(program))
         return monitor.declared
     finally:
-        asyncio.set_event_loop(None)
+        # Give the caller its loop back: other code in the process may rely on it.
+        asyncio.set_event_loop(previous)
         loop.close()
+
+
+def _current_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        return None

@@ -58,6 +58,12 @@ def _session() -> Session:
     return get_session()
 
 
+def forget_credentials() -> None:
+    """Drop the process-wide session, and with it the credentials it resolved and cached; for a
+    process whose credentials change (tests switching between S3 servers)."""
+    _session.cache_clear()
+
+
 def make_s3_client(
     endpoint_url: str | None = None,
     max_connections: int = 16,

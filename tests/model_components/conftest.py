@@ -20,6 +20,8 @@ import gguf
 import numpy as np
 import pytest
 
+from modelsync.store import forget_credentials
+
 # Distinctive, so a leak into outputs, state or the pickled provider is easy to spot.
 ACCESS_KEY = "AKIALLAMAFLEETLEAK01"
 SECRET_KEY = "llamafleet-secret-that-must-not-leak"
@@ -60,6 +62,9 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     monkeypatch.setenv("MODELSYNC_CACHE_DIR", str(tmp_path / "hash-cache"))
+    # Sessions cache the credentials they first resolved: other tests ran with other keys.
+    forget_credentials()
+    boto3.DEFAULT_SESSION = None
 
 
 def _free_port() -> int:

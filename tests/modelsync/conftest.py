@@ -20,7 +20,7 @@ from s3_probes import RequestLog
 from synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.hashcache import HashCache
-from modelsync.store import RemoteStore
+from modelsync.store import RemoteStore, forget_credentials
 
 VENV_BIN = Path(sys.executable).parent
 ACCESS_KEY, SECRET_KEY = "modelsync-test", "modelsync-test-secret"
@@ -78,7 +78,15 @@ def _aws_environment() -> Iterator[None]:
         patch.delenv("AWS_PROFILE", raising=False)
         patch.setenv("AWS_CONFIG_FILE", os.devnull)
         patch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+        forget_sessions()
         yield
+    forget_sessions()
+
+
+def forget_sessions() -> None:
+    """Sessions cache the credentials they first resolved: other tests ran with other keys."""
+    forget_credentials()
+    boto3.DEFAULT_SESSION = None
 
 
 @pytest.fixture(scope="session")
