@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -168,7 +169,10 @@ def _run(
 
 
 def _current_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:
-        return None
+    with warnings.catch_warnings():
+        # Asking when none is set warns on newer Pythons; None is the answer we want then.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return asyncio.get_event_loop()
+        except RuntimeError:
+            return None
