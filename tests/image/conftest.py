@@ -12,10 +12,10 @@ from llama_server import (
     LlamaServer,
     ServerFactory,
     build_payload,
-    free_port,
     lay_out_mounts,
     localize_argv,
 )
+from loopback import free_port
 from rendered_argv import local_argv
 
 

@@ -6,7 +6,6 @@ import http.client
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -53,12 +52,6 @@ def loaded_variant(log: str) -> str:
     if len(found) != 1:
         raise AssertionError(f"expected one CPU backend load line, got {found}:\n{log}")
     return found[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def flag_value(argv: Sequence[str], *names: str) -> str | None:

@@ -4,13 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +12,7 @@ import boto3
 import gguf
 import numpy as np
 import pytest
+from loopback import OPENS, moto_server
 
 from modelsync.store import forget_credentials
 
@@ -67,46 +61,10 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     boto3.DEFAULT_SESSION = None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until_serving(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto_server exited with {process.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"moto_server did not start serving {url}")
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    venv_bin = str(Path(sys.executable).parent)
-    binary = shutil.which("moto_server", path=venv_bin) or shutil.which("moto_server")
-    if binary is None:
-        pytest.skip("moto_server not installed (pip install 'moto[server]')")
-    port = _free_port()
-    process = subprocess.Popen(
-        [binary, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_serving(url, process)
+    with moto_server() as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture
@@ -116,34 +74,8 @@ def bucket(moto_endpoint: str) -> str:
     return name
 
 
-class OpenWatch:
-    """Records files opened under a folder, through Python's audit hooks."""
-
-    def __init__(self) -> None:
-        self.folder: str | None = None
-        self.opened: list[str] = []
-
-    def hook(self, event: str, args: tuple[object, ...]) -> None:
-        if event == "open" and self.folder is not None and args:
-            target = args[0]
-            if isinstance(target, str | bytes | os.PathLike):
-                text = os.path.abspath(os.fsdecode(target))  # type: ignore[arg-type]
-                if text.startswith(self.folder):
-                    self.opened.append(text)
-
-
-_WATCH = OpenWatch()
-sys.addaudithook(_WATCH.hook)
-
-
 @pytest.fixture
 def watch_opens() -> Iterator[Callable[[Path], list[str]]]:
     """`watch(folder)` starts recording opens under `folder` and returns the live list."""
-
-    def watch(folder: Path) -> list[str]:
-        _WATCH.opened = []
-        _WATCH.folder = str(folder.resolve()) + os.sep
-        return _WATCH.opened
-
-    yield watch
-    _WATCH.folder = None
+    yield OPENS.watch
+    OPENS.stop()

