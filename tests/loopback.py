@@ -14,7 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import boto3
 import pytest
+
+from modelsync.store import forget_credentials
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -76,6 +79,24 @@ def rclone_s3(root: Path, access_key: str, secret_key: str) -> Iterator[str]:
     ]  # fmt: skip
     with serving("rclone serve s3", argv, port) as url:
         yield url
+
+
+def use_credentials(patch: pytest.MonkeyPatch, access_key: str, secret_key: str) -> None:
+    """Credentials only in the environment (the standard chain), nothing from ~/.aws; and fresh
+    sessions: botocore and boto3 sessions keep the credentials they first resolved."""
+    patch.setenv("AWS_ACCESS_KEY_ID", access_key)
+    patch.setenv("AWS_SECRET_ACCESS_KEY", secret_key)
+    patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    patch.delenv("AWS_PROFILE", raising=False)
+    patch.delenv("AWS_SESSION_TOKEN", raising=False)
+    patch.setenv("AWS_CONFIG_FILE", os.devnull)
+    patch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    forget_sessions()
+
+
+def forget_sessions() -> None:
+    forget_credentials()
+    boto3.DEFAULT_SESSION = None
 
 
 class OpenWatch:

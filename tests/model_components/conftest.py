@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,9 +11,7 @@ import boto3
 import gguf
 import numpy as np
 import pytest
-from loopback import OPENS, moto_server
-
-from modelsync.store import forget_credentials
+from loopback import OPENS, moto_server, use_credentials
 
 # Distinctive, so a leak into outputs, state or the pickled provider is easy to spot.
 ACCESS_KEY = "AKIALLAMAFLEETLEAK01"
@@ -48,17 +45,8 @@ def write_gguf(path: Path, fill: float = 1.0, elements: int = 1024) -> Path:
 @pytest.fixture(autouse=True)
 def aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Credentials only in the environment (the standard chain); a fresh hash cache per test."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    use_credentials(monkeypatch, ACCESS_KEY, SECRET_KEY)
     monkeypatch.setenv("MODELSYNC_CACHE_DIR", str(tmp_path / "hash-cache"))
-    # Sessions cache the credentials they first resolved: other tests ran with other keys.
-    forget_credentials()
-    boto3.DEFAULT_SESSION = None
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,12 +9,12 @@ from pathlib import Path
 
 import boto3
 import pytest
-from loopback import OPENS, moto_server, rclone_s3
+from loopback import OPENS, forget_sessions, moto_server, rclone_s3, use_credentials
 from s3_probes import RequestLog
 from synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.hashcache import HashCache
-from modelsync.store import RemoteStore, forget_credentials
+from modelsync.store import RemoteStore
 
 VENV_BIN = Path(sys.executable).parent
 ACCESS_KEY, SECRET_KEY = "modelsync-test", "modelsync-test-secret"
@@ -46,21 +45,9 @@ def gemma_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _aws_environment() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        patch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        patch.delenv("AWS_PROFILE", raising=False)
-        patch.setenv("AWS_CONFIG_FILE", os.devnull)
-        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-        forget_sessions()
+        use_credentials(patch, ACCESS_KEY, SECRET_KEY)
         yield
     forget_sessions()
-
-
-def forget_sessions() -> None:
-    """Sessions cache the credentials they first resolved: other tests ran with other keys."""
-    forget_credentials()
-    boto3.DEFAULT_SESSION = None
 
 
 @pytest.fixture(scope="session")
