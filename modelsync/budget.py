@@ -28,6 +28,11 @@ class ByteBudget:
         self._tickets = itertools.count()
         self._changed = threading.Condition()
 
+    @property
+    def held(self) -> int:
+        with self._changed:
+            return self._held
+
     def acquire(self, size: int, priority: int = 0) -> None:
         with self._changed:
             turn = (priority, next(self._tickets))

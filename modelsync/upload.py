@@ -11,18 +11,26 @@ be uploaded again instead of skipped.
 
 The upload pass re-hashes every byte it sends, in order, so what lands under
 `sha256/<hex>.gguf` is proven to be that digest even if the file changed after it was hashed.
-Each part carries its own x-amz-checksum-sha256, which AWS verifies on receipt (moto and rclone
-do not: hence our own end-to-end checks, and `verify`).
+Each part carries an x-amz-checksum-crc32 that S3 verifies on receipt (moto and rclone do not:
+hence our own end-to-end checks, and `verify`), against corruption on the way. CRC32, not
+SHA-256, because the whole-file SHA-256 already proves identity: a per-part SHA-256 would be a
+third hashing pass over every byte (hashing is what bounds a cold sync on a busy host), while
+zlib's CRC32 runs at about three times SHA-256's speed. A file of at most four parts goes in one
+PutObject whose x-amz-checksum-sha256 is the whole-file digest itself.
 
 Nothing ever appears under the final key before it is complete: files up to four parts go in one
 PutObject (atomic), larger ones in a multipart upload that is completed only after the whole-file
 digest matched. A killed upload stays listed as an incomplete multipart upload; the next run
-resumes it, re-sending only parts whose checksum (or MD5 ETag) does not match the local bytes.
-Bad local bytes abort the upload.
+resumes it, re-sending only the parts it lacks, and reusing a part only when its size and CRC32
+match the local bytes (which still go through the whole-file SHA-256). One part that does not
+match means the file changed during the killed run: that upload is aborted and the file sent
+afresh. A stale upload goes unnoticed only if every listed part that changed kept its CRC32;
+`fetch` and `verify` check the whole object's SHA-256 in any case. Bad local bytes abort the upload.
 
-Memory stays bounded: a reader thread per file reserves a part's bytes from a shared ByteBudget
-before reading it, and the part's sender gives them back once sent, so at most `memory_budget`
-bytes of parts exist at once, whatever the file sizes and the part size they force.
+Memory stays bounded: a reader thread per file takes a part buffer from shared PartBuffers (a
+byte budget) before reading into it, and the part's sender gives it back once sent, so at most
+`memory_budget` bytes of parts exist at once, whatever the file sizes and the part size they
+force.
 """
 
 from __future__ import annotations
@@ -37,8 +45,8 @@ from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from modelsync.budget import ByteBudget
-from modelsync.digest import hex_to_base64, sha256_base64
+from modelsync.buffers import PartBuffers, read_into
+from modelsync.digest import crc32_base64, hex_to_base64
 from modelsync.errors import DigestMismatchError, SourceError, StoreError
 from modelsync.memory import return_large_buffers_to_os
 from modelsync.progress import Advance
@@ -72,14 +80,18 @@ class UploadOutcome:
 class _ListedPart:
     etag: str
     size: int
-    checksum_sha256: str | None
+    checksum_crc32: str | None
 
-    def holds(self, data: bytes, checksum: str) -> bool:
+    def holds(self, data: bytearray, checksum: str) -> bool:
         if self.size != len(data):
             return False
-        if self.checksum_sha256:
-            return self.checksum_sha256 == checksum
+        if self.checksum_crc32:
+            return self.checksum_crc32 == checksum
         return self.etag.strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+class _StaleUpload(Exception):
+    """A part of the resumed upload does not hold this file's bytes."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,7 @@ class _PartJob:
     transfer: _Transfer
     upload_id: str
     number: int
-    data: bytes
+    data: bytearray
     listed: _ListedPart | None
 
 
@@ -108,7 +120,7 @@ class _PartJob:
 class _SentPart:
     number: int
     etag: str
-    checksum_sha256: str
+    checksum_crc32: str
     bytes_sent: int
 
 
@@ -124,7 +136,7 @@ class Uploader:
     ) -> None:
         self._store = store
         self._pool = part_pool
-        self._budget = ByteBudget(memory_budget)
+        self._buffers = PartBuffers(memory_budget)
         return_large_buffers_to_os()
         self._part_size = part_size
         self._pending: dict[str, list[dict[str, Any]]] | None = None
@@ -148,8 +160,11 @@ class Uploader:
             transfer.hex_digest,
             transfer.size,
         )
-        with self._budget.hold(size, transfer.priority):
-            data = _read_exactly(path, 0, size)
+        data = self._buffers.take(size, transfer.priority)
+        try:
+            with _open_for_read(path) as stream:
+                if read_into(stream, data) != size or stream.read(1):
+                    raise SourceError(f"{path}: size changed since it was hashed; nothing uploaded")
             if hashlib.sha256(data).hexdigest() != hex_digest:
                 raise DigestMismatchError(f"{path}: changed since it was hashed; nothing uploaded")
             with s3_errors(f"uploading {path}"):
@@ -162,6 +177,8 @@ class Uploader:
                         Metadata={"sha256": hex_digest},
                     )
                 )
+        finally:
+            self._buffers.give(data)
         transfer.advance(size)
         return UploadOutcome(key, size, 1, 0)
 
@@ -169,12 +186,19 @@ class Uploader:
         key = transfer.key
         upload_id, listed = self._resume_or_create(key, transfer.hex_digest)
         try:
-            sent = self._send_parts(transfer, upload_id, listed)
+            try:
+                sent = self._send_parts(transfer, upload_id, listed)
+            except _StaleUpload:
+                # The pending upload holds bytes this file does not (it changed during a killed
+                # run): trust none of its parts, and start over.
+                self._abort(key, upload_id)
+                upload_id = self._create(key, transfer.hex_digest)
+                sent = self._send_parts(transfer, upload_id, {})
         except (DigestMismatchError, SourceError):
             self._abort(key, upload_id)
             raise
         parts = [
-            {"PartNumber": part.number, "ETag": part.etag, "ChecksumSHA256": part.checksum_sha256}
+            {"PartNumber": part.number, "ETag": part.etag, "ChecksumCRC32": part.checksum_crc32}
             for part in sent
         ]
         with s3_errors(f"completing upload of {transfer.path}"):
@@ -206,14 +230,13 @@ class Uploader:
             with _open_for_read(path) as stream:
                 for number, offset in enumerate(range(0, size, part_size), start=1):
                     length = min(part_size, size - offset)
-                    self._budget.acquire(length, transfer.priority)
+                    data = self._buffers.take(length, transfer.priority)
                     try:
-                        data = stream.read(length)
-                        if len(data) != length:
+                        if read_into(stream, data) != length:
                             raise SourceError(f"{path}: shrank while uploading; upload aborted")
                         hasher.update(data)
                     except BaseException:
-                        self._budget.release(length)
+                        self._buffers.give(data)
                         raise
                     part = _PartJob(transfer, upload_id, number, data, listed.get(number))
                     future = self._pool.submit(self._send_part, part)
@@ -234,8 +257,10 @@ class Uploader:
 
     def _send_part(self, part: _PartJob) -> _SentPart:
         try:
-            checksum = sha256_base64(part.data)
-            if part.listed is not None and part.listed.holds(part.data, checksum):
+            checksum = crc32_base64(part.data)
+            if part.listed is not None:
+                if not part.listed.holds(part.data, checksum):
+                    raise _StaleUpload(part.number)
                 part.transfer.advance(len(part.data))
                 return _SentPart(part.number, part.listed.etag, checksum, 0)
             key = part.transfer.key
@@ -247,21 +272,19 @@ class Uploader:
                         UploadId=part.upload_id,
                         PartNumber=part.number,
                         Body=part.data,
-                        ChecksumAlgorithm="SHA256",
-                        ChecksumSHA256=checksum,
+                        ChecksumAlgorithm="CRC32",
+                        ChecksumCRC32=checksum,
                     )
                 )
-            echoed = response.get("ChecksumSHA256")
+            echoed = response.get("ChecksumCRC32")
             if echoed and echoed != checksum:
                 raise StoreError(f"part {part.number} of {key}: store recorded checksum {echoed}")
             part.transfer.advance(len(part.data))
             return _SentPart(part.number, str(response["ETag"]), checksum, len(part.data))
         finally:
-            self._budget.release(len(part.data))
+            self._buffers.give(part.data)
 
     def _resume_or_create(self, key: str, hex_digest: str) -> tuple[str, dict[int, _ListedPart]]:
-        bucket = self._store.location.bucket
-        client = self._store.client
         pending = sorted(
             (item for item in self._pending_uploads(key) if item["Key"] == key),
             key=lambda item: item["Initiated"],
@@ -271,14 +294,17 @@ class Uploader:
         if pending:
             upload_id = str(pending[-1]["UploadId"])
             return upload_id, self._list_parts(key, upload_id)
+        return self._create(key, hex_digest), {}
+
+    def _create(self, key: str, hex_digest: str) -> str:
         with s3_errors(f"starting upload of {key}"):
-            created = client.create_multipart_upload(
-                Bucket=bucket,
+            created = self._store.client.create_multipart_upload(
+                Bucket=self._store.location.bucket,
                 Key=key,
-                ChecksumAlgorithm="SHA256",
+                ChecksumAlgorithm="CRC32",
                 Metadata={"sha256": hex_digest},
             )
-        return str(created["UploadId"]), {}
+        return str(created["UploadId"])
 
     def _pending_uploads(self, key: str) -> list[dict[str, Any]]:
         """Incomplete uploads for `key`, from one listing of the whole store made on first use."""
@@ -315,7 +341,7 @@ class Uploader:
             for page in pages:
                 for item in page.get("Parts", []):
                     parts[int(item["PartNumber"])] = _ListedPart(
-                        str(item["ETag"]), int(item["Size"]), item.get("ChecksumSHA256")
+                        str(item["ETag"]), int(item["Size"]), item.get("ChecksumCRC32")
                     )
         return parts
 
@@ -331,13 +357,3 @@ def _open_for_read(path: Path) -> io.FileIO:
         return io.FileIO(path, "rb")
     except OSError as err:
         raise SourceError(f"{path}: cannot read: {err.strerror or err}") from err
-
-
-def _read_exactly(path: Path, offset: int, size: int) -> bytes:
-    with _open_for_read(path) as stream:
-        stream.seek(offset)
-        data = stream.read(size)
-        extra = stream.read(1)
-    if len(data) != size or extra:
-        raise SourceError(f"{path}: size changed since it was hashed; nothing uploaded")
-    return data

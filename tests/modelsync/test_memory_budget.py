@@ -90,7 +90,7 @@ def test_sync_never_holds_more_part_bytes_than_the_budget(
     for index in range(3):
         spec = GgufSpec(tensor_bytes=4 * part, fill=bytes([index + 1]))
         write_gguf(tmp_path / "models" / f"m{index}.gguf", spec)
-    monkeypatch.setattr("modelsync.upload.ByteBudget", PeakTrackingBudget)
+    monkeypatch.setattr("modelsync.buffers.ByteBudget", PeakTrackingBudget)
     PeakTrackingBudget.peak = 0
     tuning = SyncTuning(part_size=part, part_workers=8, memory_budget=2 * part, files_in_parallel=3)
 

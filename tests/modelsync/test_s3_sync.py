@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from botocore.awsrequest import AWSPreparedRequest
 from s3_probes import RequestLog
 from synthetic_gguf import GgufSpec, write_gguf
 
@@ -31,6 +35,14 @@ def sync(folder: Path, store: RemoteStore, cache: HashCache) -> SyncResult:
 
 def stored_bytes(store: RemoteStore, key: str) -> bytes:
     return store.client.get_object(Bucket=store.location.bucket, Key=key)["Body"].read()
+
+
+def body_bytes(body: object) -> bytes:
+    """A request body as bytes: buffers are sent as they are, bytes wrapped in a stream."""
+    if isinstance(body, bytes | bytearray):
+        return bytes(body)
+    assert isinstance(body, io.BytesIO)
+    return body.getvalue()
 
 
 def object_keys(store: RemoteStore) -> list[str]:
@@ -87,6 +99,37 @@ def test_noop_resync_reads_no_file_and_uploads_nothing(
     assert result.names(Action.UNCHANGED) == ["large", "small"]
     assert not result.manifest_written
     assert not any(model.rehashed for model in result.models)
+
+
+def test_every_upload_request_carries_a_checksum_of_its_bytes(
+    folder: Path, store: RemoteStore, cache: HashCache
+) -> None:
+    sent: list[tuple[str, dict[str, str], bytes]] = []
+
+    def capture(request: AWSPreparedRequest, event_name: str, **_: object) -> None:
+        headers = {
+            k.lower(): v.decode() if isinstance(v, bytes) else str(v)
+            for k, v in request.headers.items()
+        }
+        sent.append((event_name.rsplit(".", 1)[-1], headers, body_bytes(request.body)))
+
+    store.client.meta.events.register("before-send.s3.UploadPart", capture)
+    store.client.meta.events.register("before-send.s3.PutObject", capture)
+    sync(folder, store, cache)
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    parts = [(headers, body) for operation, headers, body in sent if operation == "UploadPart"]
+    assert len(parts) == 5
+    for headers, body in parts:
+        assert headers["x-amz-checksum-crc32"] == b64(zlib.crc32(body).to_bytes(4, "big"))
+    small = (folder / "small.gguf").read_bytes()
+    puts = [
+        headers for operation, headers, body in sent if operation == "PutObject" and body == small
+    ]
+    (put,) = puts
+    assert put["x-amz-checksum-sha256"] == b64(hashlib.sha256(small).digest())
 
 
 def test_touched_identical_file_is_rehashed_not_uploaded(

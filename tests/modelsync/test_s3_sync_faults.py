@@ -199,6 +199,35 @@ def test_killed_upload_leaves_no_object_and_rerun_resumes(
     assert [u for u in pending_uploads(store) if u["Key"] == key] == []
 
 
+def test_pending_upload_holding_other_bytes_is_aborted_and_the_file_sent_afresh(
+    big_model: Path, store: RemoteStore, cache: HashCache
+) -> None:
+    data = big_model.read_bytes()
+    hex_digest = hashlib.sha256(data).hexdigest()
+    key = store.location.object_key(hex_digest)
+    bucket = store.location.bucket
+    upload_id = store.client.create_multipart_upload(
+        Bucket=bucket, Key=key, ChecksumAlgorithm="CRC32"
+    )["UploadId"]
+    stale = bytes(PART)  # right size, wrong bytes: as if the file changed during a killed run
+    for number, body in ((1, stale), (2, data[PART : 2 * PART])):
+        store.client.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
+            ChecksumAlgorithm="CRC32",
+        )  # fmt: skip
+
+    result = run_sync(
+        plan_sync(discover_files(big_model.parent), store, cache), store, tuning=TUNING
+    )
+
+    (outcome,) = result.models
+    assert outcome.resumed_parts == 0
+    assert outcome.bytes_uploaded == len(data)
+    stored = store.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == hex_digest
+    assert pending_uploads(store) == []
+
+
 def _wait_for_parts(
     store: RemoteStore, key: str, at_least: int, child: subprocess.Popen[bytes]
 ) -> int:

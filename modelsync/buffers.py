@@ -1,0 +1,67 @@
+"""Reusable part buffers under a byte budget.
+
+Reading each part into a fresh `bytes` costs a new mapping per part: page faults and kernel
+zeroing for every byte, on top of the copy from the page cache. Parts are read into buffers that
+are handed back and reused instead. Buffers in use plus buffers kept for reuse never exceed the
+budget's capacity (or one part, when a single part is larger than the whole budget).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+
+from modelsync.budget import ByteBudget
+
+
+class PartBuffers:
+    def __init__(self, capacity: int) -> None:
+        self._budget = ByteBudget(capacity)
+        self._free: dict[int, list[bytearray]] = {}
+        self._free_bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def held_bytes(self) -> int:
+        return self._budget.held
+
+    @property
+    def kept_bytes(self) -> int:
+        with self._lock:
+            return self._free_bytes
+
+    def take(self, size: int, priority: int = 0) -> bytearray:
+        """A buffer of exactly `size` bytes, once the budget allows; contents are stale."""
+        self._budget.acquire(size, priority)
+        with self._lock:
+            kept = self._free.get(size)
+            if kept:
+                self._free_bytes -= size
+                return kept.pop()
+            self._evict(self._budget.held + self._free_bytes - self._budget.capacity)
+        return bytearray(size)
+
+    def give(self, buffer: bytearray) -> None:
+        with self._lock:
+            self._free.setdefault(len(buffer), []).append(buffer)
+            self._free_bytes += len(buffer)
+        self._budget.release(len(buffer))
+
+    def _evict(self, excess: int) -> None:
+        while excess > 0 and self._free_bytes:
+            size = next(size for size, kept in self._free.items() if kept)
+            self._free[size].pop()
+            self._free_bytes -= size
+            excess -= size
+
+
+def read_into(stream: io.RawIOBase, buffer: bytearray) -> int:
+    """Fill `buffer` from `stream`; fewer bytes only at end of file."""
+    view = memoryview(buffer)
+    filled = 0
+    while filled < len(buffer):
+        count = stream.readinto(view[filled:])
+        if not count:
+            break
+        filled += count
+    return filled
