@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Generator
 from contextlib import contextmanager
@@ -106,9 +108,25 @@ def s3_errors(action: str) -> Generator[None]:
         raise StoreError(f"{action}: {describe_error(err)}") from err
 
 
+def _is_write_conflict(err: ClientError) -> bool:
+    code = str(err.response.get("Error", {}).get("Code", ""))
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in {"PreconditionFailed", "ConditionalRequestConflict"} or status in {409, 412}
+
+
 def is_not_found(err: ClientError) -> bool:
     code = str(err.response.get("Error", {}).get("Code", ""))
     return code in {"404", "NoSuchKey", "NotFound"}
+
+
+@dataclass(frozen=True)
+class ManifestVersion:
+    manifest: Manifest
+    etag: str | None  # None: the store holds no manifest yet
+
+
+class ManifestChangedError(StoreError):
+    """Another writer replaced the manifest since it was read."""
 
 
 class RemoteStore:
@@ -125,6 +143,9 @@ class RemoteStore:
         return cls(StoreLocation.parse(url), make_s3_client(endpoint_url, max_connections))
 
     def read_manifest(self) -> Manifest:
+        return self.read_manifest_version().manifest
+
+    def read_manifest_version(self) -> ManifestVersion:
         where = f"s3://{self.location.bucket}/{self.location.manifest_key}"
         try:
             response = self.client.get_object(
@@ -133,20 +154,34 @@ class RemoteStore:
             raw: bytes = response["Body"].read()
         except ClientError as err:
             if is_not_found(err):
-                return Manifest()
+                return ManifestVersion(Manifest(), None)
             raise StoreError(f"reading {where}: {describe_error(err)}") from err
         except BotoCoreError as err:
             raise StoreError(f"reading {where}: {describe_error(err)}") from err
-        return Manifest.decode(raw, where)
+        return ManifestVersion(Manifest.decode(raw, where), str(response["ETag"]))
 
-    def write_manifest(self, manifest: Manifest) -> None:
-        with s3_errors(f"writing s3://{self.location.bucket}/{self.location.manifest_key}"):
+    def write_manifest(self, manifest: Manifest, replacing: ManifestVersion) -> None:
+        """Write `manifest` only if the stored one is still `replacing` (If-Match its ETag, or
+        If-None-Match when there was none); ManifestChangedError if another writer came first.
+        A store that ignores conditional writes makes this last-writer-wins."""
+        where = f"s3://{self.location.bucket}/{self.location.manifest_key}"
+        body = manifest.encode()
+        condition = {"IfMatch": replacing.etag} if replacing.etag else {"IfNoneMatch": "*"}
+        try:
             self.client.put_object(
                 Bucket=self.location.bucket,
                 Key=self.location.manifest_key,
-                Body=manifest.encode(),
+                Body=body,
                 ContentType="application/json",
+                ChecksumSHA256=base64.b64encode(hashlib.sha256(body).digest()).decode("ascii"),
+                **condition,
             )
+        except ClientError as err:
+            if _is_write_conflict(err):
+                raise ManifestChangedError(f"{where}: changed by another writer") from err
+            raise StoreError(f"writing {where}: {describe_error(err)}") from err
+        except BotoCoreError as err:
+            raise StoreError(f"writing {where}: {describe_error(err)}") from err
 
     def list_objects(self) -> dict[str, int]:
         """Size of every complete object under sha256/, by hex digest (one LIST per 1000)."""

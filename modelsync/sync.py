@@ -22,8 +22,10 @@ from modelsync.plan import (
 )
 from modelsync.progress import NoProgress, ProgressSink
 from modelsync.sources import ModelSource
-from modelsync.store import RemoteStore
+from modelsync.store import ManifestChangedError, RemoteStore
 from modelsync.upload import DEFAULT_MEMORY_BUDGET, DEFAULT_PART_SIZE, Uploader, UploadOutcome
+
+MANIFEST_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -229,13 +231,23 @@ def _check_landed(store: RemoteStore, uploaded: list[PlannedModel]) -> None:
 
 
 def _write_manifest(plan: SyncPlan, store: RemoteStore) -> bool:
-    # Re-read so that entries another sync wrote since our plan are kept.
-    manifest = store.read_manifest()
-    before = manifest.to_json()
-    for model in plan.models:
-        if model.action is not Action.ABSENT:
-            manifest.models[model.name] = model.entry(plan.location)
-    if manifest.to_json() == before:
-        return False
-    store.write_manifest(manifest)
-    return True
+    """Merge the plan's entries into the stored manifest; a concurrent writer's entries are kept
+    (its write makes ours fail its condition, and we merge again into what it wrote)."""
+    for _ in range(MANIFEST_ATTEMPTS):
+        current = store.read_manifest_version()
+        manifest = current.manifest
+        before = manifest.to_json()
+        for model in plan.models:
+            if model.action is not Action.ABSENT:
+                manifest.models[model.name] = model.entry(plan.location)
+        if manifest.to_json() == before:
+            return False
+        try:
+            store.write_manifest(manifest, replacing=current)
+        except ManifestChangedError:
+            continue
+        return True
+    raise StoreError(
+        f"{store.location.url}: manifest changed under {MANIFEST_ATTEMPTS} attempts to write it"
+        " (other syncs writing at once); objects are uploaded, sync again to record them"
+    )

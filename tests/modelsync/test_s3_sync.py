@@ -15,8 +15,9 @@ from botocore.awsrequest import AWSPreparedRequest
 from s3_probes import RequestLog
 from synthetic_gguf import GgufSpec, write_gguf
 
-from modelsync.errors import GgufError
+from modelsync.errors import GgufError, StoreError
 from modelsync.hashcache import HashCache
+from modelsync.manifest import ModelEntry
 from modelsync.plan import Action, plan_sync
 from modelsync.sources import ModelSource, discover_files
 from modelsync.store import RemoteStore
@@ -130,6 +131,53 @@ def test_every_upload_request_carries_a_checksum_of_its_bytes(
     ]
     (put,) = puts
     assert put["x-amz-checksum-sha256"] == b64(hashlib.sha256(small).digest())
+
+
+@pytest.fixture
+def conditional_writes(request: pytest.FixtureRequest) -> None:
+    if request.node.callspec.params.get("endpoint") == "rclone":
+        pytest.skip("rclone serve s3 ignores If-Match/If-None-Match: there the last writer wins")
+
+
+@pytest.mark.usefixtures("conditional_writes")
+def test_entries_a_concurrent_sync_wrote_meanwhile_are_kept(
+    folder: Path, store: RemoteStore, cache: HashCache, store_url: str, endpoint: str
+) -> None:
+    other_sync = RemoteStore.open(store_url, endpoint)
+    theirs = ModelEntry(f"sha256:{'ab' * 32}", 7, "fleet/sha256/x.gguf", {}, {"kind": "file"})
+
+    def write_theirs_first(request: AWSPreparedRequest, **_: object) -> None:
+        if (
+            request.url.endswith("/manifest.json")
+            and "theirs" not in other_sync.read_manifest().models
+        ):
+            current = other_sync.read_manifest_version()
+            current.manifest.models["theirs"] = theirs
+            other_sync.write_manifest(current.manifest, replacing=current)
+
+    store.client.meta.events.register("before-send.s3.PutObject", write_theirs_first)
+    result = sync(folder, store, cache)
+
+    assert result.manifest_written
+    assert sorted(store.read_manifest().models) == ["large", "small", "theirs"]
+
+
+@pytest.mark.usefixtures("conditional_writes")
+def test_manifest_write_gives_up_when_it_always_loses_the_race(
+    folder: Path, store: RemoteStore, cache: HashCache, store_url: str, endpoint: str
+) -> None:
+    other_sync = RemoteStore.open(store_url, endpoint)
+    theirs = ModelEntry(f"sha256:{'cd' * 32}", 7, "fleet/sha256/y.gguf", {}, {"kind": "file"})
+
+    def always_write_first(request: AWSPreparedRequest, **_: object) -> None:
+        if request.url.endswith("/manifest.json"):
+            current = other_sync.read_manifest_version()
+            current.manifest.models[f"theirs-{len(current.manifest.models)}"] = theirs
+            other_sync.write_manifest(current.manifest, replacing=current)
+
+    store.client.meta.events.register("before-send.s3.PutObject", always_write_first)
+    with pytest.raises(StoreError, match="manifest changed under 5 attempts"):
+        sync(folder, store, cache)
 
 
 def test_touched_identical_file_is_rehashed_not_uploaded(
