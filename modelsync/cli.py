@@ -22,7 +22,7 @@ from modelsync.progress import progress_for
 from modelsync.sources import ModelSource, discover_files
 from modelsync.store import RemoteStore, describe_error
 from modelsync.sync import SyncTuning, sync_sources
-from modelsync.upload import DEFAULT_MEMORY_BUDGET, MIB, MIN_PART_SIZE
+from modelsync.upload import DEFAULT_MEMORY_BUDGET, DEFAULT_PART_SIZE, MIB, MIN_PART_SIZE
 from modelsync.verify import VerifyResult, verify_local, verify_remote
 
 Handler = Callable[[argparse.Namespace], int]
@@ -162,7 +162,9 @@ def _add_store_options(parser: argparse.ArgumentParser) -> None:
 def _add_sync_options(parser: argparse.ArgumentParser) -> None:
     _add_store_options(parser)
     parser.add_argument("--dry-run", action="store_true", help="plan only; change nothing")
-    parser.add_argument("--part-size", type=_part_size, default=8, help="multipart size, MiB")
+    parser.add_argument(
+        "--part-size", type=_part_size, default=DEFAULT_PART_SIZE // MIB, help="multipart size, MiB"
+    )
     parser.add_argument("--cache-dir", help="hash cache folder (default ~/.cache/llamafleet/…)")
 
 
