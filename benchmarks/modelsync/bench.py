@@ -155,18 +155,40 @@ class Tool:
 
 class ModelSyncTool(Tool):
     name = "modelsync"
+    cache_name = "hash-cache"
 
-    def sync(self) -> Timed:
+    @property
+    def cache_dir(self) -> Path:
+        return self.work / self.cache_name
+
+    def command(self) -> list[str]:
         argv = [sys.executable, "-m", "modelsync", "sync", str(self.folder)]
         argv += [f"s3://{self.bucket}/m", "--endpoint-url", self.endpoint, "--json"]
-        return run_timed([*argv, "--cache-dir", str(self.work / "hash-cache")])
+        return [*argv, "--cache-dir", str(self.cache_dir)]
+
+    def sync(self) -> Timed:
+        return run_timed(self.command())
 
     def bytes_sent(self, timed: Timed) -> int:
         return int(json.loads(timed.stdout)["bytesUploaded"])
 
     def forget(self) -> None:
         super().forget()
-        shutil.rmtree(self.work / "hash-cache", ignore_errors=True)
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+
+class KnownDigestsTool(ModelSyncTool):
+    """An empty store, but digests already known: an Ollama store (blobs are named by digest),
+    or files this machine hashed before (a second store, an earlier `--dry-run`). The upload
+    is then the only pass over the bytes, the SHA-256 computed within it."""
+
+    name = "modelsync, digests known"
+    cache_name = "hash-cache-known"
+
+    def forget(self) -> None:
+        empty_bucket(self.endpoint, self.bucket)
+        if not self.cache_dir.exists():
+            run_timed([*self.command(), "--dry-run"])
 
 
 class AwsCliTool(Tool):
@@ -265,7 +287,8 @@ def main() -> None:
         server, endpoint = start_server(args.server, work / "s3")
         try:
             tools: list[Tool] = []
-            for index, tool_class in enumerate((ModelSyncTool, AwsCliTool, S5cmdTool)):
+            kinds = (ModelSyncTool, KnownDigestsTool, AwsCliTool, S5cmdTool)
+            for index, tool_class in enumerate(kinds):
                 bucket = f"bench-{index}"
                 boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
                 tools.append(tool_class(endpoint, bucket, folder, work))
@@ -278,7 +301,7 @@ def main() -> None:
             in_process: list[float] = []
             for tool in rotated(tools, args.rounds - 1):
                 results[tool.name] = measure(tool, colds[tool.name], folder / "big-00.gguf")
-                if isinstance(tool, ModelSyncTool):
+                if type(tool) is ModelSyncTool:
                     in_process = in_process_noop(endpoint, tool.bucket, folder, work)
                 tool.forget()
         finally:
@@ -313,17 +336,21 @@ def report(
         )
     warm = statistics.median(in_process[1:])
     print(f"| modelsync in-process | | {warm:.3f} (first call {in_process[0]:.3f}) | | | |")
-    mine, peers = results[0], results[1:]
-    ratios = [
-        min(peer.cold_s[index] for peer in peers) / mine.cold_s[index]
-        for index in range(len(mine.cold_s))
-    ]
-    per_round = ", ".join(f"{ratio:.2f}" for ratio in ratios)
-    print(f"cold upload vs the faster peer of each round: median {statistics.median(ratios):.2f}x"
-          f" ({per_round})")  # fmt: skip
+    mine = [r for r in results if r.tool.startswith("modelsync")]
+    peers = [r for r in results if not r.tool.startswith("modelsync")]
+    ratios: dict[str, list[float]] = {}
+    for r in mine:
+        ratios[r.tool] = [
+            min(peer.cold_s[index] for peer in peers) / r.cold_s[index]
+            for index in range(len(r.cold_s))
+        ]
+        per_round = ", ".join(f"{ratio:.2f}" for ratio in ratios[r.tool])
+        print(f"cold upload, {r.tool}, vs the faster peer of each round:"
+              f" median {statistics.median(ratios[r.tool]):.2f}x ({per_round})")  # fmt: skip
+    mine_noop = mine[0]
     s5cmd = next(r for r in peers if r.tool.startswith("s5cmd"))
     aws = next(r for r in peers if r.tool.startswith("aws"))
-    print(f"no-op command: aws takes {aws.noop_s / mine.noop_s:.2f}x modelsync's time")
+    print(f"no-op command: aws takes {aws.noop_s / mine_noop.noop_s:.2f}x modelsync's time")
     print(f"no-op in-process: {warm / s5cmd.noop_s:.2f}x s5cmd's time")
     if args.json_out:
         document = {
