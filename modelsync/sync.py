@@ -205,29 +205,12 @@ def _upload_queue(
 
 
 def _finish(plan: SyncPlan, store: RemoteStore, outcomes: dict[str, UploadOutcome]) -> SyncResult:
-    if outcomes:
-        _check_landed(store, [model for model in plan.models if model.name in outcomes])
     written = _write_manifest(plan, store) if plan.has_changes else False
     return SyncResult(
         plan.location.url,
         tuple(_result(model, outcomes.get(model.name)) for model in plan.models),
         written,
     )
-
-
-def _check_landed(store: RemoteStore, uploaded: list[PlannedModel]) -> None:
-    """One LIST confirms every uploaded object has its full size before the manifest names it."""
-    sizes = store.list_objects()
-    for model in uploaded:
-        if model.local is None:
-            continue
-        digest, size = model.local.cached.digest, model.local.identity.size
-        if sizes.get(digest) != size:
-            key = store.location.object_key(digest)
-            raise StoreError(
-                f"s3://{store.location.bucket}/{key}: store holds {sizes.get(digest)} bytes,"
-                f" uploaded {size}; manifest not written"
-            )
 
 
 def _write_manifest(plan: SyncPlan, store: RemoteStore) -> bool:

@@ -18,6 +18,11 @@ third hashing pass over every byte (hashing is what bounds a cold sync on a busy
 zlib's CRC32 runs at about three times SHA-256's speed. A file of at most four parts goes in one
 PutObject whose x-amz-checksum-sha256 is the whole-file digest itself.
 
+Where the store reports the checksum it computed over the whole object (AWS and MinIO do, as
+the CRC32 of the parts' CRC32s), it must equal the one computed from the bytes sent, or the object
+is removed and nothing is recorded. That check costs no request, where listing or HEADing the new
+objects would make some stores (rclone serve s3) hash every new byte again for an MD5 ETag.
+
 Nothing ever appears under the final key before it is complete: files up to four parts go in one
 PutObject (atomic), larger ones in a multipart upload that is completed only after the whole-file
 digest matched. A killed upload stays listed as an incomplete multipart upload; the next run
@@ -35,6 +40,7 @@ force.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import threading
@@ -60,6 +66,12 @@ DEFAULT_PART_SIZE: Final = 8 * MIB
 DEFAULT_MEMORY_BUDGET: Final = 128 * MIB
 # Up to this many parts' worth, one PutObject beats the five round trips of a multipart upload.
 SINGLE_PUT_PARTS: Final = 4
+
+
+def composite_crc32(part_checksums: list[str]) -> str:
+    """S3's checksum of a multipart object: the CRC32 of its parts' CRC32s, then `-<parts>`."""
+    joined = b"".join(base64.b64decode(checksum) for checksum in part_checksums)
+    return f"{crc32_base64(joined)}-{len(part_checksums)}"
 
 
 def part_size_for(file_size: int, preferred: int = DEFAULT_PART_SIZE) -> int:
@@ -168,7 +180,7 @@ class Uploader:
             if hashlib.sha256(data).hexdigest() != hex_digest:
                 raise DigestMismatchError(f"{path}: changed since it was hashed; nothing uploaded")
             with s3_errors(f"uploading {path}"):
-                with_backoff(
+                stored = with_backoff(
                     lambda: self._store.client.put_object(
                         Bucket=self._store.location.bucket,
                         Key=key,
@@ -177,6 +189,7 @@ class Uploader:
                         Metadata={"sha256": hex_digest},
                     )
                 )
+            self._check_stored(stored, "ChecksumSHA256", hex_to_base64(hex_digest), key)
         finally:
             self._buffers.give(data)
         transfer.advance(size)
@@ -202,7 +215,7 @@ class Uploader:
             for part in sent
         ]
         with s3_errors(f"completing upload of {transfer.path}"):
-            with_backoff(
+            completed = with_backoff(
                 lambda: self._store.client.complete_multipart_upload(
                     Bucket=self._store.location.bucket,
                     Key=key,
@@ -210,8 +223,23 @@ class Uploader:
                     MultipartUpload={"Parts": parts},
                 )
             )
+        expected = composite_crc32([part.checksum_crc32 for part in sent])
+        self._check_stored(completed, "ChecksumCRC32", expected, key)
         resumed = sum(1 for part in sent if part.bytes_sent == 0)
         return UploadOutcome(key, sum(part.bytes_sent for part in sent), len(sent), resumed)
+
+    def _check_stored(self, response: dict[str, Any], name: str, expected: str, key: str) -> None:
+        """Compare the checksum the store says it computed over the whole object (AWS and MinIO
+        return one; moto and rclone do not) with ours; a mismatch removes the object."""
+        echoed = response.get(name)
+        if echoed is None or str(echoed).split("-")[0] == expected.split("-", maxsplit=1)[0]:
+            return
+        with s3_errors(f"removing {key}"):
+            self._store.client.delete_object(Bucket=self._store.location.bucket, Key=key)
+        raise StoreError(
+            f"s3://{self._store.location.bucket}/{key}: store computed {name} {echoed},"
+            f" the bytes sent have {expected}; object removed, nothing recorded"
+        )
 
     def _send_parts(
         self, transfer: _Transfer, upload_id: str, listed: dict[int, _ListedPart]

@@ -21,7 +21,7 @@ from modelsync.plan import Action, plan_sync
 from modelsync.sources import discover_files
 from modelsync.store import RemoteStore, make_s3_client
 from modelsync.sync import SyncTuning, run_sync
-from modelsync.upload import Uploader
+from modelsync.upload import Uploader, composite_crc32
 
 pytestmark = pytest.mark.s3
 
@@ -226,6 +226,55 @@ def test_pending_upload_holding_other_bytes_is_aborted_and_the_file_sent_afresh(
     stored = store.client.get_object(Bucket=bucket, Key=key)["Body"].read()
     assert hashlib.sha256(stored).hexdigest() == hex_digest
     assert pending_uploads(store) == []
+
+
+class ReportedChecksum:
+    """Makes the store report a whole-object checksum, as AWS does (moto and rclone do not):
+    the right one, computed from what was sent, or a wrong one."""
+
+    def __init__(self, name: str, wrong: bool) -> None:
+        self.name, self.wrong, self.parts = name, wrong, []
+
+    def note_part(self, params: dict[str, object], **_: object) -> None:
+        self.parts.append(str(params["ChecksumCRC32"]))
+
+    def report(self, parsed: dict[str, object], **_: object) -> None:
+        right = composite_crc32(self.parts) if self.name == "ChecksumCRC32" else None
+        parsed[self.name] = "AAAAAA==-9" if self.wrong or right is None else right
+
+
+@pytest.mark.parametrize("wrong", [False, True])
+def test_whole_object_checksum_reported_by_the_store_must_match(
+    big_model: Path, store: RemoteStore, cache: HashCache, wrong: bool
+) -> None:
+    reported = ReportedChecksum("ChecksumCRC32", wrong)
+    store.client.meta.events.register("provide-client-params.s3.UploadPart", reported.note_part)
+    store.client.meta.events.register("after-call.s3.CompleteMultipartUpload", reported.report)
+    key = store.location.object_key(hashlib.sha256(big_model.read_bytes()).hexdigest())
+    plan = plan_sync(discover_files(big_model.parent), store, cache)
+
+    if not wrong:
+        run_sync(plan, store, tuning=TUNING)
+        assert object_exists(store, key)
+        return
+    with pytest.raises(StoreError, match="store computed ChecksumCRC32 AAAAAA==-9"):
+        run_sync(plan, store, tuning=TUNING)
+    assert not object_exists(store, key)
+    assert store.read_manifest().models == {}
+
+
+def test_single_put_whose_reported_checksum_differs_is_removed(
+    tmp_path: Path, store: RemoteStore, cache: HashCache
+) -> None:
+    small = write_gguf(tmp_path / "models" / "small.gguf", GgufSpec(tensor_bytes=1 << 20))
+    reported = ReportedChecksum("ChecksumSHA256", wrong=True)
+    store.client.meta.events.register("after-call.s3.PutObject", reported.report)
+    key = store.location.object_key(hashlib.sha256(small.read_bytes()).hexdigest())
+
+    with pytest.raises(StoreError, match="store computed ChecksumSHA256"):
+        run_sync(plan_sync(discover_files(small.parent), store, cache), store, tuning=TUNING)
+    assert not object_exists(store, key)
+    assert store.read_manifest().models == {}
 
 
 def _wait_for_parts(
