@@ -139,45 +139,52 @@ def conditional_writes(request: pytest.FixtureRequest) -> None:
         pytest.skip("rclone serve s3 ignores If-Match/If-None-Match: there the last writer wins")
 
 
+class RivalSync:
+    """Another sync into the same store: it records a model of its own just before each of our
+    manifest writes goes out, `times` times (None: every time)."""
+
+    def __init__(self, store_url: str, endpoint: str, times: int | None) -> None:
+        self.store = RemoteStore.open(store_url, endpoint)
+        self.left = times
+        self.names: list[str] = []
+
+    def __call__(self, request: AWSPreparedRequest, **_: object) -> None:
+        if not request.url.endswith("/manifest.json") or self.left == 0:
+            return
+        if self.left is not None:
+            self.left -= 1
+        current = self.store.read_manifest_version()
+        name = f"theirs-{len(self.names)}"
+        entry = ModelEntry(f"sha256:{'ab' * 32}", 7, "fleet/sha256/x.gguf", {}, {"kind": "file"})
+        current.manifest.models[name] = entry
+        self.store.write_manifest(current.manifest, replacing=current)
+        self.names.append(name)
+
+
 @pytest.mark.usefixtures("conditional_writes")
 def test_entries_a_concurrent_sync_wrote_meanwhile_are_kept(
     folder: Path, store: RemoteStore, cache: HashCache, store_url: str, endpoint: str
 ) -> None:
-    other_sync = RemoteStore.open(store_url, endpoint)
-    theirs = ModelEntry(f"sha256:{'ab' * 32}", 7, "fleet/sha256/x.gguf", {}, {"kind": "file"})
+    rival = RivalSync(store_url, endpoint, times=1)
+    store.client.meta.events.register("before-send.s3.PutObject", rival)
 
-    def write_theirs_first(request: AWSPreparedRequest, **_: object) -> None:
-        if (
-            request.url.endswith("/manifest.json")
-            and "theirs" not in other_sync.read_manifest().models
-        ):
-            current = other_sync.read_manifest_version()
-            current.manifest.models["theirs"] = theirs
-            other_sync.write_manifest(current.manifest, replacing=current)
-
-    store.client.meta.events.register("before-send.s3.PutObject", write_theirs_first)
     result = sync(folder, store, cache)
 
     assert result.manifest_written
-    assert sorted(store.read_manifest().models) == ["large", "small", "theirs"]
+    assert rival.names == ["theirs-0"]
+    assert sorted(store.read_manifest().models) == ["large", "small", "theirs-0"]
 
 
 @pytest.mark.usefixtures("conditional_writes")
 def test_manifest_write_gives_up_when_it_always_loses_the_race(
     folder: Path, store: RemoteStore, cache: HashCache, store_url: str, endpoint: str
 ) -> None:
-    other_sync = RemoteStore.open(store_url, endpoint)
-    theirs = ModelEntry(f"sha256:{'cd' * 32}", 7, "fleet/sha256/y.gguf", {}, {"kind": "file"})
+    rival = RivalSync(store_url, endpoint, times=None)
+    store.client.meta.events.register("before-send.s3.PutObject", rival)
 
-    def always_write_first(request: AWSPreparedRequest, **_: object) -> None:
-        if request.url.endswith("/manifest.json"):
-            current = other_sync.read_manifest_version()
-            current.manifest.models[f"theirs-{len(current.manifest.models)}"] = theirs
-            other_sync.write_manifest(current.manifest, replacing=current)
-
-    store.client.meta.events.register("before-send.s3.PutObject", always_write_first)
     with pytest.raises(StoreError, match="manifest changed under 5 attempts"):
         sync(folder, store, cache)
+    assert len(rival.names) == 5
 
 
 def test_touched_identical_file_is_rehashed_not_uploaded(
