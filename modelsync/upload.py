@@ -45,7 +45,7 @@ import hashlib
 import io
 import threading
 from concurrent.futures import Executor, Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -100,6 +100,20 @@ class _ListedPart:
         if self.checksum_crc32:
             return self.checksum_crc32 == checksum
         return self.etag.strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+class _CountedAdvance:
+    """Reports progress onwards and remembers how much, so that a restart can take it back."""
+
+    def __init__(self, advance: Advance) -> None:
+        self._advance = advance
+        self._lock = threading.Lock()
+        self.total = 0
+
+    def __call__(self, count: int) -> None:
+        with self._lock:
+            self.total += count
+        self._advance(count)
 
 
 class _StaleUpload(Exception):
@@ -199,12 +213,14 @@ class Uploader:
         key = transfer.key
         upload_id, listed = self._resume_or_create(key, transfer.hex_digest)
         try:
+            first_try = _CountedAdvance(transfer.advance)
             try:
-                sent = self._send_parts(transfer, upload_id, listed)
+                sent = self._send_parts(replace(transfer, advance=first_try), upload_id, listed)
             except _StaleUpload:
                 # The pending upload holds bytes this file does not (it changed during a killed
                 # run): trust none of its parts, and start over.
                 self._abort(key, upload_id)
+                transfer.advance(-first_try.total)
                 upload_id = self._create(key, transfer.hex_digest)
                 sent = self._send_parts(transfer, upload_id, {})
         except (DigestMismatchError, SourceError):

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +19,7 @@ from synthetic_gguf import GgufSpec, write_gguf
 from modelsync.errors import DigestMismatchError, SourceError, StoreError
 from modelsync.hashcache import HashCache
 from modelsync.plan import Action, plan_sync
+from modelsync.progress import Advance, NoProgress
 from modelsync.sources import discover_files
 from modelsync.store import RemoteStore, make_s3_client
 from modelsync.sync import SyncTuning, run_sync
@@ -199,6 +201,21 @@ def test_killed_upload_leaves_no_object_and_rerun_resumes(
     assert [u for u in pending_uploads(store) if u["Key"] == key] == []
 
 
+class NetProgress(NoProgress):
+    """Sums what each transfer reports, taking back included."""
+
+    def __init__(self) -> None:
+        self.net: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def track(self, description: str, total: int) -> Advance:
+        def advance(count: int) -> None:
+            with self._lock:
+                self.net[description] = self.net.get(description, 0) + count
+
+        return advance
+
+
 def test_pending_upload_holding_other_bytes_is_aborted_and_the_file_sent_afresh(
     big_model: Path, store: RemoteStore, cache: HashCache
 ) -> None:
@@ -216,10 +233,11 @@ def test_pending_upload_holding_other_bytes_is_aborted_and_the_file_sent_afresh(
             ChecksumAlgorithm="CRC32",
         )  # fmt: skip
 
-    result = run_sync(
-        plan_sync(discover_files(big_model.parent), store, cache), store, tuning=TUNING
-    )
+    progress = NetProgress()
+    plan = plan_sync(discover_files(big_model.parent), store, cache)
+    result = run_sync(plan, store, progress=progress, tuning=TUNING)
 
+    assert progress.net == {"uploading big": len(data)}  # what the first try counted, taken back
     (outcome,) = result.models
     assert outcome.resumed_parts == 0
     assert outcome.bytes_uploaded == len(data)
