@@ -251,13 +251,15 @@ class ReportedChecksum:
     the right one, computed from what was sent, or a wrong one."""
 
     def __init__(self, name: str, wrong: bool) -> None:
-        self.name, self.wrong, self.parts = name, wrong, []
+        self.name, self.wrong = name, wrong
+        self.parts: dict[int, str] = {}
 
     def note_part(self, params: dict[str, object], **_: object) -> None:
-        self.parts.append(str(params["ChecksumCRC32"]))
+        self.parts[int(str(params["PartNumber"]))] = str(params["ChecksumCRC32"])
 
     def report(self, parsed: dict[str, object], **_: object) -> None:
-        right = composite_crc32(self.parts) if self.name == "ChecksumCRC32" else None
+        in_order = [self.parts[number] for number in sorted(self.parts)]
+        right = composite_crc32(in_order) if self.name == "ChecksumCRC32" else None
         parsed[self.name] = "AAAAAA==-9" if self.wrong or right is None else right
 
 
