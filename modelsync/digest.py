@@ -29,6 +29,11 @@ def format_digest(hex_digest: str) -> str:
     return f"sha256:{hex_digest}"
 
 
+def sha256_base64(data: bytes | bytearray | memoryview) -> str:
+    """Base64 SHA-256, the form of S3's x-amz-checksum-sha256."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
 def crc32_base64(data: bytes | bytearray) -> str:
     """Base64 big-endian CRC32, the form of S3's x-amz-checksum-crc32."""
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 from collections.abc import Generator
 from contextlib import contextmanager
@@ -15,6 +13,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.session import Session, get_session
 
+from modelsync.digest import sha256_base64
 from modelsync.errors import StoreError
 from modelsync.manifest import Manifest
 
@@ -173,7 +172,7 @@ class RemoteStore:
                 Key=self.location.manifest_key,
                 Body=body,
                 ContentType="application/json",
-                ChecksumSHA256=base64.b64encode(hashlib.sha256(body).digest()).decode("ascii"),
+                ChecksumSHA256=sha256_base64(body),
                 **condition,
             )
         except ClientError as err:
