@@ -5,8 +5,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-from collections.abc import Generator
-from contextlib import contextmanager
 
 
 class ByteBudget:
@@ -51,11 +49,3 @@ class ByteBudget:
         with self._changed:
             self._held -= size
             self._changed.notify_all()
-
-    @contextmanager
-    def hold(self, size: int, priority: int = 0) -> Generator[None]:
-        self.acquire(size, priority)
-        try:
-            yield
-        finally:
-            self.release(size)
