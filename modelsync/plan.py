@@ -158,11 +158,16 @@ def hash_pending(
     progress: ProgressSink | None = None,
     on_hashed: Callable[[ModelSource, LocalState], None] | None = None,
 ) -> dict[str, LocalState]:
-    """Hash each pending source (in parallel), remembering the digests in the cache."""
+    """Hash each pending source (in parallel), remembering the digests in the cache. Smallest
+    first: the upload of a file waits for its digest, so small files ready early give the
+    uploads work while the big ones are still being hashed."""
     sink = progress or NoProgress()
     hashed: dict[str, LocalState] = {}
+    smallest_first = sorted(pending, key=lambda item: item.identity.size)
     with ThreadPoolExecutor(HASH_WORKERS) as pool:
-        futures = {pool.submit(_digest_source, item, verify_known, sink): item for item in pending}
+        futures = {
+            pool.submit(_digest_source, item, verify_known, sink): item for item in smallest_first
+        }
         for future in as_completed(futures):
             item = futures[future]
             state = LocalState(item.identity, future.result(), rehashed=True)
