@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable
+from typing import Final
 
 from modelsync.budget import ByteBudget
+
+# Bytes read per call: small enough that what was just read is still in the core's cache when
+# `on_slice` hashes it.
+READ_SLICE: Final = 1 << 20
 
 
 class PartBuffers:
@@ -55,13 +61,20 @@ class PartBuffers:
             excess -= size
 
 
-def read_into(stream: io.RawIOBase, buffer: bytearray) -> int:
-    """Fill `buffer` from `stream`; fewer bytes only at end of file."""
+def read_into(
+    stream: io.RawIOBase,
+    buffer: bytearray,
+    on_slice: Callable[[memoryview], None] | None = None,
+) -> int:
+    """Fill `buffer` from `stream`, handing each slice read to `on_slice`, in order; fewer bytes
+    only at end of file."""
     view = memoryview(buffer)
     filled = 0
     while filled < len(buffer):
-        count = stream.readinto(view[filled:])
+        count = stream.readinto(view[filled : filled + READ_SLICE])
         if not count:
             break
+        if on_slice is not None:
+            on_slice(view[filled : filled + count])
         filled += count
     return filled

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import io
 import threading
+from pathlib import Path
 
+import pytest
+
+from modelsync import buffers as buffers_module
 from modelsync.buffers import PartBuffers, read_into
 
 
@@ -61,3 +65,19 @@ def test_read_into_fills_across_short_reads_and_reports_end_of_file() -> None:
     assert buffer == b"abcdefgh"
     assert read_into(Trickle(b"xyz12"), buffer) == 5
     assert buffer[:5] == b"xyz12"
+
+
+def test_read_into_hands_every_slice_to_on_slice_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(buffers_module, "READ_SLICE", 4)
+    path = tmp_path / "data"
+    path.write_bytes(b"0123456789abcdefghij")
+    seen: list[bytes] = []
+    buffer = bytearray(14)
+
+    with io.FileIO(path, "rb") as stream:
+        assert read_into(stream, buffer, lambda piece: seen.append(bytes(piece))) == 14
+        assert read_into(stream, buffer, lambda piece: seen.append(bytes(piece))) == 6
+
+    assert seen == [b"0123", b"4567", b"89ab", b"cd", b"efgh", b"ij"]
