@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, cast
@@ -62,28 +63,33 @@ class CachedDigest:
 
 
 class HashCache:
-    """Digests and GGUF headers of local files, remembered across runs."""
+    """Digests and GGUF headers of local files, remembered across runs. Safe to share between
+    threads: one connection, used by one thread at a time (sqlite3's transactions are per
+    connection, so interleaved stores would nest them)."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory or default_cache_dir()
         self.directory.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.directory / "hashes.sqlite", check_same_thread=False)
+        self._lock = threading.Lock()
         with self._db:
             self._db.execute(_SCHEMA)
 
     def lookup(self, identity: FileIdentity) -> CachedDigest | None:
-        row = self._db.execute(
-            "SELECT digest, gguf FROM file_digest"
-            " WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ? AND ctime_ns = ?",
-            (identity.path, identity.size, identity.mtime_ns, identity.inode, identity.ctime_ns),
-        ).fetchone()
+        key = (identity.path, identity.size, identity.mtime_ns, identity.inode, identity.ctime_ns)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT digest, gguf FROM file_digest"
+                " WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ? AND ctime_ns = ?",
+                key,
+            ).fetchone()
         if row is None:
             return None
         digest, gguf_json = cast(tuple[str, str], row)
         return CachedDigest(digest, cast(dict[str, object], json.loads(gguf_json)))
 
     def store(self, identity: FileIdentity, entry: CachedDigest) -> None:
-        with self._db:
+        with self._lock, self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO file_digest VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -98,4 +104,5 @@ class HashCache:
             )
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
