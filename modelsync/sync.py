@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from modelsync.digest import format_digest
 from modelsync.errors import SourceError, StoreError
-from modelsync.hashcache import FileIdentity, HashCache
+from modelsync.hashcache import CachedDigest, FileIdentity, HashCache
 from modelsync.plan import (
     Action,
     LocalState,
+    PendingHash,
     PlannedModel,
     SyncPlan,
     decide,
@@ -114,6 +115,10 @@ def _upload_one(
     )
 
 
+Carried = tuple[str, UploadOutcome] | None  # (name of the model whose upload it was, outcome)
+PlanModel = Callable[[ModelSource, LocalState], PlannedModel]
+
+
 class _UploadQueue:
     """Starts one upload per distinct digest as soon as a model is known to need it."""
 
@@ -121,25 +126,63 @@ class _UploadQueue:
         self._uploader = uploader
         self._file_pool = file_pool
         self._progress = progress
-        self._by_digest: dict[str, tuple[str, Future[UploadOutcome]]] = {}
+        self._carriers: dict[str, str] = {}  # digest -> the model whose upload carries it
+        self._jobs: list[Future[Carried]] = []
         self._lock = threading.Lock()
 
     def offer(self, model: PlannedModel) -> None:
-        if model.action is not Action.UPLOAD or model.local is None:
-            return
-        with self._lock:
-            if model.local.cached.digest not in self._by_digest:
-                priority = len(self._by_digest)  # first offered, first finished
-                future = self._file_pool.submit(
-                    _upload_one, self._uploader, model, self._progress, priority
-                )
-                self._by_digest[model.local.cached.digest] = (model.name, future)
+        """Upload `model`'s file, from its path, if it needs an upload no other model carries."""
+        if self._claim(model):
+            self._submit(self._upload_file, model)
+
+    def reads_once(self, item: PendingHash) -> bool:
+        """Whether `item` fits in one PutObject: then one read gives its digest and the bytes
+        to upload, where a bigger file is hashed, then read and hashed again as it is sent."""
+        return item.source.known_digest is None and self._uploader.fits_whole(item.identity.size)
+
+    def read_once(self, item: PendingHash, cache: HashCache, plan_model: PlanModel) -> None:
+        self._submit(self._read_and_upload, item, cache, plan_model)
 
     def outcomes(self) -> dict[str, UploadOutcome]:
         """Outcome by the name of the model whose upload carried it; raises the first failure."""
         with self._lock:
-            started = list(self._by_digest.values())
-        return {name: future.result() for name, future in started}
+            jobs = list(self._jobs)
+        return dict(carried for job in jobs if (carried := job.result()) is not None)
+
+    def _claim(self, model: PlannedModel) -> bool:
+        if model.action is not Action.UPLOAD or model.local is None:
+            return False
+        with self._lock:
+            if model.local.cached.digest in self._carriers:
+                return False
+            self._carriers[model.local.cached.digest] = model.name
+            return True
+
+    def _submit(self, job: Callable[..., Carried], *args: object) -> None:
+        with self._lock:
+            priority = len(self._jobs)  # first submitted, first given memory
+            self._jobs.append(self._file_pool.submit(job, *args, priority))
+
+    def _upload_file(self, model: PlannedModel, priority: int) -> Carried:
+        return model.name, _upload_one(self._uploader, model, self._progress, priority)
+
+    def _read_and_upload(
+        self, item: PendingHash, cache: HashCache, plan_model: PlanModel, priority: int
+    ) -> Carried:
+        source, size = item.source, item.identity.size
+        hashing = self._progress.track(f"hashing {source.name}", size)
+        whole = self._uploader.read_whole(source.path, size, priority, hashing)
+        try:
+            cached = CachedDigest(whole.hex_digest, item.gguf)
+            local = LocalState(item.identity, cached, rehashed=True)
+            cache.store(item.identity, cached)
+            model = plan_model(source, local)
+            if not self._claim(model):
+                return None
+            uploading = self._progress.track(f"uploading {source.name}", size)
+            return model.name, self._uploader.put_whole(whole, uploading)
+        finally:
+            self._uploader.release(whole)
 
 
 def run_sync(
@@ -167,7 +210,8 @@ def sync_sources(
     tuning: SyncTuning | None = None,
 ) -> SyncResult:
     """`plan_sync` then `run_sync`, except that each cold file's upload starts as soon as it is
-    hashed, overlapping the hashing pass with the uploads (what the CLI runs)."""
+    hashed, overlapping the hashing pass with the uploads, and that a cold file small enough for
+    one PutObject is read once, for its digest and its upload (what the CLI runs)."""
     hash_cache = cache or HashCache()
     sink = progress or NoProgress()
     states, pending = identify_locals(sources, hash_cache, verify_known)
@@ -177,16 +221,28 @@ def sync_sources(
 
     with _upload_queue(store, sink, tuning or SyncTuning()) as queue:
 
-        def settle(source: ModelSource, local: LocalState | None) -> None:
+        def plan_model(source: ModelSource, local: LocalState | None) -> PlannedModel:
             model = PlannedModel(source, decide(local, source.name, manifest, sizes), local)
             planned[source.name] = model
-            queue.offer(model)
+            return model
 
         still_hashing = {item.source.name for item in pending}
         for source in sources:
             if source.name not in still_hashing:
-                settle(source, states[source.name])
-        hash_pending(pending, hash_cache, verify_known, sink, on_hashed=settle)
+                queue.offer(plan_model(source, states[source.name]))
+        hash_first: list[PendingHash] = []
+        for item in pending:
+            if queue.reads_once(item):
+                queue.read_once(item, hash_cache, plan_model)
+            else:
+                hash_first.append(item)
+        hash_pending(
+            hash_first,
+            hash_cache,
+            verify_known,
+            sink,
+            on_hashed=lambda source, local: queue.offer(plan_model(source, local)),
+        )
         outcomes = queue.outcomes()
     plan = SyncPlan(store.location, tuple(planned[source.name] for source in sources), manifest)
     return _finish(plan, store, outcomes)

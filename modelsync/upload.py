@@ -91,6 +91,15 @@ class UploadOutcome:
 
 
 @dataclass(frozen=True)
+class WholeFile:
+    """A file read whole into memory, and the SHA-256 of exactly those bytes."""
+
+    path: Path
+    data: bytearray
+    hex_digest: str
+
+
+@dataclass(frozen=True)
 class _ListedPart:
     etag: str
     size: int
@@ -195,36 +204,62 @@ class Uploader:
             return self._put_whole(transfer)
         return self._put_multipart(transfer)
 
-    def _put_whole(self, transfer: _Transfer) -> UploadOutcome:
-        path, key, hex_digest, size = (
-            transfer.path,
-            transfer.key,
-            transfer.hex_digest,
-            transfer.size,
-        )
-        data = self._buffers.take(size, transfer.priority)
+    def fits_whole(self, size: int) -> bool:
+        """Whether a file of `size` bytes goes in one PutObject, read whole into memory."""
+        return size <= part_size_for(size, self._part_size) * SINGLE_PUT_PARTS
+
+    def read_whole(
+        self, path: Path, size: int, priority: int = 0, on_bytes: Advance | None = None
+    ) -> WholeFile:
+        """Read a file of `size` bytes into a buffer of the memory budget, hashing it as it is
+        read; hand it back with `release`."""
+        data = self._buffers.take(size, priority)
         hasher = hashlib.sha256()
         try:
             with _open_for_read(path) as stream:
                 if read_into(stream, data, hasher.update) != size or stream.read(1):
-                    raise SourceError(f"{path}: size changed since it was hashed; nothing uploaded")
-            if hasher.hexdigest() != hex_digest:
-                raise DigestMismatchError(f"{path}: changed since it was hashed; nothing uploaded")
-            with s3_errors(f"uploading {path}"):
-                stored = with_backoff(
-                    lambda: self._store.client.put_object(
-                        Bucket=self._store.location.bucket,
-                        Key=key,
-                        Body=data,
-                        ChecksumSHA256=hex_to_base64(hex_digest),
-                        Metadata={"sha256": hex_digest},
+                    raise SourceError(
+                        f"{path}: size changed since it was examined; nothing uploaded"
                     )
-                )
-            self._check_stored(stored, "ChecksumSHA256", hex_to_base64(hex_digest), key)
-        finally:
+        except BaseException:
             self._buffers.give(data)
-        transfer.advance(size)
-        return UploadOutcome(key, size, 1, 0)
+            raise
+        if on_bytes is not None:
+            on_bytes(size)
+        return WholeFile(path, data, hasher.hexdigest())
+
+    def release(self, whole: WholeFile) -> None:
+        self._buffers.give(whole.data)
+
+    def put_whole(self, whole: WholeFile, advance: Advance) -> UploadOutcome:
+        """One PutObject of bytes in memory, under the key of their own digest, which the store
+        checks (x-amz-checksum-sha256)."""
+        key = self._store.location.object_key(whole.hex_digest)
+        checksum = hex_to_base64(whole.hex_digest)
+        with s3_errors(f"uploading {whole.path}"):
+            stored = with_backoff(
+                lambda: self._store.client.put_object(
+                    Bucket=self._store.location.bucket,
+                    Key=key,
+                    Body=whole.data,
+                    ChecksumSHA256=checksum,
+                    Metadata={"sha256": whole.hex_digest},
+                )
+            )
+        self._check_stored(stored, "ChecksumSHA256", checksum, key)
+        advance(len(whole.data))
+        return UploadOutcome(key, len(whole.data), 1, 0)
+
+    def _put_whole(self, transfer: _Transfer) -> UploadOutcome:
+        whole = self.read_whole(transfer.path, transfer.size, transfer.priority)
+        try:
+            if whole.hex_digest != transfer.hex_digest:
+                raise DigestMismatchError(
+                    f"{transfer.path}: changed since it was hashed; nothing uploaded"
+                )
+            return self.put_whole(whole, transfer.advance)
+        finally:
+            self.release(whole)
 
     def _put_multipart(self, transfer: _Transfer) -> UploadOutcome:
         key = transfer.key

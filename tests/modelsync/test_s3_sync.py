@@ -304,6 +304,31 @@ def test_pipelined_sync_uploads_then_resyncs_as_a_noop(
     assert set(store.read_manifest().models) == {"copy", "large", "small"}
 
 
+def test_pipelined_sync_reads_a_small_cold_file_once_for_digest_and_upload(
+    folder: Path,
+    store: RemoteStore,
+    cache: HashCache,
+    count_opens: Callable[[Path], list[str]],
+) -> None:
+    opened = count_opens(folder)
+
+    result = sync_sources(discover_files(folder), store, cache=cache, tuning=SMALL_PARTS)
+
+    small, large = str((folder / "small.gguf").resolve()), str((folder / "large.gguf").resolve())
+    # Each file's GGUF header is read first. Then the small one (one PutObject) is read once,
+    # hashed and sent from that same buffer; the large one is hashed, then read again as it is
+    # sent (its key is its digest).
+    assert (opened.count(small), opened.count(large)) == (2, 3)
+    assert result.names(Action.UPLOAD) == ["large", "small"]
+    entry = store.read_manifest().models["small"]
+    assert stored_bytes(store, entry.key) == (folder / "small.gguf").read_bytes()
+    assert entry.hex_digest == hashlib.sha256((folder / "small.gguf").read_bytes()).hexdigest()
+    opened.clear()
+    again = sync_sources(discover_files(folder), store, cache=cache, tuning=SMALL_PARTS)
+    assert opened == []  # the digest read once went into the hash cache
+    assert again.names(Action.UNCHANGED) == ["large", "small"]
+
+
 def test_pipelined_sync_rejects_a_bad_file_before_any_request(
     folder: Path, store: RemoteStore, cache: HashCache, request_log: RequestLog
 ) -> None:
