@@ -215,6 +215,9 @@ class S5cmdTool(Tool):
 
 def cold_upload(tool: Tool) -> Timed:
     tool.forget()
+    # Dirty pages (the data just generated, the server's files) are written back first, not
+    # during the next tool's timed run.
+    os.sync()
     return tool.sync()
 
 
