@@ -7,7 +7,9 @@ the page cache). The alternative, uploading to a staging key while hashing and t
 server-side, was rejected: every byte would cross S3 twice (CopyObject stops at 5 GB, beyond
 that UploadPartCopy per part), a killed run leaves staging objects, and content the store
 already holds (a touched file, the same model under a new name, another machine's upload) would
-be uploaded again instead of skipped.
+be uploaded again instead of skipped. A cold file small enough for one PutObject needs no second
+pass: it is read whole into memory (`read_whole`), and its digest and its upload (`put_whole`)
+come from that one buffer.
 
 The upload pass re-hashes every byte it sends, in order, so what lands under
 `sha256/<hex>.gguf` is proven to be that digest even if the file changed after it was hashed.
