@@ -202,7 +202,7 @@ class Uploader:
         key = self._store.location.object_key(hex_digest)
         part_size = part_size_for(size, self._part_size)
         transfer = _Transfer(path, key, hex_digest, size, part_size, advance, priority)
-        if size <= part_size * SINGLE_PUT_PARTS:
+        if self.fits_whole(size):
             return self._put_whole(transfer)
         return self._put_multipart(transfer)
 
