@@ -186,7 +186,7 @@ class KnownDigestsTool(ModelSyncTool):
     cache_name = "hash-cache-known"
 
     def forget(self) -> None:
-        empty_bucket(self.endpoint, self.bucket)
+        Tool.forget(self)  # the store only: the hash cache is what this row keeps
         if not self.cache_dir.exists():
             run_timed([*self.command(), "--dry-run"])
 
