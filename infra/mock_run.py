@@ -23,6 +23,8 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await  # pyright: ignore[reportPrivateUsage]
 
 PROJECT = "llamafleet"
+# The dynamic resource type of components.api_keys.ApiKey.
+API_KEY_TYPE = "pulumi-python:dynamic/tenancy:ApiKey"
 SECRET_PLACEHOLDER = "[secret]"  # noqa: S105 (what redaction writes)
 UNKNOWN_PLACEHOLDER = "[computed]"  # an output known once the resource exists
 
@@ -71,9 +73,9 @@ Computed = Callable[[pulumi_mocks.MockResourceArgs], dict[str, Any]]
 
 def provider_computed(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
     """Stand-ins for outputs the real providers compute, so dependent outputs resolve."""
-    if args.typ == "random:index/randomPassword:RandomPassword":
+    if args.typ == API_KEY_TYPE:
         # Marked secret like the real one.
-        return {"result": pulumi.Output.secret(f"mock-{args.name}")}
+        return {"value": pulumi.Output.secret(f"mock-{args.name}")}
     if args.typ == "docker-build:index:Image":
         # A stand-in content digest, stable per resource name.
         return {"digest": "sha256:" + hashlib.sha256(args.name.encode()).hexdigest()}

@@ -6,6 +6,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pytest
 from pulumi.runtime.rpc import is_rpc_secret
 
 from components.autoscaling import ScalingRange
@@ -13,8 +14,8 @@ from components.inference_pod import PodInputs, StoreRef
 from components.inference_service import InferenceService, InferenceServiceArgs
 from components.server_args import ServerOptions
 from components.sizing import GgufFacts, ServingShape
-from components.tenant import Tenant, TenantArgs, TenantQuota
-from infra.mock_run import Declared, run_program
+from components.tenant import StoreCredentials, Tenant, TenantArgs, TenantQuota
+from infra.mock_run import API_KEY_TYPE, Declared, run_program
 
 FACTS = GgufFacts(4_920_739_232, 32, 8, 128, 128, 131072, 128_256)
 DIGEST = "sha256:" + "cd" * 32
@@ -123,11 +124,19 @@ def test_deployment_replicas_are_left_to_the_autoscaler() -> None:
     assert deployment.inputs["spec"]["replicas"] == 1
 
 
-def declare_tenant(keys: int = 2, clusters: tuple[str, ...] = ("onprem",)) -> list[Declared]:
+def declare_tenant(
+    keys: tuple[str, ...] = ("2026-11", "2026-12"),
+    clusters: tuple[str, ...] = ("onprem",),
+    store_file: str | None = None,
+) -> list[Declared]:
     def program() -> None:
         providers = {name: k8s.Provider(name) for name in clusters}
         quota = TenantQuota(12.5, 48, 2, 10)
-        tenant = Tenant("t", TenantArgs("search", "llamafleet-search", quota, keys, providers))
+        store = None
+        if store_file is not None:
+            store = StoreCredentials("model-store-credentials", pulumi.Output.secret(store_file))
+        args = TenantArgs("search", "llamafleet-search", quota, keys, providers, store)
+        tenant = Tenant("t", args)
         pulumi.export("keys", tenant.api_keys)
 
     return run_program(program, "test", {})
@@ -157,11 +166,13 @@ def test_tenant_quota_limit_range_and_default_deny() -> None:
     }
 
 
-def test_tenant_issues_random_keys_only_as_secrets() -> None:
-    declared = declare_tenant(keys=3)
-    passwords = [d for d in declared if d.type == "random:index/randomPassword:RandomPassword"]
-    assert len(passwords) == 3 + 1  # team keys and the scraper's
-    assert all(p.inputs["length"] == 48 and p.inputs["special"] is False for p in passwords)
+def test_tenant_issues_one_key_per_name_only_as_secrets() -> None:
+    declared = declare_tenant(keys=("a", "b", "c"))
+    keys = {d.name: d for d in declared if d.type == API_KEY_TYPE}
+    # One resource per key name (so removing a name removes only that key) and the scraper's.
+    assert sorted(keys) == ["t-api-key-a", "t-api-key-b", "t-api-key-c", "t-metrics-key"]
+    assert [keys[f"t-api-key-{n}"].inputs["keyName"] for n in "abc"] == ["a", "b", "c"]
+    assert all(k.inputs["length"] == 48 for k in keys.values())
     secrets = [d for d in declared if d.type == "kubernetes:core/v1:Secret"]
     assert {d.inputs["metadata"]["name"] for d in secrets} == {
         "llamafleet-api-keys",
@@ -172,9 +183,33 @@ def test_tenant_issues_random_keys_only_as_secrets() -> None:
         assert is_rpc_secret(data) or all(is_rpc_secret(v) for v in data.values())
 
 
+def test_tenant_names_must_be_distinct() -> None:
+    with pytest.raises(ValueError, match="distinct names"):
+        TenantArgs("s", "ns", TenantQuota(1, 1, 0, 1), ("a", "a"), {})
+    with pytest.raises(ValueError, match="at least one"):
+        TenantArgs("s", "ns", TenantQuota(1, 1, 0, 1), (), {})
+
+
+def test_store_credentials_become_a_secret_in_every_namespace_of_the_team() -> None:
+    file = "[default]\naws_access_key_id = a\naws_secret_access_key = b\n"
+    declared = declare_tenant(clusters=("onprem", "eks"), store_file=file)
+    stores = [
+        d for d in declared if d.inputs.get("metadata", {}).get("name") == "model-store-credentials"
+    ]
+    assert sorted(d.name for d in stores) == [
+        "t-eks-store-credentials",
+        "t-onprem-store-credentials",
+    ]
+    for secret in stores:
+        data = secret.inputs["stringData"]
+        assert is_rpc_secret(data) or is_rpc_secret(data["credentials"])
+    without = declare_tenant()
+    assert not [d for d in without if d.name.endswith("-store-credentials")]
+
+
 def test_a_team_in_two_clusters_gets_one_set_of_keys_in_both() -> None:
-    declared = declare_tenant(keys=2, clusters=("onprem", "eks"))
-    passwords = [d for d in declared if d.type == "random:index/randomPassword:RandomPassword"]
+    declared = declare_tenant(clusters=("onprem", "eks"))
+    passwords = [d for d in declared if d.type == API_KEY_TYPE]
     assert len(passwords) == 2 + 1
     namespaces = [d for d in declared if d.type == "kubernetes:core/v1:Namespace"]
     assert sorted(d.name for d in namespaces) == ["t-eks-namespace", "t-onprem-namespace"]
