@@ -124,6 +124,33 @@ def endpoint_url_failures(url: object) -> list[str]:
     return []
 
 
+def source_problem(source: object, relative_fix: str | None) -> str | None:
+    """Why `source` is not something ModelSync can sync (None if it is): an absolute path, a
+    path under `~/` (the home of the machine that runs the sync), `ollama://MODEL[:TAG]`, or a
+    relative path where `relative_fix` is None (a source directory is given); otherwise a
+    relative path is refused, with `relative_fix` as the remedy."""
+    if not isinstance(source, str) or not source.strip():
+        return "must be a GGUF path or ollama://MODEL[:TAG]"
+    if source.startswith(OLLAMA_SCHEME):
+        return None if source.removeprefix(OLLAMA_SCHEME) else "names no Ollama model"
+    if "://" in source:
+        return f"{source!r}: only paths (/…, ~/…) and ollama://MODEL[:TAG] sync"
+    if relative_fix is not None and not source_path(source).is_absolute():
+        return f"{source!r} is relative: {relative_fix}"
+    return None
+
+
+def settings_source_problem(source: str) -> str | None:
+    """`source_problem` for a stack file's `models.<name>.source` (no source directory)."""
+    return source_problem(source, relative_fix="give an absolute path or one under ~/")
+
+
+def source_path(source: str, source_dir: str | None = None) -> Path:
+    """A file source as a path on this machine: `~/` expanded, a relative one under source_dir."""
+    path = Path(source).expanduser() if source.startswith("~/") else Path(source)
+    return path if path.is_absolute() or source_dir is None else Path(source_dir) / path
+
+
 def _models_failures(models: object, source_dir: object) -> list[tuple[str, str]]:
     if not isinstance(models, Mapping) or not models:
         return [("models", "must map at least one model name to its source")]
@@ -131,15 +158,10 @@ def _models_failures(models: object, source_dir: object) -> list[tuple[str, str]
     for name, source in cast(Mapping[object, object], models).items():
         if not isinstance(name, str) or not _NAME_RE.match(name):
             failures.append(("models", f"{name!r} is not a model name"))
-        elif not isinstance(source, str) or not source.strip():
-            failures.append((f"models.{name}", "must be a GGUF path or ollama://MODEL[:TAG]"))
-        elif source.startswith(OLLAMA_SCHEME):
-            if not source.removeprefix(OLLAMA_SCHEME):
-                failures.append((f"models.{name}", "names no Ollama model"))
-        elif "://" in source:
-            failures.append((f"models.{name}", f"{source!r}: only paths and ollama:// sync"))
-        elif not Path(source).is_absolute() and source_dir is None:
-            failures.append((f"models.{name}", f"{source!r} is relative: set sourceDir"))
+            continue
+        problem = source_problem(source, None if source_dir is not None else "set sourceDir")
+        if problem is not None:
+            failures.append((f"models.{name}", problem))
     return failures
 
 
@@ -167,9 +189,7 @@ def resolve_sources(spec: SourceSpec) -> ResolvedSources:
 
 
 def _file_source(spec: SourceSpec, name: str, source: str) -> ModelSource | str:
-    path = Path(source)
-    if not path.is_absolute() and spec.source_dir is not None:
-        path = Path(spec.source_dir) / path
+    path = source_path(source, spec.source_dir)
     if not path.exists():
         return f"{path}: no such file on this machine"
     # Anything else that exists (a folder, a device) is a mistake, reported by plan_sync.

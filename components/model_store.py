@@ -4,7 +4,7 @@ On AWS, an S3 bucket that is private (all public access blocked, ACLs disabled),
 default (SSE-KMS with a key this component creates and rotates, or SSE-S3), versioned, reachable
 over TLS only, with a lifecycle that expires non-current versions and aborts stale multipart
 uploads, plus a read-only IAM policy for node roles / IRSA. On-prem, an existing S3-compatible
-endpoint: nothing is created, the location is passed through.
+endpoint: the bucket is made there if it is absent (`StoreBucket`, kept on destroy), nothing else.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_aws as aws
 
+from components.store_bucket import StoreBucket
 from components.store_policies import read_only_policy, tls_only_policy
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -92,8 +93,15 @@ class ModelStore(pulumi.ComponentResource):
         self._name = name
         self._args = args
         self.prefix = pulumi.Output.from_input(args.prefix)
-        if args.on_prem:
-            self.bucket = pulumi.Output.from_input(args.bucket)
+        if args.existing_endpoint_url is not None:
+            bucket = StoreBucket(
+                f"{name}-bucket",
+                args.bucket,
+                args.existing_endpoint_url,
+                args.region,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.bucket = bucket.bucket
             self.endpoint_url = pulumi.Output.from_input(args.existing_endpoint_url)
             self.read_policy_arn = pulumi.Output.from_input(None)
             self.kms_key_arn = pulumi.Output.from_input(None)

@@ -43,7 +43,7 @@ from components.model_sources import (
     resolve_sources,
     store_url_failures,
 )
-from modelsync.digest import format_digest
+from modelsync.digest import format_digest, parse_digest
 from modelsync.errors import SourceError
 from modelsync.hashcache import FileIdentity, HashCache
 from modelsync.plan import SyncPlan, plan_sync
@@ -109,11 +109,28 @@ class ModelSyncProvider(ResourceProvider):
         return UpdateResult(sync(SyncRequest.from_props(news), previous_manifest(olds)))
 
     def read(self, id_: str, props: Props) -> ReadResult:
-        # The state's manifest is what this stack pinned; the store's may have moved on.
-        return ReadResult(id_, props)
+        """Refresh: the state keeps only the entries whose object the store still holds (an
+        in-memory store restarted, an object expired): the next `up` then uploads them again.
+        Otherwise the state's manifest is what this stack pinned; the store's may have moved on."""
+        request = SyncRequest.from_props(props)
+        sizes = open_store(request).list_objects_if_any()
+        manifest = previous_manifest(props)
+        kept = {name: data for name, data in manifest.items() if _stored(data, sizes)}
+        for name in sorted(set(manifest) - set(kept)):
+            pulumi.log.warn(f"model {name}: the store no longer holds {manifest[name]['digest']}")
+        return ReadResult(id_, {**props, "manifest": kept})
 
     def delete(self, _id: str, _props: Props) -> None:
         pulumi.log.info("ModelSync: nothing deleted; models are shared and content-addressed")
+
+
+def _stored(entry: dict[str, object], sizes: dict[str, int]) -> bool:
+    """Whether the store holds the object of a manifest entry of the state, at its size (the
+    engine hands numbers back as floats)."""
+    digest, size = entry.get("digest"), entry.get("sizeBytes")
+    if not isinstance(digest, str) or not isinstance(size, int | float):
+        return False
+    return sizes.get(parse_digest(digest)) == int(size)
 
 
 def drift(request: SyncRequest, previous: dict[str, dict[str, object]]) -> list[str]:
@@ -136,7 +153,10 @@ def drift(request: SyncRequest, previous: dict[str, dict[str, object]]) -> list[
     if not known:
         return reasons
     store = open_store(request)
-    remote, sizes = store.read_manifest(), store.list_objects()
+    sizes = store.list_objects_if_any()
+    if not sizes:  # an empty or missing bucket (a store on loopback that restarted)
+        return [f"{name}: the store lacks sha256:{digest}" for name, (digest, _) in known.items()]
+    remote = store.read_manifest()
     for name, (digest, size) in known.items():
         entry = remote.models.get(name)
         if sizes.get(digest) != size:

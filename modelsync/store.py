@@ -118,6 +118,10 @@ def is_not_found(err: ClientError) -> bool:
     return code in {"404", "NoSuchKey", "NotFound"}
 
 
+def is_missing_bucket(err: ClientError) -> bool:
+    return str(err.response.get("Error", {}).get("Code", "")) == "NoSuchBucket"
+
+
 @dataclass(frozen=True)
 class ManifestVersion:
     manifest: Manifest
@@ -196,6 +200,16 @@ class RemoteStore:
                     if name.endswith(".gguf") and "/" not in name:
                         sizes[name.removesuffix(".gguf")] = int(item["Size"])
         return sizes
+
+    def list_objects_if_any(self) -> dict[str, int]:
+        """list_objects, where a bucket that does not exist (yet, or any more) holds none."""
+        try:
+            return self.list_objects()
+        except StoreError as err:
+            cause = err.__cause__
+            if isinstance(cause, ClientError) and is_missing_bucket(cause):
+                return {}
+            raise
 
     def object_size(self, hex_digest: str) -> int | None:
         key = self.location.object_key(hex_digest)

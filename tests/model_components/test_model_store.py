@@ -172,7 +172,7 @@ def test_on_prem_outputs_pass_the_endpoint_through() -> None:
     }
 
 
-def test_on_prem_declares_no_aws_resource() -> None:
+def test_on_prem_declares_no_aws_resource_only_the_bucket_there() -> None:
     declared = run_program(
         lambda: ModelStore(
             "store", ModelStoreArgs(bucket=BUCKET, existing_endpoint_url="https://s3.lab:9000")
@@ -181,7 +181,13 @@ def test_on_prem_declares_no_aws_resource() -> None:
         {},
         preview=False,
     )
-    assert [d.type for d in declared] == [COMPONENT]
+    assert [d.type for d in declared] == [COMPONENT, "pulumi-python:dynamic/models:StoreBucket"]
+    bucket = declared[1]
+    assert bucket.name == "store-bucket" and bucket.parent == declared[0].urn
+    assert (bucket.inputs["bucket"], bucket.inputs["endpointUrl"]) == (
+        BUCKET,
+        "https://s3.lab:9000",
+    )
 
 
 @pytest.mark.parametrize(

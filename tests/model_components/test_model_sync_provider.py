@@ -154,6 +154,41 @@ def test_changed_file_diffs_to_update_unread_and_update_uploads_it(
     assert provider.diff("id", outs, make_props()).changes is False
 
 
+def test_refresh_forgets_what_the_store_lost_and_the_next_update_uploads_it(
+    make_props: Callable[..., Props],
+    remote: Remote,
+) -> None:
+    provider = ModelSyncProvider()
+    state = provider.create(make_props()).outs or {}
+    assert provider.read("id", state).outs == state  # nothing lost: the state stands
+    client = boto3.client("s3", endpoint_url=remote.endpoint)
+    client.delete_object(Bucket=remote.bucket, Key=state["manifest"]["beta"]["key"])
+
+    refreshed = provider.read("id", state).outs or {}
+
+    assert sorted(refreshed["manifest"]) == ["alpha"]
+    assert provider.diff("id", refreshed, make_props()).changes is True
+    outs = provider.update("id", refreshed, make_props()).outs or {}
+    assert outs["manifest"] == state["manifest"]
+    assert remote.read(state["manifest"]["beta"]["key"])
+
+
+def test_refresh_of_a_bucket_that_is_gone_keeps_no_entry(
+    make_props: Callable[..., Props],
+    remote: Remote,
+) -> None:
+    provider = ModelSyncProvider()
+    state = provider.create(make_props()).outs or {}
+    bucket = boto3.resource("s3", endpoint_url=remote.endpoint).Bucket(remote.bucket)
+    bucket.objects.all().delete()
+    bucket.delete()  # an in-memory store that restarted
+
+    refreshed = provider.read("id", state).outs or {}
+
+    assert refreshed["manifest"] == {}
+    assert provider.diff("id", refreshed, make_props()).changes is True
+
+
 def test_touched_identical_file_is_rehashed_by_update_but_not_uploaded(
     make_props: Callable[..., Props],
     folder: Path,
@@ -345,7 +380,7 @@ def test_check_accepts_good_inputs_and_an_unknown_store_url(
         ({"models": {}}, "models", "at least one model"),
         ({"models": {"a": "a.gguf"}, "sourceDir": None}, "models.a", "relative: set sourceDir"),
         ({"models": {"a": "ollama://"}}, "models.a", "names no Ollama model"),
-        ({"models": {"a": "pypi://gemma3"}}, "models.a", "only paths and ollama:// sync"),
+        ({"models": {"a": "pypi://gemma3"}}, "models.a", "only paths (/…, ~/…) and ollama://"),
         ({"models": {"bad name": "/m.gguf"}}, "models", "not a model name"),
         ({"sourceDir": "models"}, "sourceDir", "absolute path"),
         ({"endpointUrl": "http://AKIA:secret@127.0.0.1:9000"}, "endpointUrl", "credentials"),
