@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from pulumi import Input
 
 TIER_LABEL = "llamafleet.io/tier"
+# The newest x86 level (infra.schema.ISA_LEVELS) every node of the tier supports.
+ISA_LABEL = "llamafleet.io/isa"
 # The store credentials Secret (on-prem) is mounted as an AWS shared credentials file.
 STORE_CREDENTIALS_DIR = "/var/run/secrets/llamafleet/model-store"
 STORE_CREDENTIALS_KEY = "credentials"

@@ -16,9 +16,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.eks_cluster import MANAGED_POLICY, assume_role_policy
-from components.inference_pod import TIER_LABEL
+from components.inference_pod import ISA_LABEL, TIER_LABEL
 
-ISA_LABEL = "llamafleet.io/isa"
 ACCELERATOR_LABEL = "llamafleet.io/accelerator"
 GPU_TAINT_KEY = "nvidia.com/gpu"
 # Nodes pull images and join the cluster; the CNI's permissions live on its own IRSA role.

@@ -13,9 +13,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster_addons import chart, helm_release
-from components.inference_pod import TIER_LABEL
+from components.inference_pod import ISA_LABEL, TIER_LABEL
+from components.kube_provider import kubernetes_provider
 from components.manifest import manifest
-from components.node_tier import ISA_LABEL
 
 METALLB_API = "metallb.io/v1beta1"
 
@@ -54,11 +54,10 @@ class OnPremCluster(pulumi.ComponentResource):
     ) -> None:
         super().__init__("llamafleet:cluster:OnPremCluster", name, None, opts)
         self._name = name
-        self.provider = k8s.Provider(
+        self.provider = kubernetes_provider(
             f"{name}-k8s",
             kubeconfig=pulumi.Output.secret(args.kubeconfig) if args.kubeconfig else None,
             context=args.context,
-            enable_server_side_apply=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self._in_cluster = pulumi.ResourceOptions(parent=self, provider=self.provider)

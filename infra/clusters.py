@@ -15,6 +15,7 @@ from components.cluster_addons import (
     LoadBalancerControllerArgs,
 )
 from components.eks_cluster import EksCluster, EksClusterArgs, service_account_role
+from components.kube_provider import kubernetes_provider
 from components.load_balancing import LoadBalancing, aws_nlb, metallb
 from components.node_tier import NodeTier, NodeTierArgs, models_read_policy
 from components.onprem_cluster import MetalLbArgs, OnPremCluster, OnPremClusterArgs, TierNodes
@@ -78,11 +79,8 @@ def provision(
     elif cluster.onprem is not None:
         provisioned = _onprem(name, cluster, cluster.onprem)
     else:
-        provider = k8s.Provider(
-            f"{name}-k8s",
-            kubeconfig=cluster.kubeconfig.path,
-            context=cluster.kubeconfig.context,
-            enable_server_side_apply=True,
+        provider = kubernetes_provider(
+            f"{name}-k8s", kubeconfig=cluster.kubeconfig.path, context=cluster.kubeconfig.context
         )
         provisioned = ProvisionedCluster(name=name, settings=cluster, provider=provider)
     if cluster.addons is None:
@@ -143,7 +141,7 @@ def _eks(
         )
         for tier_name, tier in cluster.tiers.items()
     )
-    provider = k8s.Provider(f"{name}-k8s", kubeconfig=eks.kubeconfig, enable_server_side_apply=True)
+    provider = kubernetes_provider(f"{name}-k8s", kubeconfig=eks.kubeconfig)
     return ProvisionedCluster(name=name, settings=cluster, provider=provider, ready=tiers, eks=eks)
 
 

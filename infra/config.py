@@ -51,12 +51,18 @@ def load_stack_file(path: Path) -> Settings:
     config = document.get("config") or {}
     if not isinstance(config, dict):
         raise SettingsError(source, [Problem("", "`config` must be a mapping")])
-    return parse(namespace_values(config), source)
+    values = namespace_values(config)
+    return parse(values, source, encrypted_keys(values))
+
+
+# What a value encrypted in the stack file (`{secure: v1:…}`, from `pulumi config set --secret`)
+# reads as where its plain text is not at hand (`validate`, `render`): set, value withheld.
+ENCRYPTED_PLACEHOLDER = "[encrypted]"
 
 
 def namespace_values(config: Mapping[str, Any]) -> dict[str, Any]:
     """The `llamafleet:` keys with the prefix dropped; JSON strings (as the engine passes
-    structured values) are decoded."""
+    structured values) are decoded, and encrypted leaves read as ENCRYPTED_PLACEHOLDER."""
     values: dict[str, Any] = {}
     for key, value in config.items():
         namespace, _, name = str(key).partition(":")
@@ -65,12 +71,33 @@ def namespace_values(config: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def parse(values: Mapping[str, Any], source: str) -> Settings:
+def encrypted_keys(
+    values: Mapping[str, Any], engine_secret: frozenset[str] = frozenset()
+) -> frozenset[str]:
+    """The top-level keys (without `llamafleet:`) holding an encrypted value: one still in the
+    stack file's form, or one the engine decrypted (`engine_secret`, the secret config keys)."""
+    found = {key for key, value in values.items() if _holds_placeholder(value)}
+    return frozenset(found | {key for key in values if key in engine_secret})
+
+
+def _holds_placeholder(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_placeholder(v) for v in value.values())  # pyright: ignore[reportUnknownVariableType]
+    if isinstance(value, list):
+        return any(_holds_placeholder(v) for v in value)  # pyright: ignore[reportUnknownVariableType]
+    return value == ENCRYPTED_PLACEHOLDER
+
+
+def parse(
+    values: Mapping[str, Any], source: str, encrypted: frozenset[str] = frozenset()
+) -> Settings:
+    """Validate `values` (namespace_values' output); `encrypted` names the keys that were
+    encrypted in the stack file (see encrypted_keys). Raises SettingsError."""
     try:
         settings = Settings.model_validate(values)
     except ValidationError as exc:
         raise SettingsError(source, [_problem(error) for error in exc.errors()]) from None
-    problems = check(settings)
+    problems = check(settings, encrypted)
     if problems:
         raise SettingsError(source, problems)
     return settings
@@ -90,9 +117,19 @@ def engine_config(settings_file: Path) -> dict[str, str]:
 def _decode(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in ("{", "["):
         try:
-            return json.loads(value)
+            value = json.loads(value)
         except json.JSONDecodeError:
             return value
+    return _withhold_encrypted(value)
+
+
+def _withhold_encrypted(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:  # pyright: ignore[reportUnknownArgumentType]
+            return ENCRYPTED_PLACEHOLDER
+        return {k: _withhold_encrypted(v) for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType]
+    if isinstance(value, list):
+        return [_withhold_encrypted(v) for v in value]  # pyright: ignore[reportUnknownVariableType]
     return value
 
 
@@ -158,9 +195,18 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
+def settings_source() -> str:
+    """The running stack's file, as settings errors name it."""
+    return _display(stack_file(pulumi.get_stack()))
+
+
 def pulumi_settings() -> Settings:
     """Settings of the running Pulumi program (all config the engine passed, plus any set
     in-process, e.g. by the mock runner), reported against the stack's file."""
-    values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    source = _display(stack_file(pulumi.get_stack()))
-    return parse(namespace_values(values), source)
+    config = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    source = settings_source()
+    values = namespace_values(config)
+    secret = frozenset(
+        key for key in values if runtime_config.is_config_secret(f"{NAMESPACE}:{key}")
+    )
+    return parse(values, source, encrypted_keys(values, secret))

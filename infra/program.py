@@ -8,13 +8,12 @@ import pulumi_kubernetes as k8s
 from components.autoscaling import ScalingRange
 from components.inference_pod import PodInputs, StoreRef
 from components.inference_service import InferenceService, InferenceServiceArgs
-from components.model_sources import OLLAMA_SCHEME
 from components.model_store import ModelStore, ModelStoreArgs
 from components.model_sync import ModelSync, ModelSyncArgs
 from components.server_args import ServerOptions
-from components.tenant import Tenant, TenantArgs, TenantQuota
+from components.tenant import StoreCredentials, Tenant, TenantArgs, TenantQuota
 from infra.clusters import ProvisionedCluster, provision
-from infra.config import SettingsError, pulumi_settings
+from infra.config import SettingsError, pulumi_settings, settings_source
 from infra.images import ImageRefs, image_refs
 from infra.placement import Placement, gguf_facts, placements, serving_shape
 from infra.schema import Settings
@@ -39,7 +38,7 @@ IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 def build(settings: Settings) -> None:
     placed = list(placements(settings))
     store = _model_store(settings)
-    sync = _model_sync(settings)
+    sync = _model_sync(settings, store)
     read_policy = _read_policy_arn(settings, store)
     images = image_refs(settings, needs_cuda=any(p.tier.kind == "gpu" for p in placed))
     clusters = {
@@ -48,12 +47,21 @@ def build(settings: Settings) -> None:
         if any(p.cluster_name == name for p in placed)
     }
     providers = {name: provisioned.provider for name, provisioned in clusters.items()}
+    store_credentials = _store_credentials(settings)
     tenants = {
-        team: _tenant(settings, team, {p.cluster_name for p in placed if p.team == team}, providers)
+        team: _tenant(
+            settings,
+            team,
+            {p.cluster_name for p in placed if p.team == team},
+            providers,
+            store_credentials,
+        )
         for team in dict.fromkeys(p.team for p in placed)
     }
-    # Pods roll only once their model is in the store.
-    models_ready: list[pulumi.Resource] = [store] if sync is None else [store, sync]
+    # Pods roll only once their model is in the store, as the stack file pins it.
+    models_ready: list[pulumi.Input[pulumi.Resource]] = [store]
+    if sync is not None:
+        models_ready.append(_pins_checked(settings, sync))
     urls: dict[str, dict[str, pulumi.Output[str]]] = {}
     for placement in placed:
         cluster = clusters[placement.cluster_name]
@@ -63,7 +71,8 @@ def build(settings: Settings) -> None:
             opts=pulumi.ResourceOptions(
                 provider=cluster.provider,
                 depends_on=[
-                    tenants[placement.team].namespaces[placement.cluster_name],
+                    # The namespace and every Secret the pods mount.
+                    tenants[placement.team],
                     *cluster.depends_on,
                     *models_ready,
                 ],
@@ -100,13 +109,10 @@ def _read_policy_arn(settings: Settings, store: ModelStore) -> pulumi.Output[str
     return store.read_policy_arn.apply(lambda arn: arn or "")
 
 
-def _model_sync(settings: Settings) -> ModelSync | None:
-    """Sync the models whose source is a file or an Ollama model (the local stack's test model
-    comes from a PyPI package and is seeded by scripts/seed-local-store); None when none is."""
+def _model_sync(settings: Settings, model_store: ModelStore) -> ModelSync | None:
+    """Sync the models that name a `source` (a file or an Ollama model); None when none does."""
     sources = {
-        name: model.source
-        for name, model in settings.models.items()
-        if model.source and model.source.startswith(("/", OLLAMA_SCHEME))
+        name: model.source for name, model in settings.models.items() if model.source is not None
     }
     if not sources:
         return None
@@ -120,28 +126,58 @@ def _model_sync(settings: Settings) -> ModelSync | None:
             endpoint_url=store.endpoint_url,
             region=None if store.endpoint_url else store.region,
         ),
+        # Into the bucket once it exists.
+        opts=pulumi.ResourceOptions(depends_on=[model_store]),
     )
-    pins = {name: settings.models[name].digest for name in sources}
-    sync.digests.apply(lambda synced: check_pins(pins, synced))
     return sync
 
 
-def check_pins(pins: dict[str, str], synced: dict[str, str]) -> None:
-    """Pods serve the digest the stack file pins: a sync of other bytes must not go unnoticed."""
+def _pins_checked(settings: Settings, sync: ModelSync) -> pulumi.Output[ModelSync]:
+    """`sync`, once every digest it synced matches the stack file's pin. Deployments wait on
+    it: a sync of other bytes fails it, so the update stops and no pod changes."""
+    pins = {name: model.digest for name, model in settings.models.items() if model.source}
+    return sync.digests.apply(lambda synced: check_pins(pins, synced, sync))
+
+
+def check_pins(pins: dict[str, str], synced: dict[str, str], sync: ModelSync) -> ModelSync:
+    """Pods serve the digest the stack file pins: a sync of other bytes stops the update.
+    Returns `sync`; raises RunError with one line per model that differs."""
     wrong = [
-        f"{name}: synced {synced[name]}, the stack pins {pin}"
+        f"{settings_source()}: llamafleet:models.{name}.digest: the stack pins {pin} but its "
+        f"source synced {synced[name]}; serve those bytes by updating the pin (`llamafleet "
+        "models inspect --digest`), or restore the file"
         for name, pin in sorted(pins.items())
         if name in synced and synced[name] != pin
     ]
     if wrong:
-        raise pulumi.RunError(
-            "llamafleet:models.<name>.digest must match what was synced (update the stack "
-            "file): " + "; ".join(wrong)
-        )
+        raise pulumi.RunError("\n".join(wrong))
+    return sync
+
+
+def _store_credentials(settings: Settings) -> StoreCredentials | None:
+    """The fetchers' shared credentials file, as a secret, where the store is read with a key
+    pair (on-prem); None where pods use an IAM role."""
+    store = settings.model_store
+    if store.credentials_secret is None or store.credentials is None:
+        return None
+    pair = store.credentials
+    secret_key = pair.secret_access_key.get_secret_value()
+    return StoreCredentials(
+        secret_name=store.credentials_secret,
+        file=pulumi.Output.secret(
+            "[default]\n"
+            f"aws_access_key_id = {pair.access_key_id}\n"
+            f"aws_secret_access_key = {secret_key}\n"
+        ),
+    )
 
 
 def _tenant(
-    settings: Settings, team: str, clusters: set[str], providers: dict[str, k8s.Provider]
+    settings: Settings,
+    team: str,
+    clusters: set[str],
+    providers: dict[str, k8s.Provider],
+    store_credentials: StoreCredentials | None,
 ) -> Tenant:
     tenant = settings.tenants[team]
     quota = tenant.quota
@@ -155,6 +191,7 @@ def _tenant(
             ),
             api_keys=tenant.api_keys,
             clusters={name: providers[name] for name in sorted(clusters)},
+            store_credentials=store_credentials,
         ),
     )
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from ipaddress import ip_address
+from urllib.parse import urlsplit
 
 from components.sizing import FETCHER_CPU, FETCHER_MEMORY_BYTES, GiB, PodSizing, fit_problems
 from infra.cluster_settings import INSTANCE_FAMILIES, InstanceFamily, instance_family
@@ -20,8 +22,11 @@ class Problem:
     message: str
 
 
-def check(settings: Settings) -> list[Problem]:
+def check(settings: Settings, encrypted: frozenset[str] = frozenset()) -> list[Problem]:
+    """Every cross-field problem of `settings`; `encrypted` names the top-level keys whose
+    values were encrypted in the stack file (see infra.config.encrypted_keys)."""
     return [
+        *_store_credentials(settings, encrypted),
         *_ranges(settings),
         *_tiers(settings),
         *_models(settings),
@@ -30,6 +35,34 @@ def check(settings: Settings) -> list[Problem]:
         *_node_tiers(settings),
         *_images(settings),
     ]
+
+
+def _is_loopback(url: str | None) -> bool:
+    host = urlsplit(url).hostname if url else None
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _store_credentials(settings: Settings, encrypted: frozenset[str]) -> Iterator[Problem]:
+    store = settings.model_store
+    path = "modelStore"
+    if store.credentials is not None and store.credentials_secret is None:
+        yield Problem(f"{path}.credentialsSecret", "names the Secret that holds credentials")
+    if (
+        store.credentials is not None
+        and path not in encrypted
+        and not _is_loopback(store.endpoint_url)
+    ):
+        yield Problem(
+            f"{path}.credentials.secretAccessKey",
+            "is in plain text in the stack file; set it with `pulumi config set --secret --path "
+            "'llamafleet:modelStore.credentials.secretAccessKey' …` (plain text is only for a "
+            "store on loopback)",
+        )
 
 
 def _range(path: str, value: Range) -> Iterator[Problem]:

@@ -6,10 +6,12 @@ keys are errors. Rules that span several fields live in `infra.rules`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
+
+from components.model_sources import settings_source_problem
 
 # DNS-1123 label: the names become namespaces, Deployments and Services.
 Name = Annotated[
@@ -129,6 +131,18 @@ class Cluster(Strict):
     )
 
 
+class StoreCredentials(Strict):
+    """The key pair model fetchers read the store with (an S3-compatible store on-prem). Set the
+    secret half with `pulumi config set --secret --path
+    'llamafleet:modelStore.credentials.secretAccessKey' <key>`; a plain value is refused unless the
+    store is on loopback (the `local` stack's moto takes any key)."""
+
+    access_key_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
+        description="AWS-style access key id (read-only access to the bucket is enough)."
+    )
+    secret_access_key: SecretStr = Field(description="Its secret key; encrypted in the stack file.")
+
+
 class ModelStore(Strict):
     bucket: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] = (
         Field(description="S3 bucket holding the GGUF files.")
@@ -143,8 +157,14 @@ class ModelStore(Strict):
     )
     credentials_secret: Name | None = Field(
         default=None,
-        description="Secret in each team namespace whose key `credentials` is an AWS shared "
-        "credentials file (on-prem); default: the pod's IAM role.",
+        description="Secret in each team namespace, key `credentials`: an AWS shared "
+        "credentials file the fetchers read the store with (on-prem); the stack declares it "
+        "from `credentials`, or an operator made it. Default: the pod's IAM role.",
+    )
+    credentials: StoreCredentials | None = Field(
+        default=None,
+        description="Read-only key pair the stack puts in credentialsSecret (absent: that "
+        "Secret is made outside the stack).",
     )
     encryption: Literal["sse-kms", "sse-s3"] = Field(
         default="sse-kms", description="Bucket default encryption (AWS): a key it creates, or S3's."
@@ -209,7 +229,9 @@ class Model(Strict):
     size_bytes: int = Field(ge=1, description="Size of the GGUF file.")
     gguf: GgufMetadata = Field(description="Header facts sizing needs.")
     source: str | None = Field(
-        default=None, description="Where modelsync takes it from: a path or ollama://name:tag."
+        default=None,
+        description="Where `pulumi up` syncs it from, on the machine that runs it: an absolute "
+        "path, a path under ~/, or ollama://name:tag. Absent: already in the store.",
     )
     accelerator: Literal["cpu", "gpu", "any"] = Field(
         default="cpu", description="Which tier kinds may serve it."
@@ -233,6 +255,15 @@ class Model(Strict):
         default=None, description="Built-in llama.cpp chat template name, when the GGUF has none."
     )
     replicas: Range = Field(description="Autoscaling range per team and tier.")
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, source: str | None) -> str | None:
+        problem = None if source is None else settings_source_problem(source)
+        if problem is not None:
+            raise ValueError(problem)
+        return source
+
     queue_per_replica: int = Field(
         default=2, ge=1, description="Queued requests per replica that trigger a scale-up."
     )
@@ -245,12 +276,34 @@ class Quota(Strict):
     pods: int = Field(ge=1, description="Pods.")
 
 
+# A key's name: kept in resource names and shown by `llamafleet keys` (e.g. 2026-11).
+KeyName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=20),
+]
+
+
 class TenantSettings(Strict):
     models: list[Name] = Field(min_length=1, description="Models the team may call.")
     quota: Quota = Field(description="The team's share of the fleet.")
-    api_keys: int = Field(
-        default=2, ge=1, le=10, description="Keys to issue (two allow rotation without downtime)."
+    api_keys: list[KeyName] = Field(
+        min_length=1,
+        max_length=10,
+        description="Names of the team's keys, oldest first, one key each (e.g. [2026-11, "
+        "2026-12]): add a name to issue a key, remove one to retire only that key.",
     )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _named_keys(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(
+                "keys are named now: give a list of names, oldest first, e.g. [2026-11, 2026-12]"
+                " (README: moving from RandomPassword keys)"
+            )
+        if isinstance(value, list) and len(set(map(str, value))) != len(value):  # pyright: ignore[reportUnknownArgumentType]
+            raise ValueError("key names must be distinct")
+        return value
 
 
 class Settings(Strict):

@@ -13,6 +13,7 @@ from pulumi.runtime.rpc import is_rpc_secret
 from stack_renders import rendered_stack
 
 from infra.config import load_stack_file
+from infra.mock_run import API_KEY_TYPE
 from infra.placement import placements
 from infra.program import check_pins
 from infra.render import Rendered, write
@@ -107,6 +108,18 @@ def test_autoscaler_follows_the_queue_or_falls_back_to_cpu(stack: str, rendered:
     assert bool(objects_of(rendered, "HorizontalPodAutoscaler")) == (not keda)
 
 
+def test_every_cluster_is_reached_with_server_side_apply_and_mutable_secrets(
+    rendered: Rendered,
+) -> None:
+    providers = [d for d in rendered.declared if d.type == "pulumi:providers:kubernetes"]
+    assert providers
+    for provider in providers:
+        # Upserting creates (an interrupted `up` is finishable) and in-place Secret updates
+        # (a key rotation never deletes the Secret pods mount).
+        assert provider.inputs.get("enableServerSideApply") in (True, "true"), provider.name
+        assert provider.inputs.get("enableSecretMutable") in (True, "true"), provider.name
+
+
 def test_api_keys_reach_state_only_as_secrets(tmp_path: Path, rendered: Rendered) -> None:
     secrets = [d for d in rendered.declared if d.type == "kubernetes:core/v1:Secret"]
     assert secrets
@@ -150,7 +163,7 @@ def test_render_writes_one_stable_file_per_object(tmp_path: Path) -> None:
     assert (tmp_path / "a/_cluster/Namespace-llamafleet-search.yaml").exists()
     inventory = json.loads((tmp_path / "a/resources.json").read_text())
     types = Counter(entry["type"] for entry in inventory)
-    assert types["random:index/randomPassword:RandomPassword"] == (2 + 1) + (2 + 1) + (3 + 1)
+    assert types[API_KEY_TYPE] == (2 + 1) + (2 + 1) + (3 + 1)  # named keys and the scraper's
     assert types["pulumi:providers:kubernetes"] == 1
 
 
@@ -189,16 +202,22 @@ def test_fetchers_read_the_store_with_a_role_or_the_stack_credentials(
 
 def test_every_stack_declares_its_model_store_before_its_pods(rendered: Rendered) -> None:
     (store,) = [d for d in rendered.declared if d.type == "llamafleet:models:ModelStore"]
-    aws = [d for d in rendered.declared if d.parent == store.urn]
-    assert all(d.type.startswith("aws:") for d in aws)
+    children = {d.type for d in rendered.declared if d.parent == store.urn}
+    # An AWS bucket and its settings, or, on an S3-compatible endpoint, the bucket alone.
+    assert children == {"pulumi-python:dynamic/models:StoreBucket"} or all(
+        t.startswith("aws:") for t in children
+    ), children
     deployments = [d for d in rendered.declared if d.type == "kubernetes:apps/v1:Deployment"]
     assert deployments
 
 
 def test_a_synced_digest_other_than_the_pinned_one_stops_the_update() -> None:
-    check_pins({"m": "sha256:aa"}, {"m": "sha256:aa", "other": "sha256:bb"})
-    with pytest.raises(pulumi.RunError, match="m: synced sha256:cc, the stack pins sha256:aa"):
-        check_pins({"m": "sha256:aa"}, {"m": "sha256:cc"})
+    sync: Any = object()
+    assert check_pins({"m": "sha256:aa"}, {"m": "sha256:aa", "other": "sha256:bb"}, sync) is sync
+    with pytest.raises(pulumi.RunError) as raised:
+        check_pins({"m": "sha256:aa", "n": "sha256:dd"}, {"m": "sha256:cc", "n": "sha256:dd"}, sync)
+    (line,) = str(raised.value).splitlines()
+    assert "llamafleet:models.m.digest: the stack pins sha256:aa but its source synced" in line
 
 
 def test_a_team_spanning_clusters_renders_under_each_cluster(tmp_path: Path) -> None:
@@ -209,11 +228,7 @@ def test_a_team_spanning_clusters_renders_under_each_cluster(tmp_path: Path) -> 
         assert (tmp_path / cluster / "llamafleet-search/Secret-llamafleet-api-keys.yaml").exists()
     assert (tmp_path / "burst/llamafleet-search/Deployment-llama31-8b-aws-gpu-l4.yaml").exists()
     assert (tmp_path / "dc1/llamafleet-search/Deployment-llama31-8b-xeon-v2.yaml").exists()
-    keys = [
-        d
-        for d in rendered.declared
-        if d.type == "random:index/randomPassword:RandomPassword" and d.name.startswith("search-")
-    ]
+    keys = [d for d in rendered.declared if d.type == API_KEY_TYPE and d.name.startswith("search-")]
     assert len(keys) == 2 + 1  # one set for the team, whatever the number of clusters
 
 

