@@ -1,17 +1,18 @@
-"""The `llamafleet` command: validate and render stacks; `models` runs modelsync."""
+"""The `llamafleet` command: check, render, deploy and serve stacks; `models` runs modelsync."""
 
 from __future__ import annotations
 
 import argparse
-import subprocess
+import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from components.server_args import SERVER_PORT
 from infra import engine
 from infra.config import SettingsError, load_stack_file
 
-DEFAULT_CACHE = Path.home() / ".cache" / "llamafleet"
+Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,22 +20,67 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="check a stack file's settings only")
     validate.add_argument("stack_file", type=Path)
+    validate.set_defaults(handler=_validate)
     render = commands.add_parser(
         "render", help="run the program under Pulumi's mock monitor and write what it declares"
     )
     render.add_argument("stack", help="stack name (stacks/Pulumi.<stack>.yaml) or file path")
     render.add_argument("--out", type=Path, required=True, help="output directory")
+    render.set_defaults(handler=_render)
+    tiers = commands.add_parser(
+        "local-tiers",
+        help="print a stack's tiers as fake nodes, the JSON scripts/local-cluster takes",
+    )
+    tiers.add_argument("stack_file", type=Path)
+    tiers.set_defaults(handler=_local_tiers)
+    _add_engine_commands(commands)
     serve = commands.add_parser(
-        "serve", help="fetch and serve a stack's models natively, exactly as its pods would"
+        "serve",
+        help="run what the engine deployed for a stack natively (for a control plane that runs "
+        "no containers, as `make up` does)",
     )
     serve.add_argument("stack")
     serve.add_argument("--llama-server", type=Path, help="the native binary (not for --stop)")
     serve.add_argument("--port", type=int, default=SERVER_PORT)
-    serve.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="models and run state")
     serve.add_argument("--stop", action="store_true", help="stop what `serve` started")
+    serve.set_defaults(handler=_serve)
     commands.add_parser("models", help="model distribution (see `llamafleet models --help`)")
-    engine.add_commands(commands)
     return parser
+
+
+def _add_engine_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],  # pyright: ignore[reportPrivateUsage]
+) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("stack", help="stack name (stacks/Pulumi.<stack>.yaml)")
+    common.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="Pulumi project directory (default: the repository root; for `local`, a project "
+        "generated under the cache)",
+    )
+    p = commands.add_parser("preview", parents=[common], help="pulumi preview --diff")
+    p.add_argument(
+        "--expect-no-changes",
+        action="store_true",
+        help="exit 1 when anything would change (a drift check for CI)",
+    )
+    p.set_defaults(handler=_preview)
+    u = commands.add_parser("up", parents=[common], help="pulumi up --refresh --yes")
+    u.set_defaults(handler=_up)
+    r = commands.add_parser("refresh", parents=[common], help="pulumi refresh --yes")
+    r.set_defaults(handler=_refresh)
+    d = commands.add_parser("destroy", parents=[common], help="pulumi destroy --yes")
+    d.add_argument(
+        "--remove", action="store_true", help="also remove the stack (its config file stays)"
+    )
+    d.set_defaults(handler=_destroy)
+    k = commands.add_parser(
+        "keys", parents=[common], help="print a team's current API keys: `<name> <key>` per line"
+    )
+    k.add_argument("team")
+    k.set_defaults(handler=_keys)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,20 +90,26 @@ def main(argv: list[str] | None = None) -> int:
 
         return models_main(args_list[1:])
     args = build_parser().parse_args(args_list)
-    if getattr(args, "engine_handler", None) is not None:
-        return engine.run_command(args)
+    handler: Handler = args.handler
     try:
-        if args.command == "validate":
-            return _validate(args.stack_file)
-        if args.command == "serve":
-            return _serve(args.stack, args.llama_server, args.port, args.cache, args.stop)
-        return _render(args.stack, args.out)
+        return handler(args)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 1
+    except engine.EngineError as exc:
+        print(f"llamafleet {args.command} {getattr(args, 'stack', '')}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"llamafleet {args.command}: interrupted; run it again to finish (a lock or pending "
+            "operation left behind is taken care of then)",
+            file=sys.stderr,
+        )
+        return 130
 
 
-def _validate(path: Path) -> int:
+def _validate(args: argparse.Namespace) -> int:
+    path: Path = args.stack_file
     settings = load_stack_file(path)
     tiers = sum(len(c.tiers) for c in settings.clusters.values())
     print(
@@ -66,36 +118,83 @@ def _validate(path: Path) -> int:
     return 0
 
 
-def _render(stack: str, out: Path) -> int:
+def _render(args: argparse.Namespace) -> int:
     from infra.render import render, write  # noqa: PLC0415 (Pulumi loads only to render)
 
-    written = write(render(stack), out)
-    print(f"wrote {len(written)} Kubernetes objects and resources.json to {out}")
+    written = write(render(args.stack), args.out)
+    print(f"wrote {len(written)} Kubernetes objects and resources.json to {args.out}")
     return 0
 
 
-def _serve(stack: str, llama_server: Path | None, port: int, cache: Path, stop_only: bool) -> int:
-    from infra import serve_local  # noqa: PLC0415 (Pulumi loads only to render)
+def _local_tiers(args: argparse.Namespace) -> int:
+    from infra.local_tiers import node_tiers  # noqa: PLC0415
 
-    pods = serve_local.native_pods(stack)
-    if stop_only:
-        for pod in pods:
-            print(f"{pod.name}: {'stopped' if serve_local.stop(pod, cache) else 'not running'}")
-        return 0
-    if llama_server is None:
-        print("serve: --llama-server is required to start", file=sys.stderr)
-        return 2
-    if len(pods) != 1:
-        print(f"serve runs one Deployment natively; {stack} renders {len(pods)}", file=sys.stderr)
-        return 1
-    try:
-        url, key_file = serve_local.start(pods[0], llama_server, cache, port)
-    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
-        print(f"serve {stack}: {exc}", file=sys.stderr)
-        return 1
-    print(f"{pods[0].name} is ready.")
-    print(f"export OPENAI_API_BASE={url} OPENAI_API_KEY=$(cat {key_file})")
+    print(json.dumps(node_tiers(load_stack_file(args.stack_file)), indent=2))
     return 0
+
+
+def _check_settings(args: argparse.Namespace) -> None:
+    """A stack of this repository is validated before the engine starts (one line per
+    problem, no engine output to read through)."""
+    if args.work_dir is None:
+        from infra.config import stack_file  # noqa: PLC0415
+
+        load_stack_file(stack_file(args.stack))
+
+
+def _preview(args: argparse.Namespace) -> int:
+    _check_settings(args)
+    changed, steps = engine.preview(args.stack, args.work_dir)
+    print(f"{args.stack}: would {_summary(changed)}" if changed else f"{args.stack}: no changes")
+    for step in steps:
+        print(f"  {step.op:<8} {step.type} {step.name}")
+    if args.expect_no_changes and changed:
+        print(f"drift: {args.stack} would change {changed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    _check_settings(args)
+    changed = engine.up(args.stack, args.work_dir)
+    print(f"{args.stack}: {_summary(changed)}")
+    return 0
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    _check_settings(args)
+    changed = engine.refresh(args.stack, args.work_dir)
+    print(f"{args.stack}: {'no drift' if not changed else _summary(changed)}")
+    return 0
+
+
+def _destroy(args: argparse.Namespace) -> int:
+    deleted = engine.destroy(args.stack, args.work_dir, remove=args.remove)
+    print(f"{args.stack}: {_summary(deleted)}")
+    return 0
+
+
+def _summary(changed: dict[str, int]) -> str:
+    if not changed:
+        return "no changes"
+    return ", ".join(f"{op} {n}" for op, n in sorted(changed.items()))
+
+
+def _keys(args: argparse.Namespace) -> int:
+    output = f"{args.team}-api-keys"
+    keys = engine.outputs(args.stack, args.work_dir).get(output)
+    if not isinstance(keys, dict):
+        print(f"{args.stack} has no team {args.team!r} (no output {output})", file=sys.stderr)
+        return 1
+    for name, key in keys.items():  # pyright: ignore[reportUnknownVariableType]
+        print(f"{name} {key}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from infra import serve_local  # noqa: PLC0415
+
+    return serve_local.command(args.stack, args.llama_server, args.port, args.stop)
 
 
 if __name__ == "__main__":

@@ -1,67 +1,62 @@
-"""Run the real Pulumi engine through its Automation API: `llamafleet preview|up|destroy <stack>`.
+"""Run the real Pulumi engine on this project's program, inline, through the Automation API.
 
-A thin wrapper over `pulumi.automation.LocalWorkspace`, with the engine settings every run here
-shares: state in a local file backend (`<work dir>/.pulumi`), the passphrase secrets provider,
-no automatic plugin downloads (plugins are found on PATH), no update checks. The CLI and plugins
-come from `scripts/bootstrap-engine` (`~/.cache/llamafleet/bin`) unless a `pulumi` is already on
-PATH, in which case that one is used and the bootstrap directory is only searched for plugins.
+The program (`infra.program.main`) runs in this Python process: the SDK serves the language
+runtime itself and passes `--client` to the CLI, so no `pulumi-language-python` plugin is needed
+(pulumi/automation/_stack.py; pkg/v3 cmd/pulumi/operations/io.go). It is the same program
+`pulumi up` runs through `infra/__main__.py`, under the same project name, so a platform team's
+own `pulumi up --stack <stack>` and `llamafleet up <stack>` share one program and one state.
 
-Passphrase: `PULUMI_CONFIG_PASSPHRASE` or `PULUMI_CONFIG_PASSPHRASE_FILE` when set; otherwise a
-random passphrase generated once into `~/.cache/llamafleet/passphrase` (mode 0600).
-For the `local` stack, `KUBECONFIG` defaults to the one `scripts/local-cluster up` writes.
+Backend and secrets: the user's own (`pulumi login`, or PULUMI_BACKEND_URL; the stack's secrets
+provider). Only `local`, run without --work-dir, defaults to a file backend and a passphrase
+under the cache (`~/.cache/llamafleet/pulumi`), and runs from a project directory generated
+there, so the engine never writes into the checkout (stack creation writes its encryption salt
+into the stack's config file; for `local` that file is generated from `stacks/Pulumi.local.yaml`).
+
+The CLI and plugins come from `scripts/bootstrap-engine` (`~/.cache/llamafleet/bin`), unless a
+`pulumi` is on PATH: then that CLI runs and the bootstrap directory still serves the plugins
+(`pulumi-resource-kubernetes`, `pulumi-resource-pulumi-python` for dynamic providers).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
+import re
 import secrets
 import shutil
+import signal
+import socket
 import sys
+import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import yaml
 from pulumi import automation as auto
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from infra.config import stack_file
+from infra.engine_output import EngineOutput
 
-# Operations in a preview/up summary that change nothing.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOCAL_STACK = "local"
+# Operations in a change summary that change nothing.
 UNCHANGED_OPS = frozenset({"same", "read"})
+# Keys of a stack config file that the secrets provider writes (pkg/v3 workspace.ProjectStack).
+SECRETS_PROVIDER_KEYS = ("secretsprovider", "encryptedkey", "encryptionsalt")
+
+Show = Callable[[str], object]
 
 
 def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """$LLAMAFLEET_CACHE, default ~/.cache/llamafleet: builds, binaries, local state."""
     env = os.environ if environ is None else environ
     return Path(env.get("LLAMAFLEET_CACHE", str(Path.home() / ".cache" / "llamafleet")))
 
 
 def engine_bin_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """Where scripts/bootstrap-engine puts the CLI, the language host and the providers."""
+    """Where scripts/bootstrap-engine puts the CLI, the plugins and the control plane."""
     return cache_dir(environ) / "bin"
-
-
-# Plugins scripts/bootstrap-engine cannot build: the Go module proxy refuses their modules
-# (403 "This module version is not available" at every version). A Pulumi CLI installed the
-# usual way ships the language host; `pulumi plugin install resource random` brings random.
-UNBUILDABLE = {
-    "pulumi-language-python": "github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3",
-    "pulumi-resource-random": "github.com/pulumi/pulumi-random/provider/v4",
-}
-
-
-def missing_engine_binaries(names: tuple[str, ...]) -> list[str]:
-    """Which of `names` are neither on PATH nor in the bootstrap's bin directory, each with why
-    (for a test's skip message)."""
-    path = os.pathsep.join([os.environ.get("PATH", os.defpath), str(engine_bin_dir())])
-    missing: list[str] = []
-    for name in names:
-        if shutil.which(name, path=path) is None:
-            module = UNBUILDABLE.get(name)
-            missing.append(
-                f"{name} (the Go module proxy refuses {module}; install the Pulumi CLI)"
-                if module
-                else f"{name} (run scripts/bootstrap-engine)"
-            )
-    return missing
 
 
 def local_kubeconfig(environ: Mapping[str, str] | None = None) -> Path:
@@ -71,63 +66,132 @@ def local_kubeconfig(environ: Mapping[str, str] | None = None) -> Path:
     return Path(local) / "kubeconfig"
 
 
-def _passphrase_file(environ: Mapping[str, str]) -> Path:
-    path = cache_dir(environ) / "passphrase"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32))
-    return path
+def local_pulumi_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The `local` stack's own Pulumi directory: `state/` (file backend), `project/`, and the
+    passphrase. Outside scripts/local-cluster's directory, which `down --purge` deletes."""
+    return cache_dir(environ) / "pulumi"
 
 
-def engine_env(
-    work_dir: Path, stack: str | None = None, environ: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """The environment every Pulumi CLI call of this project runs with (added to os.environ)."""
-    env = dict(os.environ if environ is None else environ)
+@dataclass(frozen=True)
+class Target:
+    """Where a stack runs: its project directory and the environment the CLI gets."""
+
+    stack: str
+    project_dir: Path
+    env: dict[str, str]
+    # The secrets provider a new stack gets (None: the backend's default).
+    secrets_provider: str | None
+
+
+def target(stack: str, work_dir: Path | None = None) -> Target:
+    """`local` without a work dir: the generated project under the cache, its file backend and
+    passphrase. Anything else: the project in `work_dir` (default: the repository root) with
+    the user's backend and secrets provider."""
+    env = dict(os.environ)
+    extra = _tool_env(env)
+    if stack == LOCAL_STACK and work_dir is None:
+        home = local_pulumi_dir(env)
+        project = write_local_project(home / "project", REPO_ROOT)
+        (home / "state").mkdir(parents=True, exist_ok=True)
+        extra["PULUMI_BACKEND_URL"] = (home / "state").as_uri()
+        if not env.get("PULUMI_CONFIG_PASSPHRASE") and not env.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+            extra["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(_passphrase_file(home))
+        if not env.get("KUBECONFIG"):
+            extra["KUBECONFIG"] = str(local_kubeconfig(env))
+        return Target(stack, project, extra, "passphrase")
+    return Target(stack, (work_dir or REPO_ROOT).resolve(), extra, None)
+
+
+def _tool_env(env: Mapping[str, str]) -> dict[str, str]:
+    """PATH with the CLI and the plugins; the dynamic providers' Python; no update checks."""
     bin_dir = str(engine_bin_dir(env))
     path = env.get("PATH", os.defpath)
     if shutil.which("pulumi", path=path):
         path = os.pathsep.join([path, bin_dir])  # the user's own CLI first; plugins still found
     else:
         path = os.pathsep.join([bin_dir, path])
-    out = {
+    return {
         "PATH": path,
-        "PULUMI_BACKEND_URL": (work_dir / ".pulumi").resolve().as_uri(),
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        # pulumi-resource-pulumi-python runs "${PULUMI_PYTHON_CMD:-python3} -m pulumi.dynamic":
+        # this interpreter, which has the program's packages.
+        "PULUMI_PYTHON_CMD": sys.executable,
         "PULUMI_SKIP_UPDATE_CHECK": "true",
     }
-    if not env.get("PULUMI_CONFIG_PASSPHRASE") and not env.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
-        out["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(_passphrase_file(env))
-    if stack == "local" and not env.get("KUBECONFIG") and local_kubeconfig(env).exists():
-        out["KUBECONFIG"] = str(local_kubeconfig(env))
-    return out
+
+
+def _passphrase_file(home: Path) -> Path:
+    path = home / "passphrase"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return path
+
+
+def write_local_project(project: Path, repo: Path) -> Path:
+    """The `local` stack's project directory: the repository's Pulumi.yaml (stack files beside
+    it) and `Pulumi.local.yaml` = the repository's `config:` plus the secrets-provider keys the
+    engine wrote into the previous copy. Rewritten on every run, so edits to
+    `stacks/Pulumi.local.yaml` apply and the checkout is never written to."""
+    project.mkdir(parents=True, exist_ok=True)
+    settings: dict[str, Any] = yaml.safe_load((repo / "Pulumi.yaml").read_text())
+    settings.pop("stackConfigDir", None)
+    settings["main"] = str(repo / "infra")
+    _write(project / "Pulumi.yaml", settings)
+    config_file = project / f"Pulumi.{LOCAL_STACK}.yaml"
+    previous: dict[str, Any] = {}
+    if config_file.exists():
+        previous = yaml.safe_load(config_file.read_text()) or {}
+    document: dict[str, Any] = yaml.safe_load(stack_file(LOCAL_STACK).read_text()) or {}
+    document.update({k: previous[k] for k in SECRETS_PROVIDER_KEYS if k in previous})
+    _write(config_file, document)
+    return project
+
+
+def _write(path: Path, document: Mapping[str, Any]) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(yaml.safe_dump(dict(document), sort_keys=False))
+    temporary.replace(path)
+
+
+def project_name(project_dir: Path) -> str:
+    settings: dict[str, Any] = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
+    return str(settings["name"])
 
 
 def _pulumi_command(env: Mapping[str, str]) -> auto.PulumiCommand:
     found = shutil.which("pulumi", path=env["PATH"])
     if found is None:
-        raise SystemExit(
-            "no pulumi CLI on PATH and none in "
-            f"{engine_bin_dir()}: run scripts/bootstrap-engine (or install Pulumi)"
+        raise EngineError(
+            f"no pulumi CLI on PATH and none in {engine_bin_dir()}: run scripts/bootstrap-engine"
         )
     # PulumiCommand(root=R) runs R/bin/pulumi and puts R/bin first on the plugins' PATH.
     return auto.PulumiCommand(root=str(Path(found).resolve().parent.parent))
 
 
-def open_stack(stack: str, work_dir: Path | None = None) -> auto.Stack:
-    """Select the stack, creating it (passphrase secrets) in the file backend if it is new."""
-    root = (work_dir or REPO_ROOT).resolve()
-    (root / ".pulumi").mkdir(exist_ok=True)
-    env = engine_env(root, stack)
+class EngineError(Exception):
+    """An engine run that failed, as one line for the user."""
+
+
+def open_stack(
+    stack: str, work_dir: Path | None = None, program: auto.PulumiFn | None = None
+) -> auto.Stack:
+    """Select the stack, creating it if it is new, with `program` (default: llamafleet's,
+    `infra.program.main`) bound inline."""
+    if program is None:
+        from infra.program import main as program  # noqa: PLC0415 (loads the components)
+
+    where = target(stack, work_dir)
     opts = auto.LocalWorkspaceOptions(
-        work_dir=str(root),
-        env_vars=env,
-        secrets_provider="passphrase",
-        pulumi_command=_pulumi_command(env),
+        work_dir=str(where.project_dir),
+        env_vars=where.env,
+        secrets_provider=where.secrets_provider,
+        pulumi_command=_pulumi_command(where.env),
     )
-    return auto.create_or_select_stack(stack_name=stack, work_dir=str(root), opts=opts)
+    return auto.create_or_select_stack(
+        stack_name=stack, project_name=project_name(where.project_dir), program=program, opts=opts
+    )
 
 
 def changes(summary: Mapping[auto.OpType, int] | Mapping[str, int] | None) -> dict[str, int]:
@@ -140,109 +204,193 @@ def changes(summary: Mapping[auto.OpType, int] | Mapping[str, int] | None) -> di
     return out
 
 
+@dataclass(frozen=True)
+class Step:
+    """One resource a preview would touch: its operation, type and name."""
+
+    op: str
+    type: str
+    name: str
+
+
+def engine_log(stack: str, operation: str) -> Path:
+    """Where the engine's whole output of the last `operation` on `stack` is kept."""
+    return cache_dir() / "logs" / f"engine-{stack}-{operation}.log"
+
+
 def preview(
-    stack: str, work_dir: Path | None = None, on_output: Callable[[str], object] | None = print
-) -> dict[str, int]:
-    """Run `pulumi preview --diff`; return what would change (empty: nothing)."""
-    result = open_stack(stack, work_dir).preview(diff=True, on_output=on_output)
-    return changes(result.change_summary)
+    stack: str, work_dir: Path | None = None, show: Show = print
+) -> tuple[dict[str, int], list[Step]]:
+    """`pulumi preview --diff`: what would change (counts; empty: nothing), and each step."""
+    steps: list[Step] = []
+
+    def on_event(event: auto.EngineEvent) -> None:
+        pre = event.resource_pre_event
+        if pre is None or str(pre.metadata.op.value) in UNCHANGED_OPS:
+            return
+        name = pre.metadata.urn.rsplit("::", 1)[-1]
+        steps.append(Step(str(pre.metadata.op.value), pre.metadata.type, name))
+
+    result = _operate(
+        stack,
+        work_dir,
+        "preview",
+        show,
+        lambda st, out: st.preview(
+            diff=True, color="never", on_output=out, on_error=out, on_event=on_event
+        ),
+    )
+    return changes(result.change_summary), steps
 
 
-def up(
-    stack: str, work_dir: Path | None = None, on_output: Callable[[str], object] | None = print
-) -> dict[str, int]:
-    """Run `pulumi up --yes`; return what changed (empty: nothing)."""
-    result = open_stack(stack, work_dir).up(diff=True, on_output=on_output)
+def up(stack: str, work_dir: Path | None = None, show: Show = print) -> dict[str, int]:
+    """`pulumi up --refresh --yes`: the state is refreshed first, so what changed behind Pulumi's
+    back (a deleted Deployment, a lost bucket) is put back. Returns what changed."""
+    result = _operate(
+        stack,
+        work_dir,
+        "up",
+        show,
+        lambda st, out: st.up(diff=True, refresh=True, color="never", on_output=out, on_error=out),
+    )
+    return changes(result.summary.resource_changes)
+
+
+def refresh(stack: str, work_dir: Path | None = None, show: Show = print) -> dict[str, int]:
+    """`pulumi refresh --yes`; the drift it found and wrote into the state (empty: none)."""
+    result = _operate(
+        stack,
+        work_dir,
+        "refresh",
+        show,
+        lambda st, out: st.refresh(color="never", on_output=out, on_error=out),
+    )
     return changes(result.summary.resource_changes)
 
 
 def destroy(
-    stack: str,
-    work_dir: Path | None = None,
-    on_output: Callable[[str], object] | None = print,
-    remove: bool = False,
+    stack: str, work_dir: Path | None = None, show: Show = print, remove: bool = False
 ) -> dict[str, int]:
-    """Run `pulumi destroy --yes` (and `pulumi stack rm` when remove); return what was deleted."""
-    st = open_stack(stack, work_dir)
-    result = st.destroy(on_output=on_output)
+    """`pulumi destroy --yes` (and `pulumi stack rm`, keeping its config, when `remove`)."""
+    result = _operate(
+        stack,
+        work_dir,
+        "destroy",
+        show,
+        lambda st, out: st.destroy(color="never", on_output=out, on_error=out),
+    )
     if remove:
-        st.workspace.remove_stack(stack, preserve_config=True)
+        open_stack(stack, work_dir).workspace.remove_stack(stack, preserve_config=True)
     return changes(result.summary.resource_changes)
 
 
-def _work_dir(args: argparse.Namespace) -> Path | None:
-    value: Path | None = args.work_dir
-    return value
+def outputs(stack: str, work_dir: Path | None = None) -> dict[str, Any]:
+    """The stack's outputs, secrets decrypted (for `llamafleet keys`)."""
+    return {name: out.value for name, out in open_stack(stack, work_dir).outputs().items()}
 
 
-def _cmd_preview(args: argparse.Namespace) -> int:
-    changed = preview(args.stack, _work_dir(args))
-    if args.expect_no_changes and changed:
-        print(f"drift: {args.stack} would change {changed}", file=sys.stderr)
-        return 1
-    return 0
+Operation = Callable[[auto.Stack, EngineOutput], Any]
 
 
-def _cmd_up(args: argparse.Namespace) -> int:
-    changed = up(args.stack, _work_dir(args))
-    print(f"{args.stack}: {changed or 'no changes'}")
-    return 0
-
-
-def _cmd_destroy(args: argparse.Namespace) -> int:
-    destroy(args.stack, _work_dir(args), remove=args.remove)
-    return 0
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run the engine command add_commands registered (its handler is args.engine_handler)."""
-    handler: Callable[[argparse.Namespace], int] = args.engine_handler
+def _operate(stack: str, work_dir: Path | None, name: str, show: Show, operation: Operation) -> Any:
+    """Run `operation` with the engine's output shown through `show` (tracebacks collapsed) and
+    kept whole in engine_log(stack, name). A lock left by an interrupted run of this machine is
+    released once and the operation retried, after one line saying so. Failures: EngineError."""
+    st = open_stack(stack, work_dir)
+    log = engine_log(stack, name)
     try:
-        return handler(args)
+        return _run(stack, st, operation, EngineOutput(log, show))
+    except auto.ConcurrentUpdateError as exc:
+        holder = stale_lock(str(exc))
+        if holder is None:
+            raise EngineError(_locked_line(stack, str(exc))) from None
+        print(
+            f"llamafleet: an earlier run on {stack} (pid {holder}) was interrupted and left its "
+            "lock; released it and going on (the engine reports any operation it left pending)",
+            file=sys.stderr,
+        )
+        st.cancel()
+    return _run(stack, st, operation, EngineOutput(log, show))
+
+
+def _run(stack: str, st: auto.Stack, operation: Operation, output: EngineOutput) -> Any:
+    """`operation`, with Ctrl-C left to the engine: the CLI (in this process group) gets the
+    SIGINT too and cancels safely (finishes what is in flight, saves the state, releases its
+    lock); this process waits for it. A second Ctrl-C stops waiting."""
+    interrupted = False
+
+    def on_sigint(_signum: int, _frame: object) -> None:
+        nonlocal interrupted
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted = True
+        print("llamafleet: stopping safely; Ctrl-C again to stop waiting", file=sys.stderr)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
+    try:
+        return operation(st, output)
+    except auto.ConcurrentUpdateError:
+        raise
     except auto.CommandError as exc:
-        print(f"pulumi failed: {exc}", file=sys.stderr)
-        return 2
+        if interrupted:
+            raise EngineError(
+                f"interrupted: the engine stopped safely; run it again to finish {stack}"
+            ) from None
+        if not output.errors:
+            raise EngineError(command_error_line(str(exc))) from None
+        raise EngineError(f"failed: the errors are above (whole output: {output.log})") from None
+    finally:
+        output.close()
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
 
 
-def add_commands(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],  # pyright: ignore[reportPrivateUsage]
-) -> None:
-    """Register `preview`, `up` and `destroy` on the project CLI.
-
-    Each parser sets `engine_handler`; the CLI dispatches with `run_command(args)`.
-    """
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("stack", help="stack name (stacks/Pulumi.<stack>.yaml)")
-    common.add_argument(
-        "--work-dir",
-        type=Path,
-        default=None,
-        help="Pulumi project directory (default: the repository root)",
-    )
-    p = subparsers.add_parser(
-        "preview", parents=[common], help="pulumi preview --diff through the Automation API"
-    )
-    p.add_argument(
-        "--expect-no-changes",
-        action="store_true",
-        help="exit 1 when anything would change (a drift check for CI)",
-    )
-    p.set_defaults(engine_handler=_cmd_preview)
-    u = subparsers.add_parser("up", parents=[common], help="pulumi up --yes")
-    u.set_defaults(engine_handler=_cmd_up)
-    d = subparsers.add_parser("destroy", parents=[common], help="pulumi destroy --yes")
-    d.add_argument(
-        "--remove", action="store_true", help="also remove the stack (its config file stays)"
-    )
-    d.set_defaults(engine_handler=_cmd_destroy)
+# "  file:///…/x.json: created by root@host (pid 4242) at 2026-11-30T12:00:00Z" (diy/lock.go)
+_LOCK_LINE = re.compile(r"created by (?P<user>[^@\s]+)@(?P<host>\S+) \(pid (?P<pid>\d+)\)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point (`python -m infra.engine up local`) until the CLI wires it in."""
-    parser = argparse.ArgumentParser(prog="llamafleet-engine", description=__doc__)
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    return run_command(parser.parse_args(argv))
+def stale_lock(message: str) -> int | None:
+    """The pid of the lock holder named in a "currently locked" error, if every holder is a
+    process of this machine that no longer runs (so the lock can be released safely)."""
+    holders = list(_LOCK_LINE.finditer(message))
+    if not holders:
+        return None
+    for holder in holders:
+        if holder["host"] != socket.gethostname() or _alive(int(holder["pid"])):
+            return None
+    return int(holders[0]["pid"])
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _alive(pid: int) -> bool:
+    """Whether `pid` still runs; a zombie (killed, not yet reaped) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs: the signal check is all there is
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _locked_line(stack: str, message: str) -> str:
+    holder = _LOCK_LINE.search(message)
+    who = f" by {holder['user']}@{holder['host']} (pid {holder['pid']})" if holder else ""
+    return f"{stack} is being updated{who}; wait for that run to end, then run again"
+
+
+def command_error_line(message: str) -> str:
+    """The engine's own diagnosis out of a CommandError (its `error:` lines), else its first
+    line: the CLI has already printed the details as they happened."""
+    errors = [
+        line.strip().removeprefix("error: ")
+        for line in message.splitlines()
+        if line.strip().startswith("error: ")
+    ]
+    if errors:
+        return errors[-1]
+    return message.strip().splitlines()[0] if message.strip() else "pulumi failed"
