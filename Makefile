@@ -19,7 +19,8 @@ help:
 	@echo "make render      render STACK=<stack> to OUT=<dir> under Pulumi's mock monitor"
 	@echo "make validate    check STACK=<stack>'s settings only"
 	@echo "make image       build llama-server natively with the image's build script"
-	@echo "make engine      build the local control plane (and, on request, the Pulumi CLI)"
+	@echo "make engine      build the Pulumi CLI, its plugins and the local control plane"
+	@echo "make down        stop what make up started and destroy the local stack"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +38,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 typecheck: venv
-	$(BIN)/pyright components modelsync infra
+	$(BIN)/pyright components modelsync infra policy
 
 unit: venv
 	$(BIN)/python -m pytest -m "not image and not e2e"
@@ -48,12 +49,9 @@ $(CHECKOV):
 	$(PYTHON) -m venv $(CACHE)/tools/checkov
 	$(CACHE)/tools/checkov/bin/pip install --quiet checkov==3.3.30
 
-# The local control plane the e2e tests schedule onto. `make engine ENGINE_PIECES="pulumi
-# kubernetes-provider kube etcd kwok"` also builds the CLI and the Kubernetes provider (the Python
-# language host cannot be built from the registries: see scripts/bootstrap-engine).
-ENGINE_PIECES ?= kube etcd kwok
+# The engine and the local control plane (scripts/bootstrap-engine: every piece, cached).
 engine:
-	scripts/bootstrap-engine $(ENGINE_PIECES)
+	scripts/bootstrap-engine
 
 test: lint typecheck $(CHECKOV) engine
 	$(BIN)/python -m pytest
@@ -67,18 +65,32 @@ render: venv
 image: venv
 	scripts/build-llama-server
 
-# The main job: the local stack's model served natively, exactly as its rendered pod would run.
-up: venv
-	$(BIN)/llamafleet validate stacks/Pulumi.local.yaml
-	$(BIN)/llamafleet render local --out out/local
+# The main job: `pulumi up` of the local stack through the real engine (its program run inline),
+# against a local Kubernetes API server with one fake node per tier and S3 on loopback; then the
+# model is served natively, exactly as the engine deployed it.
+LOCAL_DIR := $(CACHE)/local
+up: venv engine
+	mkdir -p $(LOCAL_DIR)
+	$(BIN)/llamafleet local-tiers stacks/Pulumi.local.yaml > $(LOCAL_DIR)/tiers.json
+	scripts/local-cluster up $(LOCAL_DIR)/tiers.json
 	scripts/local-s3 up
-	$(LOCAL_AWS) scripts/seed-local-store local
+	scripts/local-model local
+	$(LOCAL_AWS) $(BIN)/llamafleet up local
 	payload=$$(scripts/build-llama-server cpu) && \
 	  $(LOCAL_AWS) $(BIN)/llamafleet serve local --llama-server "$$payload/llama-server"
 
+# Stops what `make up` started and destroys the stack (the control plane is started for that
+# if it is not running), then deletes the control plane's data.
 down: venv
-	$(BIN)/llamafleet serve local --stop
-	scripts/local-s3 down
+	@status=0; \
+	$(BIN)/llamafleet serve local --stop || status=1; \
+	if [ -x $(CACHE)/bin/kube-apiserver ]; then \
+	  { scripts/local-cluster up >/dev/null && scripts/local-s3 up >/dev/null && \
+	    $(LOCAL_AWS) $(BIN)/llamafleet destroy local; } || status=1; \
+	fi; \
+	scripts/local-s3 down || status=1; \
+	scripts/local-cluster down --purge || status=1; \
+	exit $$status
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

@@ -1,15 +1,23 @@
-"""`llamafleet serve`: run a stack's rendered pods natively on this machine.
+"""`llamafleet serve`: run what the engine deployed for a stack, natively, on this machine.
 
-For a control plane that runs no containers (the embedded local one), this is how the `local`
-stack's model really serves: the init container's exact command fetches and verifies the model
-from the store, then llama-server starts with the exact argv the Deployment carries. Only the
-mounted paths (model cache, key file) and, if asked, the port are mapped to local ones.
+The embedded local control plane runs no containers (kwok only marks pods Running), so `make up`
+serves the `local` stack's model this way. Everything comes from the API server, as the kubelet
+would read it: each llama-server Deployment's init container (command and env), its server
+container (command and args), and the Secrets its volumes mount (model-store credentials, the
+team's keys). Volumes become directories under the cache, Secrets files in them (mode 0600), and
+only the mounted paths and, if asked, the port are mapped to local ones. The fetch runs first
+(download by digest, verified), then llama-server, in the background.
+
+A second `serve` of an unchanged deployment keeps the running server (no restart, no gap).
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
+import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -17,40 +25,106 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.server_args import API_KEY_DIR, API_KEY_FILE, MODEL_DIR, SERVER_PORT
-from infra.render import render
+from components.server_args import API_KEY_FILE, SERVER_PORT
+from components.tenant import API_KEY_SECRET
+from infra.engine import cache_dir, engine_bin_dir, local_kubeconfig
 
 READY_TIMEOUT_SECONDS = 300
+STOP_TIMEOUT_SECONDS = 30
+# What `serve` runs: llama-server Deployments of llamafleet (components.inference_pod labels).
+DEPLOYMENT_SELECTOR = "app.kubernetes.io/name=llama-server,app.kubernetes.io/part-of=llamafleet"
+# Secret data by (namespace, name).
+SecretReader = Callable[[str, str], Mapping[str, bytes]]
+
+
+class ServeError(Exception):
+    """Why a deployment cannot be served natively, in one line."""
+
+
+@dataclass(frozen=True)
+class Container:
+    argv: list[str]
+    env: dict[str, str]
+    mounts: dict[str, str]  # mount path -> volume name
+
+
+@dataclass(frozen=True)
+class Volume:
+    """An emptyDir (`files` None) or a Secret's files (relative path -> bytes)."""
+
+    files: dict[str, bytes] | None = None
 
 
 @dataclass(frozen=True)
 class NativePod:
-    name: str
-    fetch: list[str]
-    server: list[str]
+    """One Deployment's pod, as a native process needs it."""
+
+    namespace: str
+    deployment: str
+    fetch: Container
+    server: Container
+    volumes: dict[str, Volume] = field(default_factory=dict[str, Volume])
+
+    @property
+    def name(self) -> str:
+        return f"{self.namespace}-{self.deployment}"
+
+    def fingerprint(self) -> str:
+        """Changes whenever what would run changes (argv, env, mounted files)."""
+        digest = hashlib.sha256()
+        for container in (self.fetch, self.server):
+            digest.update(json.dumps([container.argv, container.env, container.mounts]).encode())
+        for name in sorted(self.volumes):
+            files = self.volumes[name].files or {}
+            for path in sorted(files):
+                digest.update(f"{name}/{path}".encode() + b"\0" + files[path])
+        return digest.hexdigest()
 
 
-def native_pods(stack: str) -> list[NativePod]:
-    """Each llama-server Deployment of the stack: its fetch command and server argv."""
-    pods: list[NativePod] = []
-    for obj in render(stack).kubernetes_objects:
-        if obj["kind"] != "Deployment":
-            continue
-        spec: dict[str, Any] = obj["spec"]["template"]["spec"]
-        (fetcher,) = spec["initContainers"]
-        (server,) = spec["containers"]
-        pods.append(
-            NativePod(
-                name=f"{obj['metadata']['namespace']}-{obj['metadata']['name']}",
-                fetch=list(fetcher["command"]),
-                server=[*server["command"], *server["args"]],
-            )
-        )
-    return pods
+def pod_from_deployment(deployment: Mapping[str, Any], read_secret: SecretReader) -> NativePod:
+    """The native form of a Deployment (as the API server returns it). Raises ServeError for
+    what a native run cannot honour (several containers, env from references, other volumes)."""
+    meta = deployment["metadata"]
+    namespace, name = str(meta["namespace"]), str(meta["name"])
+    spec: Mapping[str, Any] = deployment["spec"]["template"]["spec"]
+    inits, servers = spec.get("initContainers") or [], spec.get("containers") or []
+    if len(inits) != 1 or len(servers) != 1:
+        raise ServeError(f"{namespace}/{name}: expected one init container and one container")
+    volumes = {
+        str(v["name"]): _volume(namespace, name, v, read_secret) for v in spec.get("volumes") or []
+    }
+    return NativePod(namespace, name, _container(inits[0]), _container(servers[0]), volumes)
+
+
+def _container(container: Mapping[str, Any]) -> Container:
+    env: dict[str, str] = {}
+    for var in container.get("env") or []:
+        if "value" not in var:
+            raise ServeError(f"container {container['name']}: env {var['name']} is a reference")
+        env[str(var["name"])] = str(var["value"])
+    argv = [*container.get("command", []), *container.get("args", [])]
+    mounts = {str(m["mountPath"]): str(m["name"]) for m in container.get("volumeMounts") or []}
+    return Container([str(a) for a in argv], env, mounts)
+
+
+def _volume(
+    namespace: str, deployment: str, volume: Mapping[str, Any], read_secret: SecretReader
+) -> Volume:
+    if "emptyDir" in volume:
+        return Volume()
+    if "secret" not in volume:
+        raise ServeError(f"{namespace}/{deployment}: volume {volume['name']} is not supported")
+    source: Mapping[str, Any] = volume["secret"]
+    data = read_secret(namespace, str(source["secretName"]))
+    items = source.get("items")
+    if items is None:
+        return Volume(dict(data))
+    return Volume({str(item["path"]): data[str(item["key"])] for item in items})
 
 
 def localise(argv: list[str], mounts: dict[str, str], port: int | None = None) -> list[str]:
@@ -68,60 +142,180 @@ def _local_path(arg: str, mounts: dict[str, str]) -> str:
     return arg
 
 
-def run_dir(cache: Path, pod: NativePod) -> Path:
-    return cache / "local" / "serve" / pod.name
+def serve_root(environ: Mapping[str, str] | None = None) -> Path:
+    """Where native pods keep their volumes, logs and pid files."""
+    return cache_dir(environ) / "serve"
 
 
-def start(
-    pod: NativePod, llama_server: Path, cache: Path, port: int = SERVER_PORT
-) -> tuple[str, Path]:
-    """Fetch (verified) and start one pod's server in the background; returns (URL, key file)."""
-    state = run_dir(cache, pod)
-    models, keys = cache / "models", state / "api-keys"
-    models.mkdir(parents=True, exist_ok=True)
-    keys.mkdir(parents=True, exist_ok=True)
-    mounts = {MODEL_DIR: str(models), API_KEY_DIR: str(keys)}
-    fetch = localise(pod.fetch, mounts)
+class Kubectl:
+    """Reads from the API server with the bootstrap's kubectl and $KUBECONFIG (for `local`,
+    default: the one scripts/local-cluster writes)."""
+
+    def __init__(self, kubeconfig: Path | None = None) -> None:
+        self.kubeconfig = kubeconfig or Path(os.environ.get("KUBECONFIG", local_kubeconfig()))
+        self.binary = shutil.which("kubectl") or str(engine_bin_dir() / "kubectl")
+
+    def get(self, *args: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [self.binary, "--kubeconfig", str(self.kubeconfig), "get", "-o", "json", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise ServeError(f"kubectl get {' '.join(args)}: {done.stderr.strip()}")
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    def secret(self, namespace: str, name: str) -> dict[str, bytes]:
+        data: dict[str, str] = self.get("secret", name, "-n", namespace).get("data") or {}
+        return {key: base64.b64decode(value) for key, value in data.items()}
+
+    def pods(self) -> list[NativePod]:
+        items = self.get("deployments", "-A", "-l", DEPLOYMENT_SELECTOR)["items"]
+        return [pod_from_deployment(item, self.secret) for item in items]
+
+
+def lay_out(pod: NativePod, root: Path) -> dict[str, Path]:
+    """Each volume as a directory under `root` (Secrets as 0600 files); volume name -> dir."""
+    paths: dict[str, Path] = {}
+    for name, volume in pod.volumes.items():
+        where = root / "volumes" / name
+        where.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for relative, content in (volume.files or {}).items():
+            target = where / relative
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(content)
+        paths[name] = where
+    return paths
+
+
+def local_mounts(container: Container, volumes: Mapping[str, Path]) -> dict[str, str]:
+    return {path: str(volumes[name]) for path, name in container.mounts.items()}
+
+
+@dataclass(frozen=True)
+class Served:
+    pod: NativePod
+    base_url: str
+    client_key_file: Path
+    restarted: bool
+
+
+def start(pod: NativePod, llama_server: Path, port: int = SERVER_PORT) -> Served:
+    """Fetch (verified) and start one pod's server in the background, unless it already runs
+    exactly this pod; returns where it serves and a file holding a client key."""
+    state = serve_root() / pod.name
+    base = f"http://127.0.0.1:{port}"
+    client_key = state / "client-key"
+    fingerprint = f"{pod.fingerprint()} {llama_server.resolve()} {port}"
+    if _running(state) and (state / "fingerprint").read_text() == fingerprint:
+        return Served(pod, f"{base}/v1", client_key, restarted=False)
+    stop(state)
+    volumes = lay_out(pod, state)
+    _write_client_key(pod, volumes, client_key)
+    fetch = localise(pod.fetch.argv, local_mounts(pod.fetch, volumes))
     # The fetcher image's command is a console script of this package: use this environment's.
     fetch[0] = shutil.which(fetch[0], path=str(Path(sys.executable).parent)) or fetch[0]
-    subprocess.run(fetch, check=True)
-
-    key_file = keys / Path(API_KEY_FILE).name
-    if not key_file.exists():
-        key_file.touch(mode=0o600)
-        key_file.write_text(secrets.token_urlsafe(32) + "\n")
-    stop(pod, cache)
-    argv = localise(pod.server, mounts, port)
+    fetch_env = {
+        **os.environ,
+        **{k: _local_path(v, local_mounts(pod.fetch, volumes)) for k, v in pod.fetch.env.items()},
+    }
+    done = subprocess.run(fetch, env=fetch_env, check=False)
+    if done.returncode != 0:
+        raise ServeError(f"{pod.name}: the model fetch exited with {done.returncode}")
+    argv = localise(pod.server.argv, local_mounts(pod.server, volumes), port)
     argv[0] = str(llama_server)
-    log = (state / "server.log").open("w")
-    process = subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-    )
+    server_env = {**_without_llama_args(os.environ), **pod.server.env}
+    with (state / "server.log").open("wb") as log:
+        process = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=server_env,
+            start_new_session=True,
+        )
     (state / "pid").write_text(str(process.pid))
-    base = f"http://127.0.0.1:{port}"
     _wait_ready(base, process, state / "server.log")
-    return f"{base}/v1", key_file
+    (state / "fingerprint").write_text(fingerprint)
+    return Served(pod, f"{base}/v1", client_key, restarted=True)
 
 
-def stop(pod: NativePod, cache: Path) -> bool:
-    pid_file = run_dir(cache, pod) / "pid"
-    if not pid_file.exists():
-        return False
-    pid = int(pid_file.read_text())
-    pid_file.unlink()
+def _without_llama_args(environ: Mapping[str, str]) -> dict[str, str]:
+    # llama-server reads LLAMA_ARG_* too: only the deployed argv may configure it.
+    return {k: v for k, v in environ.items() if not k.startswith("LLAMA_ARG_")}
+
+
+def _write_client_key(pod: NativePod, volumes: Mapping[str, Path], target: Path) -> None:
+    """The team's oldest key (the first line of its key file; the scraper's comes last)."""
+    key_file = localise([API_KEY_FILE], local_mounts(pod.server, volumes))[0]
+    lines = [line for line in Path(key_file).read_text().splitlines() if line.strip()]
+    if len(lines) < 2:
+        raise ServeError(f"{pod.name}: the {API_KEY_SECRET} Secret holds no team key")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(lines[0] + "\n")
+
+
+def _running(state: Path) -> bool:
+    pid = _pid(state)
+    return pid is not None and _alive(pid) and (state / "fingerprint").exists()
+
+
+def _pid(state: Path) -> int | None:
     try:
-        os.killpg(pid, signal.SIGTERM)
+        return int((state / "pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     return True
+
+
+def stop(state: Path) -> bool:
+    """Stop the server whose state directory is `state` (SIGTERM to its process group, SIGKILL
+    after STOP_TIMEOUT_SECONDS); True if one was running."""
+    pid = _pid(state)
+    (state / "fingerprint").unlink(missing_ok=True)
+    (state / "pid").unlink(missing_ok=True)
+    if pid is None or not _alive(pid):
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    while _alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.1)
+    if _alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):  # not ours: its parent reaps it
+        os.waitpid(pid, os.WNOHANG)
+
+
+def stop_all() -> list[str]:
+    """Stop every server `serve` started; the names of those that were running."""
+    root = serve_root()
+    states = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return [state.name for state in states if stop(state)]
 
 
 def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = log.read_text()[-2000:]
-            raise RuntimeError(f"llama-server exited with {process.returncode}:\n{tail}")
+            tail = log.read_text(errors="replace")[-2000:]
+            raise ServeError(f"llama-server exited with {process.returncode}:\n{tail}")
         try:
             with urllib.request.urlopen(f"{base}/health", timeout=2) as response:  # noqa: S310
                 if response.status == 200:
@@ -129,4 +323,37 @@ def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"llama-server not ready after {READY_TIMEOUT_SECONDS} s; see {log}")
+    raise ServeError(f"llama-server not ready after {READY_TIMEOUT_SECONDS} s; see {log}")
+
+
+def client_exports(served: Served) -> str:
+    """The shell line that points the official OpenAI clients at `served`: OPENAI_BASE_URL
+    (openai-python 1.x and later, openai-node), OPENAI_API_BASE (older clients, LangChain)."""
+    url = served.base_url
+    return (
+        f"export OPENAI_BASE_URL={url} OPENAI_API_BASE={url} "
+        f"OPENAI_API_KEY=$(cat {served.client_key_file})"
+    )
+
+
+def command(stack: str, llama_server: Path | None, port: int, stop_only: bool) -> int:
+    """`llamafleet serve STACK [--stop]`."""
+    if stop_only:
+        stopped = stop_all()
+        print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+        return 0
+    if llama_server is None:
+        print("serve: --llama-server is required to start", file=sys.stderr)
+        return 2
+    try:
+        pods = Kubectl().pods()
+        if len(pods) != 1:
+            raise ServeError(f"serve runs one Deployment natively; {stack} has {len(pods)}")
+        served = start(pods[0], llama_server, port)
+    except ServeError as exc:
+        print(f"serve {stack}: {exc}", file=sys.stderr)
+        return 1
+    state = "is serving" if served.restarted else "was already serving (unchanged)"
+    print(f"{served.pod.namespace}/{served.pod.deployment} {state} at {served.base_url}")
+    print(client_exports(served))
+    return 0
