@@ -1,8 +1,15 @@
-"""Shared fixtures: every stack file, rendered once per session (tests/stack_renders.py)."""
+"""Shared fixtures: every stack file, rendered once per session (tests/stack_renders.py).
+
+Under CI=true a skipped test fails the run, unless its reason is one tests/skips.py allows:
+`.ci/run` installs and builds every tool a test needs, so a skip there means a test did not run.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from skips import OPTIONAL
 from stack_renders import STACKS, rendered_stack
 
 from infra.render import Rendered
@@ -16,3 +23,21 @@ def stack(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def rendered(stack: str) -> Rendered:
     return rendered_stack(stack)
+
+
+_SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
+        if not reason.removeprefix("Skipped: ").startswith(OPTIONAL):
+            _SKIPPED.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CI") == "true" and _SKIPPED and exitstatus == 0:
+        print("\nCI=true: these tests skipped although CI provides what they need:", flush=True)
+        for line in _SKIPPED:
+            print(f"  {line}", flush=True)
+        session.exitstatus = 1

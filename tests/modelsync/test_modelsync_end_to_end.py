@@ -13,6 +13,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from skips import optional_skip
 from synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.cli import main
@@ -69,9 +70,9 @@ def test_part_layout_stays_within_s3_limits_beyond_5_gb(size: int) -> None:
 @pytest.mark.s3
 def test_sparse_file_over_5_gb_syncs_in_parts(tmp_path: Path, rclone_endpoint: str) -> None:
     if os.environ.get("MODELSYNC_BIG_TESTS") != "1":
-        pytest.skip("set MODELSYNC_BIG_TESTS=1 to upload a 5 GiB sparse file (about 2 minutes)")
+        optional_skip("set MODELSYNC_BIG_TESTS=1 to upload a 5 GiB sparse file (about 2 minutes)")
     if shutil.disk_usage(tmp_path).free < 3 * FIVE_GB:
-        pytest.skip("needs 15 GiB free for the disk-backed server's copy")
+        optional_skip("needs 15 GiB free for the disk-backed server's copy")
     bucket = f"big-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=rclone_endpoint).create_bucket(Bucket=bucket)
     spec = GgufSpec(tensor_bytes=FIVE_GB + (3 << 20))
