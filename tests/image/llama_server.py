@@ -17,6 +17,8 @@ from infra.serve_local import localise
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_DRIVER = REPO / "scripts" / "build-llama-server"
+# Logged right after llama-server installs its SIGINT/SIGTERM handlers (tools/server/server.cpp).
+STARTED_LINE = ": listening on "
 
 
 def pins() -> dict[str, str]:
@@ -117,7 +119,11 @@ class LlamaServer:
         return self
 
     def wait_ready(self, deadline_s: float = 600.0, poll_s: float = 0.005) -> None:
-        """Polls /health from process start, recording each distinct status in order."""
+        """Polls /health from process start, recording each distinct status in order, then waits
+        for the server's `listening on` line: /health turns 200 before llama-server installs its
+        SIGTERM handler (tools/server/server.cpp: `is_ready` is set, then `sigaction`, then that
+        line), so a SIGTERM in between would kill it with the default action instead of letting
+        it exit cleanly. Under load that window was long enough to hit."""
         assert self.process is not None
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:
@@ -132,7 +138,7 @@ class LlamaServer:
                 continue
             if not self.health_codes or self.health_codes[-1] != status:
                 self.health_codes.append(status)
-            if status == 200:
+            if status == 200 and STARTED_LINE in self.log_text():
                 return
             time.sleep(poll_s)
         raise TimeoutError(f"llama-server not ready in {deadline_s} s:\n{self.log_text()}")
