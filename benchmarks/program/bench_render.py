@@ -42,6 +42,7 @@ def synthetic(teams: int, models: int, tiers: int) -> dict[str, str]:
         f"team-{t}": {
             "models": [f"model-{m}" for m in range(models)],
             "quota": {"cpus": 4 * per_pod, "memoryGib": 4 * per_pod, "pods": 2 * per_pod},
+            "apiKeys": ["2026-11", "2026-12"],
         }
         for t in range(teams)
     }
