@@ -6,7 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= local
 OUT ?= out/$(STACK)
-CACHE ?= $(HOME)/.cache/llamafleet
+# One cache for make and the scripts it runs (they read LLAMAFLEET_CACHE).
+CACHE ?= $(or $(LLAMAFLEET_CACHE),$(HOME)/.cache/llamafleet)
+export LLAMAFLEET_CACHE := $(CACHE)
 
 .PHONY: help venv lint typecheck unit test render validate image engine up down clean
 

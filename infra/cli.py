@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--llama-server", type=Path, help="the native binary (not for --stop)")
     serve.add_argument("--port", type=int, default=SERVER_PORT)
     serve.add_argument("--stop", action="store_true", help="stop what `serve` started")
+    serve.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=None,
+        help="the cluster to read from (default: the local control plane's, not $KUBECONFIG)",
+    )
     serve.set_defaults(handler=_serve)
     commands.add_parser("models", help="model distribution (see `llamafleet models --help`)")
     return parser
@@ -134,12 +140,10 @@ def _local_tiers(args: argparse.Namespace) -> int:
 
 
 def _check_settings(args: argparse.Namespace) -> None:
-    """A stack of this repository is validated before the engine starts (one line per
-    problem, no engine output to read through)."""
-    if args.work_dir is None:
-        from infra.config import stack_file  # noqa: PLC0415
-
-        load_stack_file(stack_file(args.stack))
+    """The stack file is validated before the engine starts: one line per problem, with no
+    engine output to read through, and rules that need the file itself (is a secret encrypted
+    there) applied."""
+    load_stack_file(engine.stack_config_file(args.stack, args.work_dir))
 
 
 def _preview(args: argparse.Namespace) -> int:
@@ -169,7 +173,11 @@ def _refresh(args: argparse.Namespace) -> int:
 
 
 def _destroy(args: argparse.Namespace) -> int:
-    deleted = engine.destroy(args.stack, args.work_dir, remove=args.remove)
+    try:
+        deleted = engine.destroy(args.stack, args.work_dir, remove=args.remove)
+    except engine.NoStackError:
+        print(f"{args.stack}: no stack, nothing to destroy")
+        return 0
     print(f"{args.stack}: {_summary(deleted)}")
     return 0
 
@@ -194,7 +202,7 @@ def _keys(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from infra import serve_local  # noqa: PLC0415
 
-    return serve_local.command(args.stack, args.llama_server, args.port, args.stop)
+    return serve_local.command(args.stack, args.llama_server, args.port, args.stop, args.kubeconfig)
 
 
 if __name__ == "__main__":

@@ -85,8 +85,10 @@ class Target:
 
 def target(stack: str, work_dir: Path | None = None) -> Target:
     """`local` without a work dir: the generated project under the cache, its file backend and
-    passphrase. Anything else: the project in `work_dir` (default: the repository root) with
-    the user's backend and secrets provider."""
+    passphrase, and the local control plane (whatever $KUBECONFIG says: `make up` must never
+    deploy into the cluster a developer's shell points at). Anything else: the project in
+    `work_dir` (default: the repository root) with the user's backend, secrets provider and
+    kubeconfig."""
     env = dict(os.environ)
     extra = _tool_env(env)
     if stack == LOCAL_STACK and work_dir is None:
@@ -96,8 +98,7 @@ def target(stack: str, work_dir: Path | None = None) -> Target:
         extra["PULUMI_BACKEND_URL"] = (home / "state").as_uri()
         if not env.get("PULUMI_CONFIG_PASSPHRASE") and not env.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
             extra["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(_passphrase_file(home))
-        if not env.get("KUBECONFIG"):
-            extra["KUBECONFIG"] = str(local_kubeconfig(env))
+        extra["KUBECONFIG"] = str(local_kubeconfig(env))
         return Target(stack, project, extra, "passphrase")
     return Target(stack, (work_dir or REPO_ROOT).resolve(), extra, None)
 
@@ -120,12 +121,22 @@ def _tool_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def _passphrase_file(home: Path) -> Path:
+    """The local stack's passphrase, made once (mode 0600): written to a private temporary file,
+    then linked into place, so a concurrent first run finds either no file or a whole one."""
     path = home / "passphrase"
-    if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32))
+    if path.exists():
+        return path
+    home.mkdir(parents=True, exist_ok=True)
+    temporary = home / f".passphrase.{os.getpid()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_urlsafe(32))
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass  # another run made it first: use theirs
+    finally:
+        temporary.unlink()
     return path
 
 
@@ -155,6 +166,18 @@ def _write(path: Path, document: Mapping[str, Any]) -> None:
     temporary.replace(path)
 
 
+def stack_config_file(stack: str, work_dir: Path | None = None) -> Path:
+    """The stack file a run of `stack` reads its settings from: the repository's (`local`'s
+    generated copy is made from it), or the one in `work_dir`'s stackConfigDir."""
+    if work_dir is None:
+        return stack_file(stack)
+    try:
+        settings: dict[str, Any] = yaml.safe_load((work_dir / "Pulumi.yaml").read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise EngineError(f"{work_dir} holds no readable Pulumi.yaml: {exc}") from None
+    return work_dir / str(settings.get("stackConfigDir", ".")) / f"Pulumi.{stack}.yaml"
+
+
 def project_name(project_dir: Path) -> str:
     settings: dict[str, Any] = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
     return str(settings["name"])
@@ -174,11 +197,19 @@ class EngineError(Exception):
     """An engine run that failed, as one line for the user."""
 
 
+class NoStackError(EngineError):
+    """The backend has no such stack (and the command does not make one)."""
+
+
 def open_stack(
-    stack: str, work_dir: Path | None = None, program: auto.PulumiFn | None = None
+    stack: str,
+    work_dir: Path | None = None,
+    program: auto.PulumiFn | None = None,
+    create: bool = True,
 ) -> auto.Stack:
-    """Select the stack, creating it if it is new, with `program` (default: llamafleet's,
-    `infra.program.main`) bound inline."""
+    """Select the stack with `program` (default: llamafleet's, `infra.program.main`) bound
+    inline, creating it if it is new and `create`. Raises EngineError (one line) where the
+    backend refuses (not logged in, no passphrase) or, without `create`, the stack is absent."""
     if program is None:
         from infra.program import main as program  # noqa: PLC0415 (loads the components)
 
@@ -189,9 +220,14 @@ def open_stack(
         secrets_provider=where.secrets_provider,
         pulumi_command=_pulumi_command(where.env),
     )
-    return auto.create_or_select_stack(
-        stack_name=stack, project_name=project_name(where.project_dir), program=program, opts=opts
-    )
+    name = project_name(where.project_dir)
+    select = auto.create_or_select_stack if create else auto.select_stack
+    try:
+        return select(stack_name=stack, project_name=name, program=program, opts=opts)
+    except auto.StackNotFoundError:
+        raise NoStackError(f"no stack {stack} in this backend") from None
+    except auto.CommandError as exc:
+        raise EngineError(command_error_line(str(exc))) from None
 
 
 def changes(summary: Mapping[auto.OpType, int] | Mapping[str, int] | None) -> dict[str, int]:
@@ -214,7 +250,7 @@ class Step:
 
 
 def engine_log(stack: str, operation: str) -> Path:
-    """Where the engine's whole output of the last `operation` on `stack` is kept."""
+    """Where the engine's whole output of each `operation` on `stack` is appended."""
     return cache_dir() / "logs" / f"engine-{stack}-{operation}.log"
 
 
@@ -237,7 +273,7 @@ def preview(
         "preview",
         show,
         lambda st, out: st.preview(
-            diff=True, color="never", on_output=out, on_error=out, on_event=on_event
+            diff=True, color="never", on_output=out.stdout, on_error=out.stderr, on_event=on_event
         ),
     )
     return changes(result.change_summary), steps
@@ -251,7 +287,9 @@ def up(stack: str, work_dir: Path | None = None, show: Show = print) -> dict[str
         work_dir,
         "up",
         show,
-        lambda st, out: st.up(diff=True, refresh=True, color="never", on_output=out, on_error=out),
+        lambda st, out: st.up(
+            diff=True, refresh=True, color="never", on_output=out.stdout, on_error=out.stderr
+        ),
     )
     return changes(result.summary.resource_changes)
 
@@ -263,7 +301,8 @@ def refresh(stack: str, work_dir: Path | None = None, show: Show = print) -> dic
         work_dir,
         "refresh",
         show,
-        lambda st, out: st.refresh(color="never", on_output=out, on_error=out),
+        lambda st, out: st.refresh(color="never", on_output=out.stdout, on_error=out.stderr),
+        create=False,
     )
     return changes(result.summary.resource_changes)
 
@@ -277,26 +316,43 @@ def destroy(
         work_dir,
         "destroy",
         show,
-        lambda st, out: st.destroy(color="never", on_output=out, on_error=out),
+        lambda st, out: st.destroy(color="never", on_output=out.stdout, on_error=out.stderr),
+        create=False,
     )
     if remove:
-        open_stack(stack, work_dir).workspace.remove_stack(stack, preserve_config=True)
+        try:
+            open_stack(stack, work_dir).workspace.remove_stack(stack, preserve_config=True)
+        except auto.CommandError as exc:
+            raise EngineError(command_error_line(str(exc))) from None
     return changes(result.summary.resource_changes)
 
 
 def outputs(stack: str, work_dir: Path | None = None) -> dict[str, Any]:
-    """The stack's outputs, secrets decrypted (for `llamafleet keys`)."""
-    return {name: out.value for name, out in open_stack(stack, work_dir).outputs().items()}
+    """The stack's outputs, secrets decrypted (for `llamafleet keys`); EngineError if there is
+    no such stack."""
+    st = open_stack(stack, work_dir, create=False)
+    try:
+        return {name: out.value for name, out in st.outputs().items()}
+    except auto.CommandError as exc:
+        raise EngineError(command_error_line(str(exc))) from None
 
 
 Operation = Callable[[auto.Stack, EngineOutput], Any]
 
 
-def _operate(stack: str, work_dir: Path | None, name: str, show: Show, operation: Operation) -> Any:
+def _operate(
+    stack: str,
+    work_dir: Path | None,
+    name: str,
+    show: Show,
+    operation: Operation,
+    *,
+    create: bool = True,
+) -> Any:
     """Run `operation` with the engine's output shown through `show` (tracebacks collapsed) and
     kept whole in engine_log(stack, name). A lock left by an interrupted run of this machine is
     released once and the operation retried, after one line saying so. Failures: EngineError."""
-    st = open_stack(stack, work_dir)
+    st = open_stack(stack, work_dir, create=create)
     log = engine_log(stack, name)
     try:
         return _run(stack, st, operation, EngineOutput(log, show))
@@ -309,8 +365,13 @@ def _operate(stack: str, work_dir: Path | None, name: str, show: Show, operation
             "lock; released it and going on (the engine reports any operation it left pending)",
             file=sys.stderr,
         )
+    try:
         st.cancel()
-    return _run(stack, st, operation, EngineOutput(log, show))
+        return _run(stack, st, operation, EngineOutput(log, show))
+    except auto.ConcurrentUpdateError as exc:  # another run took the lock meanwhile
+        raise EngineError(_locked_line(stack, str(exc))) from None
+    except auto.CommandError as exc:
+        raise EngineError(command_error_line(str(exc))) from None
 
 
 def _run(stack: str, st: auto.Stack, operation: Operation, output: EngineOutput) -> Any:
