@@ -74,18 +74,25 @@ def namespace_values(config: Mapping[str, Any]) -> dict[str, Any]:
 def encrypted_keys(
     values: Mapping[str, Any], engine_secret: frozenset[str] = frozenset()
 ) -> frozenset[str]:
-    """The top-level keys (without `llamafleet:`) holding an encrypted value: one still in the
-    stack file's form, or one the engine decrypted (`engine_secret`, the secret config keys)."""
-    found = {key for key, value in values.items() if _holds_placeholder(value)}
-    return frozenset(found | {key for key in values if key in engine_secret})
+    """Which settings were encrypted in the stack file, as key paths (without `llamafleet:`):
+    each leaf still in the file's form (`modelStore.credentials.secretAccessKey`), and each
+    top-level key the engine decrypted (`engine_secret`: it names only top-level keys, so
+    there the whole key counts as encrypted)."""
+    found: set[str] = set(engine_secret & set(values))
 
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for key, child in value.items():  # pyright: ignore[reportUnknownVariableType]
+                walk(child, f"{path}.{key}")
+        elif isinstance(value, list):
+            for index, child in enumerate(value):  # pyright: ignore[reportUnknownVariableType,reportUnknownArgumentType]
+                walk(child, f"{path}[{index}]")
+        elif value == ENCRYPTED_PLACEHOLDER:
+            found.add(path)
 
-def _holds_placeholder(value: Any) -> bool:
-    if isinstance(value, dict):
-        return any(_holds_placeholder(v) for v in value.values())  # pyright: ignore[reportUnknownVariableType]
-    if isinstance(value, list):
-        return any(_holds_placeholder(v) for v in value)  # pyright: ignore[reportUnknownVariableType]
-    return value == ENCRYPTED_PLACEHOLDER
+    for key, value in values.items():
+        walk(value, key)
+    return frozenset(found)
 
 
 def parse(

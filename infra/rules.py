@@ -37,6 +37,11 @@ def check(settings: Settings, encrypted: frozenset[str] = frozenset()) -> list[P
     ]
 
 
+def is_encrypted(path: str, encrypted: frozenset[str]) -> bool:
+    """Whether the setting at `path` was encrypted (it, or a key holding it, is in `encrypted`)."""
+    return any(path == e or path.startswith((f"{e}.", f"{e}[")) for e in encrypted)
+
+
 def _is_loopback(url: str | None) -> bool:
     host = urlsplit(url).hostname if url else None
     if host == "localhost":
@@ -52,13 +57,14 @@ def _store_credentials(settings: Settings, encrypted: frozenset[str]) -> Iterato
     path = "modelStore"
     if store.credentials is not None and store.credentials_secret is None:
         yield Problem(f"{path}.credentialsSecret", "names the Secret that holds credentials")
+    secret_path = f"{path}.credentials.secretAccessKey"
     if (
         store.credentials is not None
-        and path not in encrypted
+        and not is_encrypted(secret_path, encrypted)
         and not _is_loopback(store.endpoint_url)
     ):
         yield Problem(
-            f"{path}.credentials.secretAccessKey",
+            secret_path,
             "is in plain text in the stack file; set it with `pulumi config set --secret --path "
             "'llamafleet:modelStore.credentials.secretAccessKey' …` (plain text is only for a "
             "store on loopback)",

@@ -284,6 +284,18 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
         "is in plain text in the stack file",
     ),
     (
+        "a store secret key in plain text beside an encrypted key id",
+        _both(
+            _set("modelStore.credentialsSecret", "model-store"),
+            _set(
+                "modelStore.credentials",
+                {"accessKeyId": {"secure": "v1:x"}, "secretAccessKey": "s3cr3t"},
+            ),
+        ),
+        "llamafleet:modelStore.credentials.secretAccessKey",
+        "is in plain text in the stack file",
+    ),
+    (
         "store credentials without a Secret to hold them",
         _set(
             "modelStore.credentials",
