@@ -18,8 +18,10 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,6 +37,7 @@ from components.tenant import API_KEY_SECRET
 from infra.engine import cache_dir, engine_bin_dir, local_kubeconfig
 
 READY_TIMEOUT_SECONDS = 300
+LOOPBACK = "127.0.0.1"
 STOP_TIMEOUT_SECONDS = 30
 # What `serve` runs: llama-server Deployments of llamafleet (components.inference_pod labels).
 DEPLOYMENT_SELECTOR = "app.kubernetes.io/name=llama-server,app.kubernetes.io/part-of=llamafleet"
@@ -148,23 +151,32 @@ def serve_root(environ: Mapping[str, str] | None = None) -> Path:
 
 
 class Kubectl:
-    """Reads from the API server with the bootstrap's kubectl and $KUBECONFIG (for `local`,
-    default: the one scripts/local-cluster writes)."""
+    """Reads from the API server with the bootstrap's kubectl (or one on PATH) and `kubeconfig`
+    (default: the local control plane's, never $KUBECONFIG's: `make up` must not read Secrets
+    from whichever cluster a developer's shell points at)."""
 
     def __init__(self, kubeconfig: Path | None = None) -> None:
-        self.kubeconfig = kubeconfig or Path(os.environ.get("KUBECONFIG", local_kubeconfig()))
-        self.binary = shutil.which("kubectl") or str(engine_bin_dir() / "kubectl")
+        self.kubeconfig = kubeconfig or local_kubeconfig()
+        built = engine_bin_dir() / "kubectl"
+        self.binary = str(built) if built.is_file() else shutil.which("kubectl")
 
     def get(self, *args: str) -> dict[str, Any]:
-        done = subprocess.run(
-            [self.binary, "--kubeconfig", str(self.kubeconfig), "get", "-o", "json", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
+        if self.binary is None:
+            raise ServeError("no kubectl: run scripts/bootstrap-engine")
+        what = f"kubectl get {' '.join(args)}"
+        try:
+            done = subprocess.run(
+                [self.binary, "--kubeconfig", str(self.kubeconfig), "get", "-o", "json", *args],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=60,
+            )
+        except subprocess.TimeoutExpired:
+            raise ServeError(f"{what}: no answer from the API server in 60 s") from None
         if done.returncode != 0:
-            raise ServeError(f"kubectl get {' '.join(args)}: {done.stderr.strip()}")
+            reason = next((line for line in done.stderr.splitlines() if line.strip()), "failed")
+            raise ServeError(f"{what}: {reason.strip()}")
         result: dict[str, Any] = json.loads(done.stdout)
         return result
 
@@ -196,6 +208,15 @@ def local_mounts(container: Container, volumes: Mapping[str, Path]) -> dict[str,
     return {path: str(volumes[name]) for path, name in container.mounts.items()}
 
 
+def native_argv(argv: list[str], mounts: dict[str, str], port: int) -> list[str]:
+    """The server argv for this machine: mounts and port mapped, and loopback only, whatever
+    the pod binds (the pod's address is policed by a NetworkPolicy; this machine's is not)."""
+    local = localise(argv, mounts, port)
+    if "--host" in local:
+        local[local.index("--host") + 1] = LOOPBACK
+    return local
+
+
 @dataclass(frozen=True)
 class Served:
     pod: NativePod
@@ -206,27 +227,34 @@ class Served:
 
 def start(pod: NativePod, llama_server: Path, port: int = SERVER_PORT) -> Served:
     """Fetch (verified) and start one pod's server in the background, unless it already runs
-    exactly this pod; returns where it serves and a file holding a client key."""
+    exactly this pod; returns where it serves and a file holding a client key. Raises
+    ServeError (one line) before stopping anything when the binaries are missing."""
     state = serve_root() / pod.name
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://{LOOPBACK}:{port}"
     client_key = state / "client-key"
     fingerprint = f"{pod.fingerprint()} {llama_server.resolve()} {port}"
     if _running(state) and (state / "fingerprint").read_text() == fingerprint:
         return Served(pod, f"{base}/v1", client_key, restarted=False)
+    if not os.access(llama_server, os.X_OK):
+        raise ServeError(f"{llama_server} is not an executable llama-server")
+    # The fetcher image's command is a console script of this package: use this environment's.
+    fetcher = shutil.which(pod.fetch.argv[0], path=str(Path(sys.executable).parent))
+    if fetcher is None:
+        raise ServeError(f"no {pod.fetch.argv[0]} next to {sys.executable}")
     stop(state)
+    _ensure_free(port)
     volumes = lay_out(pod, state)
     _write_client_key(pod, volumes, client_key)
-    fetch = localise(pod.fetch.argv, local_mounts(pod.fetch, volumes))
-    # The fetcher image's command is a console script of this package: use this environment's.
-    fetch[0] = shutil.which(fetch[0], path=str(Path(sys.executable).parent)) or fetch[0]
+    fetch_mounts = local_mounts(pod.fetch, volumes)
+    fetch = [fetcher, *localise(pod.fetch.argv[1:], fetch_mounts)]
     fetch_env = {
         **os.environ,
-        **{k: _local_path(v, local_mounts(pod.fetch, volumes)) for k, v in pod.fetch.env.items()},
+        **{k: _local_path(v, fetch_mounts) for k, v in pod.fetch.env.items()},
     }
     done = subprocess.run(fetch, env=fetch_env, check=False)
     if done.returncode != 0:
         raise ServeError(f"{pod.name}: the model fetch exited with {done.returncode}")
-    argv = localise(pod.server.argv, local_mounts(pod.server, volumes), port)
+    argv = native_argv(pod.server.argv, local_mounts(pod.server, volumes), port)
     argv[0] = str(llama_server)
     server_env = {**_without_llama_args(os.environ), **pod.server.env}
     with (state / "server.log").open("wb") as log:
@@ -238,10 +266,23 @@ def start(pod: NativePod, llama_server: Path, port: int = SERVER_PORT) -> Served
             env=server_env,
             start_new_session=True,
         )
-    (state / "pid").write_text(str(process.pid))
+    (state / "pid").write_text(f"{process.pid} {_start_time(process.pid)}")
     _wait_ready(base, process, state / "server.log")
     (state / "fingerprint").write_text(fingerprint)
     return Served(pod, f"{base}/v1", client_key, restarted=True)
+
+
+def _ensure_free(port: int) -> None:
+    """Refuse a port something listens on (a server's own earlier connections, in TIME_WAIT, do
+    not count: servers bind with SO_REUSEADDR, as llama-server's HTTP library does)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            raise ServeError(
+                f"port {port} is taken by another process: stop it or pick --port"
+            ) from None
 
 
 def _without_llama_args(environ: Mapping[str, str]) -> dict[str, str]:
@@ -260,42 +301,71 @@ def _write_client_key(pod: NativePod, volumes: Mapping[str, Path], target: Path)
         out.write(lines[0] + "\n")
 
 
-def _running(state: Path) -> bool:
-    pid = _pid(state)
-    return pid is not None and _alive(pid) and (state / "fingerprint").exists()
-
-
-def _pid(state: Path) -> int | None:
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat, field 22): with the
+    pid, it names one process, not whichever later reuses the number. "" where unknown."""
     try:
-        return int((state / "pid").read_text())
-    except (OSError, ValueError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _state_of(pid: int) -> str | None:
+    """The process's state letter (R, S, Z …); None if there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return None
 
 
-def _alive(pid: int) -> bool:
+def _ours(state: Path) -> int | None:
+    """The pid of the server `serve` started under `state`, if that very process still runs
+    (not a zombie, not a later process that got the same pid)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        pid_text, _, started = (state / "pid").read_text().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if _state_of(pid) in (None, "Z") or _start_time(pid) != started:
+        return None
+    return pid
+
+
+def _running(state: Path) -> bool:
+    return _ours(state) is not None and (state / "fingerprint").exists()
 
 
 def stop(state: Path) -> bool:
-    """Stop the server whose state directory is `state` (SIGTERM to its process group, SIGKILL
-    after STOP_TIMEOUT_SECONDS); True if one was running."""
-    pid = _pid(state)
+    """Stop the server `serve` started under `state` (SIGTERM to its process group, SIGKILL
+    after STOP_TIMEOUT_SECONDS) and delete the Secrets laid out for it; True if it was running."""
+    pid = _ours(state)
     (state / "fingerprint").unlink(missing_ok=True)
     (state / "pid").unlink(missing_ok=True)
-    if pid is None or not _alive(pid):
+    _forget_secrets(state)
+    if pid is None:
         return False
-    os.killpg(pid, signal.SIGTERM)
+    _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while _alive(pid) and time.monotonic() < deadline:
+    while _state_of(pid) not in (None, "Z") and time.monotonic() < deadline:
         _reap(pid)
         time.sleep(0.1)
-    if _alive(pid):
-        os.killpg(pid, signal.SIGKILL)
+    if _state_of(pid) not in (None, "Z"):
+        _signal_group(pid, signal.SIGKILL)
+    _reap(pid)
     return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _forget_secrets(state: Path) -> None:
+    """The keys and store credentials laid out for a server that no longer runs."""
+    for path in (state / "volumes").glob("*/*"):
+        if path.is_file() and not path.is_relative_to(state / "volumes" / "models"):
+            path.unlink()
+    (state / "client-key").unlink(missing_ok=True)
 
 
 def _reap(pid: int) -> None:
@@ -303,11 +373,12 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def stop_all() -> list[str]:
-    """Stop every server `serve` started; the names of those that were running."""
+def stop_all(keep: str | None = None) -> list[str]:
+    """Stop every server `serve` started (but the one named `keep`); the names of those that
+    were running."""
     root = serve_root()
     states = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    return [state.name for state in states if stop(state)]
+    return [state.name for state in states if state.name != keep and stop(state)]
 
 
 def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -318,7 +389,8 @@ def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
             raise ServeError(f"llama-server exited with {process.returncode}:\n{tail}")
         try:
             with urllib.request.urlopen(f"{base}/health", timeout=2) as response:  # noqa: S310
-                if response.status == 200:
+                # Ours, not another listener's: the process must still run after its answer.
+                if response.status == 200 and process.poll() is None:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
@@ -332,12 +404,15 @@ def client_exports(served: Served) -> str:
     url = served.base_url
     return (
         f"export OPENAI_BASE_URL={url} OPENAI_API_BASE={url} "
-        f"OPENAI_API_KEY=$(cat {served.client_key_file})"
+        f"OPENAI_API_KEY=$(cat {shlex.quote(str(served.client_key_file))})"
     )
 
 
-def command(stack: str, llama_server: Path | None, port: int, stop_only: bool) -> int:
-    """`llamafleet serve STACK [--stop]`."""
+def command(
+    stack: str, llama_server: Path | None, port: int, stop_only: bool, kubeconfig: Path | None
+) -> int:
+    """`llamafleet serve STACK [--stop]`: serve the one llama-server Deployment the cluster holds
+    (default: the local control plane), stopping any other `serve` started."""
     if stop_only:
         stopped = stop_all()
         print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
@@ -346,9 +421,10 @@ def command(stack: str, llama_server: Path | None, port: int, stop_only: bool) -
         print("serve: --llama-server is required to start", file=sys.stderr)
         return 2
     try:
-        pods = Kubectl().pods()
+        pods = Kubectl(kubeconfig).pods()
         if len(pods) != 1:
             raise ServeError(f"serve runs one Deployment natively; {stack} has {len(pods)}")
+        stop_all(keep=pods[0].name)
         served = start(pods[0], llama_server, port)
     except ServeError as exc:
         print(f"serve {stack}: {exc}", file=sys.stderr)

@@ -64,8 +64,9 @@ def local_project(
 
 def serve(project: Project, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**project.env, "LLAMAFLEET_CACHE": str(cache)}
+    kubeconfig = project.env["KUBECONFIG"]
     return subprocess.run(
-        [str(LLAMAFLEET), "serve", "local", *args],
+        [str(LLAMAFLEET), "serve", "local", "--kubeconfig", kubeconfig, *args],
         env=env,
         capture_output=True,
         text=True,
@@ -99,11 +100,19 @@ def test_the_printed_line_points_the_openai_client_at_the_deployed_model(
         answer = json.loads(asked.stdout)
         assert answer["tokens"] > 0 and answer["text"].strip()
 
-        pid = (cache / "serve").glob("*/pid").__next__().read_text()
+        pid = next((cache / "serve").glob("*/pid")).read_text()
         again = serve(local_project, cache, "--llama-server", str(llama_server), "--port", port)
         assert "was already serving (unchanged)" in again.stdout, again.stderr
         assert next((cache / "serve").glob("*/pid")).read_text() == pid  # no restart
     finally:
         stopped = serve(local_project, cache, "--stop")
     assert "stopped: llamafleet-demo-gemma3-270m-cpu-small" in stopped.stdout
-    assert not Path(f"/proc/{pid}").exists()
+    assert not running(int(pid.split()[0]))
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, not yet reaped by whoever adopted it, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

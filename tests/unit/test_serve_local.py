@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import copy
+import socket
 import stat
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback import free_port
 from stack_renders import rendered_stack
 
 from components.server_args import API_KEY_DIR, MODEL_DIR
 from infra.serve_local import (
+    NativePod,
     Served,
     ServeError,
     client_exports,
@@ -19,6 +25,9 @@ from infra.serve_local import (
     local_mounts,
     localise,
     pod_from_deployment,
+    serve_root,
+    start,
+    stop,
 )
 
 MOUNTS = {"/models": "/cache/models", "/etc/llamafleet/api-keys": "/run/keys"}
@@ -128,3 +137,89 @@ def test_exports_name_the_variables_each_client_generation_reads(tmp_path: Path)
         "export OPENAI_BASE_URL=http://127.0.0.1:8080/v1 OPENAI_API_BASE=http://127.0.0.1:8080/v1"
         f" OPENAI_API_KEY=$(cat {tmp_path / 'key'})"
     )
+
+
+# --- the native processes ---------------------------------------------------------------------
+
+FAKE_SERVER = Path(__file__).with_name("fake_llama_server.py")
+
+
+@pytest.fixture
+def fake_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An executable that behaves like llama-server for `serve`; state under a cache of its own."""
+    monkeypatch.setenv("LLAMAFLEET_CACHE", str(tmp_path / "cache"))
+    launcher = tmp_path / "llama-server"
+    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_SERVER}" "$@"\n')
+    launcher.chmod(0o755)
+    return launcher
+
+
+def fake_pod(argv_extra: tuple[str, ...] = ()) -> NativePod:
+    pod = pod_from_deployment(local_deployment(), read_secret)
+    # The real fetch needs the store: a command of this venv that succeeds stands in for it.
+    fetch = replace(pod.fetch, argv=["modelsync", "--help"])
+    return replace(
+        pod, fetch=fetch, server=replace(pod.server, argv=[*pod.server.argv, *argv_extra])
+    )
+
+
+def state_of(pod: NativePod) -> Path:
+    return serve_root() / pod.name
+
+
+def test_start_serves_on_loopback_and_an_unchanged_pod_is_kept(fake_server: Path) -> None:
+    port = free_port()
+    served = start(fake_pod(), fake_server, port)
+    state = state_of(served.pod)
+    try:
+        assert served.restarted and served.base_url == f"http://127.0.0.1:{port}/v1"
+        key = served.client_key_file
+        assert key.read_text() == "team-key-1\n" and stat.S_IMODE(key.stat().st_mode) == 0o600
+        pid = (state / "pid").read_text()
+        again = start(fake_pod(), fake_server, port)
+        assert not again.restarted and (state / "pid").read_text() == pid
+        changed = start(fake_pod(("--verbose",)), fake_server, port)
+        assert changed.restarted and (state / "pid").read_text() != pid
+    finally:
+        assert stop(state)
+    assert not (state / "pid").exists()
+    assert not list((state / "volumes").glob("api-keys/*"))  # the keys go with the server
+    assert not stop(state)
+
+
+def test_a_port_another_process_holds_is_one_line_and_starts_nothing(fake_server: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ServeError, match=f"port {port} is taken"):
+            start(fake_pod(), fake_server, port)
+    assert not (state_of(fake_pod()) / "pid").exists()
+
+
+def test_a_missing_llama_server_is_refused_before_the_running_one_stops(
+    fake_server: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    served = start(fake_pod(), fake_server, port)
+    state = state_of(served.pod)
+    try:
+        with pytest.raises(ServeError, match="not an executable llama-server"):
+            start(fake_pod(("--verbose",)), tmp_path / "no-such-binary", port)
+        assert start(fake_pod(), fake_server, port).restarted is False  # still the same server
+    finally:
+        stop(state)
+
+
+def test_a_pid_file_naming_another_process_signals_nothing(fake_server: Path) -> None:
+    bystander = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    state = state_of(fake_pod())
+    state.mkdir(parents=True)
+    try:
+        # As after a reboot: the number is a live process's, the start time is not its own.
+        (state / "pid").write_text(f"{bystander.pid} 1")
+        assert stop(state) is False
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
