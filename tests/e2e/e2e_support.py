@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gguf
-import numpy as np
 import yaml
+from tiny_llama_gguf import write_gguf
 
 from infra.config import load_stack_file, stack_file
 from infra.local_tiers import node_tiers
@@ -42,27 +41,10 @@ TEST_ETCD_PORT = int(os.environ.get("LLAMAFLEET_E2E_ETCD_PORT", "22379"))
 
 E2E_STACK = "e2e"
 TEAM_A, TEAM_B = "alpha", "beta"
-# Synthetic models: big enough that reading one shows in a process's I/O counters.
+# Synthetic models (tests/tiny_llama_gguf.py): the small one big enough that reading it shows
+# in a process's I/O counters.
 MODEL_ELEMENTS = {"small": 8 * 1024 * 1024, "big": 1024 * 1024, "gpu": 1024 * 1024}
 CUDA_IMAGE = "localhost:5000/llamafleet/llama-server-cuda@sha256:" + "1" * 64
-
-
-def write_model(path: Path, elements: int, fill: float = 1.0) -> Path:
-    """A valid GGUF of a tiny llama (4 layers, 2 KV heads of 32): `fill` changes the bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(path, arch="llama")
-    writer.add_context_length(4096)
-    writer.add_block_count(4)
-    writer.add_embedding_length(256)
-    writer.add_head_count(8)
-    writer.add_head_count_kv(2)
-    writer.add_file_type(15)
-    writer.add_tensor("weights", np.full(elements, fill, dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
 
 
 def digest_of(path: Path) -> str:
@@ -111,7 +93,7 @@ def e2e_config(models_dir: Path, store_endpoint: str) -> dict[str, Any]:
     }
     config["llamafleet:models"] = {}
     for name, elements in MODEL_ELEMENTS.items():
-        path = write_model(models_dir / f"{name}.gguf", elements)
+        path = write_gguf(models_dir / f"{name}.gguf", elements=elements)
         config["llamafleet:models"][name] = {
             "digest": digest_of(path),
             "sizeBytes": path.stat().st_size,

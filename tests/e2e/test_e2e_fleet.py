@@ -23,8 +23,10 @@ from e2e_support import (
     Cluster,
     Project,
     digest_of,
-    write_model,
 )
+from tiny_llama_gguf import write_gguf
+
+from infra.engine import engine_log
 
 pytestmark = pytest.mark.e2e
 
@@ -276,11 +278,11 @@ def test_a_synced_digest_other_than_the_pin_stops_up_and_changes_no_deployment(
     settings = project.config()["llamafleet:models"]["small"]
     source = Path(settings["source"])
     before = deployment_versions(local_cluster)
-    write_model(source, MODEL_ELEMENTS["small"], fill=2.0)  # other bytes
+    write_gguf(source, fill=2.0, elements=MODEL_ELEMENTS["small"])  # other bytes
     try:
         failed = project.llamafleet("up", check=False)
     finally:
-        write_model(source, MODEL_ELEMENTS["small"], fill=1.0)
+        write_gguf(source, fill=1.0, elements=MODEL_ELEMENTS["small"])
     assert digest_of(source) == settings["digest"]
     assert failed.returncode != 0
     output = failed.stdout + failed.stderr
@@ -344,10 +346,14 @@ def test_no_key_is_in_plain_text_in_state_history_backups_output_or_render(
     out = tmp_path / "render"
     project.llamafleet_render(out)
     rendered = (out / "resources.json").read_text()
+    logs = list(engine_log(project.stack, "up").parent.glob(f"engine-{project.stack}-*.log"))
+    assert logs
+    logged = "".join(log.read_text() for log in logs)  # the engine's whole output, kept
     for key in keys:
         assert key not in state
         assert key not in "".join(project.transcript)
         assert key not in rendered
+        assert key not in logged
 
 
 def test_destroy_leaves_no_object_and_no_resource_in_the_state(

@@ -8,35 +8,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import boto3
-import gguf
-import numpy as np
 import pytest
 from loopback import OPENS, moto_server, use_credentials
+from tiny_llama_gguf import write_gguf
 
 # Distinctive, so a leak into outputs, state or the pickled provider is easy to spot.
 ACCESS_KEY = "AKIALLAMAFLEETLEAK01"
 SECRET_KEY = "llamafleet-secret-that-must-not-leak"
 
 
-# --- GGUF files ----------------------------------------------------------------------------
+# --- GGUF files: tests import write_gguf from here ------------------------------------------
 
-
-def write_gguf(path: Path, fill: float = 1.0, elements: int = 1024) -> Path:
-    """A small valid GGUF (a tiny llama); `fill` changes the content, not the size."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(path, arch="llama")
-    writer.add_context_length(4096)
-    writer.add_block_count(4)
-    writer.add_embedding_length(256)
-    writer.add_head_count(8)
-    writer.add_head_count_kv(2)
-    writer.add_file_type(15)
-    writer.add_tensor("weights", np.full(elements, fill, dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+__all__ = ["ACCESS_KEY", "SECRET_KEY", "write_gguf"]
 
 
 # --- AWS environment and S3 on loopback ----------------------------------------------------------

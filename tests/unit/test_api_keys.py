@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import string
 
 import pytest
@@ -44,10 +43,3 @@ def test_short_keys_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 32"):
         generate_key(16)
     assert len(generate_key(32)) == 32
-
-
-def test_the_pickled_provider_carries_no_key() -> None:
-    provider = ApiKeyProvider()
-    value = str((provider.create({"keyName": "a", "length": 48}).outs or {})["value"])
-    assert vars(provider) == {}
-    assert value.encode() not in pickle.dumps(provider)
