@@ -445,13 +445,16 @@ def _locked_line(stack: str, message: str) -> str:
 
 
 def command_error_line(message: str) -> str:
-    """The engine's own diagnosis out of a CommandError (its `error:` lines), else its first
-    line: the CLI has already printed the details as they happened."""
-    errors = [
-        line.strip().removeprefix("error: ")
+    """The CLI's own diagnosis out of a CommandError (`code: N / stdout: … / stderr: …`): its
+    last `error:` line, with what to do where that is known; else its first line."""
+    lines = [
+        line.strip().removeprefix("stdout: ").removeprefix("stderr: ")
         for line in message.splitlines()
-        if line.strip().startswith("error: ")
     ]
-    if errors:
-        return errors[-1]
-    return message.strip().splitlines()[0] if message.strip() else "pulumi failed"
+    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    if not errors:
+        return next((line for line in lines if line), "pulumi failed")
+    error = errors[-1]
+    if "PULUMI_ACCESS_TOKEN" in error:
+        error += " (log in to your backend: `pulumi login <url>`, or set PULUMI_BACKEND_URL)"
+    return error

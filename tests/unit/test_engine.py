@@ -115,3 +115,18 @@ def test_a_live_lock_is_one_line_naming_its_holder() -> None:
         line
         == "prod is being updated by ci@runner-7 (pid 42); wait for that run to end, then run again"
     )
+
+
+def test_a_cli_failure_is_its_own_error_line_with_what_to_do() -> None:
+    # str(CommandError): "\n code: N\n stdout: …\n stderr: …\n" (pulumi/automation/errors.py)
+    login = (
+        "\n code: 3\n stdout: \n stderr: error: PULUMI_ACCESS_TOKEN must be set for login "
+        "during non-interactive CLI sessions\n"
+    )
+    assert engine.command_error_line(login) == (
+        "PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions (log in "
+        "to your backend: `pulumi login <url>`, or set PULUMI_BACKEND_URL)"
+    )
+    several = "\n code: 255\n stdout: Updating\nerror: first\n stderr: error: update failed\n"
+    assert engine.command_error_line(several) == "update failed"
+    assert engine.command_error_line("\n code: 1\n stdout: \n stderr: \n") == "code: 1"
