@@ -28,6 +28,7 @@ from components.sizing import (
     size_pod,
     startup_failure_threshold,
 )
+from modelsync.store import StoreLocation
 
 if TYPE_CHECKING:
     # Types only: this module stays importable, and testable, without Pulumi.
@@ -55,7 +56,8 @@ class StoreRef:
 
     @property
     def url(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix.strip('/')}"
+        """s3://BUCKET[/PREFIX]."""
+        return StoreLocation(self.bucket, self.prefix).url
 
 
 @dataclass(frozen=True)

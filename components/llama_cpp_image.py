@@ -20,12 +20,14 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
+from components.config import CUDA_ARCHITECTURES_PATTERN
+
 Flavour = Literal["cpu", "cuda", "fetcher"]
 # The build cache lives in the image's own repository under this tag prefix; it is the one
 # tag allowed to move in an otherwise immutable ECR repository.
 CACHE_TAG_PREFIX = "buildcache-"
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-CUDA_ARCHITECTURES = re.compile(r"^\d{2,3}(;\d{2,3})*$")
+CUDA_ARCHITECTURES = re.compile(CUDA_ARCHITECTURES_PATTERN)
 
 
 @dataclass(frozen=True)

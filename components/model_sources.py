@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, cast
-from urllib.parse import urlsplit
 
+from components.config import endpoint_url_problem, region_problem
 from modelsync.errors import ModelSyncError
 from modelsync.ollama import default_models_dir, list_models, model_source, normalise_request
 from modelsync.sources import ModelSource
@@ -20,7 +20,6 @@ from modelsync.store import StoreLocation
 
 OLLAMA_SCHEME: Final = "ollama://"
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
-_REGION_RE: Final = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
 
 class RequestError(ValueError):
@@ -108,20 +107,16 @@ def plain_failures(
     for prop, value in (("sourceDir", source_dir), ("ollamaModels", ollama_models)):
         if value is not None and not (isinstance(value, str) and Path(value).is_absolute()):
             failures.append((prop, "must be an absolute path"))
-    if endpoint_url is not None:
-        failures += [("endpointUrl", reason) for reason in endpoint_url_failures(endpoint_url)]
-    if region is not None and not (isinstance(region, str) and _REGION_RE.match(region)):
-        failures.append(("region", f"{region!r} is not an AWS region name"))
+    for prop, value, problem in (
+        ("endpointUrl", endpoint_url, endpoint_url_problem),
+        ("region", region, region_problem),
+    ):
+        if value is None:
+            continue
+        reason = problem(value) if isinstance(value, str) else "must be a string"
+        if reason is not None:
+            failures.append((prop, f"{value!r} {reason}"))
     return failures
-
-
-def endpoint_url_failures(url: object) -> list[str]:
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        return [f"{url!r} must be http(s)://HOST[:PORT]"]
-    if parts.username is not None or parts.password is not None:
-        return ["must not carry credentials: they come from the AWS credential chain"]
-    return []
 
 
 def source_problem(source: object, relative_fix: str | None) -> str | None:

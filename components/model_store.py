@@ -9,73 +9,83 @@ endpoint: the bucket is made there if it is absent (`StoreBucket`, kept on destr
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Literal
 
 import pulumi
 import pulumi_aws as aws
+from pydantic import Field, StringConstraints
 
+from components.config import (
+    AwsRegion,
+    BucketName,
+    ComponentConfig,
+    EndpointUrl,
+    StorePrefix,
+    endpoint_port,
+)
 from components.store_bucket import StoreBucket
 from components.store_policies import read_only_policy, tls_only_policy
+from modelsync.store import StoreLocation
 
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-
-Encryption = Literal["sse-kms", "sse-s3"]
 _SseByDefault = (
     aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs
 )
+# AWS tag limits: keys up to 128 characters, values up to 256
+# (https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html).
+_TagKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+_TagValue = Annotated[str, StringConstraints(max_length=256)]
 
 
-@dataclass(frozen=True)
-class ModelStoreArgs:
-    bucket: str
-    prefix: str = "models"
-    region: str = "us-east-1"
-    encryption: Encryption = "sse-kms"
-    noncurrent_version_days: int = 30
-    abort_multipart_days: int = 7
-    # On-prem: an existing S3-compatible endpoint (MinIO, Ceph RGW); no AWS resource is created.
-    existing_endpoint_url: str | None = None
-    # Lets `pulumi destroy` remove a bucket that still holds models (off: models are shared).
-    force_destroy: bool = False
-    tags: Mapping[str, str] = field(default_factory=dict[str, str])
+class ModelStoreConfig(ComponentConfig):
+    """Where the GGUF files live: an S3 bucket the component creates (AWS), or a bucket on an
+    existing S3-compatible endpoint (`endpoint_url`: MinIO, Ceph RGW). Raises pydantic's
+    ValidationError for a value the store cannot use."""
 
-    def __post_init__(self) -> None:
-        if not _BUCKET_RE.match(self.bucket) or ".." in self.bucket:
-            raise ValueError(f"ModelStore: {self.bucket!r} is not a valid S3 bucket name")
-        if self.prefix != self.prefix.strip("/") or "//" in self.prefix:
-            raise ValueError(
-                f"ModelStore: prefix {self.prefix!r} must not start or end with '/' or hold '//'"
-            )
-        if not _REGION_RE.match(self.region):
-            raise ValueError(f"ModelStore: {self.region!r} is not an AWS region name")
-        if self.encryption not in ("sse-kms", "sse-s3"):
-            raise ValueError(
-                f"ModelStore: encryption must be sse-kms or sse-s3, not {self.encryption!r}"
-            )
-        if self.noncurrent_version_days < 1 or self.abort_multipart_days < 1:
-            raise ValueError("ModelStore: lifecycle days must be at least 1")
-        if self.existing_endpoint_url is not None:
-            check_endpoint_url(self.existing_endpoint_url)
+    bucket: BucketName = Field(description="S3 bucket holding the GGUF files (AWS naming rules).")
+    prefix: StorePrefix = Field(
+        default="models", description="Key prefix inside the bucket; empty: the bucket's root."
+    )
+    region: AwsRegion = Field(default="us-east-1", description="Bucket region code.")
+    endpoint_url: EndpointUrl | None = Field(
+        default=None,
+        description="S3-compatible endpoint http(s)://HOST[:PORT] (on-prem); the bucket is made "
+        "there if absent and kept on destroy. Default: AWS S3, with a bucket the stack owns.",
+    )
+    encryption: Literal["sse-kms", "sse-s3"] = Field(
+        default="sse-kms",
+        description="AWS: bucket default encryption, a KMS key the stack creates and rotates "
+        "(sse-kms) or S3-managed keys (sse-s3).",
+    )
+    noncurrent_version_days: int = Field(
+        default=30, ge=1, description="AWS: days an overwritten or deleted object version is kept."
+    )
+    abort_multipart_days: int = Field(
+        default=7, ge=1, description="AWS: days before an unfinished multipart upload is removed."
+    )
+    force_destroy: bool = Field(
+        default=False,
+        description="AWS: let `destroy` delete a bucket that still holds models (off: other "
+        "stacks share them).",
+    )
+    tags: dict[_TagKey, _TagValue] = Field(
+        default_factory=dict[str, str], description="AWS: tags on the bucket, key and policy."
+    )
 
     @property
     def on_prem(self) -> bool:
-        return self.existing_endpoint_url is not None
+        """Whether the store is an existing S3-compatible endpoint rather than AWS S3."""
+        return self.endpoint_url is not None
 
+    @property
+    def port(self) -> int:
+        """TCP port pods reach the store on (the endpoint URL's, or 443 for AWS S3)."""
+        return endpoint_port(self.endpoint_url)
 
-def check_endpoint_url(url: str) -> None:
-    """An http(s) URL with a host and no credentials in it (they would end up in state)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"endpoint URL {url!r} must be http(s)://HOST[:PORT]")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(
-            "endpoint URL must not carry credentials: they come from the AWS credential chain"
-        )
+    @property
+    def location(self) -> StoreLocation:
+        """The store's bucket and prefix (its `url` is s3://BUCKET[/PREFIX])."""
+        return StoreLocation(self.bucket, self.prefix)
 
 
 class ModelStore(pulumi.ComponentResource):
@@ -87,29 +97,27 @@ class ModelStore(pulumi.ComponentResource):
     store_url: pulumi.Output[str]
 
     def __init__(
-        self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: ModelStoreConfig, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("llamafleet:models:ModelStore", name, None, opts)
         self._name = name
         self._args = args
         self.prefix = pulumi.Output.from_input(args.prefix)
-        if args.existing_endpoint_url is not None:
+        if args.endpoint_url is not None:
             bucket = StoreBucket(
                 f"{name}-bucket",
                 args.bucket,
-                args.existing_endpoint_url,
+                args.endpoint_url,
                 args.region,
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.bucket = bucket.bucket
-            self.endpoint_url = pulumi.Output.from_input(args.existing_endpoint_url)
+            self.endpoint_url = pulumi.Output.from_input(args.endpoint_url)
             self.read_policy_arn = pulumi.Output.from_input(None)
             self.kms_key_arn = pulumi.Output.from_input(None)
         else:
             self._declare_bucket()
-        self.store_url = pulumi.Output.concat(
-            "s3://", self.bucket, "/" if args.prefix else "", args.prefix
-        )
+        self.store_url = self.bucket.apply(lambda bucket: StoreLocation(bucket, args.prefix).url)
         self.register_outputs(
             {
                 "bucket": self.bucket,
@@ -228,7 +236,7 @@ def _encryption_rule(
     )
 
 
-def _lifecycle_rules(args: ModelStoreArgs) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+def _lifecycle_rules(args: ModelStoreConfig) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
     whole_bucket = aws.s3.BucketLifecycleConfigurationRuleFilterArgs()
     return [
         aws.s3.BucketLifecycleConfigurationRuleArgs(

@@ -20,7 +20,7 @@ from components.load_balancing import LoadBalancing, aws_nlb, metallb
 from components.node_tier import NodeTier, NodeTierArgs, models_read_policy
 from components.onprem_cluster import MetalLbArgs, OnPremCluster, OnPremClusterArgs, TierNodes
 from infra.cluster_settings import ChartVersions, EksSettings, OnPremSettings
-from infra.schema import Cluster, ModelStore
+from infra.schema import Cluster, ModelStoreSettings
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class ProvisionedCluster:
 def provision(
     name: str,
     cluster: Cluster,
-    store: ModelStore,
+    store: ModelStoreSettings,
     models_read_policy_arn: pulumi.Input[str] | None = None,
 ) -> ProvisionedCluster:
     """`models_read_policy_arn`: the model store's read-only policy for EKS nodes; without it a
@@ -99,7 +99,7 @@ def _eks(
     name: str,
     cluster: Cluster,
     eks_settings: EksSettings,
-    store: ModelStore,
+    store: ModelStoreSettings,
     models_read_policy_arn: pulumi.Input[str] | None,
 ) -> ProvisionedCluster:
     eks = EksCluster(

@@ -8,7 +8,7 @@ import pulumi_kubernetes as k8s
 from components.autoscaling import ScalingRange
 from components.inference_pod import PodInputs, StoreRef
 from components.inference_service import InferenceService, InferenceServiceArgs
-from components.model_store import ModelStore, ModelStoreArgs
+from components.model_store import ModelStore
 from components.model_sync import ModelSync, ModelSyncArgs
 from components.server_args import ServerOptions
 from components.tenant import StoreCredentials, Tenant, TenantArgs, TenantQuota
@@ -88,18 +88,8 @@ def build(settings: Settings) -> None:
 
 
 def _model_store(settings: Settings) -> ModelStore:
-    store = settings.model_store
-    return ModelStore(
-        "model-store",
-        ModelStoreArgs(
-            bucket=store.bucket,
-            prefix=store.prefix,
-            region=store.region,
-            encryption=store.encryption,
-            noncurrent_version_days=store.noncurrent_version_days,
-            existing_endpoint_url=store.endpoint_url,
-        ),
-    )
+    # The settings section is the component's config, plus what only the pods need.
+    return ModelStore("model-store", settings.model_store)
 
 
 def _read_policy_arn(settings: Settings, store: ModelStore) -> pulumi.Output[str] | None:
@@ -121,7 +111,7 @@ def _model_sync(settings: Settings, model_store: ModelStore) -> ModelSync | None
         "models",
         ModelSyncArgs(
             # A plain string (the bucket is named by settings): no unknowns in a first preview.
-            store_url=f"s3://{store.bucket}/{store.prefix}".rstrip("/"),
+            store_url=store.location.url,
             models=sources,
             endpoint_url=store.endpoint_url,
             region=None if store.endpoint_url else store.region,
@@ -258,6 +248,6 @@ def _service_args(
         metrics_key_secret=Tenant.metrics_key_secret_name,
         gateway_namespace=settings.serving.gateway_namespace,
         monitoring_namespace=cluster_settings.monitoring_namespace,
-        store_port=store_settings.endpoint_port,
+        store_port=store_settings.port,
         service_account_annotations={IRSA_ROLE_ANNOTATION: role} if role is not None else {},
     )

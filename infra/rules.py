@@ -5,7 +5,7 @@ Each returns `Problem`s naming the key path, so the loader can report them like 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from ipaddress import ip_address
 from urllib.parse import urlsplit
@@ -23,18 +23,32 @@ class Problem:
 
 
 def check(settings: Settings, encrypted: frozenset[str] = frozenset()) -> list[Problem]:
-    """Every cross-field problem of `settings`; `encrypted` names the top-level keys whose
-    values were encrypted in the stack file (see infra.config.encrypted_keys)."""
-    return [
-        *_store_credentials(settings, encrypted),
-        *_ranges(settings),
-        *_tiers(settings),
-        *_models(settings),
-        *_tenants(settings),
-        *_cluster_kinds(settings),
-        *_node_tiers(settings),
-        *_images(settings),
+    """Every cross-field problem of `settings`, as (key path, message) pairs; empty when the
+    stack is consistent. `encrypted` names the settings that were encrypted in the stack file
+    (see infra.config.encrypted_keys). The team quotas are sums over every placement's pod
+    size, so they are checked only once each placement is valid on its own: a model that does
+    not fit its tier is one problem, not also a quota it then seems to exceed. Likewise models
+    are placed only on tiers that are valid, so each mistake is reported once, where it is."""
+    stages: list[Callable[[], Iterable[Problem]]] = [
+        # Each section on its own.
+        lambda: [
+            *_store_credentials(settings, encrypted),
+            *_ranges(settings),
+            *_tiers(settings),
+            *_cluster_kinds(settings),
+            *_node_tiers(settings),
+            *_images(settings),
+        ],
+        # Models placed on tiers, teams calling models.
+        lambda: [*_models(settings), *_tenant_models(settings)],
+        # Sums over the placements.
+        lambda: _quotas(settings),
     ]
+    for stage in stages:
+        problems = list(stage())
+        if problems:
+            return problems
+    return []
 
 
 def is_encrypted(path: str, encrypted: frozenset[str]) -> bool:
@@ -109,6 +123,9 @@ def _tier_gpu(path: str, tier: Tier) -> Iterator[Problem]:
 def _models(settings: Settings) -> Iterator[Problem]:
     tiers = {name: tier for c in settings.clusters.values() for name, tier in c.tiers.items()}
     has_gpu_tier = any(tier.kind == "gpu" for tier in tiers.values())
+    on_gpus = [n for n, m in settings.models.items() if m.accelerator != "cpu" and has_gpu_tier]
+    if on_gpus and not _has_image(settings, "cuda"):
+        yield Problem("images.cuda", f"{', '.join(on_gpus)} may run on GPUs: set the CUDA image")
     for name, model in settings.models.items():
         path = f"models.{name}"
         if model.context_length > model.gguf.context_length:
@@ -127,8 +144,6 @@ def _models(settings: Settings) -> Iterator[Problem]:
                 f"{path}.accelerator", "gpu, but this stack has no gpu tier (all tiers are cpu)"
             )
             continue
-        if model.accelerator != "cpu" and has_gpu_tier and not _has_image(settings, "cuda"):
-            yield Problem("images.cuda", f"model {name} may run on GPUs: set the CUDA image")
         for index, tier_name in enumerate(model.tiers):
             tier = tiers.get(tier_name)
             tier_path = f"{path}.tiers[{index}]"
@@ -182,17 +197,19 @@ def _placement(path: str, name: str, model: Model, tier_name: str, tier: Tier) -
         yield Problem(path, f"model {name} does not fit on {tier_name}: it {reason}")
 
 
-def _tenants(settings: Settings) -> Iterator[Problem]:
+def _tenant_models(settings: Settings) -> Iterator[Problem]:
     for team, tenant in settings.tenants.items():
-        path = f"tenants.{team}"
         for index, model in enumerate(tenant.models):
             if model not in settings.models:
                 yield Problem(
-                    f"{path}.models[{index}]",
+                    f"tenants.{team}.models[{index}]",
                     f"unknown model {model!r}; known: {sorted(settings.models)}",
                 )
-        if not all(model in settings.models for model in tenant.models):
-            continue
+
+
+def _quotas(settings: Settings) -> Iterator[Problem]:
+    for team, tenant in settings.tenants.items():
+        path = f"tenants.{team}"
         # Each cluster enforces the team's quota on its own namespace.
         team_placements = list(placements(settings, team))
         for cluster in dict.fromkeys(p.cluster_name for p in team_placements):

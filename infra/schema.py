@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, SecretStr, StringConstraints, field_validator
 
+from components.config import ComponentConfig, CudaArchitectures
 from components.model_sources import settings_source_problem
+from components.model_store import ModelStoreConfig
 
 # DNS-1123 label: the names become namespaces, Deployments and Services.
 Name = Annotated[
@@ -37,14 +38,8 @@ IsaLevel = Literal[
 ]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        alias_generator=to_camel,
-        populate_by_name=True,
-        str_strip_whitespace=True,
-    )
+# Settings follow the component configs' conventions (camelCase keys, unknown keys refused).
+Strict = ComponentConfig
 
 
 class Range(Strict):
@@ -143,18 +138,10 @@ class StoreCredentials(Strict):
     secret_access_key: SecretStr = Field(description="Its secret key; encrypted in the stack file.")
 
 
-class ModelStore(Strict):
-    bucket: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] = (
-        Field(description="S3 bucket holding the GGUF files.")
-    )
-    prefix: str = Field(default="models", description="Key prefix inside the bucket.")
-    region: str = Field(default="us-east-1", description="Bucket region.")
-    endpoint_url: str | None = Field(
-        default=None, description="S3-compatible endpoint (on-prem); default: AWS S3."
-    )
-    endpoint_port: int = Field(
-        default=443, ge=1, le=65535, description="Port pods reach the store on (NetworkPolicy)."
-    )
+class ModelStoreSettings(ModelStoreConfig):
+    """The store's component config (`components.model_store.ModelStoreConfig`) plus how the
+    fetchers in the team namespaces read it."""
+
     credentials_secret: Name | None = Field(
         default=None,
         description="Secret in each team namespace, key `credentials`: an AWS shared "
@@ -166,12 +153,20 @@ class ModelStore(Strict):
         description="Read-only key pair the stack puts in credentialsSecret (absent: that "
         "Secret is made outside the stack).",
     )
-    encryption: Literal["sse-kms", "sse-s3"] = Field(
-        default="sse-kms", description="Bucket default encryption (AWS): a key it creates, or S3's."
+    endpoint_port: Any = Field(
+        default=None,
+        description="No longer used: the port comes from endpointUrl.",
+        exclude=True,
     )
-    noncurrent_version_days: int = Field(
-        default=30, ge=1, description="Days an overwritten or deleted object version is kept."
-    )
+
+    @field_validator("endpoint_port")
+    @classmethod
+    def _no_longer_used(cls, value: Any) -> None:
+        if value is not None:
+            raise ValueError(
+                "is no longer used: the store's port comes from endpointUrl "
+                "(http(s)://HOST[:PORT]); remove this key"
+            )
 
 
 class ImageBuild(Strict):
@@ -181,7 +176,7 @@ class ImageBuild(Strict):
     repository_prefix: Annotated[
         str, StringConstraints(pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
     ] = Field(default="llamafleet", description="Repositories are <prefix>/<image>.")
-    cuda_architectures: Annotated[str, StringConstraints(pattern=r"^\d{2,3}(;\d{2,3})*$")] = Field(
+    cuda_architectures: CudaArchitectures = Field(
         default="75;80;86;89;90", description="CUDA compute capabilities the CUDA image covers."
     )
 
@@ -310,7 +305,7 @@ class Settings(Strict):
     """Everything under `llamafleet:` in a stack file."""
 
     clusters: dict[Name, Cluster] = Field(min_length=1, description="Clusters by name.")
-    model_store: ModelStore = Field(description="Where the GGUF files live.")
+    model_store: ModelStoreSettings = Field(description="Where the GGUF files live.")
     images: Images = Field(description="Images, pinned by digest.")
     serving: Serving = Field(default_factory=Serving, description="Fleet-wide serving defaults.")
     models: dict[Name, Model] = Field(min_length=1, description="Models by name.")

@@ -17,12 +17,41 @@ from modelsync.digest import sha256_base64
 from modelsync.errors import StoreError
 from modelsync.manifest import Manifest
 
-_URL_RE: Final = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(.*))?$")
+# S3 bucket naming rules (general purpose buckets): 3-63 characters of lower-case letters,
+# digits, dots and hyphens, starting and ending with a letter or digit
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+BUCKET_NAME_PATTERN: Final = r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]"
+_BUCKET_RE: Final = re.compile(rf"^{BUCKET_NAME_PATTERN}$")
+_IPV4_LIKE_RE: Final = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+_URL_RE: Final = re.compile(rf"^s3://({BUCKET_NAME_PATTERN})(?:/(.*))?$")
 MANIFEST_NAME: Final = "manifest.json"
 OBJECTS_DIR: Final = "sha256"
 RETRY_ATTEMPTS: Final = 10
 
 S3Client = Any  # boto3 clients are generated at run time; no stubs are pinned.
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """Why `name` is not a valid S3 bucket name (None if it is): the characters and length
+    above, no two adjacent dots, not formatted as an IPv4 address (same AWS page)."""
+    if not _BUCKET_RE.match(name):
+        return (
+            "is not an S3 bucket name: 3-63 lower-case letters, digits, dots and hyphens, "
+            "starting and ending with a letter or digit"
+        )
+    if ".." in name:
+        return "is not an S3 bucket name: no two adjacent dots"
+    if _IPV4_LIKE_RE.match(name):
+        return "is not an S3 bucket name: must not look like an IP address"
+    return None
+
+
+def prefix_problem(prefix: str) -> str | None:
+    """Why `prefix` is not a usable key prefix (None if it is): no leading or trailing `/`, no
+    empty segment (`//`); may be empty (the bucket's root)."""
+    if prefix != prefix.strip("/") or "//" in prefix:
+        return "must not start or end with '/' or hold '//'"
+    return None
 
 
 @dataclass(frozen=True)

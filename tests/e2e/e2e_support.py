@@ -84,7 +84,6 @@ def e2e_config(models_dir: Path, store_endpoint: str) -> dict[str, Any]:
     }
     store = config["llamafleet:modelStore"]
     store["endpointUrl"] = store_endpoint
-    store["endpointPort"] = int(store_endpoint.rsplit(":", 1)[1])
     config["llamafleet:images"]["cuda"] = CUDA_IMAGE
     placement = {
         "small": {"tiers": ["cpu-small"], "replicas": {"min": 1, "max": 3}},

@@ -53,7 +53,6 @@ def local_project(
     config: dict[str, Any] = yaml.safe_load(stack_file("local").read_text())["config"]
     store = config["llamafleet:modelStore"]
     store["endpointUrl"] = store_endpoint
-    store["endpointPort"] = int(store_endpoint.rsplit(":", 1)[1])
     model = config["llamafleet:models"]["gemma3-270m"]
     model["source"] = str(test_model.assemble())  # the file `make up` puts where source says
     project = make_project("local", config)

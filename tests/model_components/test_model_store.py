@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from components.model_store import ModelStore, ModelStoreArgs
+from components.model_store import ModelStore, ModelStoreConfig
 from infra.mock_run import MOCK_ACCOUNT as ACCOUNT
 from infra.mock_run import Declared, run_program
 
@@ -20,7 +21,7 @@ def mock_arn(service: str, name: str) -> str:
     return f"arn:aws:{service}:us-east-1:{ACCOUNT}:{name}"
 
 
-def outputs_of(args: ModelStoreArgs) -> dict[str, Any]:
+def outputs_of(args: ModelStoreConfig) -> dict[str, Any]:
     """The component's outputs, resolved inside the mocked program run."""
     seen: dict[str, Any] = {}
 
@@ -35,7 +36,7 @@ def outputs_of(args: ModelStoreArgs) -> dict[str, Any]:
 
 
 def declare(**kwargs: Any) -> dict[str, Declared]:
-    args = ModelStoreArgs(**({"bucket": BUCKET} | kwargs))
+    args = ModelStoreConfig(**({"bucket": BUCKET} | kwargs))
     declared = run_program(lambda: ModelStore("store", args), "test", {}, preview=False)
     return {d.type.rsplit(":", 1)[-1]: d for d in declared}
 
@@ -150,7 +151,7 @@ def test_children_are_named_and_parented_after_the_component() -> None:
 
 
 def test_outputs_name_the_bucket_key_and_read_policy() -> None:
-    assert outputs_of(ModelStoreArgs(bucket=BUCKET, prefix="fleet")) == {
+    assert outputs_of(ModelStoreConfig(bucket=BUCKET, prefix="fleet")) == {
         "bucket": BUCKET,
         "prefix": "fleet",
         "endpoint_url": None,
@@ -161,7 +162,7 @@ def test_outputs_name_the_bucket_key_and_read_policy() -> None:
 
 
 def test_on_prem_outputs_pass_the_endpoint_through() -> None:
-    args = ModelStoreArgs(bucket=BUCKET, existing_endpoint_url="https://s3.lab:9000")
+    args = ModelStoreConfig(bucket=BUCKET, endpoint_url="https://s3.lab:9000")
     assert outputs_of(args) == {
         "bucket": BUCKET,
         "prefix": "models",
@@ -175,7 +176,7 @@ def test_on_prem_outputs_pass_the_endpoint_through() -> None:
 def test_on_prem_declares_no_aws_resource_only_the_bucket_there() -> None:
     declared = run_program(
         lambda: ModelStore(
-            "store", ModelStoreArgs(bucket=BUCKET, existing_endpoint_url="https://s3.lab:9000")
+            "store", ModelStoreConfig(bucket=BUCKET, endpoint_url="https://s3.lab:9000")
         ),
         "test",
         {},
@@ -193,17 +194,39 @@ def test_on_prem_declares_no_aws_resource_only_the_bucket_there() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"bucket": "Models_Bucket"}, "not a valid S3 bucket name"),
+        ({"bucket": "Models_Bucket"}, "is not an S3 bucket name"),
+        ({"bucket": "models..fleet"}, "no two adjacent dots"),
+        ({"bucket": "192.168.1.10"}, "must not look like an IP address"),
         ({"prefix": "/models/"}, "must not start or end with '/'"),
-        ({"region": "mars-north"}, "not an AWS region name"),
-        ({"encryption": "rot13"}, "sse-kms or sse-s3"),
-        ({"noncurrent_version_days": 0}, "at least 1"),
-        ({"existing_endpoint_url": "ftp://store"}, "http(s)://HOST"),
-        ({"existing_endpoint_url": "https://ak:sk@s3.lab"}, "must not carry credentials"),
+        ({"region": "mars-north"}, "is not an AWS region code"),
+        ({"region": "EU-West-1"}, "is not an AWS region code"),
+        ({"encryption": "rot13"}, "'sse-kms' or 'sse-s3'"),
+        ({"noncurrent_version_days": 0}, "greater than or equal to 1"),
+        ({"tags": {"": "x"}}, "at least 1 character"),
+        ({"endpoint_url": "ftp://store"}, "http(s)://HOST"),
+        ({"endpoint_url": "https://ak:sk@s3.lab"}, "must not carry credentials"),
+        ({"endpoint_url": "https://s3.lab/bucket"}, "without a path"),
+        ({"endpoint_url": "https://s3.lab:99999"}, "is not a URL"),
     ],
 )
 def test_bad_arguments_are_rejected_with_one_clear_message(
     kwargs: dict[str, Any], message: str
 ) -> None:
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        ModelStoreArgs(**({"bucket": BUCKET} | kwargs))
+    with pytest.raises(ValidationError) as caught:
+        ModelStoreConfig(**({"bucket": BUCKET} | kwargs))
+    (error,) = caught.value.errors()
+    assert message in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("endpoint_url", "port"),
+    [(None, 443), ("https://s3.lab", 443), ("http://s3.lab", 80), ("http://127.0.0.1:9000", 9000)],
+)
+def test_the_store_port_is_derived_from_the_endpoint_url(
+    endpoint_url: str | None, port: int
+) -> None:
+    assert ModelStoreConfig(bucket=BUCKET, endpoint_url=endpoint_url).port == port
+
+
+def test_an_empty_prefix_is_the_bucket_root() -> None:
+    assert ModelStoreConfig(bucket=BUCKET, prefix="").location.url == f"s3://{BUCKET}"

@@ -214,6 +214,7 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
                 "Search_Team": {
                     "models": ["qwen25-7b"],
                     "quota": {"cpus": 64, "memoryGib": 64, "pods": 8},
+                    "apiKeys": ["2026-11"],
                 }
             },
         ),
@@ -239,8 +240,8 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
         "set either images.build or references, not both",
     ),
     (
-        "no images at all",
-        _add_top("llamafleet:images", {"cuda": REF}),
+        "no fetcher image",
+        _add_top("llamafleet:images", {"cuda": REF, "cpu": REF}),
         "llamafleet:images.fetcher",
         "is required (a reference pinned by digest) unless images.build",
     ),
@@ -305,6 +306,42 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
         "names the Secret that holds credentials",
     ),
     (
+        "a region in the wrong case (review 2, §1.2a)",
+        _set("modelStore.region", "EU-West-1"),
+        "llamafleet:modelStore.region",
+        "is not an AWS region code",
+    ),
+    (
+        "an endpoint URL carrying credentials (review 2, §1.2a)",
+        _set("modelStore.endpointUrl", "https://key:secret@s3.dc1.example"),
+        "llamafleet:modelStore.endpointUrl",
+        "must not carry credentials",
+    ),
+    (
+        "an endpoint URL with a path",
+        _set("modelStore.endpointUrl", "https://s3.dc1.example/llm-models"),
+        "llamafleet:modelStore.endpointUrl",
+        "without a path",
+    ),
+    (
+        "an endpoint port beside the URL (derived since review 2, §1.2b)",
+        _set("modelStore.endpointPort", 9000),
+        "llamafleet:modelStore.endpointPort",
+        "is no longer used: the store's port comes from endpointUrl",
+    ),
+    (
+        "a bucket named like an IP address",
+        _set("modelStore.bucket", "10.0.0.1"),
+        "llamafleet:modelStore.bucket",
+        "must not look like an IP address",
+    ),
+    (
+        "a prefix with an empty segment",
+        _set("modelStore.prefix", "gguf//v1"),
+        "llamafleet:modelStore.prefix",
+        "must not start or end with '/' or hold '//'",
+    ),
+    (
         "build registry not a host",
         _set("images.build.registry", "https://registry/x"),
         "llamafleet:images.build.registry",
@@ -326,8 +363,8 @@ def test_bad_settings_get_one_clear_line(
     with pytest.raises(SettingsError) as caught:
         load_stack_file(bad)
     lines = str(caught.value).splitlines()
-    matching = [line for line in lines if line.startswith(f"{bad}: {key}: ") and fragment in line]
-    assert matching, f"no line names {key} with {fragment!r}:\n" + "\n".join(lines)
+    assert len(lines) == 1, "\n".join(lines)
+    assert lines[0].startswith(f"{bad}: {key}: ") and fragment in lines[0], lines[0]
 
 
 def test_store_credentials_encrypted_or_on_loopback_are_accepted(tmp_path: Path) -> None:
