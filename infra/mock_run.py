@@ -41,6 +41,14 @@ class Declared:
     inputs: dict[str, Any]
     # "<provider urn>::<provider id>" for custom resources with an explicit provider, else "".
     provider: str = ""
+    # The resource options the engine would act on, as registered: URNs this resource waits for
+    # (`depends_on`, plus those its inputs carry), property paths `ignore_changes` names,
+    # `protect`, `retain_on_delete`, and the names of `aliases` (URN or name strings).
+    depends_on: tuple[str, ...] = ()
+    ignore_changes: tuple[str, ...] = ()
+    protect: bool = False
+    retain_on_delete: bool = False
+    aliases: tuple[str, ...] = ()
 
     @property
     def redacted_inputs(self) -> dict[str, Any]:
@@ -112,9 +120,9 @@ class _Mocks(pulumi_mocks.Mocks):
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, computed: Computed | None) -> None:
+    def __init__(self, computed: Computed | None, declared: list[Declared]) -> None:
         super().__init__(_Mocks(computed))
-        self.declared: list[Declared] = []
+        self.declared = declared
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
@@ -129,45 +137,94 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     # What the program gave, not what the mock computed.
                     inputs=rpc.deserialize_properties(request.object),
                     provider=request.provider,
+                    depends_on=tuple(request.dependencies),
+                    ignore_changes=tuple(request.ignoreChanges),
+                    protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    aliases=tuple(_alias_names(request)),
                 )
             )
         return response
+
+
+def _alias_names(request: Any) -> list[str]:
+    """Each alias as its URN, or as `name=…,type=…,parent=…` where it gives only parts."""
+    names: list[str] = []
+    for spec in request.aliases:
+        if spec.urn:
+            names.append(spec.urn)
+            continue
+        parts = [f"name={spec.spec.name}"] if spec.spec.name else []
+        if spec.spec.type:
+            parts.append(f"type={spec.spec.type}")
+        if spec.spec.parentUrn:
+            parts.append(f"parent={spec.spec.parentUrn}")
+        if spec.spec.noParent:
+            parts.append("parent=<none>")
+        names.append(",".join(parts))
+    return names
 
 
 def run_program(
     program: Callable[[], None],
     stack: str,
     config: Mapping[str, str],
+    *,
     preview: bool = True,
     computed: Computed | None = None,
+    declared: list[Declared] | None = None,
 ) -> list[Declared]:
-    """Run `program` as stack `stack` with `config` (engine-style: key -> JSON string).
+    """Run `program` as stack `stack` with `config` (engine-style: key -> JSON string) and
+    return what it registered, in order. Raises what the program raises.
 
-    `computed` adds provider-computed state to the resources a test cares about."""
-    return contextvars.copy_context().run(_run, program, stack, dict(config), preview, computed)
+    `computed` adds provider-computed state to the resources a test cares about; `declared`, if
+    given, receives each resource as it registers (what a failed run got to register)."""
+    record = [] if declared is None else declared
+    return contextvars.copy_context().run(
+        _run, program, stack, dict(config), _RunOptions(preview, computed, record)
+    )
+
+
+@dataclass(frozen=True)
+class _RunOptions:
+    preview: bool
+    computed: Computed | None
+    declared: list[Declared]
 
 
 def _run(
-    program: Callable[[], None],
-    stack: str,
-    config: dict[str, str],
-    preview: bool,
-    computed: Computed | None,
+    program: Callable[[], None], stack: str, config: dict[str, str], options: _RunOptions
 ) -> list[Declared]:
     previous = _current_loop()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         runtime_settings.ROOT.set(None)
-        monitor = _RecordingMonitor(computed)
-        pulumi.runtime.set_mocks(monitor.mocks, PROJECT, stack, preview=preview, monitor=monitor)
+        monitor = _RecordingMonitor(options.computed, options.declared)
+        pulumi.runtime.set_mocks(
+            monitor.mocks, PROJECT, stack, preview=options.preview, monitor=monitor
+        )
         pulumi.runtime.set_all_config(config, [])
         _sync_await(run_pulumi_func(program))
         return monitor.declared
     finally:
+        # A failed program leaves applies pending (what waited on the failed output): cancel
+        # them, as asyncio.run does, so none outlives its loop.
+        _cancel_pending(loop)
+        # The SDK keeps failed outputs in a process-wide set for the engine to report at exit;
+        # under the mocks the next run would wait on them, on this closed loop.
+        runtime_settings.SETTINGS.outputs.clear()  # pyright: ignore[reportAttributeAccessIssue]
         # Give the caller its loop back: other code in the process may rely on it.
         asyncio.set_event_loop(previous)
         loop.close()
+
+
+def _cancel_pending(loop: asyncio.AbstractEventLoop) -> None:
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
 def _current_loop() -> asyncio.AbstractEventLoop | None:

@@ -5,15 +5,12 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pulumi
-import pytest
 import yaml
 
-from infra import mock_run
 from infra.clusters import ProvisionedCluster, provision
 from infra.config import pulumi_settings
 from infra.mock_run import Declared, run_program
@@ -69,21 +66,6 @@ def of_type(declared: tuple[Declared, ...] | list[Declared], kind: str) -> list[
 
 def children(declared: tuple[Declared, ...] | list[Declared], parent: Declared) -> list[Declared]:
     return [d for d in declared if d.parent == parent.urn]
-
-
-@pytest.fixture
-def ignored_changes(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[str]]]:
-    """Resource name -> the ignoreChanges the program registered it with."""
-    seen: dict[str, list[str]] = {}
-    monitor = mock_run._RecordingMonitor  # pyright: ignore[reportPrivateUsage]
-    register: Callable[..., Any] = monitor.RegisterResource
-
-    def recording(self: Any, request: Any) -> Any:
-        seen[request.name] = list(request.ignoreChanges)
-        return register(self, request)
-
-    monkeypatch.setattr(monitor, "RegisterResource", recording)
-    yield seen
 
 
 def is_secret(value: Any) -> bool:

@@ -118,10 +118,11 @@ def test_network_policy_admits_only_gateway_and_monitoring_and_blocks_metadata_a
     assert store["to"][0]["ipBlock"]["except"] == ["169.254.169.254/32"]
 
 
-def test_deployment_replicas_are_left_to_the_autoscaler() -> None:
+def test_a_new_deployment_starts_with_one_replica_and_leaves_the_rest_to_the_autoscaler() -> None:
     declared = declare(service_args())
     (deployment,) = [d for d in declared if d.type == "kubernetes:apps/v1:Deployment"]
     assert deployment.inputs["spec"]["replicas"] == 1
+    assert deployment.ignore_changes == ("spec.replicas",)
 
 
 def declare_tenant(

@@ -200,18 +200,7 @@ def test_fetchers_read_the_store_with_a_role_or_the_stack_credentials(
             assert "AWS_SHARED_CREDENTIALS_FILE" not in env
 
 
-def test_every_stack_declares_its_model_store_before_its_pods(rendered: Rendered) -> None:
-    (store,) = [d for d in rendered.declared if d.type == "llamafleet:models:ModelStore"]
-    children = {d.type for d in rendered.declared if d.parent == store.urn}
-    # An AWS bucket and its settings, or, on an S3-compatible endpoint, the bucket alone.
-    assert children == {"pulumi-python:dynamic/models:StoreBucket"} or all(
-        t.startswith("aws:") for t in children
-    ), children
-    deployments = [d for d in rendered.declared if d.type == "kubernetes:apps/v1:Deployment"]
-    assert deployments
-
-
-def test_a_synced_digest_other_than_the_pinned_one_stops_the_update() -> None:
+def test_check_pins_names_each_model_whose_synced_digest_differs() -> None:
     sync: Any = object()
     assert check_pins({"m": "sha256:aa"}, {"m": "sha256:aa", "other": "sha256:bb"}, sync) is sync
     with pytest.raises(pulumi.RunError) as raised:

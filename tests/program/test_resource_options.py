@@ -1,0 +1,113 @@
+"""The resource options the README promises, as the program registers them under the mocks:
+pods wait for the model store and the pinned models, replicas are the autoscaler's, and a sync
+of other bytes stops the update before any Deployment is declared."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import mocks as pulumi_mocks
+
+from infra.config import engine_config, stack_file
+from infra.mock_run import Declared, run_program
+from infra.program import main as program_main
+from infra.render import Rendered
+
+STORE = "llamafleet:models:ModelStore"
+MANIFEST = "pulumi-python:dynamic/models:ModelManifest"
+SERVICE = "llamafleet:serving:InferenceService"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+
+
+def descendants(declared: list[Declared], root: Declared) -> list[Declared]:
+    found: list[Declared] = []
+    frontier = {root.urn}
+    for resource in declared:  # registration order: a parent comes before its children
+        if resource.parent in frontier:
+            found.append(resource)
+            frontier.add(resource.urn)
+    return found
+
+
+def test_pods_wait_for_the_model_store_and_the_synced_models(rendered: Rendered) -> None:
+    declared = rendered.declared
+    by_urn = {d.urn: d for d in declared}
+    (store,) = [d for d in declared if d.type == STORE]
+    store_resources = {d.urn for d in descendants(declared, store) if d.custom}
+    manifests = {d.urn for d in declared if d.type == MANIFEST}
+    deployments = [d for d in declared if d.type == DEPLOYMENT]
+    assert deployments and store_resources
+    for deployment in deployments:
+        # The Deployment registers only once its component has, and the component waits for
+        # what its depends_on names (the SDK expands a component into its resources).
+        service = by_urn[deployment.parent]
+        assert service.type == SERVICE, deployment.name
+        waits_for = set(service.depends_on)
+        assert store_resources <= waits_for, deployment.name
+        assert manifests <= waits_for, deployment.name
+
+
+def test_stacks_with_model_sources_wire_the_pin_check() -> None:
+    """The control for the test above: a stack that syncs has a manifest to wait for."""
+    declared = Rendered(
+        run_program(program_main, "local", engine_config(stack_file("local")))
+    ).declared
+    assert [d.type for d in declared].count(MANIFEST) == 1
+
+
+def test_deployment_replicas_are_left_to_the_autoscaler(rendered: Rendered) -> None:
+    deployments = [d for d in rendered.declared if d.type == DEPLOYMENT]
+    assert deployments
+    for deployment in deployments:
+        # Without it every `up` would reset what KEDA or the HPA scaled to.
+        assert deployment.ignore_changes == ("spec.replicas",), deployment.name
+
+
+def _synced_other_bytes(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+    if args.typ == MANIFEST:
+        return {
+            "manifest": {name: {"digest": "sha256:" + "e" * 64} for name in args.inputs["models"]}
+        }
+    return {}
+
+
+def test_a_synced_digest_other_than_the_pinned_one_stops_the_update() -> None:
+    seen: list[Declared] = []
+    with pytest.raises(pulumi.RunError) as raised:
+        run_program(
+            program_main,
+            "local",
+            engine_config(stack_file("local")),
+            preview=False,
+            computed=_synced_other_bytes,
+            declared=seen,
+        )
+    (line,) = str(raised.value).splitlines()
+    assert line.startswith(
+        "stacks/Pulumi.local.yaml: llamafleet:models.gemma3-270m.digest: the stack pins sha256:"
+    ), line
+    assert f"but its source synced sha256:{'e' * 64}" in line
+    types = {d.type for d in seen}
+    assert MANIFEST in types  # the sync ran ...
+    assert SERVICE not in types and DEPLOYMENT not in types  # ... and no pod was declared
+
+
+def test_the_pinned_digest_lets_the_update_through() -> None:
+    """The control: the same run with the pinned bytes declares the Deployments."""
+    pinned = "sha256:a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+
+    def synced_pinned(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        if args.typ == MANIFEST:
+            return {"manifest": {name: {"digest": pinned} for name in args.inputs["models"]}}
+        return {}
+
+    declared = run_program(
+        program_main,
+        "local",
+        engine_config(stack_file("local")),
+        preview=False,
+        computed=synced_pinned,
+    )
+    assert any(d.type == DEPLOYMENT for d in declared)
