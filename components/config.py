@@ -8,6 +8,7 @@ what the component would. Each constrained type below is the one definition of i
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from typing import Annotated, Final
@@ -21,10 +22,12 @@ from modelsync.store import bucket_name_problem, prefix_problem
 
 class ComponentConfig(BaseModel):
     """Base of component configs and stack settings: unknown keys are errors, values are frozen,
-    keys are camelCase in YAML and Pulumi config (snake_case in Python), strings are stripped."""
+    keys are camelCase in YAML and Pulumi config (snake_case in Python), strings are stripped,
+    and floats are finite (no inf or nan)."""
 
     model_config = ConfigDict(
         extra="forbid",
+        allow_inf_nan=False,
         frozen=True,
         alias_generator=to_camel,
         populate_by_name=True,
@@ -74,6 +77,53 @@ def endpoint_url_problem(url: str) -> str | None:
     return None
 
 
+def service_url_problem(url: str) -> str | None:
+    """Why `url` is not an in-cluster service URL (None if it is): http(s)://HOST[:PORT][/PATH],
+    no credentials."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsing the port is the check)
+    except ValueError as exc:
+        return f"is not a URL: {exc}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be http(s)://HOST[:PORT][/PATH]"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry credentials"
+    return None
+
+
+def cidr_problem(value: str) -> str | None:
+    """Why `value` is not an IPv4 network in CIDR notation with no host bits set (None if it is),
+    e.g. 10.40.0.0/16."""
+    try:
+        ipaddress.IPv4Network(value, strict=True)
+    except ValueError as exc:
+        return f"is not an IPv4 CIDR block like 10.40.0.0/16: {exc}"
+    return None
+
+
+def address_problem(value: str) -> str | None:
+    """Why `value` is not an IPv4 address (None if it is)."""
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return "is not an IPv4 address"
+    return None
+
+
+def address_range_problem(value: str) -> str | None:
+    """Why `value` is neither a CIDR block nor a first-last range of IPv4 addresses, first not
+    after last (None if it is); MetalLB pool syntax."""
+    if "/" in value:
+        return cidr_problem(value)
+    first, dash, last = value.partition("-")
+    if not dash or address_problem(first) or address_problem(last):
+        return "is not a CIDR block or a first-last range of IPv4 addresses"
+    if ipaddress.IPv4Address(first) > ipaddress.IPv4Address(last):
+        return "starts after it ends"
+    return None
+
+
 def endpoint_port(url: str | None) -> int:
     """The TCP port an S3 endpoint URL names, or its scheme's default (443 for https and for
     AWS S3 itself, `url` None; 80 for http)."""
@@ -87,6 +137,10 @@ AwsRegion = Annotated[str, _checked(region_problem)]
 BucketName = Annotated[str, _checked(bucket_name_problem)]
 StorePrefix = Annotated[str, StringConstraints(max_length=512), _checked(prefix_problem)]
 EndpointUrl = Annotated[str, StringConstraints(max_length=2048), _checked(endpoint_url_problem)]
+ServiceUrl = Annotated[str, StringConstraints(max_length=2048), _checked(service_url_problem)]
+Ipv4Cidr = Annotated[str, _checked(cidr_problem)]
+Ipv4Address = Annotated[str, _checked(address_problem)]
+AddressRange = Annotated[str, _checked(address_range_problem)]
 # CMake's CUDA_ARCHITECTURES list, e.g. 80;86;90 (compute capabilities without the dot).
 CUDA_ARCHITECTURES_PATTERN: Final = r"^\d{2,3}(;\d{2,3})*$"
 CudaArchitectures = Annotated[str, StringConstraints(pattern=CUDA_ARCHITECTURES_PATTERN)]

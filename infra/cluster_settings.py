@@ -11,14 +11,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
+from components.config import AddressRange, Ipv4Address, Ipv4Cidr
 from infra import schema
 from infra.schema import IsaLevel, Name, Strict
 
-Cidr = Annotated[str, StringConstraints(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")]
-# A MetalLB pool entry: a CIDR or a first-last range.
-AddressRange = Annotated[
-    str, StringConstraints(pattern=r"^\d{1,3}(\.\d{1,3}){3}(/\d{1,2}|-\d{1,3}(\.\d{1,3}){3})$")
-]
+Cidr = Ipv4Cidr
+# A Linux network interface name: at most 15 bytes (IFNAMSIZ 16 with the NUL), no '/' or space.
+InterfaceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:@-]{1,15}$")]
 # Exact chart versions only: a range or "latest" would change what runs without a review.
 ChartVersion = Annotated[str, StringConstraints(pattern=r"^v?\d+\.\d+\.\d+$")]
 ConfigKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+:[A-Za-z0-9_.-]+$")]
@@ -76,7 +75,7 @@ class MetalLbSettings(Strict):
     addresses: list[AddressRange] = Field(
         min_length=1, description="Addresses the pool hands out: CIDRs or first-last ranges."
     )
-    interfaces: list[str] = Field(
+    interfaces: list[InterfaceName] = Field(
         default_factory=list[str],
         description="Node interfaces that announce the addresses (L2); empty: all.",
     )
@@ -146,7 +145,7 @@ class LoadBalancerSettings(Strict):
     scheme: Literal["internal", "internet-facing"] = Field(
         default="internal", description="EKS: NLB scheme."
     )
-    address: str | None = Field(
+    address: Ipv4Address | None = Field(
         default=None, description="On-prem: a fixed address from the MetalLB pool."
     )
     source_ranges: list[Cidr] = Field(

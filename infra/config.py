@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import pulumi
 import yaml
@@ -103,7 +104,7 @@ def parse(
     try:
         settings = Settings.model_validate(values)
     except ValidationError as exc:
-        raise SettingsError(source, [_problem(error) for error in exc.errors()]) from None
+        raise SettingsError(source, _schema_problems(exc.errors())) from None
     problems = check(settings, encrypted)
     if problems:
         raise SettingsError(source, problems)
@@ -147,6 +148,28 @@ def _display(path: Path) -> str:
         return str(path)
 
 
+def _schema_problems(errors: Sequence[ErrorDetails]) -> list[Problem]:
+    """One problem per error, except that a required key missing beside an unknown key (most
+    often a misspelling of it) is named on the unknown key's line instead of a line of its own."""
+    unknown_at = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
+    missing: dict[tuple[int | str, ...], list[str]] = {}
+    kept: list[ErrorDetails] = []
+    for error in errors:
+        parent = tuple(error["loc"][:-1])
+        if error["type"] == "missing" and parent in unknown_at:
+            missing.setdefault(parent, []).append(str(error["loc"][-1]))
+        else:
+            kept.append(error)
+    problems: list[Problem] = []
+    for error in kept:
+        problem = _problem(error)
+        absent = missing.get(tuple(error["loc"][:-1]))
+        if error["type"] == "extra_forbidden" and absent:
+            problem = Problem(problem.path, f"{problem.message}; missing: {', '.join(absent)}")
+        problems.append(problem)
+    return problems
+
+
 def _problem(error: ErrorDetails) -> Problem:
     location = error["loc"]
     path = _key_path(location)
@@ -180,7 +203,8 @@ def _allowed_keys(location: Sequence[int | str]) -> list[str]:
         annotation = _step(annotation, part)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
-    return [field.alias or name for name, field in model.model_fields.items()]
+    # Excluded fields are retired keys, kept only to say so.
+    return [field.alias or name for name, field in model.model_fields.items() if not field.exclude]
 
 
 def _step(annotation: Any, part: int | str) -> Any:
@@ -196,10 +220,14 @@ def _step(annotation: Any, part: int | str) -> Any:
 
 def _unwrap(annotation: Any) -> Any:
     """Strip Optional[...] and Annotated[...] down to the model or container type."""
-    for arg in (annotation, *get_args(annotation)):
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-    return annotation
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, UnionType):
+            annotation = next(a for a in get_args(annotation) if a is not type(None))
+        else:
+            return annotation
 
 
 def settings_source() -> str:

@@ -36,9 +36,10 @@ def check(settings: Settings, encrypted: frozenset[str] = frozenset()) -> list[P
             *_ranges(settings),
             *_tiers(settings),
             *_cluster_kinds(settings),
-            *_node_tiers(settings),
             *_images(settings),
         ],
+        # Tiers as their cluster's kind provides them (eks node groups, named on-prem nodes).
+        lambda: _node_tiers(settings),
         # Models placed on tiers, teams calling models.
         lambda: [*_models(settings), *_tenant_models(settings)],
         # Sums over the placements.
@@ -134,6 +135,7 @@ def _models(settings: Settings) -> Iterator[Problem]:
                 f"{model.context_length} exceeds the {model.gguf.context_length} tokens the "
                 "model was trained for",
             )
+            continue  # sized with a context it cannot have, it would not fit anywhere either
         if model.replicas.min == 0 and not _keda_everywhere(settings, model, tiers):
             yield Problem(
                 f"{path}.replicas.min",
@@ -144,13 +146,23 @@ def _models(settings: Settings) -> Iterator[Problem]:
                 f"{path}.accelerator", "gpu, but this stack has no gpu tier (all tiers are cpu)"
             )
             continue
-        for index, tier_name in enumerate(model.tiers):
-            tier = tiers.get(tier_name)
-            tier_path = f"{path}.tiers[{index}]"
-            if tier is None:
-                yield Problem(tier_path, f"unknown tier {tier_name!r}; known: {sorted(tiers)}")
-                continue
-            yield from _placement(tier_path, name, model, tier_name, tier)
+        yield from _model_tiers(path, name, model, tiers)
+
+
+def _model_tiers(path: str, name: str, model: Model, tiers: dict[str, Tier]) -> Iterator[Problem]:
+    """Where the model cannot go, one line: at the tier entry when one is wrong, at `tiers`
+    naming each when several are (one setting, e.g. minIsa or cpus, often rules out several)."""
+    found: list[Problem] = []
+    for index, tier_name in enumerate(model.tiers):
+        tier = tiers.get(tier_name)
+        tier_path = f"{path}.tiers[{index}]"
+        if tier is None:
+            found.append(Problem(tier_path, f"unknown tier {tier_name!r}; known: {sorted(tiers)}"))
+            continue
+        found += _placement(tier_path, name, model, tier_name, tier)
+    if len(found) > 1:
+        found = [Problem(f"{path}.tiers", "; ".join(problem.message for problem in found))]
+    yield from found
 
 
 def _has_image(settings: Settings, flavour: str) -> bool:
@@ -208,38 +220,43 @@ def _tenant_models(settings: Settings) -> Iterator[Problem]:
 
 
 def _quotas(settings: Settings) -> Iterator[Problem]:
+    """Each team's quota against what its minimum replicas plus one rollout surge pod need, in
+    each cluster it runs in (each cluster enforces the quota on its own namespace): one line
+    per quota key, naming every cluster that needs more."""
     for team, tenant in settings.tenants.items():
-        path = f"tenants.{team}"
-        # Each cluster enforces the team's quota on its own namespace.
         team_placements = list(placements(settings, team))
+        short: dict[str, list[tuple[str, float]]] = {}
         for cluster in dict.fromkeys(p.cluster_name for p in team_placements):
             in_cluster = [p for p in team_placements if p.cluster_name == cluster]
-            yield from _quota(path, tenant.quota, in_cluster)
+            for key, need in _quota_needs(in_cluster).items():
+                if need > getattr(tenant.quota, key):
+                    short.setdefault(key, []).append((cluster, need))
+        for key, needs in short.items():
+            field = Quota.model_fields[key]
+            unit = " GiB" if key == "memory_gib" else ""
+            have = f"{getattr(tenant.quota, key):g}{unit}"
+            if len(needs) == 1:
+                need = f"the {needs[0][1]:g}{unit}"
+            else:
+                need = "what, per cluster, " + ", ".join(f"{n:g}{unit} in {c}" for c, n in needs)
+            yield Problem(
+                f"tenants.{team}.quota.{field.alias or key}",
+                f"{have} is below {need} the team's minimum replicas plus one rollout surge pod "
+                "need",
+            )
 
 
-def _quota(path: str, quota: Quota, team_placements: list[Placement]) -> Iterator[Problem]:
+def _quota_needs(team_placements: list[Placement]) -> dict[str, float]:
+    """What one cluster's share of a team needs, by Quota field (memory in GiB)."""
     pods = [(p.sizing, p.model.replicas.min) for p in team_placements]
-    if not pods:
-        return
     # A rolling update with maxUnavailable 0 needs room for one surge pod on top of the minimum.
     largest = max(pods, key=lambda item: item[0].memory_bytes)[0]
-    need_cpus = sum(_cpus(s) * n for s, n in pods) + _cpus(largest)
-    need_memory = sum(_memory(s) * n for s, n in pods) + _memory(largest)
-    need_gpus = sum(s.gpus * n for s, n in pods) + largest.gpus
-    need_pods = sum(n for _, n in pods) + 1
-    wanted = {
-        "cpus": (need_cpus, quota.cpus, ""),
-        "memoryGib": (need_memory / GiB, quota.memory_gib, " GiB"),
-        "gpus": (need_gpus, quota.gpus, ""),
-        "pods": (need_pods, quota.pods, ""),
+    return {
+        "cpus": sum(_cpus(s) * n for s, n in pods) + _cpus(largest),
+        "memory_gib": (sum(_memory(s) * n for s, n in pods) + _memory(largest)) / GiB,
+        "gpus": sum(s.gpus * n for s, n in pods) + largest.gpus,
+        "pods": sum(n for _, n in pods) + 1,
     }
-    for key, (need, have, unit) in wanted.items():
-        if need > have:
-            yield Problem(
-                f"{path}.quota.{key}",
-                f"{have:g}{unit} is below the {need:g}{unit} the team's minimum replicas plus one "
-                "rollout surge pod need",
-            )
 
 
 def _cpus(sizing: PodSizing) -> float:
@@ -311,6 +328,11 @@ def _onprem_tier(path: str, cluster: Cluster, tier: Tier) -> Iterator[Problem]:
         if value:
             yield Problem(f"{path}.{key}", f"{key} is for eks tiers; this cluster is existing")
     if cluster.onprem is None:
+        if tier.node_names:
+            yield Problem(
+                f"{path}.nodeNames",
+                "nodes are labelled by name only with onprem settings on the cluster",
+            )
         return
     if not tier.node_names:
         yield Problem(f"{path}.nodeNames", "an on-prem tier needs nodeNames: the nodes forming it")

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, StringConstraints, field_validator
 
-from components.config import ComponentConfig, CudaArchitectures
+from components.config import ComponentConfig, CudaArchitectures, ServiceUrl
 from components.model_sources import settings_source_problem
 from components.model_store import ModelStoreConfig
 
@@ -84,9 +84,14 @@ class Tier(Strict):
     )
 
 
+NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
 class Kubeconfig(Strict):
-    path: str | None = Field(default=None, description="Kubeconfig file; default: $KUBECONFIG.")
-    context: str | None = Field(default=None, description="Context in that file.")
+    path: NonEmpty | None = Field(
+        default=None, description="Kubeconfig file; default: $KUBECONFIG."
+    )
+    context: NonEmpty | None = Field(default=None, description="Context in that file.")
 
 
 class Cluster(Strict):
@@ -98,7 +103,7 @@ class Cluster(Strict):
         default="keda",
         description="keda scales on the llama-server queue; hpa (CPU) where KEDA is absent.",
     )
-    prometheus_url: str = Field(
+    prometheus_url: ServiceUrl = Field(
         default="http://prometheus-operated.monitoring.svc:9090",
         description="Prometheus that scrapes llama-server and that KEDA queries.",
     )
@@ -132,10 +137,12 @@ class StoreCredentials(Strict):
     'llamafleet:modelStore.credentials.secretAccessKey' <key>`; a plain value is refused unless the
     store is on loopback (the `local` stack's moto takes any key)."""
 
-    access_key_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
-        description="AWS-style access key id (read-only access to the bucket is enough)."
+    access_key_id: Annotated[
+        str, StringConstraints(pattern=r"^[!-~]+$", min_length=3, max_length=128)
+    ] = Field(description="AWS-style access key id (read-only access to the bucket is enough).")
+    secret_access_key: SecretStr = Field(
+        min_length=1, description="Its secret key; encrypted in the stack file."
     )
-    secret_access_key: SecretStr = Field(description="Its secret key; encrypted in the stack file.")
 
 
 class ModelStoreSettings(ModelStoreConfig):
@@ -209,8 +216,12 @@ class Serving(Strict):
 class GgufMetadata(Strict):
     """As printed by `llamafleet models inspect --json` (its `gguf` block)."""
 
-    architecture: str = Field(description="general.architecture")
-    file_type: str = Field(description="Quantisation, e.g. Q4_K_M.")
+    architecture: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")] = Field(
+        description="general.architecture, e.g. llama, gemma3."
+    )
+    file_type: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,32}$")] = Field(
+        description="Quantisation, e.g. Q4_K_M."
+    )
     context_length: int = Field(ge=1, description="Trained context length.")
     block_count: int = Field(ge=1, description="Layers.")
     head_count_kv: int = Field(ge=1, description="KV heads.")
@@ -246,8 +257,12 @@ class Model(Strict):
     load_mode: Literal["mmap", "mlock", "mmap+mlock", "none"] = Field(
         default="mmap", description="llama-server --load-mode."
     )
-    chat_template: str | None = Field(
-        default=None, description="Built-in llama.cpp chat template name, when the GGUF has none."
+    chat_template: (
+        Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None
+    ) = Field(
+        default=None,
+        description="Built-in llama.cpp chat template name (--chat-template, e.g. chatml), when "
+        "the GGUF has none.",
     )
     replicas: Range = Field(description="Autoscaling range per team and tier.")
 

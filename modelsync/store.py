@@ -23,6 +23,7 @@ from modelsync.manifest import Manifest
 BUCKET_NAME_PATTERN: Final = r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]"
 _BUCKET_RE: Final = re.compile(rf"^{BUCKET_NAME_PATTERN}$")
 _IPV4_LIKE_RE: Final = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+_SAFE_KEY_RE: Final = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")
 _URL_RE: Final = re.compile(rf"^s3://({BUCKET_NAME_PATTERN})(?:/(.*))?$")
 MANIFEST_NAME: Final = "manifest.json"
 OBJECTS_DIR: Final = "sha256"
@@ -47,8 +48,12 @@ def bucket_name_problem(name: str) -> str | None:
 
 
 def prefix_problem(prefix: str) -> str | None:
-    """Why `prefix` is not a usable key prefix (None if it is): no leading or trailing `/`, no
-    empty segment (`//`); may be empty (the bucket's root)."""
+    """Why `prefix` is not a usable key prefix (None if it is): S3's safe key characters only
+    (letters, digits, and !-_.*'()/; https://docs.aws.amazon.com/AmazonS3/latest/userguide/
+    object-keys.html), no leading or trailing `/`, no empty segment (`//`); may be empty (the
+    bucket's root)."""
+    if not _SAFE_KEY_RE.match(prefix):
+        return "may hold only letters, digits and !-_.*'()/ (S3's safe key characters)"
     if prefix != prefix.strip("/") or "//" in prefix:
         return "must not start or end with '/' or hold '//'"
     return None

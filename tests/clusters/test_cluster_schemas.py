@@ -7,12 +7,12 @@ import copy
 from typing import Any
 
 import pytest
-from program.test_schemas import schema_errors
+from support.metallb_schema import METALLB_API, metallb_errors
+from support.schemas import schema_errors
 
 from infra.render import is_kubernetes_object, kubernetes_object
 
 from .conftest import declared_stack
-from .metallb_schema import METALLB_API, metallb_errors
 
 
 def errors(obj: dict[str, Any]) -> list[str]:

@@ -4,59 +4,13 @@ fail), and CRD objects against their CRDs' schemas, made strict the same way."""
 from __future__ import annotations
 
 import copy
-from functools import cache
 from typing import Any
 
-import jsonschema
-import kubernetes_validate
 import pytest
-from cloudcoil.models.keda.v1alpha1 import ScaledObject
-from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
-from clusters.metallb_schema import METALLB_API, metallb_errors
-from pydantic import BaseModel
 from stack_renders import rendered_stack
+from support.schemas import schema_errors
 
 from infra.render import Rendered
-
-KUBERNETES_VERSION = "1.33"
-CRD_MODELS: dict[tuple[str, str], type[BaseModel]] = {
-    ("keda.sh/v1alpha1", "ScaledObject"): ScaledObject,
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): ServiceMonitor,
-}
-
-
-def _forbid_unknown_fields(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        if "properties" in schema and "additionalProperties" not in schema:
-            schema["additionalProperties"] = False
-        for value in schema.values():
-            _forbid_unknown_fields(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            _forbid_unknown_fields(value)
-    return schema
-
-
-@cache
-def crd_validator(api_version: str, kind: str) -> jsonschema.Draft202012Validator:
-    model = CRD_MODELS[(api_version, kind)]
-    schema = model.model_json_schema(by_alias=True, mode="validation")
-    return jsonschema.Draft202012Validator(_forbid_unknown_fields(schema))
-
-
-def schema_errors(obj: dict[str, Any]) -> list[str]:
-    key = (obj["apiVersion"], obj["kind"])
-    if obj["apiVersion"] == METALLB_API:
-        return metallb_errors(obj)
-    if key in CRD_MODELS:
-        return [
-            f"{list(e.absolute_path)}: {e.message}" for e in crd_validator(*key).iter_errors(obj)
-        ]
-    try:
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as exc:
-        return [str(exc)]
-    return []
 
 
 def test_every_rendered_object_matches_its_schema(rendered: Rendered) -> None:
