@@ -25,6 +25,11 @@ NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnl
 AMI_TYPES = {"cpu": "AL2023_x86_64_STANDARD", "gpu": "AL2023_x86_64_NVIDIA"}
 ROOT_DEVICE = "/dev/xvda"  # AL2023's root volume
 
+# Suffixes of the names the node role and node group are autonamed from (infra.names checks
+# the full names against the AWS limits).
+NODE_ROLE_SUFFIX = "-node"
+NODE_GROUP_SUFFIX = "-nodes"
+
 
 @dataclass(frozen=True)
 class NodeTierArgs:
@@ -89,7 +94,7 @@ class NodeTier(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = {TIER_LABEL: args.tier}
         self.role = aws.iam.Role(
-            f"{name}-node",
+            f"{name}{NODE_ROLE_SUFFIX}",
             assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
             tags=tags,
             opts=child,
@@ -124,7 +129,7 @@ class NodeTier(pulumi.ComponentResource):
             opts=child,
         )
         self.node_group = aws.eks.NodeGroup(
-            f"{name}-nodes",
+            f"{name}{NODE_GROUP_SUFFIX}",
             cluster_name=args.cluster_name,
             node_role_arn=self.role.arn,
             subnet_ids=args.subnet_ids,

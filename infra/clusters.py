@@ -20,6 +20,7 @@ from components.load_balancing import LoadBalancing, aws_nlb, metallb
 from components.node_tier import NodeTier, NodeTierArgs, models_read_policy
 from components.onprem_cluster import MetalLbArgs, OnPremCluster, OnPremClusterArgs, TierNodes
 from infra.cluster_settings import ChartVersions, EksSettings, OnPremSettings
+from infra.names import eks_cluster_name, node_tier_name, pod_role_name
 from infra.schema import Cluster, ModelStoreSettings
 
 
@@ -49,14 +50,16 @@ class ProvisionedCluster:
         return LoadBalancing(annotations={}, spec={"type": "LoadBalancer"})
 
     def pod_role(
-        self, name: str, namespace: str, service_account: str, policy_arn: pulumi.Input[str]
+        self, team: str, instance: str, namespace: str, policy_arn: pulumi.Input[str]
     ) -> pulumi.Output[str] | None:
-        """EKS: the ARN of a role only `namespace/service_account` assumes, with `policy_arn`
-        (e.g. the model store's read policy for the model fetcher); None on other clusters."""
+        """EKS: the ARN of a role only `namespace/instance` (the ServiceAccount of a team's
+        model on a tier) assumes, with `policy_arn` (e.g. the model store's read policy for the
+        model fetcher); None on other clusters."""
         if self.eks is None:
             return None
+        service_account = instance
         role = service_account_role(
-            f"{self.name}-{name}",
+            pod_role_name(self.name, team, instance),
             self.eks.oidc,
             namespace=namespace,
             service_account=service_account,
@@ -105,7 +108,7 @@ def _eks(
     eks = EksCluster(
         name,
         EksClusterArgs(
-            cluster_name=f"{pulumi.get_stack()}-{name}",
+            cluster_name=eks_cluster_name(pulumi.get_stack(), name),
             kubernetes_version=eks_settings.kubernetes_version,
             vpc_cidr=eks_settings.vpc_cidr,
             availability_zones=tuple(eks_settings.availability_zones),
@@ -122,7 +125,7 @@ def _eks(
     )
     tiers = tuple(
         NodeTier(
-            f"{name}-{tier_name}",
+            node_tier_name(name, tier_name),
             NodeTierArgs(
                 cluster_name=eks.cluster.name,
                 subnet_ids=eks.private_subnet_ids,

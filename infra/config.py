@@ -53,7 +53,12 @@ def load_stack_file(path: Path) -> Settings:
     if not isinstance(config, dict):
         raise SettingsError(source, [Problem("", "`config` must be a mapping")])
     values = namespace_values(config)
-    return parse(values, source, encrypted_keys(values))
+    stack = (
+        path.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
+        if path.name.startswith("Pulumi.")
+        else None
+    )
+    return parse(values, source, encrypted_keys(values), stack)
 
 
 # What a value encrypted in the stack file (`{secure: v1:…}`, from `pulumi config set --secret`)
@@ -97,15 +102,19 @@ def encrypted_keys(
 
 
 def parse(
-    values: Mapping[str, Any], source: str, encrypted: frozenset[str] = frozenset()
+    values: Mapping[str, Any],
+    source: str,
+    encrypted: frozenset[str] = frozenset(),
+    stack: str | None = None,
 ) -> Settings:
     """Validate `values` (namespace_values' output); `encrypted` names the keys that were
-    encrypted in the stack file (see encrypted_keys). Raises SettingsError."""
+    encrypted in the stack file (see encrypted_keys), `stack` the stack (names built from it
+    are checked; None: not those). Raises SettingsError, one line per problem."""
     try:
         settings = Settings.model_validate(values)
     except ValidationError as exc:
         raise SettingsError(source, _schema_problems(exc.errors())) from None
-    problems = check(settings, encrypted)
+    problems = check(settings, encrypted, stack)
     if problems:
         raise SettingsError(source, problems)
     return settings
@@ -244,4 +253,4 @@ def pulumi_settings() -> Settings:
     secret = frozenset(
         key for key in values if runtime_config.is_config_secret(f"{NAMESPACE}:{key}")
     )
-    return parse(values, source, encrypted_keys(values, secret))
+    return parse(values, source, encrypted_keys(values, secret), pulumi.get_stack())

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from components.sizing import GgufFacts, GiB, PodSizing, ServingShape, TierShape, size_pod
+from infra.names import instance_name
 from infra.schema import Model, Settings, Tier
 
 
@@ -21,7 +22,8 @@ class Placement:
 
     @property
     def name(self) -> str:
-        return f"{self.model_name}-{self.tier_name}"
+        """The Deployment's, Service's, autoscaler's and ServiceAccount's name."""
+        return instance_name(self.model_name, self.tier_name)
 
 
 def gguf_facts(model: Model) -> GgufFacts:

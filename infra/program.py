@@ -15,6 +15,7 @@ from components.tenant import StoreCredentials, Tenant, TenantArgs, TenantQuota
 from infra.clusters import ProvisionedCluster, provision
 from infra.config import SettingsError, pulumi_settings, settings_source
 from infra.images import ImageRefs, image_refs
+from infra.names import team_namespace
 from infra.placement import Placement, gguf_facts, placements, serving_shape
 from infra.schema import Settings
 
@@ -26,10 +27,6 @@ def main() -> None:
         # RunError: the engine prints the message alone, without a Python traceback.
         raise pulumi.RunError(str(exc)) from None
     build(settings)
-
-
-def team_namespace(team: str) -> str:
-    return f"llamafleet-{team}"
 
 
 IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
@@ -229,9 +226,7 @@ def _service_args(
     # (pods cannot reach the node's credentials: IMDSv2 hop limit 1 and the NetworkPolicy).
     role = None
     if store_settings.credentials_secret is None and read_policy is not None:
-        role = cluster.pod_role(
-            f"{placement.team}-{placement.name}", namespace, placement.name, read_policy
-        )
+        role = cluster.pod_role(placement.team, placement.name, namespace, read_policy)
     return InferenceServiceArgs(
         namespace=namespace,
         instance=placement.name,

@@ -5,13 +5,29 @@ Each returns `Problem`s naming the key path, so the loader can report them like 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
+from components.node_tier import NODE_GROUP_SUFFIX, NODE_ROLE_SUFFIX
 from components.sizing import FETCHER_CPU, FETCHER_MEMORY_BYTES, GiB, PodSizing, fit_problems
 from infra.cluster_settings import INSTANCE_FAMILIES, InstanceFamily, instance_family
+from infra.names import (
+    AUTONAME_SUFFIX_LENGTH,
+    DNS_1035_LABEL,
+    DNS_1123_LABEL,
+    DNS_LABEL_MAX,
+    EKS_CLUSTER_MAX,
+    IAM_ROLE_MAX,
+    NODE_GROUP_MAX,
+    eks_cluster_name,
+    instance_name,
+    node_tier_name,
+    pod_role_name,
+    team_namespace,
+)
 from infra.placement import Placement, placements, pod_sizing, tier_shape
 from infra.schema import ISA_LEVELS, Cluster, Model, Quota, Range, Settings, Tier
 
@@ -22,7 +38,9 @@ class Problem:
     message: str
 
 
-def check(settings: Settings, encrypted: frozenset[str] = frozenset()) -> list[Problem]:
+def check(
+    settings: Settings, encrypted: frozenset[str] = frozenset(), stack: str | None = None
+) -> list[Problem]:
     """Every cross-field problem of `settings`, as (key path, message) pairs; empty when the
     stack is consistent. `encrypted` names the settings that were encrypted in the stack file
     (see infra.config.encrypted_keys). The team quotas are sums over every placement's pod
@@ -42,6 +60,8 @@ def check(settings: Settings, encrypted: frozenset[str] = frozenset()) -> list[P
         lambda: _node_tiers(settings),
         # Models placed on tiers, teams calling models.
         lambda: [*_models(settings), *_tenant_models(settings)],
+        # The names built from them (`stack`: the EKS cluster name; None skips that check).
+        lambda: _built_names(settings, stack),
         # Sums over the placements.
         lambda: _quotas(settings),
     ]
@@ -127,6 +147,10 @@ def _models(settings: Settings) -> Iterator[Problem]:
     on_gpus = [n for n, m in settings.models.items() if m.accelerator != "cpu" and has_gpu_tier]
     if on_gpus and not _has_image(settings, "cuda"):
         yield Problem("images.cuda", f"{', '.join(on_gpus)} may run on GPUs: set the CUDA image")
+    small = _tiers_too_small(settings, tiers)
+    for tier_path, messages in small.items():
+        yield Problem(tier_path, "too small for several models: " + "; ".join(messages.values()))
+    reported = {(model, path.rsplit(".", 1)[1]) for path, found in small.items() for model in found}
     for name, model in settings.models.items():
         path = f"models.{name}"
         if model.context_length > model.gguf.context_length:
@@ -146,10 +170,46 @@ def _models(settings: Settings) -> Iterator[Problem]:
                 f"{path}.accelerator", "gpu, but this stack has no gpu tier (all tiers are cpu)"
             )
             continue
-        yield from _model_tiers(path, name, model, tiers)
+        yield from _model_tiers(path, name, model, tiers, reported)
 
 
-def _model_tiers(path: str, name: str, model: Model, tiers: dict[str, Tier]) -> Iterator[Problem]:
+def _fit(name: str, model: Model, tier_name: str, tier: Tier) -> list[str]:
+    reasons = fit_problems(pod_sizing(model, tier.kind), tier_shape(tier_name, tier))
+    return [f"model {name} does not fit on {tier_name}: it {reason}" for reason in reasons]
+
+
+def _tiers_too_small(settings: Settings, tiers: dict[str, Tier]) -> dict[str, dict[str, str]]:
+    """Tiers that several of their models do not fit (one setting of the tier, e.g. its
+    memory, is then the cause): tier key path -> model -> why."""
+    found: dict[str, dict[str, str]] = {}
+    for cluster_name, cluster in settings.clusters.items():
+        for tier_name, tier in cluster.tiers.items():
+            misfits = {
+                name: "; ".join(reasons)
+                for name, model in settings.models.items()
+                if tier_name in model.tiers
+                and model.context_length <= model.gguf.context_length
+                and _compatible(model, tier)
+                and (reasons := _fit(name, model, tier_name, tier))
+            }
+            if len(misfits) > 1:
+                found[f"clusters.{cluster_name}.tiers.{tier_name}"] = misfits
+    return found
+
+
+def _compatible(model: Model, tier: Tier) -> bool:
+    return model.accelerator in ("any", tier.kind) and ISA_LEVELS.index(
+        tier.isa
+    ) >= ISA_LEVELS.index(model.min_isa)
+
+
+def _model_tiers(
+    path: str,
+    name: str,
+    model: Model,
+    tiers: dict[str, Tier],
+    reported: set[tuple[str, str]],
+) -> Iterator[Problem]:
     """Where the model cannot go, one line: at the tier entry when one is wrong, at `tiers`
     naming each when several are (one setting, e.g. minIsa or cpus, often rules out several)."""
     found: list[Problem] = []
@@ -160,6 +220,8 @@ def _model_tiers(path: str, name: str, model: Model, tiers: dict[str, Tier]) -> 
             found.append(Problem(tier_path, f"unknown tier {tier_name!r}; known: {sorted(tiers)}"))
             continue
         found += _placement(tier_path, name, model, tier_name, tier)
+        if (name, tier_name) not in reported and model.accelerator in ("any", tier.kind):
+            found += [Problem(tier_path, reason) for reason in _fit(name, model, tier_name, tier)]
     if len(found) > 1:
         found = [Problem(f"{path}.tiers", "; ".join(problem.message for problem in found))]
     yield from found
@@ -204,9 +266,6 @@ def _placement(path: str, name: str, model: Model, tier_name: str, tier: Tier) -
         yield Problem(
             path, f"{tier_name} nodes are {tier.isa}, older than the model's minIsa {model.min_isa}"
         )
-    sizing = pod_sizing(model, tier.kind)
-    for reason in fit_problems(sizing, tier_shape(tier_name, tier)):
-        yield Problem(path, f"model {name} does not fit on {tier_name}: it {reason}")
 
 
 def _tenant_models(settings: Settings) -> Iterator[Problem]:
@@ -380,4 +439,72 @@ def _instance_gpu(
             f"{path}.gpu.memoryGib",
             f"{tier.gpu.memory_gib:g} exceeds the {facts.gpu_memory_gib:g} GiB of one "
             f"{facts.gpu} ({instance_type})",
+        )
+
+
+def _built_names(settings: Settings, stack: str | None) -> Iterator[Problem]:
+    """Each name the program builds from settings that its object would refuse (infra.names),
+    one line per key path."""
+    found: dict[str, list[str]] = {}
+    for path, message in _name_problems(settings, stack):
+        found.setdefault(path, []).append(message)
+    for path, messages in found.items():
+        yield Problem(path, "; ".join(dict.fromkeys(messages)))
+
+
+def _name_problems(settings: Settings, stack: str | None) -> Iterator[tuple[str, str]]:
+    for team in settings.tenants:
+        yield from _label(f"tenants.{team}", "namespace", team_namespace(team), DNS_1123_LABEL)
+    eks_clusters = {n for n, c in settings.clusters.items() if c.kind == "eks"}
+    store = settings.model_store
+    # As the program: a fetcher gets its own IAM role on EKS where the store is AWS S3 and no
+    # key pair is given.
+    pod_roles = (
+        eks_clusters if store.endpoint_url is None and store.credentials_secret is None else set()
+    )
+    for placement in placements(settings):
+        yield from _placement_names(placement, pod_roles)
+    for cluster in sorted(eks_clusters):
+        name = eks_cluster_name(stack or "", cluster)
+        if stack is not None and len(name) > EKS_CLUSTER_MAX:
+            yield (
+                f"clusters.{cluster}",
+                f"EKS cluster name {name!r} (<stack>-<cluster>) is {len(name)} characters; "
+                f"EKS allows {EKS_CLUSTER_MAX}",
+            )
+        for tier in settings.clusters[cluster].tiers:
+            yield from _node_tier(cluster, tier)
+
+
+def _placement_names(placement: Placement, pod_roles: set[str]) -> Iterator[tuple[str, str]]:
+    path = f"models.{placement.model_name}"
+    name = instance_name(placement.model_name, placement.tier_name)
+    yield from _label(path, f"Service on tier {placement.tier_name}", name, DNS_1035_LABEL)
+    if placement.cluster_name in pod_roles:
+        role = pod_role_name(placement.cluster_name, placement.team, name)
+        yield from _autonamed(path, f"IAM role of team {placement.team}", role, IAM_ROLE_MAX)
+
+
+def _node_tier(cluster: str, tier: str) -> Iterator[tuple[str, str]]:
+    path = f"clusters.{cluster}.tiers.{tier}"
+    base = node_tier_name(cluster, tier)
+    yield from _autonamed(path, "node IAM role", base + NODE_ROLE_SUFFIX, IAM_ROLE_MAX)
+    yield from _autonamed(path, "EKS node group", base + NODE_GROUP_SUFFIX, NODE_GROUP_MAX)
+
+
+def _label(path: str, what: str, name: str, rule: re.Pattern[str]) -> Iterator[tuple[str, str]]:
+    if len(name) > DNS_LABEL_MAX:
+        yield path, f"{what} name {name!r} is {len(name)} characters; the limit is 63"
+    elif not rule.match(name):
+        start = "a letter" if rule is DNS_1035_LABEL else "a letter or digit"
+        yield path, f"{what} name {name!r} must start with {start} (a DNS label)"
+
+
+def _autonamed(path: str, what: str, name: str, limit: int) -> Iterator[tuple[str, str]]:
+    full = len(name) + AUTONAME_SUFFIX_LENGTH
+    if full > limit:
+        yield (
+            path,
+            f"{what} {name!r} plus Pulumi's {AUTONAME_SUFFIX_LENGTH}-character suffix is {full} "
+            f"characters; AWS allows {limit}: shorten the names it is made of",
         )

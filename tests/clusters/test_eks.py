@@ -187,14 +187,16 @@ def test_pods_get_aws_access_only_through_their_own_service_account_role() -> No
         for name, cluster in settings.clusters.items():
             cluster_roles = provision(name, cluster, settings.model_store, MODELS_POLICY)
             roles[name] = cluster_roles.pod_role(
-                "fetch", "llamafleet-research", "fetch", MODELS_POLICY
+                "research", "fetch", "llamafleet-research", MODELS_POLICY
             )
 
     # Not a preview: the trust policy is built from outputs a preview leaves unknown.
     declared = run_program(program, "clusters-test", engine(stack_config("hybrid")), preview=False)
     assert roles["dc1"] is None  # on-prem: the store's read-only key, no AWS identity
     assert roles["burst"] is not None
-    (role,) = [d for d in declared if d.name == "burst-fetch" and d.type == "aws:iam/role:Role"]
+    (role,) = [
+        d for d in declared if d.name == "burst-research-fetch" and d.type == "aws:iam/role:Role"
+    ]
     (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
     conditions = statement["Condition"]["StringEquals"]
@@ -203,6 +205,7 @@ def test_pods_get_aws_access_only_through_their_own_service_account_role() -> No
     (attachment,) = [
         d
         for d in declared
-        if d.name == "burst-fetch" and d.type == "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+        if d.name == "burst-research-fetch"
+        and d.type == "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
     ]
     assert attachment.inputs["policyArn"] == MODELS_POLICY

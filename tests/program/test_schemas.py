@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from stack_renders import rendered_stack
-from support.schemas import schema_errors
+from support.schemas import name_errors, schema_errors
 
 from infra.render import Rendered
 
@@ -26,6 +26,29 @@ def test_every_rendered_object_matches_its_schema(rendered: Rendered) -> None:
 
 def _first(rendered: Rendered, kind: str) -> dict[str, Any]:
     return copy.deepcopy(next(o for o in rendered.kubernetes_objects if o["kind"] == kind))
+
+
+def test_every_rendered_name_and_label_is_valid(rendered: Rendered) -> None:
+    failures = {
+        f"{o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}": errors
+        for o in rendered.kubernetes_objects
+        if (errors := name_errors(o))
+    }
+    assert failures == {}
+
+
+def test_the_name_check_rejects_bad_names_and_labels() -> None:
+    service = _first(rendered_stack("prod"), "Service")
+    assert name_errors(service) == []
+    for mutate in (
+        lambda o: o["metadata"].update(name="7b-" + o["metadata"]["name"]),  # DNS-1035
+        lambda o: o["metadata"].update(name="x" * 64),
+        lambda o: o["metadata"]["labels"].update({"tier": "a" * 64}),
+        lambda o: o["metadata"]["labels"].update({"tier": "ünï"}),
+    ):
+        bad = copy.deepcopy(service)
+        mutate(bad)
+        assert name_errors(bad), bad["metadata"]
 
 
 def test_the_schema_check_rejects_unknown_and_mistyped_fields() -> None:

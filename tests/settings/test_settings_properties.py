@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 from stack_renders import STACKS
-from support.schemas import schema_errors
+from support.schemas import name_errors, schema_errors
 from support.settings_mutations import Leaf, Mutation, leaves, mutations, shape
 
 from infra.config import SettingsError, engine_config, load_stack_file, stack_file
@@ -79,7 +79,8 @@ def all_mutations() -> tuple[Mutation, ...]:
 @cache
 def _schema_errors(obj_json: str) -> tuple[str, ...]:
     # Most objects of a mutated stack equal the unmutated ones: check each distinct one once.
-    return tuple(schema_errors(json.loads(obj_json)))
+    obj = json.loads(obj_json)
+    return (*schema_errors(obj), *name_errors(obj))
 
 
 def check(mutation: Mutation, tmp_path: Path) -> str:
@@ -107,7 +108,9 @@ def check(mutation: Mutation, tmp_path: Path) -> str:
         for o in objects
         if (errors := _schema_errors(json.dumps(o, sort_keys=True)))
     }
-    assert invalid == {}, f"{mutation}: validate ok, but rendered objects fail their schemas"
+    assert invalid == {}, (
+        f"{mutation}: validate ok, but rendered objects fail their schemas or name rules"
+    )
     assert violations(objects) == [], f"{mutation}: validate ok, but the policy rules fail"
     return "rendered"
 
@@ -140,7 +143,6 @@ def test_the_sweep_reaches_every_field_of_the_schema() -> None:
 
 
 def _nested_models(annotation: Any) -> Iterator[type[Any]]:
-
 
     stack = [annotation]
     while stack:

@@ -3,6 +3,7 @@ fields fail), CRD objects against their CRDs' schemas made strict the same way, 
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
@@ -54,3 +55,35 @@ def schema_errors(obj: dict[str, Any]) -> list[str]:
     except kubernetes_validate.ValidationError as exc:
         return [str(exc)]
     return []
+
+
+# Kubernetes name and label syntax, which the OpenAPI schemas do not carry
+# (https://kubernetes.io/docs/concepts/overview/working-with-objects/names/, .../labels/).
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_PART = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+# Kinds whose name is a DNS label (Services: DNS-1035), not a DNS subdomain.
+_LABEL_NAMED = {"Service": _DNS_1035_LABEL, "Namespace": _DNS_1123_LABEL}
+
+
+def name_errors(obj: dict[str, Any]) -> list[str]:
+    """Why `obj`'s name, namespace or labels would be refused by the API server; empty if not."""
+    metadata = obj.get("metadata", {})
+    errors: list[str] = []
+    name = str(metadata.get("name", ""))
+    rule = _LABEL_NAMED.get(obj.get("kind", ""), _DNS_SUBDOMAIN)
+    limit = 253 if rule is _DNS_SUBDOMAIN else 63
+    if len(name) > limit or not rule.match(name):
+        errors.append(f"name {name!r} is not a valid {obj.get('kind')} name")
+    namespace = metadata.get("namespace")
+    if namespace is not None and (len(namespace) > 63 or not _DNS_1123_LABEL.match(namespace)):
+        errors.append(f"namespace {namespace!r} is not a DNS label")
+    for key, value in (metadata.get("labels") or {}).items():
+        prefix, _, label = str(key).rpartition("/")
+        bad_prefix = bool(prefix) and not _DNS_SUBDOMAIN.match(prefix)
+        if bad_prefix or len(label) > 63 or not _LABEL_PART.match(label):
+            errors.append(f"label key {key!r} is invalid")
+        if value and (len(str(value)) > 63 or not _LABEL_PART.match(str(value))):
+            errors.append(f"label {key}={value!r}: not a valid label value")
+    return errors
