@@ -34,6 +34,9 @@ class EksClusterArgs:
     admin_principals: tuple[str, ...] = ()
     log_types: tuple[str, ...] = ("api", "audit", "authenticator")
     tags: dict[str, str] = field(default_factory=dict[str, str])
+    # Pulumi `protect` on the cluster and its Secrets key: `destroy` or a replacement stops
+    # instead of deleting every workload and scheduling the key (and the Secrets) for deletion.
+    protect: bool = True
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ class EksCluster(pulumi.ComponentResource):
             enable_key_rotation=True,
             deletion_window_in_days=30,
             tags=self._tags,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         role = aws.iam.Role(
             f"{name}-control-plane",
@@ -178,7 +181,7 @@ class EksCluster(pulumi.ComponentResource):
             ),
             enabled_cluster_log_types=list(args.log_types),
             tags=self._tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment], protect=args.protect),
         )
         self.private_subnet_ids = private_ids
         self.region = self.cluster.arn.apply(_region)

@@ -71,6 +71,13 @@ class ModelStoreConfig(ComponentConfig):
     tags: dict[_TagKey, _TagValue] = Field(
         default_factory=dict[str, str], description="AWS: tags on the bucket, key and policy."
     )
+    protect: bool = Field(
+        default=True,
+        description="AWS: Pulumi `protect` on the bucket and its KMS key, so `destroy` (or a "
+        "rename that would replace them) stops instead of deleting the models other stacks "
+        "share and the key their objects are encrypted with. On-prem the bucket is kept on "
+        "destroy anyway.",
+    )
 
     @property
     def on_prem(self) -> bool:
@@ -139,7 +146,7 @@ class ModelStore(pulumi.ComponentResource):
             region=args.region,
             force_destroy=args.force_destroy,
             tags=tags,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         key = self._kms_key(tags) if args.encryption == "sse-kms" else None
         access_block = aws.s3.BucketPublicAccessBlock(
@@ -215,7 +222,7 @@ class ModelStore(pulumi.ComponentResource):
             enable_key_rotation=True,
             deletion_window_in_days=30,
             tags=dict(tags),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         return key
 

@@ -64,6 +64,11 @@ class EksSettings(Strict):
             description="Control plane logs sent to CloudWatch.",
         )
     )
+    protect: bool = Field(
+        default=True,
+        description="Pulumi `protect` on the cluster and its Secrets key: `destroy` stops "
+        "instead of deleting them (README: protected resources).",
+    )
 
 
 class MetalLbSettings(Strict):

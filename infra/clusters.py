@@ -117,6 +117,7 @@ def _eks(
             public_access_cidrs=tuple(eks_settings.public_access_cidrs),
             admin_principals=tuple(eks_settings.admin_principals),
             log_types=tuple(eks_settings.log_types),
+            protect=eks_settings.protect,
         ),
     )
     read_policy = (

@@ -4,10 +4,12 @@ of other bytes stops the update before any Deployment is declared."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 
 from infra.config import engine_config, stack_file
@@ -111,3 +113,38 @@ def test_the_pinned_digest_lets_the_update_through() -> None:
         computed=synced_pinned,
     )
     assert any(d.type == DEPLOYMENT for d in declared)
+
+
+PROTECTED_BY_DEFAULT = {
+    "aws:s3/bucket:Bucket",  # the models other stacks share
+    "aws:kms/key:Key",  # the store's and the cluster's keys: their data is unreadable without
+    "aws:eks/cluster:Cluster",
+}
+
+
+@pytest.mark.parametrize("stack", ["prod", "aws-dev", "hybrid"])
+def test_the_bucket_its_key_and_the_eks_cluster_are_protected(stack: str) -> None:
+    declared = run_program(program_main, stack, engine_config(stack_file(stack)))
+    protected = {d.type for d in declared if d.protect}
+    kinds = {d.type for d in declared} & PROTECTED_BY_DEFAULT
+    assert kinds, stack
+    assert protected == kinds, stack
+    for resource in declared:
+        if resource.type in PROTECTED_BY_DEFAULT:
+            assert resource.protect, resource.name
+
+
+def test_protection_is_settable_per_stack(tmp_path: Path) -> None:
+    config = yaml.safe_load(stack_file("prod").read_text())["config"]
+    config["llamafleet:modelStore"]["protect"] = False
+    for cluster in config["llamafleet:clusters"].values():
+        cluster["eks"]["protect"] = False
+    file = tmp_path / "Pulumi.prod.yaml"
+    file.write_text(yaml.safe_dump({"config": config}))
+    declared = run_program(program_main, "prod", engine_config(file))
+    assert [d.name for d in declared if d.protect] == []
+
+
+def test_the_on_prem_bucket_is_not_protected_because_destroy_keeps_it() -> None:
+    declared = run_program(program_main, "local", engine_config(stack_file("local")))
+    assert [d.name for d in declared if d.protect] == []
