@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run what the engine deployed for a stack natively (for a control plane that runs "
         "no containers, as `make up` does)",
     )
-    serve.add_argument("stack")
+    serve.add_argument(
+        "stack", help="stack name (for messages; the Deployments are found by label)"
+    )
     serve.add_argument("--llama-server", type=Path, help="the native binary (not for --stop)")
     serve.add_argument("--port", type=int, default=SERVER_PORT)
     serve.add_argument("--stop", action="store_true", help="stop what `serve` started")
@@ -50,7 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cluster to read from (default: the local control plane's, not $KUBECONFIG)",
     )
     serve.set_defaults(handler=_serve)
-    commands.add_parser("models", help="model distribution (see `llamafleet models --help`)")
+    # Everything after `models` is modelsync's, --help included.
+    models = commands.add_parser(
+        "models",
+        add_help=False,
+        help="model distribution: inspect, sync, import-ollama, fetch, verify (see `llamafleet "
+        "models --help`)",
+    )
+    models.set_defaults(handler=_models, takes_rest=True)
     return parser
 
 
@@ -90,12 +99,14 @@ def _add_engine_commands(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args_list = sys.argv[1:] if argv is None else argv
-    if args_list[:1] == ["models"]:
-        from modelsync.cli import main as models_main  # noqa: PLC0415 (no Pulumi import)
-
-        return models_main(args_list[1:])
-    args = build_parser().parse_args(args_list)
+    """Run one `llamafleet` command; returns its exit status: 0 done, 1 bad settings or a
+    failed check, 2 an engine failure or a usage error, 130 interrupted. Every error is printed
+    as one line (per problem) on stderr, never as a traceback."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if rest and not getattr(args, "takes_rest", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     handler: Handler = args.handler
     try:
         return handler(args)
@@ -112,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+
+
+def _models(args: argparse.Namespace) -> int:
+    from modelsync.cli import main as models_main  # noqa: PLC0415 (no Pulumi import)
+
+    return models_main(args.rest, prog="llamafleet models")
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -233,9 +233,9 @@ def main(argv: list[str] | None = None, prog: str = "modelsync") -> int:
     except OSError as err:
         message = f"{err.filename or ''}: {err.strerror or err}".lstrip(": ")
     except KeyboardInterrupt:
-        print("modelsync: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    print(f"modelsync: error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {message}", file=sys.stderr)
     return 1
 
 
