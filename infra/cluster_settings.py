@@ -1,19 +1,19 @@
 """The cluster-specific parts of a stack's settings: EKS, on-prem, add-ons, load balancer.
 
-They hang off `Cluster` in `infra.schema`; cross-field rules over them live in `infra.rules`.
+They hang off `Cluster` in `infra.schema` (which imports this module, not the reverse);
+cross-field rules over them live in `infra.rules`.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
 from components.config import AddressRange, Ipv4Address, Ipv4Cidr
-from infra import schema
-from infra.schema import IsaLevel, Name, Strict
+from components.config import ComponentConfig as Strict
+from infra.settings_types import IsaLevel, Name
 
 Cidr = Ipv4Cidr
 # A Linux network interface name: at most 15 bytes (IFNAMSIZ 16 with the NUL), no '/' or space.
@@ -193,8 +193,3 @@ INSTANCE_FAMILIES: dict[str, InstanceFamily] = {
 
 def instance_family(instance_type: str) -> str:
     return instance_type.split(".", 1)[0]
-
-
-# `infra.schema.Cluster` names these models through this module; resolve them now that they exist.
-schema.Cluster.model_rebuild(_types_namespace={"cluster_settings": sys.modules[__name__]})
-schema.Settings.model_rebuild()

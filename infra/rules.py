@@ -29,7 +29,8 @@ from infra.names import (
     team_namespace,
 )
 from infra.placement import Placement, placements, pod_sizing, tier_shape
-from infra.schema import ISA_LEVELS, Cluster, Model, Quota, Range, Settings, Tier
+from infra.schema import Cluster, Model, Quota, Range, Settings, Tier
+from infra.settings_types import ISA_LEVELS
 
 
 @dataclass(frozen=True)

@@ -13,30 +13,13 @@ from pydantic import Field, SecretStr, StringConstraints, field_validator
 from components.config import ComponentConfig, CudaArchitectures, ServiceUrl
 from components.model_sources import settings_source_problem
 from components.model_store import ModelStoreConfig
-
-# DNS-1123 label: the names become namespaces, Deployments and Services.
-Name = Annotated[
-    str,
-    StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=30),
-]
-Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
-ImageRef = Annotated[str, StringConstraints(pattern=r"^[^\s@]+@sha256:[0-9a-f]{64}$")]
-
-# From oldest to newest: a tier's level says which llama.cpp CPU variants its nodes can run.
-ISA_LEVELS: tuple[str, ...] = (
-    "x86-64",
-    "x86-64-v2",
-    "sandybridge",
-    "ivybridge",
-    "avx2",
-    "avx512",
-    "avx512-vnni",
-    "amx",
+from infra.cluster_settings import (
+    AddonSettings,
+    EksSettings,
+    LoadBalancerSettings,
+    OnPremSettings,
 )
-IsaLevel = Literal[
-    "x86-64", "x86-64-v2", "sandybridge", "ivybridge", "avx2", "avx512", "avx512-vnni", "amx"
-]
-
+from infra.settings_types import Digest, ImageRef, IsaLevel, Name
 
 # Settings follow the component configs' conventions (camelCase keys, unknown keys refused).
 Strict = ComponentConfig
@@ -114,19 +97,18 @@ class Cluster(Strict):
         default=True, description="Emit Prometheus Operator ServiceMonitors."
     )
     tiers: dict[Name, Tier] = Field(min_length=1, description="Node tiers by name.")
-    eks: cluster_settings.EksSettings | None = Field(
+    eks: EksSettings | None = Field(
         default=None, description="kind eks: VPC, control plane and node settings."
     )
-    onprem: cluster_settings.OnPremSettings | None = Field(
+    onprem: OnPremSettings | None = Field(
         default=None,
         description="kind existing: tier labels on named nodes, node feature discovery, MetalLB.",
     )
-    addons: cluster_settings.AddonSettings | None = Field(
+    addons: AddonSettings | None = Field(
         default=None, description="Helm add-ons the stack installs; absent: none."
     )
-    load_balancer: cluster_settings.LoadBalancerSettings = Field(
-        # A lambda: the module is bound at the end of this file.
-        default_factory=lambda: cluster_settings.LoadBalancerSettings(),  # noqa: PLW0108
+    load_balancer: LoadBalancerSettings = Field(
+        default_factory=LoadBalancerSettings,
         description="How the gateway's Service is exposed.",
     )
 
@@ -325,7 +307,3 @@ class Settings(Strict):
     serving: Serving = Field(default_factory=Serving, description="Fleet-wide serving defaults.")
     models: dict[Name, Model] = Field(min_length=1, description="Models by name.")
     tenants: dict[Name, TenantSettings] = Field(min_length=1, description="Teams by name.")
-
-
-# Last: cluster_settings builds on Strict above (it resolves Cluster's annotations when loaded).
-from infra import cluster_settings  # noqa: E402
