@@ -76,6 +76,8 @@ def write(rendered: Rendered, out: Path) -> list[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(yaml.safe_dump(obj, sort_keys=True))
         written.append(target)
+    # Sorted: registration order varies between runs (the program is asynchronous), and two
+    # renders of one stack must diff clean.
     inventory = [
         {
             "type": d.type,
@@ -84,8 +86,21 @@ def write(rendered: Rendered, out: Path) -> list[Path]:
             "parent": d.parent,
             "custom": d.custom,
             "inputs": d.redacted_inputs,
+            "options": _options(d),
         }
-        for d in rendered.declared
+        for d in sorted(rendered.declared, key=lambda d: d.urn)
     ]
     (out / "resources.json").write_text(json.dumps(inventory, indent=2, sort_keys=True) + "\n")
-    return written
+    return sorted(written)
+
+
+def _options(declared: Declared) -> dict[str, Any]:
+    """The resource options a reviewer should see, where set."""
+    options = {
+        "dependsOn": sorted(declared.depends_on),
+        "ignoreChanges": sorted(declared.ignore_changes),
+        "protect": declared.protect,
+        "retainOnDelete": declared.retain_on_delete,
+        "aliases": sorted(declared.aliases),
+    }
+    return {key: value for key, value in options.items() if value}

@@ -16,7 +16,7 @@ from infra.config import load_stack_file
 from infra.mock_run import API_KEY_TYPE
 from infra.placement import placements
 from infra.program import check_pins
-from infra.render import Rendered, write
+from infra.render import Rendered, render, write
 from policy.rules import violations
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,18 +153,30 @@ def test_component_children_are_parented_and_named_after_it(rendered: Rendered) 
 
 
 def test_render_writes_one_stable_file_per_object(tmp_path: Path) -> None:
-    rendered = rendered_stack("prod")
-    first = write(rendered, tmp_path / "a")
-    second = write(rendered_stack("prod"), tmp_path / "b")
+    """Two separate renders (not the session's cached one) write the same files, byte for
+    byte, so a PR diff of two renders shows only what the change does."""
+    first = write(render("prod"), tmp_path / "a")
+    second = write(render("prod"), tmp_path / "b")
     assert [p.relative_to(tmp_path / "a") for p in first] == [
         p.relative_to(tmp_path / "b") for p in second
     ]
+    for a, b in zip(first, second, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a
+    assert (tmp_path / "a/resources.json").read_bytes() == (
+        tmp_path / "b/resources.json"
+    ).read_bytes()
     assert (tmp_path / "a/llamafleet-search/Deployment-llama31-8b-gpu-l4.yaml").exists()
     assert (tmp_path / "a/_cluster/Namespace-llamafleet-search.yaml").exists()
-    inventory = json.loads((tmp_path / "a/resources.json").read_text())
-    types = Counter(entry["type"] for entry in inventory)
-    assert types[API_KEY_TYPE] == (2 + 1) + (2 + 1) + (3 + 1)  # named keys and the scraper's
-    assert types["pulumi:providers:kubernetes"] == 1
+    objects = [o for o in rendered_stack("prod").kubernetes_objects]
+    assert len(first) == len(objects)  # one file per Kubernetes object
+
+
+def test_each_team_gets_one_key_per_name_and_one_for_the_scraper() -> None:
+    settings = load_stack_file(ROOT / "stacks" / "Pulumi.prod.yaml")
+    inventory = rendered_stack("prod").declared
+    keys = Counter(d.name.split("-", 1)[0] for d in inventory if d.type == API_KEY_TYPE)
+    assert keys == {team: len(t.api_keys) + 1 for team, t in settings.tenants.items()}
+    assert [d.type for d in inventory].count("pulumi:providers:kubernetes") == 1
 
 
 @pytest.mark.parametrize("stack_name", ["prod"])
@@ -244,3 +256,19 @@ def test_built_images_are_what_the_pods_run_by_digest() -> None:
 def test_referenced_images_declare_no_build() -> None:
     rendered = rendered_stack("local")
     assert not [d for d in rendered.declared if d.type.startswith("llamafleet:images:")]
+
+
+def test_no_key_value_reaches_a_pod_spec(rendered: Rendered) -> None:
+    """Keys reach llama-server only as a mounted file: no key value is in any Deployment's
+    inputs (argv, env), while the Secrets do hold them (the control)."""
+    keys = {f"mock-{d.name}" for d in rendered.declared if d.type == API_KEY_TYPE}
+    assert keys
+
+    def raw(kind: str) -> str:
+        return json.dumps(
+            [d.inputs for d in rendered.declared if d.type == f"kubernetes:{kind}"], default=str
+        )
+
+    deployments, secrets = raw("apps/v1:Deployment"), raw("core/v1:Secret")
+    assert any(key in secrets for key in keys)
+    assert [key for key in keys if key in deployments] == []

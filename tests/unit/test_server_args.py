@@ -80,6 +80,12 @@ def test_chat_template_only_when_set() -> None:
     assert value_of(server_args(options(chat_template="gemma")), "--chat-template") == "gemma"
 
 
-def test_no_secret_ever_appears_in_argv() -> None:
+def test_no_key_flag_but_the_key_file_appears_in_argv() -> None:
+    """llama-server also takes `--api-key KEY` (readable by anyone who can list processes); the
+    argv names only the file, whatever the options."""
     allowed = {"--api-key-file", API_KEY_FILE}
-    assert not [a for a in server_args(options()) if "key" in a.lower() and a not in allowed]
+    for variant in (options(), options(chat_template="chatml"), options(tier_kind="gpu")):
+        argv = server_args(variant)
+        assert "--api-key" not in argv
+        assert not [a for a in argv if "key" in a.lower() and a not in allowed]
+        assert value_of(argv, "--api-key-file") == API_KEY_FILE
