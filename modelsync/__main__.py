@@ -1,3 +1,5 @@
+"""`python -m modelsync`: the modelsync command line, exiting with its status."""
+
 import sys
 
 from modelsync.cli import main

@@ -28,10 +28,17 @@ class ByteBudget:
 
     @property
     def held(self) -> int:
+        """Bytes acquired and not yet released."""
         with self._changed:
             return self._held
 
     def acquire(self, size: int, priority: int = 0) -> None:
+        """Block until it is this request's turn and `size` bytes fit (or nothing is held),
+        then hold them.
+
+        Lower `priority` goes first (default 0), then earlier requests. Give the bytes back
+        with `release`.
+        """
         with self._changed:
             turn = (priority, next(self._tickets))
             heapq.heappush(self._waiting, turn)
@@ -46,6 +53,7 @@ class ByteBudget:
             self._changed.notify_all()  # the next in line may fit too
 
     def release(self, size: int) -> None:
+        """Give back `size` bytes taken by `acquire`, waking the waiters."""
         with self._changed:
             self._held -= size
             self._changed.notify_all()

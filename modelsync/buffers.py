@@ -21,6 +21,11 @@ READ_SLICE: Final = 1 << 20
 
 
 class PartBuffers:
+    """Part buffers, kept by size for reuse, under a ByteBudget of `capacity` bytes.
+
+    Safe to share between threads: `take` in reader threads, `give` in the senders.
+    """
+
     def __init__(self, capacity: int) -> None:
         self._budget = ByteBudget(capacity)
         self._free: dict[int, list[bytearray]] = {}
@@ -29,10 +34,12 @@ class PartBuffers:
 
     @property
     def held_bytes(self) -> int:
+        """Bytes of buffers handed out by `take` and not given back yet."""
         return self._budget.held
 
     @property
     def kept_bytes(self) -> int:
+        """Bytes of buffers given back and kept for reuse."""
         with self._lock:
             return self._free_bytes
 
@@ -48,6 +55,7 @@ class PartBuffers:
         return bytearray(size)
 
     def give(self, buffer: bytearray) -> None:
+        """Hand back a buffer from `take`: it is kept for reuse, its bytes return to the budget."""
         with self._lock:
             self._free.setdefault(len(buffer), []).append(buffer)
             self._free_bytes += len(buffer)

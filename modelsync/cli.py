@@ -135,7 +135,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     _emit(args, {"results": [r.to_json() for r in results]}, lines)
     failed = [r.name for r in results if not r.ok]
     if failed:
-        print(f"modelsync: error: verification failed for {', '.join(failed)}", file=sys.stderr)
+        print(f"{args.prog}: error: verification failed for {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
 
@@ -176,9 +176,14 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser(prog: str = "modelsync") -> argparse.ArgumentParser:
+    """The parser of every modelsync command; `prog` names the program in usage and errors.
+
+    Each subcommand sets `handler`, a function of the parsed namespace returning the exit status.
+    """
     parser = _OneLineErrorParser(
         prog=prog, description="Content-addressed GGUF model distribution over S3."
     )
+    parser.set_defaults(prog=prog)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _OneLineErrorParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
@@ -222,6 +227,12 @@ def build_parser(prog: str = "modelsync") -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = "modelsync") -> int:
+    """Run the command in `argv` (default: sys.argv[1:]) and return its exit status.
+
+    0 on success; 1 on an error, printed as one `<prog>: error: ...` line on stderr, or when a
+    verification fails; 130 on Ctrl-C. Usage errors and --help end in argparse's SystemExit
+    (status 2 and 0).
+    """
     args = build_parser(prog).parse_args(argv)
     handler: Handler = args.handler
     try:

@@ -19,7 +19,12 @@ _DIGEST_RE: Final = re.compile(r"^sha256:([0-9a-f]{64})$")
 
 
 def parse_digest(text: str) -> str:
-    """The hex part of `sha256:<64 hex>`; raises ModelSyncError on anything else."""
+    """The hex part of `sha256:<64 hex>`; raises ModelSyncError on anything else.
+
+    Raises:
+        ModelSyncError: `text` is not `sha256:` and 64 hex digits (case and surrounding
+            whitespace are ignored).
+    """
     match = _DIGEST_RE.match(text.strip().lower())
     if match is None:
         raise ModelSyncError(f"invalid digest {text!r}: expected sha256:<64 hex digits>")
@@ -27,6 +32,7 @@ def parse_digest(text: str) -> str:
 
 
 def format_digest(hex_digest: str) -> str:
+    """`sha256:<hex>` for a hex SHA-256 digest (not checked)."""
     return f"sha256:{hex_digest}"
 
 
@@ -43,6 +49,7 @@ class Crc32:
         self.value = 0
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
+        """Extend the running CRC32 over `data`."""
         self.value = crc32(data, self.value)
 
     def base64(self) -> str:
@@ -51,12 +58,14 @@ class Crc32:
 
 
 def crc32_base64(data: bytes | bytearray | memoryview) -> str:
+    """CRC32 of `data`, big-endian, base64: the form of S3's x-amz-checksum-crc32."""
     checksum = Crc32()
     checksum.update(data)
     return checksum.base64()
 
 
 def hex_to_base64(hex_digest: str) -> str:
+    """A hex SHA-256 digest as base64 of its 32 bytes: the form of S3's x-amz-checksum-sha256."""
     return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
 
 

@@ -31,6 +31,13 @@ PARTIAL_SUFFIX: Final = ".partial"
 
 @dataclass(frozen=True)
 class FetchResult:
+    """Where a fetched model lies (`<cache_dir>/sha256/<hex>.gguf`) and how it got there.
+
+    `digest` is `sha256:<hex>`; `size_bytes` and `bytes_downloaded` are bytes. `status` is
+    "present" (the verified marker matched), "reverified" (re-hashed, nothing downloaded) or
+    "downloaded".
+    """
+
     path: Path
     digest: str
     size_bytes: int
@@ -38,6 +45,7 @@ class FetchResult:
     bytes_downloaded: int
 
     def to_json(self) -> dict[str, object]:
+        """The result as the CLI prints it: camelCase keys, the path as a string."""
         return {
             "path": str(self.path),
             "digest": self.digest,
@@ -129,7 +137,11 @@ def fetch_model(
     cache_dir: Path,
     progress: ProgressSink | None = None,
 ) -> FetchResult:
-    """Ensure `<cache_dir>/sha256/<hex>.gguf` holds the verified bytes of `hex_digest`."""
+    """Ensure `<cache_dir>/sha256/<hex>.gguf` holds the verified bytes of `hex_digest`.
+
+    Raises:
+        SourceError: the `sha256` cache folder cannot be created.
+    """
     folder = cache_dir / "sha256"
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -199,7 +199,11 @@ def _read_array(cursor: _Cursor, decode: bool) -> list[int | float | bool] | Arr
 
 
 def _tensor_data_end(cursor: _Cursor, tensor_count: int, alignment: int) -> int:
-    """Offset just past the last tensor's bytes, from the tensor table."""
+    """Offset just past the last tensor's bytes, from the tensor table.
+
+    Raises:
+        GgufError: a tensor has a ggml type missing from TENSOR_BLOCK_LAYOUT.
+    """
     furthest = 0
     for _ in range(tensor_count):
         name = cursor.string()
@@ -233,7 +237,12 @@ def _str_or_none(value: MetadataValue | ArrayInfo | None) -> str | None:
 
 
 def read_header(path: str | os.PathLike[str]) -> GgufHeader:
-    """Read and check the header of the GGUF file at `path`; raise GgufError if unusable."""
+    """Read and check the header of the GGUF file at `path`; raise GgufError if unusable.
+
+    Raises:
+        GgufError: the file cannot be read, is not a GGUF file of version 2 or 3, has a
+            malformed or truncated header, or is shorter than its tensor table says.
+    """
     file_path = Path(path)
     try:
         with file_path.open("rb") as stream:

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS file_digest (
 
 
 def default_cache_dir() -> Path:
+    """$MODELSYNC_CACHE_DIR, else `llamafleet/modelsync` under $XDG_CACHE_HOME or ~/.cache."""
     configured = os.environ.get(CACHE_DIR_ENV)
     if configured:
         return Path(configured)
@@ -51,6 +52,7 @@ class FileIdentity:
 
     @classmethod
     def of(cls, path: Path) -> FileIdentity:
+        """The identity of the file `path` resolves to (symlinks followed), without reading it."""
         resolved = path.resolve()
         stat = resolved.stat()
         return cls(str(resolved), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns)
@@ -58,6 +60,8 @@ class FileIdentity:
 
 @dataclass(frozen=True)
 class CachedDigest:
+    """A cached result: the file's hex SHA-256 and its GGUF block (`GgufHeader.to_json()`)."""
+
     digest: str  # hex
     gguf: dict[str, object]
 
@@ -76,6 +80,7 @@ class HashCache:
             self._db.execute(_SCHEMA)
 
     def lookup(self, identity: FileIdentity) -> CachedDigest | None:
+        """The entry stored for exactly this path, size, mtime, inode and ctime; else None."""
         key = (identity.path, identity.size, identity.mtime_ns, identity.inode, identity.ctime_ns)
         with self._lock:
             row = self._db.execute(
@@ -89,6 +94,7 @@ class HashCache:
         return CachedDigest(digest, cast(dict[str, object], json.loads(gguf_json)))
 
     def store(self, identity: FileIdentity, entry: CachedDigest) -> None:
+        """Remember `entry` for `identity`, replacing whatever was stored for its path."""
         with self._lock, self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO file_digest VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -104,5 +110,6 @@ class HashCache:
             )
 
     def close(self) -> None:
+        """Close the SQLite connection; the cache cannot be used afterwards."""
         with self._lock:
             self._db.close()

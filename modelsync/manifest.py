@@ -17,6 +17,12 @@ MANIFEST_VERSION: Final = 1
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """One model in the manifest: its object, size in bytes, GGUF block and source.
+
+    `key` is the object's S3 key (`PREFIX/sha256/<hex>.gguf`); `gguf` is `GgufHeader.to_json()`;
+    `source` is the ModelSource's origin.
+    """
+
     digest: str  # "sha256:<hex>"
     size_bytes: int
     key: str
@@ -25,9 +31,11 @@ class ModelEntry:
 
     @property
     def hex_digest(self) -> str:
+        """The 64 hex digits of `digest`."""
         return parse_digest(self.digest)
 
     def to_json(self) -> dict[str, object]:
+        """The entry as manifest.json holds it (camelCase `sizeBytes`)."""
         return {
             "digest": self.digest,
             "sizeBytes": self.size_bytes,
@@ -38,6 +46,13 @@ class ModelEntry:
 
     @classmethod
     def from_json(cls, name: str, data: object) -> ModelEntry:
+        """The entry for model `name` from its manifest.json value; a `gguf` or `source` that
+        is missing or not an object becomes {}.
+
+        Raises:
+            StoreError: `data` is not an object, or lacks a string `digest`, an integer
+                `sizeBytes` or a string `key`.
+        """
         if not isinstance(data, dict):
             raise StoreError(f"manifest entry {name!r} is not an object")
         entry = cast(dict[str, object], data)
@@ -57,19 +72,29 @@ class ModelEntry:
 
 @dataclass
 class Manifest:
+    """The store's manifest: model name -> ModelEntry, as manifest.json version 1."""
+
     models: dict[str, ModelEntry] = field(default_factory=dict[str, ModelEntry])
 
     def to_json(self) -> dict[str, object]:
+        """`{"version": 1, "models": {name: entry}}`, models sorted by name."""
         return {
             "version": MANIFEST_VERSION,
             "models": {name: self.models[name].to_json() for name in sorted(self.models)},
         }
 
     def encode(self) -> bytes:
+        """The manifest.json bytes: `to_json()` as UTF-8 JSON indented by 2."""
         return json.dumps(self.to_json(), indent=2).encode("utf-8")
 
     @classmethod
     def decode(cls, raw: bytes, where: str) -> Manifest:
+        """Parse manifest.json bytes; `where` (the manifest's s3:// URL) starts error messages.
+
+        Raises:
+            StoreError: `raw` is not JSON, not an object, not version 1, its `models` is not an
+                object, or an entry lacks its required fields.
+        """
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:

@@ -26,12 +26,16 @@ DEFAULT_NAMESPACE: Final = "library"
 
 
 def default_models_dir() -> Path:
+    """$OLLAMA_MODELS, else ~/.ollama/models: Ollama's default when it runs as the user (its
+    Linux service keeps models in /usr/share/ollama/.ollama/models, per Ollama's FAQ)."""
     configured = os.environ.get("OLLAMA_MODELS")
     return Path(configured) if configured else Path.home() / ".ollama" / "models"
 
 
 @dataclass(frozen=True)
 class OllamaRef:
+    """A model as its manifest path names it: `manifests/<registry>/<namespace>/<model>/<tag>`."""
+
     registry: str
     namespace: str
     model: str
@@ -57,6 +61,11 @@ def normalise_request(text: str) -> str:
 
 
 def list_models(models_dir: Path) -> list[OllamaRef]:
+    """Every model with a manifest in the Ollama store `models_dir`, sorted by name.
+
+    Raises:
+        SourceError: `models_dir` has no `manifests/` folder.
+    """
     manifests = models_dir / "manifests"
     if not manifests.is_dir():
         raise SourceError(f"{models_dir}: not an Ollama store (no manifests/ folder)")
@@ -84,6 +93,14 @@ def _layer_digests(layers: list[dict[str, object]], media_type: str) -> list[str
 
 
 def model_source(models_dir: Path, ref: OllamaRef) -> ModelSource:
+    """The source for `ref`: its weights blob (`blobs/sha256-<hex>`), the digest the blob's name
+    vouches for, and an `ollama` origin that lists projector and adapter layer digests.
+
+    Raises:
+        SourceError: the manifest is unreadable or has no layers list, it has not exactly one
+            model layer, that layer's digest is malformed, or the blob is missing or not the
+            size the manifest gives.
+    """
     manifest = models_dir / "manifests" / ref.registry / ref.namespace / ref.model / ref.tag
     layers = _manifest_layers(manifest)
     model_layers = [layer for layer in layers if layer.get("mediaType") == MODEL_MEDIA_TYPE]
@@ -116,7 +133,12 @@ def model_source(models_dir: Path, ref: OllamaRef) -> ModelSource:
 
 
 def discover_ollama(models_dir: Path, requested: list[str] | None = None) -> list[ModelSource]:
-    """Sources for the requested models (`model[:tag]`), or every model in the store."""
+    """Sources for the requested models (`model[:tag]`), or every model in the store.
+
+    Raises:
+        SourceError: nothing was requested and the store holds no models, or a requested
+            model is not in the store.
+    """
     refs = {ref.name: ref for ref in list_models(models_dir)}
     if not requested:
         if not refs:

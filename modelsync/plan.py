@@ -28,6 +28,8 @@ HASH_WORKERS = 2
 
 
 class Action(StrEnum):
+    """What a sync does for one model; the values appear in plans, results and CLI output."""
+
     UNCHANGED = "unchanged"  # the manifest already maps the name to these bytes
     UPLOAD = "upload"  # the store lacks the bytes
     RECORD = "record"  # the store has the bytes; only the manifest entry changes
@@ -36,6 +38,12 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class LocalState:
+    """A present local file: its identity, digest and GGUF block.
+
+    `rehashed` is False when the hash cache vouched for the file, True otherwise (hashed in
+    this run, or a digest its source vouches for, such as an Ollama blob's name).
+    """
+
     identity: FileIdentity
     cached: CachedDigest
     rehashed: bool
@@ -43,15 +51,23 @@ class LocalState:
 
 @dataclass(frozen=True)
 class PlannedModel:
+    """One source and what the sync will do for it; `local` is None when the file is absent."""
+
     source: ModelSource
     action: Action
     local: LocalState | None  # None when absent
 
     @property
     def name(self) -> str:
+        """The model's manifest name (its source's name)."""
         return self.source.name
 
     def entry(self, location: StoreLocation) -> ModelEntry:
+        """The manifest entry for the local file, keyed under the store at `location`.
+
+        Raises:
+            SourceError: the model is absent locally.
+        """
         if self.local is None:
             raise SourceError(f"{self.name}: absent locally, no entry to write")
         digest = self.local.cached.digest
@@ -64,6 +80,7 @@ class PlannedModel:
         )
 
     def to_json(self) -> dict[str, object]:
+        """`action` and `path`, plus `digest`, `sizeBytes` and `rehashed` when the file exists."""
         data: dict[str, object] = {"action": self.action.value, "path": str(self.source.path)}
         if self.local is not None:
             data |= {
@@ -76,18 +93,23 @@ class PlannedModel:
 
 @dataclass(frozen=True)
 class SyncPlan:
+    """What a sync will do: a PlannedModel per source, in source order, and the manifest read."""
+
     location: StoreLocation
     models: tuple[PlannedModel, ...]
     remote_manifest: Manifest
 
     @property
     def has_changes(self) -> bool:
+        """Whether any model needs an upload or a new manifest entry."""
         return any(model.action in (Action.UPLOAD, Action.RECORD) for model in self.models)
 
     def by_action(self, action: Action) -> list[PlannedModel]:
+        """The models planned for `action`, in source order."""
         return [model for model in self.models if model.action is action]
 
     def to_json(self) -> dict[str, object]:
+        """`{"store": URL, "models": {name: PlannedModel.to_json()}}`."""
         return {
             "store": self.location.url,
             "models": {model.name: model.to_json() for model in self.models},
@@ -135,7 +157,12 @@ def identify_locals(
     sources: list[ModelSource], cache: HashCache, verify_known: bool = False
 ) -> tuple[dict[str, LocalState | None], list[PendingHash]]:
     """Cache hits, and the sources still to hash, whose GGUF headers are checked here (cheap),
-    so a bad file fails before any file is hashed or anything remote is touched."""
+    so a bad file fails before any file is hashed or anything remote is touched.
+
+    Raises:
+        SourceError: two sources have the same name, or a file cannot be stat'ed (a missing
+            file is not an error: it is absent).
+    """
     states: dict[str, LocalState | None] = {}
     pending: list[PendingHash] = []
     for source in sources:
@@ -193,6 +220,11 @@ def inspect_locals(
 def decide(
     local: LocalState | None, name: str, manifest: Manifest, sizes: dict[str, int]
 ) -> Action:
+    """The action for model `name`, from its local state and what the store holds.
+
+    `sizes` maps hex digest -> object size in bytes (`RemoteStore.list_objects`); an object of
+    another size than the local file counts as missing.
+    """
     if local is None:
         return Action.ABSENT
     digest, size = local.cached.digest, local.identity.size

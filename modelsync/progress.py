@@ -13,7 +13,9 @@ Advance = Callable[[int], None]
 class ProgressSink(Protocol):
     """Receives byte counts for named transfers; must accept calls from worker threads."""
 
-    def track(self, description: str, total: int) -> Advance: ...
+    def track(self, description: str, total: int) -> Advance:
+        """Start a transfer of `total` bytes; the returned function takes each count of bytes."""
+        ...
 
     def __enter__(self) -> ProgressSink: ...
 
@@ -29,6 +31,7 @@ class NoProgress:
     """Discards progress: scripts, `--json`, library callers."""
 
     def track(self, description: str, total: int) -> Advance:
+        """A function that ignores the counts it is given."""
         del description, total
         return _ignore
 
@@ -73,6 +76,7 @@ class RichProgress:
         )
 
     def track(self, description: str, total: int) -> Advance:
+        """Add a bar for `total` bytes; the returned function advances it by a count of bytes."""
         task = self._progress.add_task(description, total=total)
 
         def advance(count: int) -> None:

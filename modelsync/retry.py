@@ -40,6 +40,8 @@ RETRYABLE_CODES: Final = frozenset(
 
 
 def is_retryable(err: Exception) -> bool:
+    """Whether another attempt may succeed: an S3 error code in RETRYABLE_CODES, an HTTP status
+    of 500 or more, or a botocore connection, read-timeout or broken-stream error."""
     if isinstance(err, ClientError):
         error = err.response.get("Error", {})
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -60,7 +62,11 @@ def with_backoff(
     base_delay: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Run `call`, retrying retryable S3 failures with full-jitter exponential backoff."""
+    """Run `call`, retrying retryable S3 failures with full-jitter exponential backoff.
+
+    Raises:
+        AssertionError: `attempts` is below 1, so `call` never ran.
+    """
     for attempt in range(1, attempts + 1):
         try:
             return call()

@@ -20,11 +20,16 @@ class ModelSource:
 
     @classmethod
     def from_file(cls, path: Path) -> ModelSource:
+        """A source named by the file's stem, with origin `{"kind": "file", "path": ...}`."""
         return cls(path.stem, path, {"kind": "file", "path": str(path)})
 
 
 def discover_files(source: Path) -> list[ModelSource]:
-    """One GGUF file, or every `*.gguf` directly inside a folder."""
+    """One GGUF file, or every `*.gguf` directly inside a folder.
+
+    Raises:
+        SourceError: `source` is neither a file nor a folder, or the folder has no `*.gguf`.
+    """
     if source.is_file():
         return [ModelSource.from_file(source)]
     if not source.is_dir():

@@ -61,28 +61,43 @@ def prefix_problem(prefix: str) -> str | None:
 
 @dataclass(frozen=True)
 class StoreLocation:
+    """A store's bucket and key prefix, as in `s3://BUCKET/PREFIX`."""
+
     bucket: str
     prefix: str  # no leading or trailing slash; may be empty
 
     @classmethod
     def parse(cls, url: str) -> StoreLocation:
+        """Parse `s3://BUCKET[/PREFIX]`; slashes around the prefix are dropped.
+
+        Raises:
+            StoreError: `url` is not of that form, or BUCKET breaks S3's naming rules
+                (bucket_name_problem).
+        """
         match = _URL_RE.match(url.strip())
         if match is None:
             raise StoreError(f"invalid store URL {url!r}: expected s3://BUCKET[/PREFIX]")
+        problem = bucket_name_problem(match.group(1))
+        if problem is not None:
+            raise StoreError(f"invalid store URL {url!r}: bucket {match.group(1)!r} {problem}")
         return cls(match.group(1), (match.group(2) or "").strip("/"))
 
     @property
     def url(self) -> str:
+        """`s3://BUCKET/PREFIX`, or `s3://BUCKET` when the prefix is empty."""
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
     def key(self, relative: str) -> str:
+        """The S3 key of `relative`, a path under the prefix."""
         return f"{self.prefix}/{relative}" if self.prefix else relative
 
     def object_key(self, hex_digest: str) -> str:
+        """The key of the object holding the content `hex_digest`: `PREFIX/sha256/<hex>.gguf`."""
         return self.key(f"{OBJECTS_DIR}/{hex_digest}.gguf")
 
     @property
     def manifest_key(self) -> str:
+        """The manifest's key: `PREFIX/manifest.json`."""
         return self.key(MANIFEST_NAME)
 
 
@@ -134,7 +149,12 @@ def describe_error(err: Exception) -> str:
 
 @contextmanager
 def s3_errors(action: str) -> Generator[None]:
-    """Turn botocore failures into a one-line StoreError."""
+    """Turn botocore failures into a one-line StoreError.
+
+    Raises:
+        StoreError: the block raised a botocore ClientError or BotoCoreError; the message is
+            `<action>: <describe_error(...)>`.
+    """
     try:
         yield
     except (ClientError, BotoCoreError) as err:
@@ -148,16 +168,21 @@ def _is_write_conflict(err: ClientError) -> bool:
 
 
 def is_not_found(err: ClientError) -> bool:
+    """Whether `err` means no such key: NoSuchKey (GetObject), NotFound, or "404" (botocore's
+    code for a HeadObject error, whose response has no body)."""
     code = str(err.response.get("Error", {}).get("Code", ""))
     return code in {"404", "NoSuchKey", "NotFound"}
 
 
 def is_missing_bucket(err: ClientError) -> bool:
+    """Whether `err` is S3's NoSuchBucket."""
     return str(err.response.get("Error", {}).get("Code", "")) == "NoSuchBucket"
 
 
 @dataclass(frozen=True)
 class ManifestVersion:
+    """A manifest as read, with the ETag that a conditional write of its successor must match."""
+
     manifest: Manifest
     etag: str | None  # None: the store holds no manifest yet
 
@@ -177,12 +202,24 @@ class RemoteStore:
     def open(
         cls, url: str, endpoint_url: str | None = None, max_connections: int = 16
     ) -> RemoteStore:
+        """A store for `url` (`s3://BUCKET[/PREFIX]`) with a new client (`make_s3_client`).
+
+        `endpoint_url` selects an S3-compatible server (path-style addressing);
+        `max_connections` (default 16) sizes the client's connection pool.
+        """
         return cls(StoreLocation.parse(url), make_s3_client(endpoint_url, max_connections))
 
     def read_manifest(self) -> Manifest:
+        """The stored manifest; an empty one when the store has none yet."""
         return self.read_manifest_version().manifest
 
     def read_manifest_version(self) -> ManifestVersion:
+        """The stored manifest and its ETag (one GET); an empty manifest and no ETag when the
+        store has none yet.
+
+        Raises:
+            StoreError: the GET fails other than with not found, or the manifest is malformed.
+        """
         where = f"s3://{self.location.bucket}/{self.location.manifest_key}"
         try:
             response = self.client.get_object(
@@ -200,7 +237,13 @@ class RemoteStore:
     def write_manifest(self, manifest: Manifest, replacing: ManifestVersion) -> None:
         """Write `manifest` only if the stored one is still `replacing` (If-Match its ETag, or
         If-None-Match when there was none); ManifestChangedError if another writer came first.
-        A store that ignores conditional writes makes this last-writer-wins."""
+        A store that ignores conditional writes makes this last-writer-wins.
+
+        Raises:
+            ManifestChangedError: the store refused the conditional write (409 or 412, or the
+                codes PreconditionFailed, ConditionalRequestConflict).
+            StoreError: the PUT failed for any other reason.
+        """
         where = f"s3://{self.location.bucket}/{self.location.manifest_key}"
         body = manifest.encode()
         condition = {"IfMatch": replacing.etag} if replacing.etag else {"IfNoneMatch": "*"}
@@ -236,7 +279,11 @@ class RemoteStore:
         return sizes
 
     def list_objects_if_any(self) -> dict[str, int]:
-        """list_objects, where a bucket that does not exist (yet, or any more) holds none."""
+        """list_objects, where a bucket that does not exist (yet, or any more) holds none.
+
+        Raises:
+            StoreError: the listing failed for any reason but a missing bucket.
+        """
         try:
             return self.list_objects()
         except StoreError as err:
@@ -246,6 +293,11 @@ class RemoteStore:
             raise
 
     def object_size(self, hex_digest: str) -> int | None:
+        """Size in bytes of the object for `hex_digest` (one HEAD); None when there is none.
+
+        Raises:
+            StoreError: the HEAD fails other than with not found.
+        """
         key = self.location.object_key(hex_digest)
         try:
             response = self.client.head_object(Bucket=self.location.bucket, Key=key)

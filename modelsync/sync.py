@@ -31,6 +31,13 @@ MANIFEST_ATTEMPTS = 5
 
 @dataclass(frozen=True)
 class SyncTuning:
+    """How uploads run: `part_size` and `memory_budget` in bytes (default 8 MiB, 128 MiB),
+    `part_workers` threads sending parts (10), `files_in_parallel` files at once (8).
+
+    `part_size` is the preferred multipart size; a file that would need over 10,000 parts gets
+    bigger ones (`part_size_for`).
+    """
+
     part_size: int = DEFAULT_PART_SIZE
     part_workers: int = 10
     # Bytes of parts read but not yet sent, across all files.
@@ -42,6 +49,13 @@ class SyncTuning:
 
 @dataclass(frozen=True)
 class ModelResult:
+    """What a sync did for one model.
+
+    `action` is an Action value; `digest` is `sha256:<hex>` and `size_bytes` in bytes, both None
+    when absent; `bytes_uploaded` counts bytes sent for this model (0 when another model with
+    the same digest carried the upload); `resumed_parts` counts parts reused from an earlier run.
+    """
+
     name: str
     action: str
     digest: str | None
@@ -51,6 +65,7 @@ class ModelResult:
     resumed_parts: int
 
     def to_json(self) -> dict[str, object]:
+        """The result in camelCase JSON, without the name (which keys it in SyncResult's)."""
         return {
             "action": self.action,
             "digest": self.digest,
@@ -63,18 +78,24 @@ class ModelResult:
 
 @dataclass(frozen=True)
 class SyncResult:
+    """What a sync did: the store URL, a ModelResult per source in source order, and whether the
+    manifest was written."""
+
     store: str
     models: tuple[ModelResult, ...]
     manifest_written: bool
 
     @property
     def bytes_uploaded(self) -> int:
+        """Bytes sent to the store, over all models."""
         return sum(model.bytes_uploaded for model in self.models)
 
     def names(self, action: Action) -> list[str]:
+        """Names of the models whose action was `action`, in source order."""
         return [model.name for model in self.models if model.action == action.value]
 
     def to_json(self) -> dict[str, object]:
+        """The CLI's JSON: names per action, `rehashed`, totals, and `models` (name -> result)."""
         return {
             "store": self.store,
             "uploaded": self.names(Action.UPLOAD),
@@ -271,7 +292,12 @@ def _finish(plan: SyncPlan, store: RemoteStore, outcomes: dict[str, UploadOutcom
 
 def _write_manifest(plan: SyncPlan, store: RemoteStore) -> bool:
     """Merge the plan's entries into the stored manifest; a concurrent writer's entries are kept
-    (its write makes ours fail its condition, and we merge again into what it wrote)."""
+    (its write makes ours fail its condition, and we merge again into what it wrote).
+
+    Raises:
+        StoreError: the manifest changed under each of MANIFEST_ATTEMPTS (5) conditional
+            writes.
+    """
     for _ in range(MANIFEST_ATTEMPTS):
         current = store.read_manifest_version()
         manifest = current.manifest

@@ -86,6 +86,11 @@ def part_size_for(file_size: int, preferred: int = DEFAULT_PART_SIZE) -> int:
 
 @dataclass(frozen=True)
 class UploadOutcome:
+    """One file's upload: its key, bytes sent, number of parts, and how many were resumed.
+
+    A resumed part (already in the store from an interrupted run) adds nothing to `bytes_sent`.
+    """
+
     key: str
     bytes_sent: int
     parts: int
@@ -214,7 +219,11 @@ class Uploader:
         self, path: Path, size: int, priority: int = 0, on_bytes: Advance | None = None
     ) -> WholeFile:
         """Read a file of `size` bytes into a buffer of the memory budget, hashing it as it is
-        read; hand it back with `release`."""
+        read; hand it back with `release`.
+
+        Raises:
+            SourceError: the file cannot be opened, or does not hold exactly `size` bytes.
+        """
         data = self._buffers.take(size, priority)
         hasher = hashlib.sha256()
         try:
@@ -231,6 +240,7 @@ class Uploader:
         return WholeFile(path, data, hasher.hexdigest())
 
     def release(self, whole: WholeFile) -> None:
+        """Give the buffer of `whole` back to the memory budget; do not use `whole` after."""
         self._buffers.give(whole.data)
 
     def put_whole(self, whole: WholeFile, advance: Advance) -> UploadOutcome:
@@ -300,7 +310,11 @@ class Uploader:
 
     def _check_stored(self, response: dict[str, Any], name: str, expected: str, key: str) -> None:
         """Compare the checksum the store says it computed over the whole object (AWS and MinIO
-        return one; moto and rclone do not) with ours; a mismatch removes the object."""
+        return one; moto and rclone do not) with ours; a mismatch removes the object.
+
+        Raises:
+            StoreError: the checksums differ (raised after the object is removed).
+        """
         echoed = response.get(name)
         if echoed is None or str(echoed).split("-")[0] == expected.split("-", maxsplit=1)[0]:
             return
@@ -314,7 +328,12 @@ class Uploader:
     def _send_parts(
         self, transfer: _Transfer, upload_id: str, listed: dict[int, _ListedPart]
     ) -> list[_SentPart]:
-        """Read parts in order (hashing the whole file) and hand each to the part pool."""
+        """Read parts in order (hashing the whole file) and hand each to the part pool.
+
+        Raises:
+            SourceError: the file shrank or grew while being read.
+            DigestMismatchError: the bytes read do not hash to `transfer.hex_digest`.
+        """
         path, size, part_size = transfer.path, transfer.size, transfer.part_size
         hasher = hashlib.sha256()
         futures: list[Future[_SentPart]] = []

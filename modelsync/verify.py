@@ -16,6 +16,9 @@ from modelsync.store import RemoteStore
 
 @dataclass(frozen=True)
 class VerifyResult:
+    """One check: the model name (or file path), `expected` and `actual` as `sha256:<hex>`
+    (`actual` None when nothing was hashed), `ok`, and a one-line `detail`."""
+
     name: str
     expected: str
     actual: str | None
@@ -23,6 +26,7 @@ class VerifyResult:
     detail: str
 
     def to_json(self) -> dict[str, object]:
+        """The result as a JSON object with the same field names."""
         return {
             "name": self.name,
             "expected": self.expected,
@@ -35,6 +39,11 @@ class VerifyResult:
 def verify_remote_entry(
     store: RemoteStore, name: str, entry: ModelEntry, progress: ProgressSink | None = None
 ) -> VerifyResult:
+    """Check the stored object of `entry` (reported as `name`): its size (one HEAD), then the
+    SHA-256 of all its bytes.
+
+    A missing object or one of the wrong size is a failed result, not an error.
+    """
     size = store.object_size(entry.hex_digest)
     if size is None:
         return VerifyResult(name, entry.digest, None, False, f"object {entry.key} is missing")
@@ -54,7 +63,11 @@ def verify_remote_entry(
 def verify_remote(
     store: RemoteStore, names: list[str] | None = None, progress: ProgressSink | None = None
 ) -> list[VerifyResult]:
-    """Re-hash the stored object of each named model (all when none named)."""
+    """Re-hash the stored object of each named model (all when none named).
+
+    Raises:
+        StoreError: a named model is not in the manifest.
+    """
     manifest = store.read_manifest()
     wanted = names or sorted(manifest.models)
     unknown = [name for name in wanted if name not in manifest.models]
@@ -64,6 +77,11 @@ def verify_remote(
 
 
 def verify_local(path: Path, digest: str) -> VerifyResult:
+    """Hash the local file `path` and compare it with `digest` (`sha256:<hex>`).
+
+    Raises:
+        SourceError: the file cannot be read.
+    """
     expected = format_digest(parse_digest(digest))
     try:
         actual = format_digest(hash_file(path))

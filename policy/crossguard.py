@@ -53,6 +53,11 @@ def _stack_policy(rule: Callable[[list[K8sObject]], Iterator[str]]) -> StackVali
 
 
 def policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
+    """Every rule as a mandatory CrossGuard policy named `llamafleet-<rule-name>`.
+
+    Object rules become resource policies (Kubernetes resources only); fleet rules become
+    stack policies. Each description is the rule's docstring (or its name).
+    """
     return [
         *(_resource_policy(rule) for rule in OBJECT_RULES),
         *(_stack_policy(rule) for rule in FLEET_RULES),

@@ -17,6 +17,10 @@ POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "J
 
 
 def pod_spec(obj: K8sObject) -> dict[str, Any] | None:
+    """The pod spec of a Pod, a pod-template workload (POD_TEMPLATE_KINDS) or a CronJob.
+
+    None for any other kind, or when the object has no pod template.
+    """
     kind = obj.get("kind")
     spec = obj.get("spec") or {}
     if kind == "Pod":
