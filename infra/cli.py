@@ -16,6 +16,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `llamafleet` parser: one subcommand each, its handler in the `handler` default."""
     parser = argparse.ArgumentParser(prog="llamafleet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="check a stack file's settings only")

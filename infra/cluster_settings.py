@@ -26,6 +26,9 @@ Zone = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
 
 
 class EksSettings(Strict):
+    """`llamafleet:clusters.<name>.eks`: the VPC, control plane and nodes a `kind: eks`
+    cluster is created with (required there, refused on `kind: existing`)."""
+
     kubernetes_version: Annotated[str, StringConstraints(pattern=r"^1\.\d{2}$")] = Field(
         default="1.33", description="EKS control plane version (minor), e.g. 1.33."
     )
@@ -72,6 +75,9 @@ class EksSettings(Strict):
 
 
 class MetalLbSettings(Strict):
+    """`llamafleet:clusters.<name>.onprem.metallb`: the MetalLB address pool that
+    LoadBalancer Services get addresses from, and whether the stack installs MetalLB."""
+
     install: bool = Field(
         default=False, description="Install MetalLB itself; false: the cluster already runs it."
     )
@@ -87,6 +93,9 @@ class MetalLbSettings(Strict):
 
 
 class OnPremSettings(Strict):
+    """`llamafleet:clusters.<name>.onprem`: how the stack prepares a `kind: existing`
+    cluster: its kubeconfig, tier labels on the named nodes, Node Feature Discovery, MetalLB."""
+
     kubeconfig_secret: ConfigKey | None = Field(
         default=None,
         description="Secret Pulumi config key holding the kubeconfig (`pulumi config set "
@@ -101,6 +110,9 @@ class OnPremSettings(Strict):
 
 
 class ChartVersions(Strict):
+    """`llamafleet:clusters.<name>.addons.versions`: the exact Helm chart version of each
+    add-on, and of on-prem's Node Feature Discovery and MetalLB (the defaults if no `addons`)."""
+
     keda: ChartVersion = Field(default="2.16.1", description="kedacore/keda.")
     kube_prometheus_stack: ChartVersion = Field(
         default="69.8.0", description="prometheus-community/kube-prometheus-stack."
@@ -124,6 +136,9 @@ class ChartVersions(Strict):
 
 
 class AddonSettings(Strict):
+    """`llamafleet:clusters.<name>.addons`: the Helm add-ons the stack installs on the
+    cluster (the NVIDIA device plugin only where the cluster has a gpu tier)."""
+
     keda: bool = Field(default=True, description="Install KEDA (scales pods on the queue).")
     prometheus: Literal["install", "existing"] = Field(
         default="install",
@@ -147,6 +162,9 @@ class AddonSettings(Strict):
 
 
 class LoadBalancerSettings(Strict):
+    """`llamafleet:clusters.<name>.loadBalancer`: how the gateway's LoadBalancer Service
+    is exposed: an NLB on EKS, a MetalLB address on-prem."""
+
     scheme: Literal["internal", "internet-facing"] = Field(
         default="internal", description="EKS: NLB scheme."
     )
@@ -192,4 +210,5 @@ INSTANCE_FAMILIES: dict[str, InstanceFamily] = {
 
 
 def instance_family(instance_type: str) -> str:
+    """`m6i.4xlarge` -> `m6i`: an EC2 instance type's family, the key of INSTANCE_FAMILIES."""
     return instance_type.split(".", 1)[0]

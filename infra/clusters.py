@@ -26,6 +26,9 @@ from infra.schema import Cluster, ModelStoreSettings
 
 @dataclass(frozen=True)
 class ProvisionedCluster:
+    """A cluster `provision` made ready: its settings, the Kubernetes provider workloads use,
+    what they wait for, and (EKS only) the EksCluster; `addons` where any are installed."""
+
     name: str
     settings: Cluster
     provider: k8s.Provider

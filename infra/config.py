@@ -37,11 +37,18 @@ class SettingsError(Exception):
 
 
 def stack_file(stack: str) -> Path:
+    """The repository's `stacks/Pulumi.<stack>.yaml` (whether or not it exists)."""
     return STACKS_DIR / f"Pulumi.{stack}.yaml"
 
 
 def load_stack_file(path: Path) -> Settings:
-    """Settings of a stack file; raises SettingsError naming the file."""
+    """Settings of a stack file; raises SettingsError naming the file.
+
+    Raises:
+        SettingsError: the file is unreadable or not a YAML mapping, its `config` is not a
+            mapping, or (from parse) a setting is invalid; one line per problem, naming the
+            stack file and the key path.
+    """
     source = _display(path)
     try:
         document = yaml.safe_load(path.read_text())
@@ -109,7 +116,12 @@ def parse(
 ) -> Settings:
     """Validate `values` (namespace_values' output); `encrypted` names the keys that were
     encrypted in the stack file (see encrypted_keys), `stack` the stack (names built from it
-    are checked; None: not those). Raises SettingsError, one line per problem."""
+    are checked; None: not those). Raises SettingsError, one line per problem.
+
+    Raises:
+        SettingsError: the schema refuses `values` or infra.rules.check finds problems; one
+            line per problem, `<source>: llamafleet:<key path>: <message>`.
+    """
     try:
         settings = Settings.model_validate(values)
     except ValidationError as exc:

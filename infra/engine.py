@@ -168,7 +168,11 @@ def _write(path: Path, document: Mapping[str, Any]) -> None:
 
 def stack_config_file(stack: str, work_dir: Path | None = None) -> Path:
     """The stack file a run of `stack` reads its settings from: the repository's (`local`'s
-    generated copy is made from it), or the one in `work_dir`'s stackConfigDir."""
+    generated copy is made from it), or the one in `work_dir`'s stackConfigDir.
+
+    Raises:
+        EngineError: `work_dir` holds no readable Pulumi.yaml.
+    """
     if work_dir is None:
         return stack_file(stack)
     try:
@@ -179,6 +183,7 @@ def stack_config_file(stack: str, work_dir: Path | None = None) -> Path:
 
 
 def project_name(project_dir: Path) -> str:
+    """The Pulumi project's `name`, from `project_dir`/Pulumi.yaml."""
     settings: dict[str, Any] = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
     return str(settings["name"])
 
@@ -209,7 +214,13 @@ def open_stack(
 ) -> auto.Stack:
     """Select the stack with `program` (default: llamafleet's, `infra.program.main`) bound
     inline, creating it if it is new and `create`. Raises EngineError (one line) where the
-    backend refuses (not logged in, no passphrase) or, without `create`, the stack is absent."""
+    backend refuses (not logged in, no passphrase) or, without `create`, the stack is absent.
+
+    Raises:
+        NoStackError: without `create`, the backend has no such stack (the Automation API's
+            StackNotFoundError).
+        EngineError: the CLI refused (its last `error:` line), or there is no pulumi CLI.
+    """
     if program is None:
         from infra.program import main as program  # noqa: PLC0415 (loads the components)
 
@@ -310,7 +321,12 @@ def refresh(stack: str, work_dir: Path | None = None, show: Show = print) -> dic
 def destroy(
     stack: str, work_dir: Path | None = None, show: Show = print, remove: bool = False
 ) -> dict[str, int]:
-    """`pulumi destroy --yes` (and `pulumi stack rm`, keeping its config, when `remove`)."""
+    """`pulumi destroy --yes` (and `pulumi stack rm`, keeping its config, when `remove`).
+
+    Raises:
+        EngineError: the destroy failed (NoStackError where the backend has no such stack:
+            none is made), or `pulumi stack rm` did.
+    """
     result = _operate(
         stack,
         work_dir,
@@ -329,7 +345,11 @@ def destroy(
 
 def outputs(stack: str, work_dir: Path | None = None) -> dict[str, Any]:
     """The stack's outputs, secrets decrypted (for `llamafleet keys`); EngineError if there is
-    no such stack."""
+    no such stack.
+
+    Raises:
+        EngineError: the CLI could not read the outputs (NoStackError: no such stack).
+    """
     st = open_stack(stack, work_dir, create=False)
     try:
         return {name: out.value for name, out in st.outputs().items()}
@@ -351,7 +371,12 @@ def _operate(
 ) -> Any:
     """Run `operation` with the engine's output shown through `show` (tracebacks collapsed) and
     kept whole in engine_log(stack, name). A lock left by an interrupted run of this machine is
-    released once and the operation retried, after one line saying so. Failures: EngineError."""
+    released once and the operation retried, after one line saying so. Failures: EngineError.
+
+    Raises:
+        EngineError: a live run (or one that took the lock meanwhile) holds the stack's lock,
+            or the operation failed (one line).
+    """
     st = open_stack(stack, work_dir, create=create)
     log = engine_log(stack, name)
     try:
@@ -377,7 +402,14 @@ def _operate(
 def _run(stack: str, st: auto.Stack, operation: Operation, output: EngineOutput) -> Any:
     """`operation`, with Ctrl-C left to the engine: the CLI (in this process group) gets the
     SIGINT too and cancels safely (finishes what is in flight, saves the state, releases its
-    lock); this process waits for it. A second Ctrl-C stops waiting."""
+    lock); this process waits for it. A second Ctrl-C stops waiting.
+
+    Raises:
+        ConcurrentUpdateError: as the Automation API raised it (the stack is locked), so that
+            _operate can release a stale lock.
+        EngineError: the operation failed: interrupted, the CLI's own diagnosis, or errors
+            already shown (the whole output in the engine log).
+    """
     interrupted = False
 
     def on_sigint(_signum: int, _frame: object) -> None:

@@ -44,12 +44,15 @@ class EngineOutput:
         self.stderr = _Stream(self)
 
     def record(self, line: str) -> None:
+        """Append `line` to the log (when there is one), as the engine printed it."""
         with self._lock:
             if self._file is not None:
                 self._file.write(line + "\n")
                 self._file.flush()
 
     def emit(self, line: str) -> None:
+        """Show `line`, unless it is an `error:` line already shown (also as the gRPC failure
+        that repeats it); each error line shown is kept in `errors`."""
         with self._lock:
             stripped = line.strip()
             if stripped.startswith("error: "):
@@ -124,4 +127,5 @@ class _Stream:
 
 
 def to_stderr(line: str) -> None:
+    """A line sink (`show`, `on_output`) that prints to stderr."""
     print(line, file=sys.stderr)

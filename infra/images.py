@@ -26,6 +26,9 @@ REPOSITORIES: dict[Flavour, str] = {
 
 @dataclass(frozen=True)
 class ImageRefs:
+    """Image references (by digest) pods run: llama-server for CPU tiers, the model fetcher,
+    and the CUDA llama-server (None: not set, or not built because no gpu tier needs it)."""
+
     cpu: pulumi.Input[str]
     fetcher: pulumi.Input[str]
     cuda: pulumi.Input[str] | None

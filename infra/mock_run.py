@@ -52,6 +52,7 @@ class Declared:
 
     @property
     def redacted_inputs(self) -> dict[str, Any]:
+        """`inputs` with secrets as "[secret]" and unknown outputs as "[computed]" (see redact)."""
         redacted = redact(self.inputs)
         assert isinstance(redacted, dict)
         return redacted

@@ -12,6 +12,8 @@ from infra.schema import Model, Settings, Tier
 
 @dataclass(frozen=True)
 class Placement:
+    """One Deployment: a team's copy of a model on one tier of a cluster, and its pod's size."""
+
     team: str
     model_name: str
     model: Model
@@ -27,6 +29,7 @@ class Placement:
 
 
 def gguf_facts(model: Model) -> GgufFacts:
+    """What sizing needs of the GGUF file: `sizeBytes` and the `gguf` header facts."""
     g = model.gguf
     return GgufFacts(
         size_bytes=model.size_bytes,
@@ -40,6 +43,8 @@ def gguf_facts(model: Model) -> GgufFacts:
 
 
 def serving_shape(model: Model, tier_kind: str) -> ServingShape:
+    """How one replica serves `model`: context per slot, slots, CPUs, prompt cache (MiB) and KV
+    cache type; `gpus` only where `tier_kind` is "gpu", else 0."""
     return ServingShape(
         context_per_slot=model.context_length,
         parallel=model.parallel,
@@ -51,11 +56,15 @@ def serving_shape(model: Model, tier_kind: str) -> ServingShape:
 
 
 def pod_sizing(model: Model, tier_kind: str) -> PodSizing:
+    """The size of one replica's pod (components.sizing.size_pod) on a tier of `tier_kind`
+    ("gpu"; anything else counts as "cpu")."""
     kind = "gpu" if tier_kind == "gpu" else "cpu"
     return size_pod(gguf_facts(model), serving_shape(model, kind), kind)
 
 
 def tier_shape(name: str, tier: Tier) -> TierShape:
+    """One node of tier `name` as components.sizing sees it: GiB settings in bytes, 0 GPUs
+    where the tier has none."""
     return TierShape(
         name=name,
         kind=tier.kind,

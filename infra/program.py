@@ -21,6 +21,12 @@ from infra.schema import Settings
 
 
 def main() -> None:
+    """The Pulumi program (`pulumi up`, or inline from infra.engine): this stack's settings, built.
+
+    Raises:
+        RunError: the settings are invalid; Pulumi prints a RunError's message alone, without a
+            traceback (one line per problem, naming the stack file and key path).
+    """
     try:
         settings = pulumi_settings()
     except SettingsError as exc:
@@ -33,6 +39,13 @@ IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 
 
 def build(settings: Settings) -> None:
+    """The composition root: declare the fleet for validated `settings`.
+
+    Wires the model store (and the sync of models that name a `source`), the images, each cluster
+    that serves a placement, one Tenant per team and one InferenceService per placement. Exports
+    `<team>-api-keys` (secret: key name -> key), `endpoints` (team -> instance -> in-cluster
+    URL), `modelStore` ({url, readPolicyArn}) and, with a sync, `modelDigests` (model -> digest).
+    """
     placed = list(placements(settings))
     store = _model_store(settings)
     sync = _model_sync(settings, store)
@@ -128,7 +141,12 @@ def _pins_checked(settings: Settings, sync: ModelSync) -> pulumi.Output[ModelSyn
 
 def check_pins(pins: dict[str, str], synced: dict[str, str], sync: ModelSync) -> ModelSync:
     """Pods serve the digest the stack file pins: a sync of other bytes stops the update.
-    Returns `sync`; raises RunError with one line per model that differs."""
+    Returns `sync`; raises RunError with one line per model that differs.
+
+    Raises:
+        RunError: a synced digest differs from its pin; one line per model, naming the stack
+            file and `llamafleet:models.<name>.digest`.
+    """
     wrong = [
         f"{settings_source()}: llamafleet:models.{name}.digest: the stack pins {pin} but its "
         f"source synced {synced[name]}; serve those bytes by updating the pin (`llamafleet "

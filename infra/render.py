@@ -19,18 +19,24 @@ CLUSTER_SCOPED_DIR = "_cluster"
 
 @dataclass(frozen=True)
 class Rendered:
+    """Every resource one mock run of the program declared, in registration order."""
+
     declared: list[Declared]
 
     @property
     def kubernetes_objects(self) -> list[dict[str, Any]]:
+        """The Kubernetes objects among them, as manifests with secrets redacted."""
         return [kubernetes_object(d) for d in self.declared if is_kubernetes_object(d)]
 
 
 def is_kubernetes_object(declared: Declared) -> bool:
+    """Whether `declared` is a Kubernetes object: a custom `kubernetes:` resource whose inputs
+    name a `kind`."""
     return declared.custom and declared.type.startswith("kubernetes:") and "kind" in declared.inputs
 
 
 def kubernetes_object(declared: Declared) -> dict[str, Any]:
+    """The object's manifest: its inputs, secrets redacted."""
     return declared.redacted_inputs
 
 
@@ -43,6 +49,8 @@ def resolve_stack_file(stack_or_path: str) -> tuple[str, Path]:
 
 
 def render(stack_or_path: str) -> Rendered:
+    """Run the program for a stack (name or stack file, see resolve_stack_file) under Pulumi's
+    mocks, as a preview; SettingsError (from load_stack_file) before anything runs."""
     stack, path = resolve_stack_file(stack_or_path)
     load_stack_file(path)  # a bad stack stops here, with its one clear message
     return Rendered(run_program(program_main, stack, engine_config(path)))
@@ -64,6 +72,15 @@ def cluster_of(declared: Declared) -> str:
 
 
 def write(rendered: Rendered, out: Path) -> list[Path]:
+    """Write each Kubernetes object to `out`/object_path (YAML, keys sorted; one folder per
+    cluster when they span several) and every resource to `out`/resources.json.
+
+    Returns:
+        The YAML files written, in declaration order (resources.json not among them).
+
+    Raises:
+        ValueError: two objects would share a path (the files before it are already written).
+    """
     out.mkdir(parents=True, exist_ok=True)
     objects = [d for d in rendered.declared if is_kubernetes_object(d)]
     spans_clusters = len({cluster_of(d) for d in objects}) > 1

@@ -35,6 +35,9 @@ from infra.settings_types import ISA_LEVELS
 
 @dataclass(frozen=True)
 class Problem:
+    """One problem: the key path under `llamafleet:` (e.g. `models.x.tiers[0]`; "": the whole
+    stack file) and what is wrong there."""
+
     path: str
     message: str
 

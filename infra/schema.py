@@ -26,11 +26,16 @@ Strict = ComponentConfig
 
 
 class Range(Strict):
+    """A count range, min to max (min must not exceed max: infra.rules):
+    `llamafleet:clusters.<name>.tiers.<tier>.nodes` and `llamafleet:models.<name>.replicas`."""
+
     min: int = Field(ge=0, description="Lower bound.")
     max: int = Field(ge=1, description="Upper bound.")
 
 
 class Gpu(Strict):
+    """`llamafleet:clusters.<name>.tiers.<tier>.gpu`: the GPUs of one node of a gpu tier."""
+
     type: str = Field(description="GPU model, e.g. nvidia-l4, nvidia-a10g, nvidia-h100.")
     count: int = Field(ge=1, le=16, description="GPUs per node.")
     memory_gib: float = Field(gt=0, description="Memory of one GPU, GiB.")
@@ -43,6 +48,9 @@ NodeName = Annotated[
 
 
 class Tier(Strict):
+    """`llamafleet:clusters.<name>.tiers.<tier>`: a tier of like nodes: CPU level, node shape and
+    count; instance types on EKS, node names on-prem. Tier names are unique in a stack."""
+
     kind: Literal["cpu", "gpu"] = Field(description="cpu, or gpu for NVIDIA nodes.")
     isa: IsaLevel = Field(description="Newest x86 level every node of the tier supports.")
     cpus_per_node: float = Field(gt=0, description="CPUs of one node.")
@@ -71,6 +79,8 @@ NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 
 
 class Kubeconfig(Strict):
+    """`llamafleet:clusters.<name>.kubeconfig`: how the program reaches an existing cluster."""
+
     path: NonEmpty | None = Field(
         default=None, description="Kubeconfig file; default: $KUBECONFIG."
     )
@@ -78,6 +88,9 @@ class Kubeconfig(Strict):
 
 
 class Cluster(Strict):
+    """`llamafleet:clusters.<name>`: one cluster, existing (reached by kubeconfig) or EKS (created
+    by the stack), with its node tiers, autoscaling, monitoring and add-ons."""
+
     kind: Literal["existing", "eks"] = Field(
         description="existing: reached by kubeconfig; eks: created by the stack."
     )
@@ -159,6 +172,8 @@ class ModelStoreSettings(ModelStoreConfig):
 
 
 class ImageBuild(Strict):
+    """`llamafleet:images.build`: where LlamaCppImage pushes the images it builds."""
+
     registry: Annotated[str, StringConstraints(pattern=r"^(ecr|[a-z0-9.-]+(:\d+)?)$")] = Field(
         description="ecr (repositories the stack creates) or an on-prem registry's host[:port]."
     )
@@ -181,6 +196,9 @@ class Images(Strict):
 
 
 class Serving(Strict):
+    """`llamafleet:serving`: fleet-wide serving defaults: request timeout, drain window and the
+    namespace whose pods may call the models."""
+
     request_timeout_seconds: int = Field(
         default=300, ge=10, le=3600, description="Longest request; also the drain window."
     )
@@ -213,6 +231,9 @@ class GgufMetadata(Strict):
 
 
 class Model(Strict):
+    """`llamafleet:models.<name>`: one GGUF model: its file, pinned by digest, the tiers that
+    serve it, and how each replica serves it (slots, context, CPUs, caches, replicas)."""
+
     digest: Digest = Field(description="sha256 of the GGUF file, as stored.")
     size_bytes: int = Field(ge=1, description="Size of the GGUF file.")
     gguf: GgufMetadata = Field(description="Header facts sizing needs.")
@@ -262,6 +283,9 @@ class Model(Strict):
 
 
 class Quota(Strict):
+    """`llamafleet:tenants.<team>.quota`: the team's ResourceQuota, per cluster it runs in; it
+    must cover the minimum replicas plus one rollout surge pod (infra.rules)."""
+
     cpus: float = Field(gt=0, description="CPU limits, summed over the team's pods.")
     memory_gib: float = Field(gt=0, description="Memory limits, GiB.")
     gpus: int = Field(default=0, ge=0, description="nvidia.com/gpu.")
@@ -276,6 +300,9 @@ KeyName = Annotated[
 
 
 class TenantSettings(Strict):
+    """`llamafleet:tenants.<team>`: a team: the models it may call, its quota and its
+    API keys."""
+
     models: list[Name] = Field(min_length=1, description="Models the team may call.")
     quota: Quota = Field(description="The team's share of the fleet.")
     api_keys: list[KeyName] = Field(

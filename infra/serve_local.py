@@ -51,6 +51,9 @@ class ServeError(Exception):
 
 @dataclass(frozen=True)
 class Container:
+    """One container as a native process runs it: argv (command, then args), its literal env,
+    and where each volume is mounted."""
+
     argv: list[str]
     env: dict[str, str]
     mounts: dict[str, str]  # mount path -> volume name
@@ -75,6 +78,7 @@ class NativePod:
 
     @property
     def name(self) -> str:
+        """`<namespace>-<deployment>`: its directory under serve_root, as `stop_all` names it."""
         return f"{self.namespace}-{self.deployment}"
 
     def fingerprint(self) -> str:
@@ -91,7 +95,12 @@ class NativePod:
 
 def pod_from_deployment(deployment: Mapping[str, Any], read_secret: SecretReader) -> NativePod:
     """The native form of a Deployment (as the API server returns it). Raises ServeError for
-    what a native run cannot honour (several containers, env from references, other volumes)."""
+    what a native run cannot honour (several containers, env from references, other volumes).
+
+    Raises:
+        ServeError: not exactly one init container and one container (and, from the helpers, an
+            env var from a reference or a volume neither emptyDir nor Secret).
+    """
     meta = deployment["metadata"]
     namespace, name = str(meta["namespace"]), str(meta["name"])
     spec: Mapping[str, Any] = deployment["spec"]["template"]["spec"]
@@ -161,6 +170,11 @@ class Kubectl:
         self.binary = str(built) if built.is_file() else shutil.which("kubectl")
 
     def get(self, *args: str) -> dict[str, Any]:
+        """`kubectl get -o json ARGS`, parsed (60 s timeout).
+
+        Raises:
+            ServeError: no kubectl, no answer in 60 s, or kubectl failed (its first stderr line).
+        """
         if self.binary is None:
             raise ServeError("no kubectl: run scripts/bootstrap-engine")
         what = f"kubectl get {' '.join(args)}"
@@ -181,10 +195,13 @@ class Kubectl:
         return result
 
     def secret(self, namespace: str, name: str) -> dict[str, bytes]:
+        """A Secret's data, decoded: key -> bytes (a SecretReader); ServeError as `get`."""
         data: dict[str, str] = self.get("secret", name, "-n", namespace).get("data") or {}
         return {key: base64.b64decode(value) for key, value in data.items()}
 
     def pods(self) -> list[NativePod]:
+        """Every Deployment DEPLOYMENT_SELECTOR matches, in all namespaces, as a NativePod with
+        its Secrets read; ServeError as `get` and pod_from_deployment."""
         items = self.get("deployments", "-A", "-l", DEPLOYMENT_SELECTOR)["items"]
         return [pod_from_deployment(item, self.secret) for item in items]
 
@@ -205,6 +222,7 @@ def lay_out(pod: NativePod, root: Path) -> dict[str, Path]:
 
 
 def local_mounts(container: Container, volumes: Mapping[str, Path]) -> dict[str, str]:
+    """The container's mounts on this machine: mount path -> its volume's directory (lay_out's)."""
     return {path: str(volumes[name]) for path, name in container.mounts.items()}
 
 
@@ -219,6 +237,9 @@ def native_argv(argv: list[str], mounts: dict[str, str], port: int) -> list[str]
 
 @dataclass(frozen=True)
 class Served:
+    """A pod served natively: its OpenAI-style base URL (`…/v1`, loopback), a file holding a
+    team key, and `restarted` (False: the same pod was already running and was kept)."""
+
     pod: NativePod
     base_url: str
     client_key_file: Path
@@ -228,7 +249,13 @@ class Served:
 def start(pod: NativePod, llama_server: Path, port: int = SERVER_PORT) -> Served:
     """Fetch (verified) and start one pod's server in the background, unless it already runs
     exactly this pod; returns where it serves and a file holding a client key. Raises
-    ServeError (one line) before stopping anything when the binaries are missing."""
+    ServeError (one line) before stopping anything when the binaries are missing.
+
+    Raises:
+        ServeError: `llama_server` is not executable, no fetcher is next to this interpreter,
+            or the fetch failed (and, from the helpers, the port is taken, the keys Secret
+            holds no team key, or llama-server exited or was not ready in time).
+    """
     state = serve_root() / pod.name
     base = f"http://{LOOPBACK}:{port}"
     client_key = state / "client-key"
@@ -274,7 +301,11 @@ def start(pod: NativePod, llama_server: Path, port: int = SERVER_PORT) -> Served
 
 def _ensure_free(port: int) -> None:
     """Refuse a port something listens on (a server's own earlier connections, in TIME_WAIT, do
-    not count: servers bind with SO_REUSEADDR, as llama-server's HTTP library does)."""
+    not count: servers bind with SO_REUSEADDR, as llama-server's HTTP library does).
+
+    Raises:
+        ServeError: something listens on `port` on loopback.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -291,7 +322,11 @@ def _without_llama_args(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def _write_client_key(pod: NativePod, volumes: Mapping[str, Path], target: Path) -> None:
-    """The team's oldest key (the first line of its key file; the scraper's comes last)."""
+    """The team's oldest key (the first line of its key file; the scraper's comes last).
+
+    Raises:
+        ServeError: the key file holds fewer than two keys (no team key beside the scraper's).
+    """
     key_file = localise([API_KEY_FILE], local_mounts(pod.server, volumes))[0]
     lines = [line for line in Path(key_file).read_text().splitlines() if line.strip()]
     if len(lines) < 2:
@@ -412,7 +447,12 @@ def command(
     stack: str, llama_server: Path | None, port: int, stop_only: bool, kubeconfig: Path | None
 ) -> int:
     """`llamafleet serve STACK [--stop]`: serve the one llama-server Deployment the cluster holds
-    (default: the local control plane), stopping any other `serve` started."""
+    (default: the local control plane), stopping any other `serve` started.
+
+    Raises:
+        ServeError: never past this function: each (its own, Kubectl's, start's) is printed as
+            `serve <stack>: <why>` on stderr and the exit status is 1.
+    """
     if stop_only:
         stopped = stop_all()
         print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
