@@ -183,9 +183,20 @@ def stack_config_file(stack: str, work_dir: Path | None = None) -> Path:
 
 
 def project_name(project_dir: Path) -> str:
-    """The Pulumi project's `name`, from `project_dir`/Pulumi.yaml."""
-    settings: dict[str, Any] = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
-    return str(settings["name"])
+    """The Pulumi project's `name`, from `project_dir`/Pulumi.yaml.
+
+    Raises:
+        EngineError: the file is missing, is not YAML, or names no project.
+    """
+    path = project_dir / "Pulumi.yaml"
+    try:
+        settings: Any = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise EngineError(f"cannot read {path}: {exc}") from None
+    name = settings.get("name") if isinstance(settings, dict) else None  # pyright: ignore[reportUnknownMemberType,reportUnknownVariableType]
+    if not isinstance(name, str) or not name:
+        raise EngineError(f"{path} names no project (`name:`)")
+    return name
 
 
 def _pulumi_command(env: Mapping[str, str]) -> auto.PulumiCommand:

@@ -76,20 +76,23 @@ def write(rendered: Rendered, out: Path) -> list[Path]:
     cluster when they span several) and every resource to `out`/resources.json.
 
     Returns:
-        The YAML files written, in declaration order (resources.json not among them).
+        The YAML files written, in path order (resources.json not among them).
 
     Raises:
-        ValueError: two objects would share a path (the files before it are already written).
+        ValueError: two objects would share a path (checked before anything is written).
     """
-    out.mkdir(parents=True, exist_ok=True)
     objects = [d for d in rendered.declared if is_kubernetes_object(d)]
     spans_clusters = len({cluster_of(d) for d in objects}) > 1
-    written: list[Path] = []
+    files: dict[Path, dict[str, Any]] = {}
     for declared in objects:
         obj = kubernetes_object(declared)
         target = out / object_path(obj, cluster_of(declared) if spans_clusters else None)
-        if target in written:
+        if target in files:
             raise ValueError(f"two objects render to {target}")
+        files[target] = obj
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for target, obj in files.items():
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(yaml.safe_dump(obj, sort_keys=True))
         written.append(target)

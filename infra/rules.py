@@ -313,11 +313,12 @@ def _quota_needs(team_placements: list[Placement]) -> dict[str, float]:
     """What one cluster's share of a team needs, by Quota field (memory in GiB)."""
     pods = [(p.sizing, p.model.replicas.min) for p in team_placements]
     # A rolling update with maxUnavailable 0 needs room for one surge pod on top of the minimum.
-    largest = max(pods, key=lambda item: item[0].memory_bytes)[0]
     return {
-        "cpus": sum(_cpus(s) * n for s, n in pods) + _cpus(largest),
-        "memory_gib": (sum(_memory(s) * n for s, n in pods) + _memory(largest)) / GiB,
-        "gpus": sum(s.gpus * n for s, n in pods) + largest.gpus,
+        # The surge pod can be any of them: the largest of each resource, counted apart.
+        "cpus": sum(_cpus(s) * n for s, n in pods) + max(_cpus(s) for s, _ in pods),
+        "memory_gib": (sum(_memory(s) * n for s, n in pods) + max(_memory(s) for s, _ in pods))
+        / GiB,
+        "gpus": sum(s.gpus * n for s, n in pods) + max(s.gpus for s, _ in pods),
         "pods": sum(n for _, n in pods) + 1,
     }
 
@@ -388,7 +389,7 @@ def _onprem_tier(path: str, cluster: Cluster, tier: Tier) -> Iterator[Problem]:
         ("instanceTypes", tier.instance_types),
         ("desiredNodes", tier.desired_nodes),
     ):
-        if value:
+        if value is not None and value != []:
             yield Problem(f"{path}.{key}", f"{key} is for eks tiers; this cluster is existing")
     if cluster.onprem is None:
         if tier.node_names:
@@ -498,7 +499,7 @@ def _node_tier(cluster: str, tier: str) -> Iterator[tuple[str, str]]:
 
 def _label(path: str, what: str, name: str, rule: re.Pattern[str]) -> Iterator[tuple[str, str]]:
     if len(name) > DNS_LABEL_MAX:
-        yield path, f"{what} name {name!r} is {len(name)} characters; the limit is 63"
+        yield path, f"{what} name {name!r} is {len(name)} characters; the limit is {DNS_LABEL_MAX}"
     elif not rule.match(name):
         start = "a letter" if rule is DNS_1035_LABEL else "a letter or digit"
         yield path, f"{what} name {name!r} must start with {start} (a DNS label)"

@@ -272,3 +272,23 @@ def test_no_key_value_reaches_a_pod_spec(rendered: Rendered) -> None:
     deployments, secrets = raw("apps/v1:Deployment"), raw("core/v1:Secret")
     assert any(key in secrets for key in keys)
     assert [key for key in keys if key in deployments] == []
+
+
+def test_two_objects_at_one_path_write_nothing(tmp_path: Path) -> None:
+    from infra.mock_run import Declared  # noqa: PLC0415
+
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "n"}}
+    twins = [
+        Declared(
+            urn=f"urn:{i}",
+            type="kubernetes:core/v1:ConfigMap",
+            name=f"x{i}",
+            parent="",
+            custom=True,
+            inputs=obj,
+        )
+        for i in range(2)
+    ]
+    with pytest.raises(ValueError, match="two objects render to"):
+        write(Rendered(twins), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

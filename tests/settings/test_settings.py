@@ -466,3 +466,34 @@ def test_render_of_a_bad_stack_fails_before_declaring_anything(tmp_path: Path) -
     assert result.returncode == 1
     assert "llamafleet:tenants.search.models[0]: unknown model 'nope'" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_eks_only_key_on_an_existing_cluster_is_refused_even_when_zero(tmp_path: Path) -> None:
+    config = yaml.safe_load((ROOT / "stacks" / "Pulumi.onprem.yaml").read_text())["config"]
+    tier = next(iter(config["llamafleet:clusters"]["dc1"]["tiers"]))
+    config["llamafleet:clusters"]["dc1"]["tiers"][tier]["desiredNodes"] = 0
+    bad = tmp_path / "Pulumi.onprem.yaml"
+    bad.write_text(yaml.safe_dump({"config": config}))
+    with pytest.raises(SettingsError) as caught:
+        load_stack_file(bad)
+    (line,) = str(caught.value).splitlines()
+    assert f"llamafleet:clusters.dc1.tiers.{tier}.desiredNodes: desiredNodes is for eks" in line
+
+
+def test_the_quota_leaves_room_for_the_largest_surge_pod_of_each_resource() -> None:
+    """Surge room is the largest pod per resource: a small-memory pod with many CPUs counts."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from components.sizing import GiB  # noqa: PLC0415
+    from infra.rules import _quota_needs  # pyright: ignore[reportPrivateUsage]  # noqa: PLC0415
+
+    def placed(cpus: float, memory_gib: float) -> Any:
+        sizing = SimpleNamespace(cpus=cpus, memory_bytes=int(memory_gib * GiB), gpus=0)
+        return SimpleNamespace(
+            sizing=sizing, model=SimpleNamespace(replicas=SimpleNamespace(min=1))
+        )
+
+    needs = _quota_needs([placed(cpus=16, memory_gib=2), placed(cpus=2, memory_gib=32)])
+    assert needs["cpus"] == 16 + 2 + 16
+    assert needs["memory_gib"] == 2 + 32 + 32
+    assert needs["pods"] == 3

@@ -130,3 +130,13 @@ def test_a_cli_failure_is_its_own_error_line_with_what_to_do() -> None:
     several = "\n code: 255\n stdout: Updating\nerror: first\n stderr: error: update failed\n"
     assert engine.command_error_line(several) == "update failed"
     assert engine.command_error_line("\n code: 1\n stdout: \n stderr: \n") == "code: 1"
+
+
+@pytest.mark.parametrize("text", [None, "name: [unclosed", "runtime: python\n"])
+def test_a_project_file_without_a_name_is_one_engine_error(
+    tmp_path: Path, text: str | None
+) -> None:
+    if text is not None:
+        (tmp_path / "Pulumi.yaml").write_text(text)
+    with pytest.raises(engine.EngineError, match=r"Pulumi\.yaml"):
+        engine.project_name(tmp_path)
