@@ -27,7 +27,11 @@ REPLACE_KEYS = ("keyName", "length")
 
 
 def generate_key(length: int = KEY_LENGTH) -> str:
-    """A key of `length` characters from KEY_ALPHABET, from the OS's CSPRNG."""
+    """A key of `length` characters from KEY_ALPHABET, from the OS's CSPRNG.
+
+    Raises:
+        ValueError: `length` is under 32.
+    """
     if length < 32:
         raise ValueError(f"an API key needs at least 32 characters, not {length}")
     return "".join(secrets.choice(KEY_ALPHABET) for _ in range(length))
@@ -40,14 +44,18 @@ class ApiKeyProvider(ResourceProvider):
     serialize_as_secret_always = False
 
     def create(self, props: dict[str, Any]) -> CreateResult:
+        """Make the key: `props["length"]` characters (default 48); the id is a random UUID."""
         value = generate_key(int(props.get("length", KEY_LENGTH)))
         return CreateResult(uuid.uuid4().hex, {**props, "value": value})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """Replace (new key first, old one deleted after) when `keyName` or `length` changes;
+        any other difference is no change."""
         replaces = [key for key in REPLACE_KEYS if olds.get(key) != news.get(key)]
         return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=False)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """Refresh: the state's properties, unchanged."""
         # The key lives only in the state: nothing outside it can have drifted.
         return ReadResult(id_, props)
 

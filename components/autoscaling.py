@@ -18,6 +18,16 @@ CPU_TARGET_PERCENT = 80
 
 @dataclass(frozen=True)
 class ScalingRange:
+    """Replica bounds and the queue target of one Deployment.
+
+    Attributes:
+        min_replicas: Fewest replicas; 0 lets KEDA scale to zero (the HPA fallback and the
+            Deployment's initial count use at least 1).
+        max_replicas: Most replicas.
+        queue_per_replica: Deferred requests (`llamacpp:requests_deferred`) per replica that
+            KEDA aims for: its Prometheus trigger's `threshold`, an AverageValue target.
+    """
+
     min_replicas: int
     max_replicas: int
     queue_per_replica: int
@@ -37,12 +47,22 @@ def _behavior() -> dict[str, Any]:
 
 
 def queue_query(namespace: str, service: str) -> str:
+    """PromQL: `llamacpp:requests_deferred` summed over the pods behind Service `service` in
+    `namespace` (the `namespace` and `service` target labels that a Prometheus Operator
+    ServiceMonitor scrape adds)."""
     return f'sum({QUEUE_METRIC}{{namespace="{namespace}",service="{service}"}})'
 
 
 def scaled_object_spec(
     deployment: str, namespace: str, service: str, scaling: ScalingRange, prometheus_url: str
 ) -> dict[str, Any]:
+    """The `spec` of a KEDA ScaledObject (keda.sh/v1alpha1) that scales Deployment `deployment`.
+
+    One Prometheus trigger: `queue_query(namespace, service)` against `prometheus_url`, polled
+    every 15 s, active above 0. The HPA that KEDA makes adds at most 2 pods a minute and removes
+    at most 1 per 2 minutes after a 300 s window; `cooldownPeriod` (300 s) is KEDA's wait before
+    scaling to zero.
+    """
     return {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
         "minReplicaCount": scaling.min_replicas,
@@ -66,6 +86,9 @@ def scaled_object_spec(
 
 
 def hpa_spec(deployment: str, scaling: ScalingRange) -> dict[str, Any]:
+    """The `spec` of an autoscaling/v2 HorizontalPodAutoscaler for `deployment`, where there is
+    no KEDA: average CPU use at 80% of requests, `min_replicas` raised to 1 (an HPA cannot
+    scale to zero), the same pacing as `scaled_object_spec`."""
     return {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
         "minReplicas": max(1, scaling.min_replicas),

@@ -29,6 +29,14 @@ ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 
 @dataclass(frozen=True)
 class ChartRef:
+    """A Helm chart pinned to one version.
+
+    Attributes:
+        chart: Chart name in its repository.
+        repo: URL of the chart repository.
+        version: Exact chart version.
+    """
+
     chart: str
     repo: str
     version: str
@@ -47,6 +55,8 @@ REPOS = {
 
 
 def chart(name: str, version: str) -> ChartRef:
+    """Chart `name` from its repository in REPOS (a name not there is a KeyError), at
+    `version`."""
     return ChartRef(chart=name, repo=REPOS[name], version=version)
 
 
@@ -57,6 +67,11 @@ def helm_release(
     values: dict[str, Any],
     opts: pulumi.ResourceOptions,
 ) -> k8s.helm.v3.Release:
+    """A Helm release `name` of `ref` with chart `values`, in `namespace` (made if absent).
+
+    Atomic with cleanup on failure: Helm undoes a failed install or upgrade; it keeps 5
+    revisions of the release.
+    """
     return k8s.helm.v3.Release(
         name,
         chart=ref.chart,
@@ -75,6 +90,17 @@ def helm_release(
 
 @dataclass(frozen=True)
 class AutoscalerArgs:
+    """cluster-autoscaler on EKS, on an IRSA role that resizes only this cluster's node groups.
+
+    Attributes:
+        version: cluster-autoscaler Helm chart version.
+        kubernetes_version: Control plane version MAJOR.MINOR (e.g. 1.33); the image tag is
+            vMAJOR.MINOR.0, since the autoscaler's minor must match the control plane's.
+        cluster_name: EKS cluster name (auto-discovery and the IAM policy's tag condition).
+        region: AWS region of the cluster.
+        oidc: The cluster's OIDC provider, for the IRSA role.
+    """
+
     version: str
     kubernetes_version: str
     cluster_name: pulumi.Input[str]
@@ -84,6 +110,17 @@ class AutoscalerArgs:
 
 @dataclass(frozen=True)
 class LoadBalancerControllerArgs:
+    """The AWS Load Balancer Controller on EKS (NLBs for Services), on its own IRSA role.
+
+    Attributes:
+        version: aws-load-balancer-controller Helm chart version.
+        cluster_name: EKS cluster name (the chart's `clusterName`; the IAM policy's tag
+            conditions).
+        region: AWS region of the cluster.
+        vpc_id: ID of the cluster's VPC.
+        oidc: The cluster's OIDC provider, for the IRSA role.
+    """
+
     version: str
     cluster_name: pulumi.Input[str]
     region: pulumi.Input[str]
@@ -99,12 +136,23 @@ class ClusterAddonsArgs:
     kube_prometheus_stack: str | None = None
     metrics_server: str | None = None
     nvidia_device_plugin: str | None = None
+    # Namespace of kube-prometheus-stack.
     monitoring_namespace: str = "monitoring"
+    # EKS only: cluster-autoscaler and its IAM role; None: not installed.
     cluster_autoscaler: AutoscalerArgs | None = None
+    # EKS only: the AWS Load Balancer Controller and its IAM role; None: not installed.
     load_balancer_controller: LoadBalancerControllerArgs | None = None
 
 
 class ClusterAddons(pulumi.ComponentResource):
+    """The add-ons `ClusterAddonsArgs` names, as Helm releases; `releases` maps chart name to
+    release.
+
+    keda goes to namespace `keda`, kube-prometheus-stack to `monitoring_namespace` (selecting
+    every ServiceMonitor and PodMonitor, 15 days' retention, no Grafana), the others to
+    kube-system. The NVIDIA device plugin runs only on `llamafleet.io/accelerator=nvidia` nodes.
+    """
+
     releases: dict[str, k8s.helm.v3.Release]
 
     def __init__(

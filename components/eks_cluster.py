@@ -23,16 +23,28 @@ MANAGED_POLICY = "arn:aws:iam::aws:policy/"
 
 @dataclass(frozen=True)
 class EksClusterArgs:
+    """One EKS cluster and its VPC."""
+
     # Fixed, not auto-named: kubeconfigs, IRSA trust and the autoscaler's tags all name it.
     cluster_name: str
+    # EKS control plane version MAJOR.MINOR, e.g. 1.33.
     kubernetes_version: str
+    # IPv4 CIDR of the VPC, cut into subnets by `subnet_cidrs`.
     vpc_cidr: str
+    # One private and one public subnet in each.
     availability_zones: tuple[str, ...]
+    # per-zone: a NAT gateway in each zone; single: one, in the first zone, for every zone.
     nat_gateways: Literal["single", "per-zone"] = "per-zone"
+    # Also expose the API server publicly (the private endpoint is always on).
     public_endpoint: bool = False
+    # Who may reach the public endpoint; empty: EKS's default (0.0.0.0/0).
     public_access_cidrs: tuple[str, ...] = ()
+    # IAM principal ARNs made cluster admins (EKS access entries, AmazonEKSClusterAdminPolicy).
     admin_principals: tuple[str, ...] = ()
+    # Control plane log types EKS sends to CloudWatch Logs.
     log_types: tuple[str, ...] = ("api", "audit", "authenticator")
+    # Extra AWS tags on the network, the KMS key, the control plane role, the cluster and the
+    # OIDC provider (`llamafleet.io/cluster` is always set).
     tags: dict[str, str] = field(default_factory=dict[str, str])
     # Pulumi `protect` on the cluster and its Secrets key: `destroy` or a replacement stops
     # instead of deleting every workload and scheduling the key (and the Secrets) for deletion.
@@ -57,6 +69,8 @@ def subnet_cidrs(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
 
 
 def assume_role_policy(service: str) -> str:
+    """A trust policy (JSON) that lets AWS service principal `service` (e.g. ec2.amazonaws.com)
+    assume the role and tag its session."""
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -119,6 +133,13 @@ def service_account_role(
 
 
 class EksCluster(pulumi.ComponentResource):
+    """An EKS cluster with its VPC, Secrets KMS key, OIDC provider (IRSA), admin access entries
+    and the vpc-cni add-on on its own IRSA role.
+
+    Outputs: `cluster`, `vpc_id`, `private_subnet_ids` (one per zone, for node groups), `region`
+    (from the cluster's ARN), `oidc`, and `kubeconfig` (a secret; see `kubeconfig`).
+    """
+
     cluster: aws.eks.Cluster
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]

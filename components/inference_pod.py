@@ -62,29 +62,44 @@ class StoreRef:
 
 @dataclass(frozen=True)
 class PodInputs:
+    """Everything the pod template of one llama-server Deployment is made from."""
+
+    # llama-server's options: its argv, serving shape and tier kind.
     server: ServerOptions
+    # The model's GGUF facts: sizing and the startup probe's budget.
     facts: GgufFacts
+    # The tier the pods run on (node selector on `llamafleet.io/tier`).
     tier_name: str
     # A reference pinned by digest, or LlamaCppImage's output of one.
     image: Input[str]
+    # The model-fetcher init container's image (runs `modelsync fetch`).
     fetcher_image: Input[str]
+    # Where the fetcher gets the model.
     store: StoreRef
+    # Name of the Secret (key `keys`) mounted for llama-server's --api-key-file.
     api_key_secret: str
+    # Name of the pods' ServiceAccount.
     service_account: str
+    # Seconds a load balancer keeps sending to a stopping pod; part of the drain window.
     deregistration_seconds: int
 
     @property
     def sizing(self) -> PodSizing:
+        """The pod's memory, CPU and GPU sizing (`size_pod`)."""
         return size_pod(self.facts, self.server.shape, self.server.tier_kind)
 
     @property
     def drain_seconds(self) -> int:
+        """Seconds the preStop hook holds SIGTERM back: `deregistration_seconds` plus the request
+        timeout (llama-server's --timeout)."""
         # SIGTERM stops llama-server at once: keep serving until the endpoint is gone everywhere
         # and the longest request has finished, then let SIGTERM through.
         return self.deregistration_seconds + self.server.request_timeout_seconds
 
 
 def pod_labels(instance: str, model: str, tier: str) -> dict[str, str]:
+    """The labels of the pods and objects of `instance`: app.kubernetes.io/{name,instance,
+    part-of}, the model (`llamafleet.io/model`) and the tier (`llamafleet.io/tier`)."""
     return {
         "app.kubernetes.io/name": "llama-server",
         "app.kubernetes.io/instance": instance,
@@ -95,10 +110,19 @@ def pod_labels(instance: str, model: str, tier: str) -> dict[str, str]:
 
 
 def selector_labels(instance: str) -> dict[str, str]:
+    """The labels that select the pods of `instance`: the part of `pod_labels` that names
+    neither model nor tier."""
     return {"app.kubernetes.io/name": "llama-server", "app.kubernetes.io/instance": instance}
 
 
 def pod_spec(inputs: PodInputs, instance: str) -> dict[str, Any]:
+    """The PodSpec (API field names) of a llama-server pod of `instance`.
+
+    The model-fetcher init container fills an emptyDir of the GGUF's size x 1.1 + 1 GiB; then
+    llama-server runs with requests = limits (Guaranteed QoS), startup, readiness and liveness
+    probes on /health, and a preStop sleep of `drain_seconds` (the grace period is 10 s more).
+    Pods spread over nodes where they can; GPU pods tolerate the `nvidia.com/gpu` taint.
+    """
     gpu = inputs.server.tier_kind == "gpu"
     spec: dict[str, Any] = {
         "serviceAccountName": inputs.service_account,

@@ -24,18 +24,30 @@ IMDS_CIDR = "169.254.169.254/32"
 
 @dataclass(frozen=True)
 class InferenceServiceArgs:
+    """One model on one tier, for one team."""
+
+    # The team's namespace.
     namespace: str
     # The objects' name in the namespace (the Pulumi name also carries team and cluster).
     instance: str
+    # The `llamafleet.io/model` label.
     model_name: str
+    # What the pod template is made from.
     pod: PodInputs
+    # Replica bounds and the queue target of the autoscaler.
     scaling: ScalingRange
+    # keda: a ScaledObject on the queue; hpa: a HorizontalPodAutoscaler on CPU.
     autoscaler: Literal["keda", "hpa"]
+    # The Prometheus KEDA queries (the trigger's serverAddress); unused with hpa.
     prometheus_url: str
+    # Also declare a ServiceMonitor (needs the Prometheus Operator's CRDs).
     service_monitor: bool
+    # Name of the Secret (key `key`) whose API key the ServiceMonitor sends to /metrics.
     metrics_key_secret: str
+    # Pods in these two namespaces may reach the server's port (8080) (NetworkPolicy ingress).
     gateway_namespace: str
     monitoring_namespace: str
+    # The model store's TCP port: egress to any address on it, except the instance metadata API.
     store_port: int
     # e.g. the IAM role (IRSA) the model fetcher assumes to read the store on EKS.
     service_account_annotations: Mapping[str, pulumi.Input[str]] = field(
@@ -44,6 +56,13 @@ class InferenceServiceArgs:
 
 
 class InferenceService(pulumi.ComponentResource):
+    """The objects of the module docstring, all named `args.instance`.
+
+    The Deployment starts with max(1, min_replicas) replicas; the autoscaler owns the count
+    after. `url` is the OpenAI-compatible base URL inside the cluster,
+    http://INSTANCE.NAMESPACE.svc.cluster.local:8080/v1.
+    """
+
     deployment: k8s.apps.v1.Deployment
     service: k8s.core.v1.Service
     url: pulumi.Output[str]

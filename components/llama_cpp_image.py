@@ -32,7 +32,11 @@ CUDA_ARCHITECTURES = re.compile(CUDA_ARCHITECTURES_PATTERN)
 
 @dataclass(frozen=True)
 class FlavourBuild:
+    """How one flavour is built; paths are relative to the repository root."""
+
+    # The build context folder.
     context: str
+    # The Dockerfile.
     dockerfile: str
     # Files (or folders) whose content decides the image: the tag is derived from them.
     inputs: tuple[str, ...]
@@ -69,11 +73,19 @@ FLAVOURS: Mapping[Flavour, FlavourBuild] = {
 
 @dataclass(frozen=True)
 class EcrTarget:
-    """A private ECR repository this component creates and owns."""
+    """A private ECR repository this component creates and owns.
 
+    Raises:
+        ValueError: `keep_images` or `expire_untagged_days` is below 1.
+    """
+
+    # The repository's name, e.g. llamafleet/llama-server.
     repository: str
+    # Images kept (ECR lifecycle policy); older ones expire.
     keep_images: int = 50
+    # Days after which untagged images (superseded caches, failed pushes) expire.
     expire_untagged_days: int = 7
+    # KMS key that encrypts the repository; None: AES256 (ECR's default encryption).
     kms_key_arn: str | None = None
 
     def __post_init__(self) -> None:
@@ -84,11 +96,20 @@ class EcrTarget:
 @dataclass(frozen=True)
 class RegistryTarget:
     """An existing registry (on-prem), e.g. address "registry.lab:5000",
-    repository "llamafleet/llama-server"."""
+    repository "llamafleet/llama-server".
 
+    Raises:
+        ValueError: `address` is empty or has a "/", or only one of username and password is
+            given.
+    """
+
+    # host[:port]
     address: str
+    # The repository's path in the registry.
     repository: str
+    # Both None: the build is given no credentials for the registry.
     username: str | None = None
+    # Passed on as a secret Output.
     password: pulumi.Input[str] | None = None
 
     def __post_init__(self) -> None:
@@ -100,17 +121,31 @@ class RegistryTarget:
 
 @dataclass(frozen=True)
 class LlamaCppImageArgs:
+    """One image flavour to build and push.
+
+    Raises:
+        ValueError: an unknown flavour; a tag that is not a Docker tag, is 'latest' or starts
+            with 'buildcache-'; `cuda_architectures` not like '80;90'; no or unknown platforms.
+    """
+
+    # cpu or cuda llama-server, or the model fetcher (FLAVOURS).
     flavour: Flavour
+    # Where the image is pushed.
     target: EcrTarget | RegistryTarget
+    # The repository checkout; FLAVOURS' paths are relative to it.
     repo_root: Path
     # Empty: derived from the build inputs' content, so an unchanged image keeps its tag and a
     # changed one gets a new tag (ECR tags are immutable here).
     tag: str = ""
+    # buildx target platforms (docker_build.Platform values).
     platforms: Sequence[str] = ("linux/amd64",)
+    # cuda only: the CUDA_ARCHITECTURES build arg, compute capabilities without the dot.
     cuda_architectures: str = "75;80;86;89;90"
     # Off: `pulumi preview` then needs no Docker daemon; `pulumi up` builds and pushes.
     build_on_preview: bool = False
+    # Keep the build cache in the repository, tag buildcache-FLAVOUR (BuildKit mode=max).
     registry_cache: bool = True
+    # Extra image labels; org.opencontainers.image.version is always the tag.
     labels: Mapping[str, str] = field(default_factory=dict[str, str])
 
     def __post_init__(self) -> None:
@@ -128,10 +163,12 @@ class LlamaCppImageArgs:
 
     @property
     def build(self) -> FlavourBuild:
+        """The flavour's context, Dockerfile and tag inputs."""
         return FLAVOURS[self.flavour]
 
     @property
     def build_args(self) -> dict[str, str]:
+        """Docker build args: CUDA_ARCHITECTURES for cuda, none for the other flavours."""
         return {"CUDA_ARCHITECTURES": self.cuda_architectures} if self.flavour == "cuda" else {}
 
 
@@ -179,6 +216,13 @@ def lifecycle_policy(target: EcrTarget) -> dict[str, Any]:
 
 
 class LlamaCppImage(pulumi.ComponentResource):
+    """Builds `args.flavour` with BuildKit and pushes it as REPOSITORY:TAG.
+
+    `ref` is REPOSITORY@DIGEST, the reference to run; `repository_url` is REPOSITORY. For an
+    ECR target, `repository` (scanned on push, tags immutable except buildcache-*) and
+    `lifecycle` are the repository and its lifecycle policy; otherwise both are None.
+    """
+
     image: docker_build.Image
     repository: aws.ecr.Repository | None
     lifecycle: aws.ecr.LifecyclePolicy | None

@@ -13,6 +13,13 @@ METALLB = "metallb.universe.tf/"
 
 @dataclass(frozen=True)
 class LoadBalancing:
+    """What a LoadBalancer Service gets for one way of exposing it.
+
+    Attributes:
+        annotations: Annotations for the Service's metadata.
+        spec: Fields for the Service's spec (`type: LoadBalancer` and more); default empty.
+    """
+
     annotations: dict[str, str]
     spec: dict[str, Any] = field(default_factory=dict[str, Any])
 
@@ -50,6 +57,9 @@ def aws_nlb(
 
 
 def metallb(pool: str, address: str | None, source_ranges: Sequence[str] = ()) -> LoadBalancing:
+    """A MetalLB address from pool `pool` (annotation metallb.universe.tf/address-pool): `address`
+    if given (metallb.universe.tf/loadBalancerIPs), else one MetalLB picks from the pool.
+    Non-empty `source_ranges` become the Service's loadBalancerSourceRanges."""
     annotations = {f"{METALLB}address-pool": pool}
     if address:
         annotations[f"{METALLB}loadBalancerIPs"] = address

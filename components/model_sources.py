@@ -64,10 +64,16 @@ class SyncRequest:
     region: str | None = None
 
     def to_props(self) -> dict[str, Any]:
+        """The provider's input properties (`request_props`)."""
         return request_props(self.store_url, self.spec, self.endpoint_url, self.region)
 
     @classmethod
     def from_props(cls, props: Mapping[str, Any]) -> SyncRequest:
+        """The request in the provider's properties (as `to_props` makes them).
+
+        Raises:
+            RequestError: a property is missing or invalid (every problem listed).
+        """
         failures = plain_failures(
             props.get("models"),
             props.get("sourceDir"),
@@ -86,6 +92,8 @@ class SyncRequest:
 
 
 def store_url_failures(url: object) -> list[tuple[str, str]]:
+    """Why `url` is not a store URL s3://BUCKET[/PREFIX], as [("storeUrl", reason)]; [] if it
+    is."""
     if not isinstance(url, str):
         return [("storeUrl", "must be a string s3://BUCKET[/PREFIX]")]
     try:
@@ -162,7 +170,9 @@ def _models_failures(models: object, source_dir: object) -> list[tuple[str, str]
 
 @dataclass(frozen=True)
 class ResolvedSources:
-    present: list[ModelSource]
+    """The requested models, split by whether this machine holds them (`resolve_sources`)."""
+
+    present: list[ModelSource]  # the ones found on this machine
     absent: dict[str, str]  # name -> why this machine lacks it
 
 

@@ -96,6 +96,13 @@ class ModelStoreConfig(ComponentConfig):
 
 
 class ModelStore(pulumi.ComponentResource):
+    """The store of the module docstring, from a `ModelStoreConfig`.
+
+    Outputs: `bucket`, `prefix`, `endpoint_url` (None on AWS), `read_policy_arn` (the read-only
+    IAM policy; None on-prem), `kms_key_arn` (None with sse-s3 and on-prem) and `store_url`
+    (s3://BUCKET[/PREFIX]).
+    """
+
     bucket: pulumi.Output[str]
     prefix: pulumi.Output[str]
     endpoint_url: pulumi.Output[str | None]

@@ -27,15 +27,23 @@ from components.model_sync_provider import ModelSyncProvider
 
 @dataclass(frozen=True)
 class ModelSyncArgs:
+    """Which models to sync, from where on this machine, to which store.
+
+    Raises:
+        RequestError: a model name or source, a path, the endpoint or the region is invalid
+            (every problem listed; `store_url` is checked by the provider).
+    """
+
     # s3://BUCKET[/PREFIX], e.g. ModelStore.store_url.
     store_url: pulumi.Input[str]
     # Manifest name -> GGUF path (absolute, or relative to source_dir) or ollama://MODEL[:TAG].
     models: Mapping[str, str]
+    # Absolute folder that relative sources are under; needed if any source is relative.
     source_dir: str | None = None
     # The Ollama store; default $OLLAMA_MODELS or ~/.ollama/models where `pulumi up` runs.
     ollama_models: str | None = None
     endpoint_url: str | None = None  # S3-compatible endpoint (on-prem); default: AWS S3
-    region: str | None = None
+    region: str | None = None  # the store's region; default: boto3's (AWS_REGION, profile)
 
     def __post_init__(self) -> None:
         failures = plain_failures(
@@ -60,6 +68,13 @@ class ModelManifest(pulumi.dynamic.Resource, module="models", name="ModelManifes
 
 
 class ModelSync(pulumi.ComponentResource):
+    """Syncs `args.models` to the store, through one `ModelManifest`.
+
+    `manifest` maps each model name to its entry (digest, size, GGUF metadata); `digests` maps
+    it to its digest (sha256:HEX). A source this machine lacks is warned about and keeps its
+    last entry (from the state, else the store's manifest); one known to neither fails `up`.
+    """
+
     manifest: pulumi.Output[dict[str, Any]]
     digests: pulumi.Output[dict[str, str]]
 

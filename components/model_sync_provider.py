@@ -58,6 +58,7 @@ REPLACE_KEYS = ("storeUrl", "endpointUrl")
 
 
 def open_store(request: SyncRequest) -> RemoteStore:
+    """The request's store, its S3 client set to `request.region` when one is given."""
     store = RemoteStore.open(request.store_url, request.endpoint_url)
     if request.region is None:
         return store
@@ -67,26 +68,34 @@ def open_store(request: SyncRequest) -> RemoteStore:
 
 
 def names(props: Props) -> list[str]:
+    """The model names in `props["models"]`, sorted ([] when it is not a dict)."""
     models = props.get("models")
     return sorted(cast(dict[str, str], models)) if isinstance(models, dict) else []
 
 
 def previous_manifest(state: Props) -> dict[str, dict[str, object]]:
+    """The `manifest` output in `state` ({} when there is none)."""
     manifest = state.get("manifest")
     return cast(dict[str, dict[str, object]], manifest) if isinstance(manifest, dict) else {}
 
 
 class ModelSyncProvider(ResourceProvider):
+    """The provider of the module docstring; it holds no attributes."""
+
     # Made a secret only if a secret was captured, which the tests prove never happens.
     serialize_as_secret_always = False
 
     def check(self, _olds: Props, news: Props) -> CheckResult:
+        """Validate the inputs, one failure per problem; a `storeUrl` still unknown (a bucket
+        not made yet) is not checked."""
         failures = plain_failures(*(news.get(key) for key in INPUT_KEYS[1:]))
         if news.get("storeUrl") != UNKNOWN:  # from a bucket not created yet
             failures += store_url_failures(news.get("storeUrl"))
         return CheckResult(news, [CheckFailure(prop, reason) for prop, reason in failures])
 
     def diff(self, _id: str, olds: Props, news: Props) -> DiffResult:
+        """Replace when the store changes; update when an input is unknown, the set of names or
+        the region changed, or `drift` finds a reason (each is logged); else no change."""
         if any(news.get(key) == UNKNOWN for key in INPUT_KEYS):
             return DiffResult(changes=True)
         replaces = [key for key in REPLACE_KEYS if olds.get(key) != news.get(key)]
@@ -102,10 +111,12 @@ class ModelSyncProvider(ResourceProvider):
         return DiffResult(changes=bool(reasons))
 
     def create(self, props: Props) -> CreateResult:
+        """Sync to the store (`sync`); the id is the store URL."""
         request = SyncRequest.from_props(props)
         return CreateResult(request.store_url, sync(request, {}))
 
     def update(self, _id: str, olds: Props, news: Props) -> UpdateResult:
+        """Sync again; sources this machine lacks keep their entries of the old manifest."""
         return UpdateResult(sync(SyncRequest.from_props(news), previous_manifest(olds)))
 
     def read(self, id_: str, props: Props) -> ReadResult:
@@ -121,6 +132,7 @@ class ModelSyncProvider(ResourceProvider):
         return ReadResult(id_, {**props, "manifest": kept})
 
     def delete(self, _id: str, _props: Props) -> None:
+        """Delete nothing (objects are shared and content-addressed); only log that."""
         pulumi.log.info("ModelSync: nothing deleted; models are shared and content-addressed")
 
 
@@ -194,8 +206,12 @@ def sync(request: SyncRequest, previous: dict[str, dict[str, object]]) -> Props:
 def entries(
     plan: SyncPlan, absent: dict[str, str], previous: dict[str, dict[str, object]]
 ) -> dict[str, dict[str, object]]:
-    """The manifest this stack will serve. Raises, before anything is uploaded, for a model that
-    is neither on this machine nor known from the state or the store."""
+    """The manifest this stack will serve.
+
+    Raises:
+        SourceError: before anything is uploaded, for a model that is neither on this machine nor
+            known from the state or the store.
+    """
     manifest = {model.name: model.entry(plan.location).to_json() for model in plan.models}
     missing: list[str] = []
     for name, reason in sorted(absent.items()):

@@ -33,6 +33,24 @@ NODE_GROUP_SUFFIX = "-nodes"
 
 @dataclass(frozen=True)
 class NodeTierArgs:
+    """One tier's EKS managed node group.
+
+    Attributes:
+        cluster_name: The EKS cluster the nodes join.
+        subnet_ids: Subnets the nodes are placed in.
+        tier: Tier name, the `llamafleet.io/tier` node label.
+        kind: cpu, or gpu: the AL2023 NVIDIA AMI, the `llamafleet.io/accelerator=nvidia` label and
+            a `nvidia.com/gpu` NoSchedule taint.
+        isa: Newest x86 level every instance type supports, the `llamafleet.io/isa` label.
+        instance_types: EC2 instance types of the group.
+        min_size: Fewest nodes.
+        max_size: Most nodes.
+        desired_size: Nodes at creation; cluster-autoscaler owns the count after.
+        models_read_policy_arn: IAM policy for reading the model store, attached to the nodes.
+        capacity_type: on-demand (default) or spot.
+        root_volume_gib: Size of the encrypted gp3 root volume, GiB (default 100).
+    """
+
     cluster_name: pulumi.Input[str]
     subnet_ids: pulumi.Input[list[str]]
     tier: str
@@ -48,6 +66,8 @@ class NodeTierArgs:
 
 
 def node_labels(args: NodeTierArgs) -> dict[str, str]:
+    """The tier's node labels: tier and ISA, plus `llamafleet.io/accelerator: nvidia` on gpu
+    tiers."""
     labels = {TIER_LABEL: args.tier, ISA_LABEL: args.isa}
     if args.kind == "gpu":
         labels[ACCELERATOR_LABEL] = "nvidia"
@@ -84,6 +104,10 @@ def models_read_policy(
 
 
 class NodeTier(pulumi.ComponentResource):
+    """An EKS managed node group (`node_group`), its node IAM role (`role`) and launch template:
+    IMDSv2 only with a hop limit of 1, an encrypted gp3 root volume, and updates that take one
+    node away at a time."""
+
     node_group: aws.eks.NodeGroup
     role: aws.iam.Role
 

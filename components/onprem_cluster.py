@@ -22,6 +22,14 @@ METALLB_API = "metallb.io/v1beta1"
 
 @dataclass(frozen=True)
 class TierNodes:
+    """The existing nodes that form one tier.
+
+    Attributes:
+        tier: Tier name, the `llamafleet.io/tier` node label.
+        isa: Newest x86 level every node supports, the `llamafleet.io/isa` label.
+        node_names: Names of the Kubernetes Nodes to label.
+    """
+
     tier: str
     isa: str
     node_names: tuple[str, ...]
@@ -29,24 +37,39 @@ class TierNodes:
 
 @dataclass(frozen=True)
 class MetalLbArgs:
+    """MetalLB's address pool and L2 advertisement, and optionally MetalLB itself."""
+
+    # CIDR blocks or first-last IPv4 ranges (MetalLB pool syntax).
     addresses: tuple[str, ...]
+    # Not auto-assigned: only Services that name this pool get its addresses.
     pool: str = "llamafleet"
+    # Of MetalLB (when installed here) and of the pool.
     namespace: str = "metallb-system"
+    # Interfaces the L2Advertisement announces on; empty: all of them.
     interfaces: tuple[str, ...] = ()
     install_version: str | None = None  # None: the cluster already runs MetalLB
 
 
 @dataclass(frozen=True)
 class OnPremClusterArgs:
+    """An existing cluster and what to prepare in it."""
+
+    # The nodes to label, per tier.
     tiers: tuple[TierNodes, ...]
     # The kubeconfig's contents (kept secret), or None for the file in $KUBECONFIG.
     kubeconfig: pulumi.Input[str] | None = None
+    # The kubeconfig context; None: its current context.
     context: str | None = None
+    # Node Feature Discovery chart version to install; None: not installed.
     node_feature_discovery_version: str | None = None
+    # None: no MetalLB pool is declared.
     metallb: MetalLbArgs | None = None
 
 
 class OnPremCluster(pulumi.ComponentResource):
+    """An existing cluster: its Kubernetes `provider` (`kubernetes_provider`), the tier labels
+    on the named nodes and, when asked, Node Feature Discovery and a MetalLB pool."""
+
     provider: k8s.Provider
 
     def __init__(

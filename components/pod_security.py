@@ -9,6 +9,8 @@ RUN_AS = 10001
 
 
 def pod_security_context() -> dict[str, Any]:
+    """The pod's securityContext: UID, GID and fsGroup 10001, non-root, RuntimeDefault
+    seccomp."""
     return {
         "runAsNonRoot": True,
         "runAsUser": RUN_AS,
@@ -19,6 +21,8 @@ def pod_security_context() -> dict[str, Any]:
 
 
 def container_security_context() -> dict[str, Any]:
+    """A container's securityContext: non-root, unprivileged, no privilege escalation, every
+    capability dropped, read-only root filesystem, RuntimeDefault seccomp."""
     return {
         "runAsNonRoot": True,
         "allowPrivilegeEscalation": False,

@@ -28,6 +28,18 @@ def model_path(digest: str) -> str:
 
 @dataclass(frozen=True)
 class ServerOptions:
+    """What `server_args` turns into llama-server flags.
+
+    Attributes:
+        alias: The model name clients ask for (--alias).
+        digest: The GGUF's digest ALGORITHM:HEX (e.g. sha256:...); names the file (--model).
+        shape: Slots, context, threads and caches (--parallel, --ctx-size, --threads, ...).
+        tier_kind: gpu adds --n-gpu-layers 999 (every layer offloaded).
+        request_timeout_seconds: --timeout, seconds; also part of the pod's drain window.
+        load_mode: --load-mode of the pinned build (default mmap).
+        chat_template: --chat-template; None: the flag is not passed.
+    """
+
     alias: str
     digest: str
     shape: ServingShape

@@ -63,6 +63,8 @@ class TierShape:
 
     @property
     def allocatable_memory_bytes(self) -> int:
+        """Bytes a node leaves to pods: its memory less 10% (at least 1 GiB) for kubelet,
+        system daemons and the eviction threshold."""
         reserved = max(
             NODE_MEMORY_RESERVED_MIN,
             int(self.memory_per_node_bytes * NODE_MEMORY_RESERVED_FRACTION),
@@ -71,6 +73,8 @@ class TierShape:
 
     @property
     def allocatable_cpus(self) -> float:
+        """CPUs a node leaves to pods: its CPUs less 10% (at least 0.5) for kubelet and system
+        daemons."""
         reserved = max(NODE_CPU_RESERVED_MIN, self.cpus_per_node * NODE_CPU_RESERVED_FRACTION)
         return self.cpus_per_node - reserved
 
@@ -88,6 +92,7 @@ class ServingShape:
 
     @property
     def total_context(self) -> int:
+        """--ctx-size: tokens of context for all slots together (per slot x --parallel)."""
         # With --kv-unified the slots share one buffer of -c tokens, so -c covers all of them.
         return self.context_per_slot * self.parallel
 
@@ -107,6 +112,7 @@ class PodSizing:
 
     @property
     def memory_mib(self) -> int:
+        """`memory_bytes` in MiB, rounded up."""
         return math.ceil(self.memory_bytes / MiB)
 
 
@@ -118,10 +124,13 @@ def kv_bytes_per_token(facts: GgufFacts, kv_cache_type: KvCacheType) -> float:
 
 
 def kv_cache_bytes(facts: GgufFacts, shape: ServingShape) -> int:
+    """Bytes of KV cache for `shape.total_context` tokens of its cache type, rounded up."""
     return math.ceil(kv_bytes_per_token(facts, shape.kv_cache_type) * shape.total_context)
 
 
 def overhead_bytes(facts: GgufFacts) -> int:
+    """Bytes beyond weights and KV cache: 256 MiB of runtime plus the logits buffer (vocabulary
+    x 512-token ubatch x 4-byte floats)."""
     return BASE_OVERHEAD_BYTES + facts.vocab_size * UBATCH * 4
 
 

@@ -37,7 +37,10 @@ def _client(props: Props) -> Any:
 
 def bucket_exists(client: Any, bucket: str) -> bool:
     """HeadBucket: True if it exists and these credentials reach it; False if it does not exist.
-    Raises RuntimeError with one line for anything else (refused, unreachable)."""
+
+    Raises:
+        RuntimeError: anything else (refused, unreachable), with a one-line message.
+    """
     try:
         client.head_bucket(Bucket=bucket)
     except ClientError as err:
@@ -56,6 +59,12 @@ class StoreBucketProvider(ResourceProvider):
     serialize_as_secret_always = False
 
     def create(self, props: Props) -> CreateResult:
+        """Make the bucket in `region` (us-east-1 takes no LocationConstraint), or adopt one that
+        exists (output `adopted` True). The id is the bucket name.
+
+        Raises:
+            RuntimeError: the bucket cannot be checked or made (one line from botocore).
+        """
         bucket = str(props["bucket"])
         client = _client(props)
         adopted = bucket_exists(client, bucket)
@@ -73,15 +82,19 @@ class StoreBucketProvider(ResourceProvider):
         return CreateResult(bucket, {**props, "adopted": adopted})
 
     def diff(self, _id: str, olds: Props, news: Props) -> DiffResult:
+        """Replace when the bucket or the endpoint changes; any other difference is no change."""
         replaces = [key for key in REPLACE_KEYS if olds.get(key) != news.get(key)]
         return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=False)
 
     def read(self, id_: str, props: Props) -> ReadResult:
+        """Refresh: a bucket that is gone leaves the state; one that exists keeps its
+        properties."""
         if not bucket_exists(_client(props), id_):
             return ReadResult("", {})  # gone: the engine drops it from the state
         return ReadResult(id_, props)
 
     def delete(self, _id: str, _props: Props) -> None:
+        """Delete nothing: the bucket and its models are kept (the module docstring says why)."""
         pulumi.log.info("StoreBucket: the bucket and its models are kept (shared by stacks)")
 
 

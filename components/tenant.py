@@ -29,6 +29,16 @@ METRICS_KEY_SECRET = "llamafleet-metrics-key"  # noqa: S105
 
 @dataclass(frozen=True)
 class TenantQuota:
+    """A team's ResourceQuota, in each of its namespaces (so per cluster).
+
+    Attributes:
+        cpus: CPUs, as both requests.cpu and limits.cpu.
+        memory_gib: Memory in GiB, as both requests.memory and limits.memory (whole MiB,
+            rounded down).
+        gpus: GPUs, as requests.nvidia.com/gpu.
+        pods: Pods.
+    """
+
     cpus: float
     memory_gib: float
     gpus: int
@@ -48,13 +58,21 @@ class StoreCredentials:
 class TenantArgs:
     """`api_keys`: key names, oldest first (each name is one key; two let clients rotate).
     `clusters`: every cluster where the team has deployments, by name. The keys are generated
-    once and the same Secret lands in each, so a team has one set of keys across a hybrid fleet."""
+    once and the same Secret lands in each, so a team has one set of keys across a hybrid fleet.
 
+    Raises:
+        ValueError: `api_keys` is empty or repeats a name.
+    """
+
+    # The team's name, the `llamafleet.io/team` label.
     team: str
+    # The team's namespace, the same in every cluster.
     namespace: str
+    # The ResourceQuota of each of its namespaces.
     quota: TenantQuota
     api_keys: Sequence[str]
     clusters: Mapping[str, k8s.Provider]
+    # On-prem model store credentials for the fetchers; None: no such Secret.
     store_credentials: StoreCredentials | None = None
 
     def __post_init__(self) -> None:
