@@ -22,9 +22,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.eks_cluster import Oidc, irsa_role
-from components.node_tier import ACCELERATOR_LABEL, GPU_TAINT_KEY
-
-ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+from components.labels import ACCELERATOR_LABEL, GPU_TAINT_KEY, IRSA_ROLE_ANNOTATION
 
 
 @dataclass(frozen=True)
@@ -225,7 +223,7 @@ class ClusterAddons(pulumi.ComponentResource):
                 "serviceAccount": {
                     "create": True,
                     "name": "cluster-autoscaler",
-                    "annotations": {ROLE_ANNOTATION: role.arn},
+                    "annotations": {IRSA_ROLE_ANNOTATION: role.arn},
                 }
             },
             "extraArgs": {
@@ -254,7 +252,7 @@ class ClusterAddons(pulumi.ComponentResource):
             "serviceAccount": {
                 "create": True,
                 "name": chart_name,
-                "annotations": {ROLE_ANNOTATION: role.arn},
+                "annotations": {IRSA_ROLE_ANNOTATION: role.arn},
             },
         }
         self._release(chart_name, args.version, "kube-system", values, [inline])

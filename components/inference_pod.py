@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from components.labels import GPU_RESOURCE, GPU_TAINT_KEY, TIER_LABEL
 from components.pod_security import container_security_context, pod_security_context
 from components.server_args import (
     API_KEY_DIR,
@@ -34,13 +35,9 @@ if TYPE_CHECKING:
     # Types only: this module stays importable, and testable, without Pulumi.
     from pulumi import Input
 
-TIER_LABEL = "llamafleet.io/tier"
-# The newest x86 level (infra.schema.ISA_LEVELS) every node of the tier supports.
-ISA_LABEL = "llamafleet.io/isa"
 # The store credentials Secret (on-prem) is mounted as an AWS shared credentials file.
 STORE_CREDENTIALS_DIR = "/var/run/secrets/llamafleet/model-store"
 STORE_CREDENTIALS_KEY = "credentials"
-GPU_RESOURCE = "nvidia.com/gpu"
 STARTUP_PERIOD_SECONDS = 10
 
 
@@ -157,7 +154,7 @@ def pod_spec(inputs: PodInputs, instance: str) -> dict[str, Any]:
             }
         )
     if gpu:
-        spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+        spec["tolerations"] = [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
     return spec
 
 

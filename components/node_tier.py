@@ -8,7 +8,6 @@ node needs plus read access to the models bucket.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,10 +15,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.eks_cluster import MANAGED_POLICY, assume_role_policy
-from components.inference_pod import ISA_LABEL, TIER_LABEL
+from components.labels import ACCELERATOR_LABEL, GPU_TAINT_KEY, ISA_LABEL, TIER_LABEL
 
-ACCELERATOR_LABEL = "llamafleet.io/accelerator"
-GPU_TAINT_KEY = "nvidia.com/gpu"
 # Nodes pull images and join the cluster; the CNI's permissions live on its own IRSA role.
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly")
 AMI_TYPES = {"cpu": "AL2023_x86_64_STANDARD", "gpu": "AL2023_x86_64_NVIDIA"}
@@ -46,7 +43,8 @@ class NodeTierArgs:
         min_size: Fewest nodes.
         max_size: Most nodes.
         desired_size: Nodes at creation; cluster-autoscaler owns the count after.
-        models_read_policy_arn: IAM policy for reading the model store, attached to the nodes.
+        models_read_policy_arn: IAM policy for reading the model store, attached to the nodes;
+            None (default): none (an on-prem store, read with its key pair).
         capacity_type: on-demand (default) or spot.
         root_volume_gib: Size of the encrypted gp3 root volume, GiB (default 100).
     """
@@ -60,7 +58,7 @@ class NodeTierArgs:
     min_size: int
     max_size: int
     desired_size: int
-    models_read_policy_arn: pulumi.Input[str]
+    models_read_policy_arn: pulumi.Input[str] | None = None
     capacity_type: Literal["on-demand", "spot"] = "on-demand"
     root_volume_gib: int = 100
 
@@ -74,33 +72,8 @@ def node_labels(args: NodeTierArgs) -> dict[str, str]:
     return labels
 
 
-def models_read_policy(
-    name: str, bucket: str, prefix: str, opts: pulumi.ResourceOptions | None = None
-) -> aws.iam.Policy:
-    """Read-only access to the GGUF files: list the prefix, get its objects, nothing else."""
-    keys = f"{prefix.strip('/')}/*" if prefix.strip("/") else "*"
-    document = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Action": ["s3:GetObject"],
-                "Resource": [f"arn:aws:s3:::{bucket}/{keys}"],
-            },
-            {
-                "Effect": "Allow",
-                "Action": ["s3:ListBucket"],
-                "Resource": [f"arn:aws:s3:::{bucket}"],
-                "Condition": {"StringLike": {"s3:prefix": [keys]}},
-            },
-        ],
-    }
-    return aws.iam.Policy(
-        name,
-        description=f"Read GGUF files from s3://{bucket}/{keys}",
-        policy=json.dumps(document),
-        opts=opts,
-    )
+def _store_policy(args: NodeTierArgs) -> list[pulumi.Input[str]]:
+    return [] if args.models_read_policy_arn is None else [args.models_read_policy_arn]
 
 
 class NodeTier(pulumi.ComponentResource):
@@ -123,12 +96,14 @@ class NodeTier(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        policies = [f"{MANAGED_POLICY}{policy}" for policy in NODE_POLICIES]
+        policies: list[pulumi.Input[str]] = [
+            f"{MANAGED_POLICY}{policy}" for policy in NODE_POLICIES
+        ]
         attachments = [
             aws.iam.RolePolicyAttachment(
                 f"{name}-node-{index}", role=self.role.name, policy_arn=arn, opts=child
             )
-            for index, arn in enumerate([*policies, args.models_read_policy_arn])
+            for index, arn in enumerate(policies + _store_policy(args))
         ]
         template = aws.ec2.LaunchTemplate(
             f"{name}-nodes",

@@ -13,8 +13,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster_addons import chart, helm_release
-from components.inference_pod import ISA_LABEL, TIER_LABEL
 from components.kube_provider import kubernetes_provider
+from components.labels import ISA_LABEL, TIER_LABEL
 from components.manifest import manifest
 
 METALLB_API = "metallb.io/v1beta1"

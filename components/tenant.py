@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 
 from components.api_keys import ApiKey
 from components.inference_pod import STORE_CREDENTIALS_KEY
+from components.labels import GPU_RESOURCE
 from components.manifest import manifest
 from components.pod_security import restricted_namespace_labels
 
@@ -179,7 +180,7 @@ def _quota_spec(quota: TenantQuota) -> dict[str, Any]:
             "limits.cpu": cpus,
             "requests.memory": memory,
             "limits.memory": memory,
-            "requests.nvidia.com/gpu": str(quota.gpus),
+            f"requests.{GPU_RESOURCE}": str(quota.gpus),
             "pods": str(quota.pods),
         }
     }

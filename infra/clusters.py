@@ -17,7 +17,7 @@ from components.cluster_addons import (
 from components.eks_cluster import EksCluster, EksClusterArgs, service_account_role
 from components.kube_provider import kubernetes_provider
 from components.load_balancing import LoadBalancing, aws_nlb, metallb
-from components.node_tier import NodeTier, NodeTierArgs, models_read_policy
+from components.node_tier import NodeTier, NodeTierArgs
 from components.onprem_cluster import MetalLbArgs, OnPremCluster, OnPremClusterArgs, TierNodes
 from infra.cluster_settings import ChartVersions, EksSettings, OnPremSettings
 from infra.names import eks_cluster_name, node_tier_name, pod_role_name
@@ -78,8 +78,8 @@ def provision(
     store: ModelStoreSettings,
     models_read_policy_arn: pulumi.Input[str] | None = None,
 ) -> ProvisionedCluster:
-    """`models_read_policy_arn`: the model store's read-only policy for EKS nodes; without it a
-    policy for `store`'s bucket and prefix is made here."""
+    """`models_read_policy_arn`: the model store's read-only policy for EKS nodes (None: an
+    on-prem store, read with its key pair; nodes then get no store policy)."""
     if cluster.kind == "eks" and cluster.eks is not None:
         provisioned = _eks(name, cluster, cluster.eks, store, models_read_policy_arn)
     elif cluster.onprem is not None:
@@ -123,10 +123,9 @@ def _eks(
             protect=eks_settings.protect,
         ),
     )
-    read_policy = (
-        models_read_policy_arn
-        or models_read_policy(f"{name}-models-read", store.bucket, store.prefix).arn
-    )
+    # The store's read-only policy (AWS S3); none where the store is on-prem (pods read it
+    # with its key pair), so nodes get no access to an AWS bucket of that name.
+    read_policy = models_read_policy_arn
     tiers = tuple(
         NodeTier(
             node_tier_name(name, tier_name),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from components.inference_pod import ISA_LABEL
+from components.labels import ISA_LABEL
 from infra.schema import Settings
 
 

@@ -8,6 +8,7 @@ import pulumi_kubernetes as k8s
 from components.autoscaling import ScalingRange
 from components.inference_pod import PodInputs, StoreRef
 from components.inference_service import InferenceService, InferenceServiceArgs
+from components.labels import IRSA_ROLE_ANNOTATION
 from components.model_store import ModelStore
 from components.model_sync import ModelSync, ModelSyncArgs
 from components.server_args import ServerOptions
@@ -33,9 +34,6 @@ def main() -> None:
         # RunError: the engine prints the message alone, without a Python traceback.
         raise pulumi.RunError(str(exc)) from None
     build(settings)
-
-
-IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 
 
 def build(settings: Settings) -> None:

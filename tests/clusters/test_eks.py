@@ -99,16 +99,16 @@ def test_nodes_get_the_node_policies_and_the_models_read_policy_only(stack: str)
         assert [s["Principal"] for s in trust] == [{"Service": "ec2.amazonaws.com"}]
 
 
-def test_without_a_store_policy_nodes_get_one_for_the_models_prefix_only() -> None:
+def test_without_a_store_policy_nodes_get_only_the_node_policies() -> None:
+    """An on-prem store is read with its key pair: no IAM policy for a bucket of its name."""
     declared = declare(stack_config("aws-dev"), models_policy=None)
-    (policy,) = of_type(declared, "aws:iam/policy:Policy")
-    statements = json.loads(policy.inputs["policy"])["Statement"]
-    assert {a for s in statements for a in s["Action"]} == {"s3:GetObject", "s3:ListBucket"}
-    resources = {r for s in statements for r in s["Resource"]}
-    assert resources == {
-        "arn:aws:s3:::llamafleet-models-dev/gguf/*",
-        "arn:aws:s3:::llamafleet-models-dev",
+    assert of_type(declared, "aws:iam/policy:Policy") == []
+    attached = {
+        d.inputs["policyArn"]
+        for d in of_type(declared, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if d.name.endswith(tuple(f"-node-{i}" for i in range(9)))
     }
+    assert attached and all(arn.startswith("arn:aws:iam::aws:policy/") for arn in attached)
 
 
 @pytest.mark.parametrize("stack", EKS_STACKS)
