@@ -1,6 +1,6 @@
-"""Shared fixtures: every stack file, rendered once per session (tests/stack_renders.py).
+"""Shared fixtures: every stack file, rendered once per session (tests/support/stack_renders.py).
 
-Under CI=true a skipped test fails the run, unless its reason is one tests/skips.py allows:
+Under CI=true a skipped test fails the run, unless its reason is one tests/support/skips.py allows:
 `.ci/run` installs and builds every tool a test needs, so a skip there means a test did not run.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from skips import OPTIONAL
-from stack_renders import STACKS, rendered_stack
+from support.skips import OPTIONAL
+from support.stack_renders import STACKS, rendered_stack
 
 from infra.render import Rendered
 

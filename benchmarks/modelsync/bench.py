@@ -38,7 +38,7 @@ from modelsync.plan import plan_sync
 from modelsync.sources import discover_files
 from modelsync.store import RemoteStore
 from modelsync.sync import run_sync
-from tests.modelsync.synthetic_gguf import GgufSpec, write_gguf
+from tests.support.synthetic_gguf import GgufSpec, write_gguf
 
 MIB = 1 << 20
 NOOP_REPEATS = 5  # the median is reported: one start-up of a Python CLI varies a lot

@@ -31,8 +31,8 @@ from llama_server import (  # noqa: E402
     localize_argv,
 )
 from load import Level, run_level  # noqa: E402
-from loopback import free_port  # noqa: E402
 from rendered_argv import local_argv  # noqa: E402
+from support.loopback import free_port  # noqa: E402
 
 # Upstream's CPU server image, uncompressed, as a llama.cpp maintainer measured it with
 # `docker image inspect ghcr.io/ggml-org/llama.cpp:server --format='{{.Size}}'`

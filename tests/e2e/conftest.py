@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,11 @@ from e2e_support import (
     TEST_ETCD_PORT,
     Cluster,
     Project,
+    ProjectFactory,
     e2e_config,
     tiers_of,
 )
-from loopback import moto_server
+from support.loopback import moto_server
 
 S3_ACCESS_KEY = "e2e-access-key"
 S3_SECRET_KEY = "e2e-secret-key"  # moto takes any pair
@@ -107,9 +108,6 @@ def local_cluster(
         yield Cluster(kubeconfig=Path(up.stdout.strip().splitlines()[-1]), data_dir=data, env=env)
     finally:
         _run([script, "down", "--purge"], env, timeout=120)
-
-
-ProjectFactory = Callable[[str, dict[str, Any]], Project]
 
 
 @pytest.fixture(scope="module")

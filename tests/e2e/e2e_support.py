@@ -9,13 +9,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from tiny_llama_gguf import write_gguf
+from support.tiny_llama_gguf import write_gguf
 
 from infra.config import load_stack_file, stack_file
 from infra.local_tiers import node_tiers
@@ -41,8 +41,8 @@ TEST_ETCD_PORT = int(os.environ.get("LLAMAFLEET_E2E_ETCD_PORT", "22379"))
 
 E2E_STACK = "e2e"
 TEAM_A, TEAM_B = "alpha", "beta"
-# Synthetic models (tests/tiny_llama_gguf.py): the small one big enough that reading it shows
-# in a process's I/O counters.
+# Synthetic models (tests/support/tiny_llama_gguf.py): the small one big enough that reading it
+# shows in a process's I/O counters.
 MODEL_ELEMENTS = {"small": 8 * 1024 * 1024, "big": 1024 * 1024, "gpu": 1024 * 1024}
 CUDA_IMAGE = "localhost:5000/llamafleet/llama-server-cuda@sha256:" + "1" * 64
 
@@ -231,3 +231,7 @@ class Project:
             check=True,
             timeout=120,
         )
+
+
+# `make_project(stack, config)` (the e2e conftest's fixture): a Project for a stack file.
+ProjectFactory = Callable[[str, dict[str, Any]], Project]

@@ -24,7 +24,7 @@ from e2e_support import (
     Project,
     digest_of,
 )
-from tiny_llama_gguf import write_gguf
+from support.tiny_llama_gguf import write_gguf
 
 from infra.engine import engine_log
 

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ProjectFactory
-from e2e_support import LLAMAFLEET, TEAM_B, Cluster, Project, e2e_config
+from e2e_support import LLAMAFLEET, TEAM_B, Cluster, Project, ProjectFactory, e2e_config
 
 pytestmark = pytest.mark.e2e
 

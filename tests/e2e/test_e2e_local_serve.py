@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ProjectFactory
-from e2e_support import BIN, LLAMAFLEET, REPO, Cluster, Project
-from loopback import free_port
+from e2e_support import BIN, LLAMAFLEET, REPO, Cluster, Project, ProjectFactory
+from support.loopback import free_port
 
 from infra.config import stack_file
 

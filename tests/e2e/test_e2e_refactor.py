@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ProjectFactory
-from e2e_support import REPO, TEAM_B, e2e_config
+from e2e_support import REPO, TEAM_B, ProjectFactory, e2e_config
 
 pytestmark = pytest.mark.e2e
 

@@ -15,8 +15,8 @@ from llama_server import (
     lay_out_mounts,
     localize_argv,
 )
-from loopback import free_port
 from rendered_argv import local_argv
+from support.loopback import free_port
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from loopback import OPENS, moto_server, use_credentials
-from tiny_llama_gguf import write_gguf
+from support.loopback import OPENS, moto_server, use_credentials
+from support.tiny_llama_gguf import write_gguf
 
 # Distinctive, so a leak into outputs, state or the pickled provider is easy to spot.
 ACCESS_KEY = "AKIALLAMAFLEETLEAK01"

@@ -7,7 +7,7 @@ import uuid
 
 import boto3
 import pytest
-from loopback import free_port
+from support.loopback import free_port
 
 from components.store_bucket import StoreBucketProvider, bucket_exists
 from modelsync.store import make_s3_client

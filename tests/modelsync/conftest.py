@@ -9,9 +9,9 @@ from pathlib import Path
 
 import boto3
 import pytest
-from loopback import OPENS, forget_sessions, moto_server, rclone_s3, use_credentials
 from s3_probes import RequestLog
-from synthetic_gguf import GgufSpec, write_gguf
+from support.loopback import OPENS, forget_sessions, moto_server, rclone_s3, use_credentials
+from support.synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.hashcache import HashCache
 from modelsync.store import RemoteStore

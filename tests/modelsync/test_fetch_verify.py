@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from s3_probes import RequestLog
-from synthetic_gguf import GgufSpec, write_gguf
+from support.synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.cli import main
 from modelsync.errors import DigestMismatchError, StoreError

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from synthetic_gguf import GgufSpec, write_gguf
+from support.synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.errors import GgufError, ModelSyncError
 from modelsync.gguf import read_header

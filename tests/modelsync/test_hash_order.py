@@ -10,7 +10,7 @@ from modelsync import plan
 from modelsync.hashcache import HashCache
 from modelsync.progress import Advance, NoProgress
 from modelsync.sources import ModelSource
-from tests.modelsync.synthetic_gguf import GgufSpec, write_gguf
+from tests.support.synthetic_gguf import GgufSpec, write_gguf
 
 
 class RecordedTracks(NoProgress):

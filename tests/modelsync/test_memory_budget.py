@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from synthetic_gguf import GgufSpec, write_gguf
+from support.synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.budget import ByteBudget
 from modelsync.hashcache import HashCache

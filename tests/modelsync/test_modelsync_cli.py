@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from synthetic_gguf import write_gguf
+from support.synthetic_gguf import write_gguf
 
 from modelsync.cli import build_parser, main
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from skips import optional_skip
-from synthetic_gguf import GgufSpec, write_gguf
+from support.skips import optional_skip
+from support.synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.cli import main
 from modelsync.hashcache import HashCache

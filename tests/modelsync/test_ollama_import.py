@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from synthetic_gguf import GgufSpec, write_gguf
+from support.synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.cli import main
 from modelsync.errors import DigestMismatchError, SourceError

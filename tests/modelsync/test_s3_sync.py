@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from botocore.awsrequest import AWSPreparedRequest
 from s3_probes import RequestLog
-from skips import optional_skip
-from synthetic_gguf import GgufSpec, write_gguf
+from support.skips import optional_skip
+from support.synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.errors import GgufError, StoreError
 from modelsync.hashcache import HashCache

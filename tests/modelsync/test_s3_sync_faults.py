@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from botocore.awsrequest import AWSResponse
-from synthetic_gguf import GgufSpec, write_gguf
+from support.synthetic_gguf import GgufSpec, write_gguf
 
 from modelsync.errors import DigestMismatchError, SourceError, StoreError
 from modelsync.hashcache import HashCache

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from stack_renders import STACKS, rendered_stack
+from support.stack_renders import STACKS, rendered_stack
 
 from infra.render import write
 

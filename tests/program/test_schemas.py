@@ -7,8 +7,8 @@ import copy
 from typing import Any
 
 import pytest
-from stack_renders import rendered_stack
 from support.schemas import name_errors, schema_errors
+from support.stack_renders import rendered_stack
 
 from infra.render import Rendered
 

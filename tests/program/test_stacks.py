@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import pytest
 from pulumi.runtime.rpc import is_rpc_secret
-from stack_renders import rendered_stack
+from support.stack_renders import rendered_stack
 
 from infra.config import load_stack_file
 from infra.mock_run import API_KEY_TYPE

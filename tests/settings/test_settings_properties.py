@@ -24,9 +24,9 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
-from stack_renders import STACKS
 from support.schemas import name_errors, schema_errors
 from support.settings_mutations import Leaf, Mutation, leaves, mutations, shape
+from support.stack_renders import STACKS
 
 from infra.config import SettingsError, engine_config, load_stack_file, stack_file
 from infra.mock_run import run_program

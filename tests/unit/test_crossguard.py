@@ -7,7 +7,7 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 from pulumi_policy.policy import PolicyResource, ResourceValidationArgs, StackValidationArgs
-from stack_renders import rendered_stack
+from support.stack_renders import rendered_stack
 
 from policy.crossguard import policies
 from policy.rules import FLEET_RULES, OBJECT_RULES

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from stack_renders import rendered_stack
+from support.stack_renders import rendered_stack
 
 from policy.rules import violations
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loopback import free_port
-from stack_renders import rendered_stack
+from support.loopback import free_port
+from support.stack_renders import rendered_stack
 
 from components.server_args import API_KEY_DIR, MODEL_DIR
 from infra.serve_local import (

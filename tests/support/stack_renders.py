@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
+from infra.config import STACKS_DIR
 from infra.render import Rendered, render
 
-STACKS_DIR = Path(__file__).resolve().parent.parent / "stacks"
 STACKS = sorted(
     p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml")
 )
@@ -15,4 +14,5 @@ STACKS = sorted(
 
 @functools.cache
 def rendered_stack(stack: str) -> Rendered:
+    """The stack's render, shared by every test of the session (do not mutate it)."""
     return render(stack)
