@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from components.node_tier import NODE_GROUP_SUFFIX, NODE_ROLE_SUFFIX
 from components.sizing import FETCHER_CPU, FETCHER_MEMORY_BYTES, GiB, PodSizing, fit_problems
-from infra.cluster_settings import INSTANCE_FAMILIES, InstanceFamily, instance_family
+from infra.aws_facts import INSTANCE_FAMILIES, InstanceFamily, instance_family
 from infra.names import (
     AUTONAME_SUFFIX_LENGTH,
     DNS_1035_LABEL,
@@ -29,7 +29,7 @@ from infra.names import (
     team_namespace,
 )
 from infra.placement import Placement, placements, pod_sizing, tier_shape
-from infra.schema import Cluster, Model, Quota, Range, Settings, Tier
+from infra.schema import Cluster, Model, Quota, Settings, Tier
 from infra.settings_types import ISA_LEVELS
 
 
@@ -55,7 +55,6 @@ def check(
         # Each section on its own.
         lambda: [
             *_store_credentials(settings, encrypted),
-            *_ranges(settings),
             *_tiers(settings),
             *_cluster_kinds(settings),
             *_images(settings),
@@ -108,19 +107,6 @@ def _store_credentials(settings: Settings, encrypted: frozenset[str]) -> Iterato
             "'llamafleet:modelStore.credentials.secretAccessKey' …` (plain text is only for a "
             "store on loopback)",
         )
-
-
-def _range(path: str, value: Range) -> Iterator[Problem]:
-    if value.min > value.max:
-        yield Problem(path, f"min ({value.min}) must not exceed max ({value.max})")
-
-
-def _ranges(settings: Settings) -> Iterator[Problem]:
-    for cluster_name, cluster in settings.clusters.items():
-        for tier_name, tier in cluster.tiers.items():
-            yield from _range(f"clusters.{cluster_name}.tiers.{tier_name}.nodes", tier.nodes)
-    for model_name, model in settings.models.items():
-        yield from _range(f"models.{model_name}.replicas", model.replicas)
 
 
 def _tiers(settings: Settings) -> Iterator[Problem]:

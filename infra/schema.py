@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, StringConstraints, field_validator
+from pydantic import Field, SecretStr, StringConstraints, field_validator, model_validator
 
 from components.config import ComponentConfig, CudaArchitectures, ServiceUrl
 from components.model_sources import settings_source_problem
@@ -26,11 +26,21 @@ Strict = ComponentConfig
 
 
 class Range(Strict):
-    """A count range, min to max (min must not exceed max: infra.rules):
-    `llamafleet:clusters.<name>.tiers.<tier>.nodes` and `llamafleet:models.<name>.replicas`."""
+    """A count range, min to max, min not above max:
+    `llamafleet:clusters.<name>.tiers.<tier>.nodes` and `llamafleet:models.<name>.replicas`.
+
+    Raises:
+        ValueError: min exceeds max (pydantic reports it at the range's key path).
+    """
 
     min: int = Field(ge=0, description="Lower bound.")
     max: int = Field(ge=1, description="Upper bound.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
 
 
 class Gpu(Strict):
