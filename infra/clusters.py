@@ -143,7 +143,13 @@ def _eks(
                 models_read_policy_arn=read_policy,
                 root_volume_gib=eks_settings.node_root_volume_gib,
             ),
-            opts=pulumi.ResourceOptions(depends_on=[eks]),
+            opts=pulumi.ResourceOptions(
+                depends_on=[eks],
+                # A renamed tier keeps its node group and role (their labels are updated).
+                aliases=[pulumi.Alias(name=node_tier_name(name, tier.former_name))]
+                if tier.former_name
+                else None,
+            ),
         )
         for tier_name, tier in cluster.tiers.items()
     )

@@ -10,6 +10,7 @@ refuse in the middle of an `up`.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Final
 
@@ -39,6 +40,15 @@ def team_namespace(team: str) -> str:
 def instance_name(model: str, tier: str) -> str:
     """The name of a model's Deployment, Service, autoscaler and ServiceAccount on a tier."""
     return f"{model}-{tier}"
+
+
+def former_names(*parts: tuple[str, str | None]) -> list[str]:
+    """The names a joined name had before renames: each (current, former) part contributes its
+    current name and, if set and different, its former one; every combination but the current
+    one, joined with '-'. E.g. (("dc1", None), ("search", "web"), ("gemma", None)) ->
+    ["dc1-web-gemma"]."""
+    options = [[now, *([before] if before and before != now else [])] for now, before in parts]
+    return ["-".join(combination) for combination in itertools.product(*options)][1:]
 
 
 def pod_role_name(cluster: str, team: str, instance: str) -> str:

@@ -16,7 +16,7 @@ from components.tenant import StoreCredentials, Tenant, TenantArgs, TenantQuota
 from infra.clusters import ProvisionedCluster, provision
 from infra.config import SettingsError, pulumi_settings, settings_source
 from infra.images import ImageRefs, image_refs
-from infra.names import team_namespace
+from infra.names import former_names, team_namespace
 from infra.placement import Placement, gguf_facts, placements, serving_shape
 from infra.schema import Settings
 
@@ -77,6 +77,10 @@ def build(settings: Settings) -> None:
             f"{placement.cluster_name}-{placement.team}-{placement.name}",
             _service_args(settings, placement, cluster, read_policy, images),
             opts=pulumi.ResourceOptions(
+                # Children are named after the component, so they inherit these aliases.
+                aliases=[
+                    pulumi.Alias(name=name) for name in _former_service_names(settings, placement)
+                ],
                 provider=cluster.provider,
                 depends_on=[
                     # The namespace and every Secret the pods mount.
@@ -157,6 +161,16 @@ def check_pins(pins: dict[str, str], synced: dict[str, str], sync: ModelSync) ->
     return sync
 
 
+def _former_service_names(settings: Settings, placement: Placement) -> list[str]:
+    """What an InferenceService was called before its team, model or tier was renamed."""
+    return former_names(
+        (placement.cluster_name, None),
+        (placement.team, settings.tenants[placement.team].former_name),
+        (placement.model_name, placement.model.former_name),
+        (placement.tier_name, placement.tier.former_name),
+    )
+
+
 def _store_credentials(settings: Settings) -> StoreCredentials | None:
     """The fetchers' shared credentials file, as a secret, where the store is read with a key
     pair (on-prem); None where pods use an IAM role."""
@@ -184,9 +198,12 @@ def _tenant(
 ) -> Tenant:
     tenant = settings.tenants[team]
     quota = tenant.quota
+    former = tenant.former_name
     return Tenant(
         team,
-        TenantArgs(
+        # The team's keys are named after it, so they inherit the alias and survive a rename.
+        opts=pulumi.ResourceOptions(aliases=[pulumi.Alias(name=former)] if former else None),
+        args=TenantArgs(
             team=team,
             namespace=team_namespace(team),
             quota=TenantQuota(

@@ -58,6 +58,7 @@ def check(
             *_tiers(settings),
             *_cluster_kinds(settings),
             *_images(settings),
+            *_former_names(settings),
         ],
         # Tiers as their cluster's kind provides them (eks node groups, named on-prem nodes).
         lambda: _node_tiers(settings),
@@ -107,6 +108,28 @@ def _store_credentials(settings: Settings, encrypted: frozenset[str]) -> Iterato
             "'llamafleet:modelStore.credentials.secretAccessKey' …` (plain text is only for a "
             "store on loopback)",
         )
+
+
+def _former_names(settings: Settings) -> Iterator[Problem]:
+    """A former name is an alias of the renamed thing: it must not be another's current name."""
+    tiers = {
+        f"clusters.{c}.tiers.{t}": (t, tier.former_name)
+        for c, cluster in settings.clusters.items()
+        for t, tier in cluster.tiers.items()
+    }
+    for kind, named in (
+        ("model", {f"models.{m}": (m, model.former_name) for m, model in settings.models.items()}),
+        ("team", {f"tenants.{t}": (t, team.former_name) for t, team in settings.tenants.items()}),
+        ("tier", tiers),
+    ):
+        current = {name for name, _ in named.values()}
+        for path, (name, former) in named.items():
+            if former is not None and former != name and former in current:
+                yield Problem(
+                    f"{path}.formerName",
+                    f"{former!r} is the name of another {kind} in this stack; a former name "
+                    "must be free",
+                )
 
 
 def _tiers(settings: Settings) -> Iterator[Problem]:

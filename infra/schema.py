@@ -62,6 +62,7 @@ class Tier(Strict):
     count; instance types on EKS, node names on-prem. Tier names are unique in a stack."""
 
     kind: Literal["cpu", "gpu"] = Field(description="cpu, or gpu for NVIDIA nodes.")
+
     isa: IsaLevel = Field(description="Newest x86 level every node of the tier supports.")
     cpus_per_node: float = Field(gt=0, description="CPUs of one node.")
     memory_per_node_gib: float = Field(gt=0, description="Memory of one node, GiB.")
@@ -82,6 +83,11 @@ class Tier(Strict):
     node_names: list[NodeName] = Field(
         default_factory=list[str],
         description="On-prem: the nodes that form the tier (labelled by the stack).",
+    )
+    former_name: Name | None = Field(
+        default=None,
+        description="The name this tier had before a rename: its resources carry Pulumi "
+        "aliases, so what can be kept is kept (README: renames).",
     )
 
 
@@ -245,6 +251,7 @@ class Model(Strict):
     serve it, and how each replica serves it (slots, context, CPUs, caches, replicas)."""
 
     digest: Digest = Field(description="sha256 of the GGUF file, as stored.")
+
     size_bytes: int = Field(ge=1, description="Size of the GGUF file.")
     gguf: GgufMetadata = Field(description="Header facts sizing needs.")
     source: str | None = Field(
@@ -290,6 +297,11 @@ class Model(Strict):
     queue_per_replica: int = Field(
         default=2, ge=1, description="Queued requests per replica that trigger a scale-up."
     )
+    former_name: Name | None = Field(
+        default=None,
+        description="The name this model had before a rename: its resources carry Pulumi "
+        "aliases, so what can be kept is kept (README: renames).",
+    )
 
 
 class Quota(Strict):
@@ -314,12 +326,19 @@ class TenantSettings(Strict):
     API keys."""
 
     models: list[Name] = Field(min_length=1, description="Models the team may call.")
+
     quota: Quota = Field(description="The team's share of the fleet.")
     api_keys: list[KeyName] = Field(
         min_length=1,
         max_length=10,
         description="Names of the team's keys, oldest first, one key each (e.g. [2026-11, "
         "2026-12]): add a name to issue a key, remove one to retire only that key.",
+    )
+
+    former_name: Name | None = Field(
+        default=None,
+        description="The name this team had before a rename: its resources carry Pulumi "
+        "aliases, so what can be kept is kept (README: renames).",
     )
 
     @field_validator("api_keys", mode="before")
