@@ -3,6 +3,7 @@ program needs to put workloads on it: a Kubernetes provider and how its load bal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import pulumi
@@ -53,7 +54,12 @@ class ProvisionedCluster:
         return LoadBalancing(annotations={}, spec={"type": "LoadBalancer"})
 
     def pod_role(
-        self, team: str, instance: str, namespace: str, policy_arn: pulumi.Input[str]
+        self,
+        team: str,
+        instance: str,
+        namespace: str,
+        policy_arn: pulumi.Input[str],
+        former_names: Sequence[str] = (),
     ) -> pulumi.Output[str] | None:
         """EKS: the ARN of a role only `namespace/instance` (the ServiceAccount of a team's
         model on a tier) assumes, with `policy_arn` (e.g. the model store's read policy for the
@@ -67,7 +73,10 @@ class ProvisionedCluster:
             namespace=namespace,
             service_account=service_account,
             policy_arn=policy_arn,
-            opts=pulumi.ResourceOptions(parent=self.eks),
+            # After a rename the role is kept: it was named from the same parts.
+            opts=pulumi.ResourceOptions(
+                parent=self.eks, aliases=[pulumi.Alias(name=name) for name in former_names]
+            ),
         )
         return role.arn
 

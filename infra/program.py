@@ -259,7 +259,13 @@ def _service_args(
     # (pods cannot reach the node's credentials: IMDSv2 hop limit 1 and the NetworkPolicy).
     role = None
     if store_settings.credentials_secret is None and read_policy is not None:
-        role = cluster.pod_role(placement.team, placement.name, namespace, read_policy)
+        role = cluster.pod_role(
+            placement.team,
+            placement.name,
+            namespace,
+            read_policy,
+            _former_service_names(settings, placement),
+        )
     return InferenceServiceArgs(
         namespace=namespace,
         instance=placement.name,

@@ -94,3 +94,21 @@ def test_a_former_name_that_another_model_still_has_is_refused(tmp_path: Path) -
         load_stack_file(file)
     (line,) = str(caught.value).splitlines()
     assert "llamafleet:models.qwen25-7b.formerName: 'gemma3-270m' is the name of another" in line
+
+
+def test_a_renamed_model_keeps_its_fetchers_iam_roles(tmp_path: Path) -> None:
+    config = config_of("prod")
+    models = config["llamafleet:models"]
+    models["gemma"] = {**models.pop("gemma3-270m"), "formerName": "gemma3-270m"}
+    for tenant in config["llamafleet:tenants"].values():
+        tenant["models"] = ["gemma" if m == "gemma3-270m" else m for m in tenant["models"]]
+    declared = declare(config, tmp_path, "prod")
+    roles = [
+        d
+        for d in declared
+        if d.type in ("aws:iam/role:Role", "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        and "-gemma-" in d.name
+    ]
+    assert roles
+    for role in roles:
+        assert role.aliases == (f"name={role.name.replace('-gemma-', '-gemma3-270m-')}",)
