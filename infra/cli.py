@@ -117,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     except engine.EngineError as exc:
         print(f"llamafleet {args.command} {getattr(args, 'stack', '')}: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # The machine's side (an output folder that is a file, a full disk): one line too.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"llamafleet {args.command}: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             f"llamafleet {args.command}: interrupted; run it again to finish (a lock or pending "

@@ -50,3 +50,13 @@ def test_extra_arguments_to_other_commands_are_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exited:
         main(["validate", "stacks/Pulumi.local.yaml", "extra"])
     assert exited.value.code == 2
+
+
+def test_an_output_folder_that_is_a_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = tmp_path / "out"
+    taken.write_text("a file, not a folder")
+    assert main(["render", "local", "--out", str(taken)]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("llamafleet render: ") and str(taken) in line
