@@ -1,4 +1,4 @@
-"""Live state survives the refactor of issue 13, through the real engine: a `local`-style stack
+"""Live state survives refactors and renames, through the real engine: a `local`-style stack
 deployed by the tree before it (4291b03, from git) previews with no change after it, then
 refreshes with no drift and destroys. The dynamic providers (ApiKey, StoreBucket, ModelSync) are
 pickled into the state by module path, so this also proves the new tree still loads them."""
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_support import REPO, TEAM_B, ProjectFactory, e2e_config
+from e2e_support import REPO, TEAM_B, Project, ProjectFactory, e2e_config
 
 pytestmark = pytest.mark.e2e
 
@@ -67,5 +67,36 @@ def test_a_stack_deployed_before_the_refactor_previews_no_change_after_it(
         # config, which lost endpointPort; the engine counts no resource change.
         refresh = project.llamafleet("refresh")
         assert f"{project.stack}: no drift" in refresh.stdout
+    finally:
+        project.llamafleet("destroy")
+
+
+def _keys(project: Project, team: str) -> dict[str, str]:
+    done = project.llamafleet("keys", after=[team], record=False)
+    return dict(line.split(" ", 1) for line in done.stdout.splitlines())
+
+
+def test_a_team_renamed_with_its_former_name_keeps_its_keys(
+    make_project: ProjectFactory, e2e_models: Path, store_endpoint: str
+) -> None:
+    """The engine carries the Tenant's alias over to the ApiKeys named after it: the keys
+    survive, while the namespace (immutable name) is replaced."""
+    config = e2e_config(e2e_models, store_endpoint)
+    del config["llamafleet:tenants"]["alpha"]
+    config["llamafleet:tenants"][TEAM_B]["models"] = ["small"]
+    for name in ("big", "gpu"):
+        del config["llamafleet:models"][name]
+    project = make_project("e2e-rename", config)
+    try:
+        project.llamafleet("up")
+        before = _keys(project, TEAM_B)
+        tenants = config["llamafleet:tenants"]
+        tenants["renamed"] = {**tenants.pop(TEAM_B), "formerName": TEAM_B}
+        project.write_config(config)
+        up = project.llamafleet("up")
+        assert "delete" not in "".join(
+            line for line in up.stdout.splitlines() if "tenancy:ApiKey" in line
+        )
+        assert _keys(project, "renamed") == before
     finally:
         project.llamafleet("destroy")
