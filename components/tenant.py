@@ -16,8 +16,10 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pydantic import Field
 
 from components.api_keys import ApiKey
+from components.config import ComponentConfig
 from components.inference_pod import STORE_CREDENTIALS_KEY
 from components.labels import GPU_RESOURCE
 from components.manifest import manifest
@@ -28,22 +30,21 @@ API_KEY_SECRET = "llamafleet-api-keys"  # noqa: S105
 METRICS_KEY_SECRET = "llamafleet-metrics-key"  # noqa: S105
 
 
-@dataclass(frozen=True)
-class TenantQuota:
-    """A team's ResourceQuota, in each of its namespaces (so per cluster).
+class TenantQuota(ComponentConfig):
+    """A team's ResourceQuota, in each of its namespaces (so per cluster); the stack's
+    `llamafleet:tenants.<team>.quota` is this config. Raises pydantic's ValidationError for a
+    value out of range."""
 
-    Attributes:
-        cpus: CPUs, as both requests.cpu and limits.cpu.
-        memory_gib: Memory in GiB, as both requests.memory and limits.memory (whole MiB,
-            rounded down).
-        gpus: GPUs, as requests.nvidia.com/gpu.
-        pods: Pods.
-    """
-
-    cpus: float
-    memory_gib: float
-    gpus: int
-    pods: int
+    cpus: float = Field(
+        gt=0, description="CPUs, as both requests.cpu and limits.cpu, over the team's pods."
+    )
+    memory_gib: float = Field(
+        gt=0,
+        description="Memory in GiB, as both requests.memory and limits.memory (whole MiB, "
+        "rounded down).",
+    )
+    gpus: int = Field(default=0, ge=0, description="GPUs, as requests.nvidia.com/gpu.")
+    pods: int = Field(ge=1, description="Pods.")
 
 
 @dataclass(frozen=True)

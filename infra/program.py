@@ -12,7 +12,7 @@ from components.labels import IRSA_ROLE_ANNOTATION
 from components.model_store import ModelStore
 from components.model_sync import ModelSync, ModelSyncArgs
 from components.server_args import ServerOptions
-from components.tenant import StoreCredentials, Tenant, TenantArgs, TenantQuota
+from components.tenant import StoreCredentials, Tenant, TenantArgs
 from infra.clusters import ProvisionedCluster, provision
 from infra.config import SettingsError, pulumi_settings, settings_source
 from infra.images import ImageRefs, image_refs
@@ -197,7 +197,6 @@ def _tenant(
     store_credentials: StoreCredentials | None,
 ) -> Tenant:
     tenant = settings.tenants[team]
-    quota = tenant.quota
     former = tenant.former_name
     return Tenant(
         team,
@@ -206,9 +205,7 @@ def _tenant(
         args=TenantArgs(
             team=team,
             namespace=team_namespace(team),
-            quota=TenantQuota(
-                cpus=quota.cpus, memory_gib=quota.memory_gib, gpus=quota.gpus, pods=quota.pods
-            ),
+            quota=tenant.quota,
             api_keys=tenant.api_keys,
             clusters={name: providers[name] for name in sorted(clusters)},
             store_credentials=store_credentials,

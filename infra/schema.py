@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, StringConstraints, field_validator, model
 from components.config import ComponentConfig, CudaArchitectures, ServiceUrl
 from components.model_sources import settings_source_problem
 from components.model_store import ModelStoreConfig
+from components.tenant import TenantQuota
 from infra.cluster_settings import (
     AddonSettings,
     EksSettings,
@@ -304,14 +305,9 @@ class Model(Strict):
     )
 
 
-class Quota(Strict):
-    """`llamafleet:tenants.<team>.quota`: the team's ResourceQuota, per cluster it runs in; it
-    must cover the minimum replicas plus one rollout surge pod (infra.rules)."""
-
-    cpus: float = Field(gt=0, description="CPU limits, summed over the team's pods.")
-    memory_gib: float = Field(gt=0, description="Memory limits, GiB.")
-    gpus: int = Field(default=0, ge=0, description="nvidia.com/gpu.")
-    pods: int = Field(ge=1, description="Pods.")
+# `llamafleet:tenants.<team>.quota` is the Tenant component's quota config; it must cover the
+# minimum replicas plus one rollout surge pod (infra.rules).
+Quota = TenantQuota
 
 
 # A key's name: kept in resource names and shown by `llamafleet keys` (e.g. 2026-11).

@@ -132,7 +132,7 @@ def declare_tenant(
 ) -> list[Declared]:
     def program() -> None:
         providers = {name: k8s.Provider(name) for name in clusters}
-        quota = TenantQuota(12.5, 48, 2, 10)
+        quota = TenantQuota(cpus=12.5, memory_gib=48, gpus=2, pods=10)
         store = None
         if store_file is not None:
             store = StoreCredentials("model-store-credentials", pulumi.Output.secret(store_file))
@@ -186,9 +186,9 @@ def test_tenant_issues_one_key_per_name_only_as_secrets() -> None:
 
 def test_tenant_names_must_be_distinct() -> None:
     with pytest.raises(ValueError, match="distinct names"):
-        TenantArgs("s", "ns", TenantQuota(1, 1, 0, 1), ("a", "a"), {})
+        TenantArgs("s", "ns", TenantQuota(cpus=1, memory_gib=1, gpus=0, pods=1), ("a", "a"), {})
     with pytest.raises(ValueError, match="at least one"):
-        TenantArgs("s", "ns", TenantQuota(1, 1, 0, 1), (), {})
+        TenantArgs("s", "ns", TenantQuota(cpus=1, memory_gib=1, gpus=0, pods=1), (), {})
 
 
 def test_store_credentials_become_a_secret_in_every_namespace_of_the_team() -> None:
