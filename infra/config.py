@@ -136,10 +136,15 @@ def engine_config(settings_file: Path) -> dict[str, str]:
     """The `llamafleet:` keys as the Pulumi engine hands them to a program (JSON strings)."""
     document = yaml.safe_load(settings_file.read_text()) or {}
     config = document.get("config") or {}
+    return engine_values({k: v for k, v in config.items() if str(k).startswith(f"{NAMESPACE}:")})
+
+
+def engine_values(config: Mapping[str, Any]) -> dict[str, str]:
+    """A stack file's `config:` mapping as the engine hands it to a program: each value a
+    string (structured values as JSON)."""
     return {
         str(key): value if isinstance(value, str) else json.dumps(value)
         for key, value in config.items()
-        if str(key).startswith(f"{NAMESPACE}:")
     }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from infra.config import engine_values
 from infra.mock_run import run_program
 from infra.program import main as program_main
 
@@ -46,7 +46,7 @@ def synthetic(teams: int, models: int, tiers: int) -> dict[str, str]:
         }
         for t in range(teams)
     }
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    return engine_values(config)
 
 
 def measure(teams: int, models: int, tiers: int, repeat: int) -> tuple[int, float]:

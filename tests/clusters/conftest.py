@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pulumi
 import yaml
 
 from infra.clusters import ProvisionedCluster, provision
-from infra.config import pulumi_settings
+from infra.config import engine_values, pulumi_settings, stack_file
 from infra.mock_run import Declared, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +22,7 @@ Config = dict[str, Any]
 
 
 def stack_config(stack: str) -> Config:
-    document = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
+    document = yaml.safe_load(stack_file(stack).read_text())
     return copy.deepcopy(document["config"])
 
 
@@ -39,7 +38,7 @@ def declare(config: Config, models_policy: str | None = MODELS_POLICY) -> list[D
 
 
 def engine(config: Config) -> dict[str, str]:
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    return engine_values(config)
 
 
 def provisioned(stack: str, cluster: str) -> ProvisionedCluster:

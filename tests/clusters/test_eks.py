@@ -8,13 +8,12 @@ from typing import Any
 import pytest
 
 from infra.clusters import provision
-from infra.config import load_stack_file, pulumi_settings
+from infra.config import load_stack_file, pulumi_settings, stack_file
 from infra.mock_run import run_program
 
 from .conftest import (
     EKS_STACKS,
     MODELS_POLICY,
-    ROOT,
     children,
     declare,
     declared_stack,
@@ -29,7 +28,7 @@ MANAGED = "arn:aws:iam::aws:policy/"
 
 
 def eks_tiers(stack: str) -> dict[str, Any]:
-    settings = load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    settings = load_stack_file(stack_file(stack))
     return {
         name: tier
         for cluster in settings.clusters.values()

@@ -12,8 +12,9 @@ import pytest
 from pulumi.runtime.rpc import is_rpc_secret
 from support.stack_renders import rendered_stack
 
-from infra.config import load_stack_file
+from infra.config import load_stack_file, stack_file
 from infra.mock_run import API_KEY_TYPE
+from infra.names import team_namespace
 from infra.placement import placements
 from infra.program import check_pins
 from infra.render import Rendered, render, write
@@ -37,8 +38,8 @@ def flag(args: list[str], name: str) -> str:
 
 
 def test_one_set_of_serving_objects_per_team_model_and_tier(stack: str, rendered: Rendered) -> None:
-    settings = load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
-    expected = {(f"llamafleet-{p.team}", p.name) for p in placements(settings)}
+    settings = load_stack_file(stack_file(stack))
+    expected = {(team_namespace(p.team), p.name) for p in placements(settings)}
     assert expected, "every stack serves something"
     for kind in ("Deployment", "Service", "PodDisruptionBudget", "ServiceAccount"):
         assert set(by_name(rendered, kind)) == expected, kind
@@ -48,14 +49,14 @@ def test_one_set_of_serving_objects_per_team_model_and_tier(stack: str, rendered
     }
     assert autoscalers == expected
     namespaces = {o["metadata"]["name"] for o in objects_of(rendered, "Namespace")}
-    assert namespaces == {f"llamafleet-{team}" for team in settings.tenants}
+    assert namespaces == {team_namespace(team) for team in settings.tenants}
 
 
 def test_pods_are_sized_and_argued_by_the_rules(stack: str, rendered: Rendered) -> None:
-    settings = load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    settings = load_stack_file(stack_file(stack))
     deployments = by_name(rendered, "Deployment")
     for p in placements(settings):
-        pod = deployments[(f"llamafleet-{p.team}", p.name)]["spec"]["template"]["spec"]
+        pod = deployments[(team_namespace(p.team), p.name)]["spec"]["template"]["spec"]
         (server,) = pod["containers"]
         args, resources = server["args"], server["resources"]
         assert resources["limits"]["cpu"] == str(p.sizing.cpus) == flag(args, "--threads")
@@ -98,7 +99,7 @@ def test_every_object_passes_the_policy_rules(rendered: Rendered) -> None:
 
 
 def test_autoscaler_follows_the_queue_or_falls_back_to_cpu(stack: str, rendered: Rendered) -> None:
-    settings = load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    settings = load_stack_file(stack_file(stack))
     keda = {c.autoscaler for c in settings.clusters.values()} == {"keda"}
     for scaled in objects_of(rendered, "ScaledObject"):
         (trigger,) = scaled["spec"]["triggers"]
@@ -172,7 +173,7 @@ def test_render_writes_one_stable_file_per_object(tmp_path: Path) -> None:
 
 
 def test_each_team_gets_one_key_per_name_and_one_for_the_scraper() -> None:
-    settings = load_stack_file(ROOT / "stacks" / "Pulumi.prod.yaml")
+    settings = load_stack_file(stack_file("prod"))
     inventory = rendered_stack("prod").declared
     keys = Counter(d.name.split("-", 1)[0] for d in inventory if d.type == API_KEY_TYPE)
     assert keys == {team: len(t.api_keys) + 1 for team, t in settings.tenants.items()}
@@ -191,7 +192,7 @@ def test_prod_places_the_gpu_model_on_the_l40s_tier_only(stack_name: str) -> Non
 def test_fetchers_read_the_store_with_a_role_or_the_stack_credentials(
     stack: str, rendered: Rendered
 ) -> None:
-    settings = load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    settings = load_stack_file(stack_file(stack))
     store = settings.model_store
     for account in objects_of(rendered, "ServiceAccount"):
         annotations = account["metadata"].get("annotations", {})

@@ -12,17 +12,18 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from infra.config import SettingsError, load_stack_file, namespace_values, parse
+from infra.config import SettingsError, load_stack_file, namespace_values, parse, stack_file
 
 ROOT = Path(__file__).resolve().parents[2]
-PROD = ROOT / "stacks" / "Pulumi.prod.yaml"
+PROD = stack_file("prod")
 Config = dict[str, Any]
 REF = "registry.example/llamafleet/x@sha256:" + "1" * 64
 
 
 def test_every_stack_file_is_valid(stack: str) -> None:
-    settings = load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    settings = load_stack_file(stack_file(stack))
     assert settings.models and settings.tenants
 
 
@@ -423,7 +424,7 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
 
 def test_settings_are_immutable() -> None:
     settings = load_stack_file(PROD)
-    with pytest.raises(Exception, match="frozen"):
+    with pytest.raises(ValidationError, match="frozen"):
         settings.models["gemma3-270m"].parallel = 3  # type: ignore[misc]
 
 
@@ -469,7 +470,7 @@ def test_render_of_a_bad_stack_fails_before_declaring_anything(tmp_path: Path) -
 
 
 def test_an_eks_only_key_on_an_existing_cluster_is_refused_even_when_zero(tmp_path: Path) -> None:
-    config = yaml.safe_load((ROOT / "stacks" / "Pulumi.onprem.yaml").read_text())["config"]
+    config = yaml.safe_load((stack_file("onprem")).read_text())["config"]
     tier = next(iter(config["llamafleet:clusters"]["dc1"]["tiers"]))
     config["llamafleet:clusters"]["dc1"]["tiers"][tier]["desiredNodes"] = 0
     bad = tmp_path / "Pulumi.onprem.yaml"
