@@ -160,10 +160,16 @@ def _models(settings: Settings) -> Iterator[Problem]:
     on_gpus = [n for n, m in settings.models.items() if m.accelerator != "cpu" and has_gpu_tier]
     if on_gpus and not _has_image(settings, "cuda"):
         yield Problem("images.cuda", f"{', '.join(on_gpus)} may run on GPUs: set the CUDA image")
-    small = _tiers_too_small(settings, tiers)
-    for tier_path, messages in small.items():
-        yield Problem(tier_path, "too small for several models: " + "; ".join(messages.values()))
-    reported = {(model, path.rsplit(".", 1)[1]) for path, found in small.items() for model in found}
+    misfits = _misfits(settings, tiers)
+    small = _tiers_too_small(settings, misfits)
+    for (cluster_name, tier_name), why in small.items():
+        yield Problem(
+            f"clusters.{cluster_name}.tiers.{tier_name}",
+            "too small for several models: " + "; ".join(why.values()),
+        )
+    # A misfit said at its tier is not said again at the model.
+    reported = {(model, tier_name) for (_, tier_name), why in small.items() for model in why}
+    unreported = {pair: why for pair, why in misfits.items() if pair not in reported}
     for name, model in settings.models.items():
         path = f"models.{name}"
         if model.context_length > model.gguf.context_length:
@@ -183,37 +189,52 @@ def _models(settings: Settings) -> Iterator[Problem]:
                 f"{path}.accelerator", "gpu, but this stack has no gpu tier (all tiers are cpu)"
             )
             continue
-        yield from _model_tiers(path, name, model, tiers, reported)
+        yield from _model_tiers(path, name, model, tiers, unreported)
 
 
-def _fit(name: str, model: Model, tier_name: str, tier: Tier) -> list[str]:
-    reasons = fit_problems(pod_sizing(model, tier.kind), tier_shape(tier_name, tier))
-    return [f"model {name} does not fit on {tier_name}: it {reason}" for reason in reasons]
-
-
-def _tiers_too_small(settings: Settings, tiers: dict[str, Tier]) -> dict[str, dict[str, str]]:
-    """Tiers that several of their models do not fit (one setting of the tier, e.g. its
-    memory, is then the cause): tier key path -> model -> why."""
-    found: dict[str, dict[str, str]] = {}
-    for cluster_name, cluster in settings.clusters.items():
-        for tier_name, tier in cluster.tiers.items():
-            misfits = {
-                name: "; ".join(reasons)
-                for name, model in settings.models.items()
-                if tier_name in model.tiers
-                and model.context_length <= model.gguf.context_length
-                and _compatible(model, tier)
-                and (reasons := _fit(name, model, tier_name, tier))
-            }
-            if len(misfits) > 1:
-                found[f"clusters.{cluster_name}.tiers.{tier_name}"] = misfits
+def _misfits(settings: Settings, tiers: dict[str, Tier]) -> dict[tuple[str, str], list[str]]:
+    """Why each model does not fit each tier of its kind it names, sized with a context it can
+    have: (model, tier) -> reasons, only where there are some. Computed once for the stack."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for name, model in settings.models.items():
+        if model.context_length > model.gguf.context_length:
+            continue
+        for tier_name in model.tiers:
+            tier = tiers.get(tier_name)
+            if tier is None or not _accelerator_fits(model, tier):
+                continue
+            reasons = fit_problems(pod_sizing(model, tier.kind), tier_shape(tier_name, tier))
+            if reasons:
+                found[(name, tier_name)] = [
+                    f"model {name} does not fit on {tier_name}: it {reason}" for reason in reasons
+                ]
     return found
 
 
-def _compatible(model: Model, tier: Tier) -> bool:
-    return model.accelerator in ("any", tier.kind) and ISA_LEVELS.index(
-        tier.isa
-    ) >= ISA_LEVELS.index(model.min_isa)
+def _tiers_too_small(
+    settings: Settings, misfits: dict[tuple[str, str], list[str]]
+) -> dict[tuple[str, str], dict[str, str]]:
+    """Tiers that several of their models do not fit (one setting of the tier, e.g. its
+    memory, is then the cause): (cluster, tier) -> model -> why."""
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    for cluster_name, cluster in settings.clusters.items():
+        for tier_name, tier in cluster.tiers.items():
+            why = {
+                name: "; ".join(reasons)
+                for (name, misfit_tier), reasons in misfits.items()
+                if misfit_tier == tier_name and _isa_fits(settings.models[name], tier)
+            }
+            if len(why) > 1:
+                found[(cluster_name, tier_name)] = why
+    return found
+
+
+def _accelerator_fits(model: Model, tier: Tier) -> bool:
+    return model.accelerator in ("any", tier.kind)
+
+
+def _isa_fits(model: Model, tier: Tier) -> bool:
+    return ISA_LEVELS.index(tier.isa) >= ISA_LEVELS.index(model.min_isa)
 
 
 def _model_tiers(
@@ -221,7 +242,7 @@ def _model_tiers(
     name: str,
     model: Model,
     tiers: dict[str, Tier],
-    reported: set[tuple[str, str]],
+    misfits: dict[tuple[str, str], list[str]],
 ) -> Iterator[Problem]:
     """Where the model cannot go, one line: at the tier entry when one is wrong, at `tiers`
     naming each when several are (one setting, e.g. minIsa or cpus, often rules out several)."""
@@ -233,8 +254,7 @@ def _model_tiers(
             found.append(Problem(tier_path, f"unknown tier {tier_name!r}; known: {sorted(tiers)}"))
             continue
         found += _placement(tier_path, name, model, tier_name, tier)
-        if (name, tier_name) not in reported and model.accelerator in ("any", tier.kind):
-            found += [Problem(tier_path, reason) for reason in _fit(name, model, tier_name, tier)]
+        found += [Problem(tier_path, reason) for reason in misfits.get((name, tier_name), [])]
     if len(found) > 1:
         found = [Problem(f"{path}.tiers", "; ".join(problem.message for problem in found))]
     yield from found
@@ -270,12 +290,12 @@ def _keda_everywhere(settings: Settings, model: Model, tiers: dict[str, Tier]) -
 
 
 def _placement(path: str, name: str, model: Model, tier_name: str, tier: Tier) -> Iterator[Problem]:
-    if model.accelerator not in ("any", tier.kind):
+    if not _accelerator_fits(model, tier):
         yield Problem(
             path, f"{tier_name} is a {tier.kind} tier but model {name} is {model.accelerator}"
         )
         return
-    if ISA_LEVELS.index(tier.isa) < ISA_LEVELS.index(model.min_isa):
+    if not _isa_fits(model, tier):
         yield Problem(
             path, f"{tier_name} nodes are {tier.isa}, older than the model's minIsa {model.min_isa}"
         )
