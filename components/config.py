@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 from typing import Annotated, Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 from pydantic.alias_generators import to_camel
@@ -57,22 +57,36 @@ def region_problem(region: str) -> str | None:
     return None
 
 
-def endpoint_url_problem(url: str) -> str | None:
-    """Why `url` is not an S3 endpoint URL (None if it is): http(s)://HOST[:PORT] with no
-    credentials in it (they would land in state and in pod specs; the AWS credential chain or
-    `modelStore.credentials` supplies them), no path, query or fragment."""
+def _http_url(
+    url: str, shape: str, credentials_from: str = ""
+) -> tuple[SplitResult | None, str | None]:
+    """`url` split, or why it is not http(s)://HOST… (`shape` is named in the reason), with
+    credentials in it refused: they would land in state and in pod specs (`credentials_from`
+    says where they come from instead)."""
     try:
         parts = urlsplit(url)
-        port = parts.port
+        parts.port  # noqa: B018 (parsing the port is part of the check)
     except ValueError as exc:
-        return f"is not a URL: {exc}"
+        return None, f"is not a URL: {exc}"
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be http(s)://HOST[:PORT]"
+        return None, f"must be {shape}"
     if parts.username is not None or parts.password is not None:
-        return "must not carry credentials: they come from the AWS credential chain"
+        return None, f"must not carry credentials{credentials_from}"
+    return parts, None
+
+
+def endpoint_url_problem(url: str) -> str | None:
+    """Why `url` is not an S3 endpoint URL (None if it is): http(s)://HOST[:PORT] with no
+    credentials in it (the AWS credential chain or `modelStore.credentials` supplies them), no
+    path, query or fragment."""
+    parts, problem = _http_url(
+        url, "http(s)://HOST[:PORT]", ": they come from the AWS credential chain"
+    )
+    if parts is None:
+        return problem
     if parts.path.strip("/") or parts.query or parts.fragment:
         return "must be http(s)://HOST[:PORT], without a path, query or fragment"
-    if port == 0:
+    if parts.port == 0:
         return "port must be 1-65535"
     return None
 
@@ -80,16 +94,7 @@ def endpoint_url_problem(url: str) -> str | None:
 def service_url_problem(url: str) -> str | None:
     """Why `url` is not an in-cluster service URL (None if it is): http(s)://HOST[:PORT][/PATH],
     no credentials."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (parsing the port is the check)
-    except ValueError as exc:
-        return f"is not a URL: {exc}"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be http(s)://HOST[:PORT][/PATH]"
-    if parts.username is not None or parts.password is not None:
-        return "must not carry credentials"
-    return None
+    return _http_url(url, "http(s)://HOST[:PORT][/PATH]")[1]
 
 
 def cidr_problem(value: str) -> str | None:
