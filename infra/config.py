@@ -237,15 +237,15 @@ def _step(annotation: Any, part: int | str) -> Any:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         by_alias = {f.alias or n: f for n, f in annotation.model_fields.items()}
         field = by_alias.get(str(part))
-        return _unwrap(field.annotation) if field else None
+        return unwrap_annotation(field.annotation) if field else None
     origin = get_origin(annotation)
     if origin in (dict, list):
-        return _unwrap(get_args(annotation)[-1])
+        return unwrap_annotation(get_args(annotation)[-1])
     return None
 
 
-def _unwrap(annotation: Any) -> Any:
-    """Strip Optional[...] and Annotated[...] down to the model or container type."""
+def unwrap_annotation(annotation: Any) -> Any:
+    """Strip Optional[...] and Annotated[...] down to the model, container or value type."""
     while True:
         origin = get_origin(annotation)
         if origin is Annotated:

@@ -5,37 +5,11 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, get_args
 
-from pydantic import BaseModel
-
-from infra.schema import Settings
+from support.settings_mutations import settings_keys
 
 RULES = Path(__file__).resolve().parents[2] / "infra" / "rules.py"
-
-
-def aliases(model: type[BaseModel], seen: set[type[BaseModel]] | None = None) -> set[str]:
-    seen = set() if seen is None else seen
-    if model in seen:
-        return set()
-    seen.add(model)
-    found: set[str] = set()
-    for name, field in model.model_fields.items():
-        found.add(field.alias or name)
-        for nested in _models(field.annotation):
-            found |= aliases(nested, seen)
-    return found
-
-
-def _models(annotation: Any) -> Iterator[type[BaseModel]]:
-    stack = [annotation]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            yield current
-        stack += list(get_args(current))
 
 
 def problem_paths() -> list[str]:
@@ -58,7 +32,7 @@ def segments(path: str) -> list[str]:
 
 
 def test_every_key_in_a_rule_path_is_a_settings_key() -> None:
-    known = aliases(Settings)
+    known = settings_keys()
     paths = problem_paths()
     assert len(paths) > 20  # the rules do write paths by hand
     unknown = {path: s for path in paths for s in segments(path) if s not in known}
@@ -67,5 +41,5 @@ def test_every_key_in_a_rule_path_is_a_settings_key() -> None:
 
 def test_the_check_catches_a_stale_key() -> None:
     """The control: a path naming a key the schema lacks is caught."""
-    known = aliases(Settings)
+    known = settings_keys()
     assert [s for s in segments("{}.contextLenght") if s not in known] == ["contextLenght"]

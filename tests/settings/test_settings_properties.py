@@ -14,18 +14,16 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
 from support.schemas import name_errors, schema_errors
-from support.settings_mutations import Leaf, Mutation, leaves, mutations, shape
+from support.settings_mutations import Leaf, Mutation, leaves, mutations, settings_keys, shape
 from support.stack_renders import STACKS
 
 from infra.config import SettingsError, engine_config, load_stack_file, stack_file
@@ -128,28 +126,7 @@ def test_every_field_mutated_is_refused_in_one_line_or_renders_valid(
 def test_the_sweep_reaches_every_field_of_the_schema() -> None:
     """Every field of every settings model is on some shape's path (the sweep's coverage)."""
     reached = {part for s in first_leaf_of_each_shape() for part in s.split(".")}
-    seen: set[str] = set()
-
-    def fields(model: type[Any]) -> Iterator[str]:
-        if model in seen:
-            return
-        seen.add(model)
-        for name, field in model.model_fields.items():
-            yield field.alias or name
-            for nested in _nested_models(field.annotation):
-                yield from fields(nested)
-
-    assert set(fields(Settings)) - reached == set()
-
-
-def _nested_models(annotation: Any) -> Iterator[type[Any]]:
-
-    stack = [annotation]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            yield current
-        stack += list(get_args(current))
+    assert settings_keys() - reached == set()
 
 
 REVIEW_INPUTS = [

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from infra.config import unwrap_annotation
 from infra.schema import Settings
 
 Path = tuple[str | int, ...]
@@ -180,20 +181,9 @@ def _constraints(annotation: Any, field: FieldInfo | None) -> list[Any]:
     return found
 
 
-def _base_type(annotation: Any) -> Any:
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            annotation = get_args(annotation)[0]
-        elif origin in (Union, type(int | None)):
-            annotation = next(a for a in get_args(annotation) if a is not type(None))
-        else:
-            return annotation
-
-
 def _boundaries(leaf: Leaf) -> Iterator[Any]:
     """Each numeric bound and its first value outside, each maximum length and one past it."""
-    base = _base_type(leaf.annotation)
+    base = unwrap_annotation(leaf.annotation)
     for constraint in _constraints(leaf.annotation, leaf.field):
         # ge/le: the bound is allowed and one step past it is not; gt/lt: the reverse.
         for attribute, step in (("ge", -1), ("gt", 1), ("le", 1), ("lt", -1)):
@@ -212,7 +202,7 @@ def _boundaries(leaf: Leaf) -> Iterator[Any]:
 
 
 def _choices(annotation: Any) -> list[Any]:
-    base = _base_type(annotation)
+    base = unwrap_annotation(annotation)
     if get_origin(base) is Literal:
         return list(get_args(base))
     if base is bool:
@@ -221,7 +211,7 @@ def _choices(annotation: Any) -> list[Any]:
 
 
 def _model(annotation: Any) -> type[BaseModel] | None:
-    base = None if annotation is None else _base_type(annotation)
+    base = None if annotation is None else unwrap_annotation(annotation)
     if isinstance(base, type) and issubclass(base, BaseModel):
         return base
     return None
@@ -234,7 +224,34 @@ def _field_annotation(model: type[BaseModel], alias: str) -> Any:
 
 
 def _element(annotation: Any) -> Any:
-    base = _base_type(annotation)
+    base = unwrap_annotation(annotation)
     if get_origin(base) in (dict, list):
         return get_args(base)[-1]
     return None
+
+
+def settings_keys(model: type[BaseModel] = Settings) -> set[str]:
+    """Every key (camelCase alias) of `model` and of every settings model nested in it."""
+    keys: set[str] = set()
+    seen: set[type[BaseModel]] = set()
+    pending = [model]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for name, field in current.model_fields.items():
+            keys.add(field.alias or name)
+            pending += _nested_models(field.annotation)
+    return keys
+
+
+def _nested_models(annotation: Any) -> list[type[BaseModel]]:
+    found: list[type[BaseModel]] = []
+    stack = [annotation]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            found.append(current)
+        stack += list(get_args(current))
+    return found
