@@ -128,6 +128,16 @@ def e2e_config(models_dir: Path, store_endpoint: str) -> dict[str, Any]:
     return config
 
 
+def small_config(models_dir: Path, store_endpoint: str) -> dict[str, Any]:
+    """The e2e stack cut down to one team (TEAM_B) and the small model: quick to deploy."""
+    config = e2e_config(models_dir, store_endpoint)
+    del config["llamafleet:tenants"][TEAM_A]
+    config["llamafleet:tenants"][TEAM_B]["models"] = ["small"]
+    for name in ("big", "gpu"):
+        del config["llamafleet:models"][name]
+    return config
+
+
 def tiers_of(config: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     """The stack's tiers as scripts/local-cluster's fake nodes (the same helper `make up` uses)."""
     path.write_text(yaml.safe_dump({"config": config}, sort_keys=False))

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import LLAMAFLEET, TEAM_B, Cluster, Project, ProjectFactory, e2e_config
+from e2e_support import LLAMAFLEET, TEAM_B, Cluster, Project, ProjectFactory, small_config
 
 pytestmark = pytest.mark.e2e
 
@@ -20,13 +20,8 @@ pytestmark = pytest.mark.e2e
 def project(
     make_project: ProjectFactory, e2e_models: Path, store_endpoint: str
 ) -> Iterator[Project]:
-    config = e2e_config(e2e_models, store_endpoint)
     # One team, so the stack is small; its namespace shows when the update is underway.
-    del config["llamafleet:tenants"]["alpha"]
-    config["llamafleet:tenants"][TEAM_B]["models"] = ["small"]
-    for name in ("big", "gpu"):
-        del config["llamafleet:models"][name]
-    made = make_project("e2e-interrupted", config)
+    made = make_project("e2e-interrupted", small_config(e2e_models, store_endpoint))
     yield made
     made.llamafleet("destroy", check=False)
 

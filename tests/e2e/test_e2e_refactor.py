@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_support import REPO, TEAM_B, Project, ProjectFactory, e2e_config
+from e2e_support import REPO, TEAM_B, Project, ProjectFactory, small_config
 
 pytestmark = pytest.mark.e2e
 
@@ -31,11 +31,7 @@ def tree_before(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_stack_deployed_before_the_refactor_previews_no_change_after_it(
     make_project: ProjectFactory, e2e_models: Path, store_endpoint: str, tree_before: Path
 ) -> None:
-    config = e2e_config(e2e_models, store_endpoint)
-    del config["llamafleet:tenants"]["alpha"]
-    config["llamafleet:tenants"][TEAM_B]["models"] = ["small"]
-    for name in ("big", "gpu"):
-        del config["llamafleet:models"][name]
+    config = small_config(e2e_models, store_endpoint)
     before = copy.deepcopy(config)
     # The old tree took the store's port as a setting; the new one derives it from the URL.
     before["llamafleet:modelStore"]["endpointPort"] = int(store_endpoint.rsplit(":", 1)[1])
@@ -81,11 +77,7 @@ def test_a_team_renamed_with_its_former_name_keeps_its_keys(
 ) -> None:
     """The engine carries the Tenant's alias over to the ApiKeys named after it: the keys
     survive, while the namespace (immutable name) is replaced."""
-    config = e2e_config(e2e_models, store_endpoint)
-    del config["llamafleet:tenants"]["alpha"]
-    config["llamafleet:tenants"][TEAM_B]["models"] = ["small"]
-    for name in ("big", "gpu"):
-        del config["llamafleet:models"][name]
+    config = small_config(e2e_models, store_endpoint)
     project = make_project("e2e-rename", config)
     try:
         project.llamafleet("up")
