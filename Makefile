@@ -40,7 +40,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 typecheck: venv
-	$(BIN)/pyright components modelsync infra policy
+	$(BIN)/pyright llamafleet
 
 unit: venv
 	$(BIN)/python -m pytest -m "not image and not e2e"

@@ -12,7 +12,7 @@ import pytest
 from support.skips import OPTIONAL
 from support.stack_renders import STACKS, rendered_stack
 
-from infra.render import Rendered
+from llamafleet.command.render import Rendered
 
 
 @pytest.fixture(params=STACKS)

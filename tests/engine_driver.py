@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from infra import engine
-from infra.engine_output import to_stderr
+from llamafleet.command import engine
+from llamafleet.command.engine_output import to_stderr
 
 
 def load_program(path: Path) -> Any:

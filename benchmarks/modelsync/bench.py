@@ -33,11 +33,11 @@ from pathlib import Path
 
 import boto3
 
-from modelsync.hashcache import HashCache
-from modelsync.plan import plan_sync
-from modelsync.sources import discover_files
-from modelsync.store import RemoteStore
-from modelsync.sync import run_sync
+from llamafleet.modelsync.hashcache import HashCache
+from llamafleet.modelsync.plan import plan_sync
+from llamafleet.modelsync.sources import discover_files
+from llamafleet.modelsync.store import RemoteStore
+from llamafleet.modelsync.sync import run_sync
 from tests.support.synthetic_gguf import GgufSpec, write_gguf
 
 MIB = 1 << 20
@@ -162,7 +162,7 @@ class ModelSyncTool(Tool):
         return self.work / self.cache_name
 
     def command(self) -> list[str]:
-        argv = [sys.executable, "-m", "modelsync", "sync", str(self.folder)]
+        argv = [sys.executable, "-m", "llamafleet.modelsync", "sync", str(self.folder)]
         argv += [f"s3://{self.bucket}/m", "--endpoint-url", self.endpoint, "--json"]
         return [*argv, "--cache-dir", str(self.cache_dir)]
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from infra.config import engine_values
-from infra.mock_run import run_program
-from infra.program import main as program_main
+from llamafleet.command.mock_run import run_program
+from llamafleet.program.stack import main as program_main
+from llamafleet.settings.load import engine_values
 
 PROD = Path(__file__).resolve().parents[2] / "stacks" / "Pulumi.prod.yaml"
 SIZES = [(1, 1, 1), (2, 2, 2), (4, 4, 2), (8, 4, 4), (16, 8, 4)]  # teams, models, tiers

@@ -1,4 +1,5 @@
-"""Run `infra.clusters.provision` for every cluster of a stack under Pulumi's mock monitor."""
+"""Run `llamafleet.program.clusters.provision` for every cluster of a stack under Pulumi's mock
+monitor."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 import pulumi
 import yaml
 
-from infra.clusters import ProvisionedCluster, provision
-from infra.config import engine_values, pulumi_settings, stack_file
-from infra.mock_run import Declared, run_program
+from llamafleet.command.mock_run import Declared, run_program
+from llamafleet.program.clusters import ProvisionedCluster, provision
+from llamafleet.settings.load import engine_values, pulumi_settings, stack_file
 
 ROOT = Path(__file__).resolve().parents[2]
 EKS_STACKS = ("aws-dev", "prod", "hybrid")

@@ -10,7 +10,7 @@ import pytest
 from support.metallb_schema import METALLB_API, metallb_errors
 from support.schemas import schema_errors
 
-from infra.render import is_kubernetes_object, kubernetes_object
+from llamafleet.command.render import is_kubernetes_object, kubernetes_object
 
 from .conftest import declared_stack
 

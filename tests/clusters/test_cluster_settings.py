@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.config import SettingsError, load_stack_file
+from llamafleet.settings.load import SettingsError, load_stack_file
 
 from .conftest import Config, stack_config
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from infra.clusters import provision
-from infra.config import load_stack_file, pulumi_settings, stack_file
-from infra.mock_run import run_program
+from llamafleet.command.mock_run import run_program
+from llamafleet.program.clusters import provision
+from llamafleet.settings.load import load_stack_file, pulumi_settings, stack_file
 
 from .conftest import (
     EKS_STACKS,

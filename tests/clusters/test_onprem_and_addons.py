@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from components.load_balancing import aws_nlb, metallb
-from infra.config import load_stack_file, stack_file
+from llamafleet.components.load_balancing import aws_nlb, metallb
+from llamafleet.settings.load import load_stack_file, stack_file
 
 from .conftest import (
     ONPREM_STACKS,

@@ -124,7 +124,9 @@ def make_project(
         work = tmp_path_factory.mktemp(f"project-{stack}")
         (work / "stacks").mkdir()
         settings = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
-        settings["main"] = str(REPO / "infra")  # the CLI checks it exists, even run inline
+        settings["main"] = str(
+            REPO / "llamafleet" / "program"
+        )  # the CLI checks it exists, even run inline
         (work / "Pulumi.yaml").write_text(yaml.safe_dump(settings))
         (work / ".venv").symlink_to(REPO / ".venv")
         state = work / ".state"

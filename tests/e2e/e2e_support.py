@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 from support.tiny_llama_gguf import write_gguf
 
-from infra.config import load_stack_file, stack_file
-from infra.local_tiers import node_tiers
+from llamafleet.command.local_tiers import node_tiers
+from llamafleet.settings.load import load_stack_file, stack_file
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"

@@ -26,7 +26,7 @@ from e2e_support import (
 )
 from support.tiny_llama_gguf import write_gguf
 
-from infra.engine import engine_log
+from llamafleet.command.engine import engine_log
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,7 @@ import yaml
 from e2e_support import BIN, LLAMAFLEET, REPO, Cluster, Project, ProjectFactory
 from support.loopback import free_port
 
-from infra.config import stack_file
+from llamafleet.settings.load import stack_file
 
 pytestmark = [pytest.mark.e2e, pytest.mark.image]
 

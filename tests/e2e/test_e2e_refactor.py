@@ -5,7 +5,10 @@ pickled into the state by module path, so this also proves the new tree still lo
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
+import pickletools
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +43,7 @@ def test_a_stack_deployed_before_the_refactor_previews_no_change_after_it(
         [
             sys.executable,
             "-m",
-            "infra.cli",
+            "infra.cli",  # the module path of the tree before
             "up",
             project.stack,
             "--work-dir",
@@ -61,10 +64,39 @@ def test_a_stack_deployed_before_the_refactor_previews_no_change_after_it(
         assert f"{project.stack}: no changes" in preview.stdout.splitlines(), preview.stdout
         # Only the dynamic providers' default provider is listed: it gets the stack's whole
         # config, which lost endpointPort; the engine counts no resource change.
+        assert _provider_modules(project) == {
+            "components.api_keys",
+            "components.model_sync_provider",
+            "components.store_bucket",
+        }
+        # The old tree's pickles name `components.*`, which imports nothing now: the command
+        # moves them before the refresh loads them (Read), and the destroy below (Delete).
         refresh = project.llamafleet("refresh")
         assert f"{project.stack}: no drift" in refresh.stdout
+        assert "moved them (state before:" in refresh.stderr, refresh.stderr
+        assert _provider_modules(project) == {
+            "llamafleet.components.api_keys",
+            "llamafleet.components.model_sync_provider",
+            "llamafleet.components.store_bucket",
+        }
+        again = project.llamafleet("refresh")
+        assert "moved them" not in again.stderr
     finally:
         project.llamafleet("destroy")
+
+
+def _provider_modules(project: Project) -> set[str]:
+    """The modules the state's pickled dynamic providers name (inputs and outputs)."""
+    exported = json.loads(project.pulumi("stack", "export").stdout)
+    found: set[str] = set()
+    for resource in exported["deployment"]["resources"]:
+        for section in ("inputs", "outputs"):
+            serialized = (resource.get(section) or {}).get("__provider")
+            if isinstance(serialized, str):
+                for op, arg, _ in pickletools.genops(base64.b64decode(serialized)):
+                    if op.name in {"SHORT_BINUNICODE", "BINUNICODE"} and "." in str(arg):
+                        found.add(str(arg))
+    return found
 
 
 def _keys(project: Project, team: str) -> dict[str, str]:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.server_args import API_KEY_DIR, API_KEY_FILE, MODEL_DIR
-from infra.serve_local import localise
+from llamafleet.command.serve import localise
+from llamafleet.components.server_args import API_KEY_DIR, API_KEY_FILE, MODEL_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_DRIVER = REPO / "scripts" / "build-llama-server"

@@ -15,7 +15,7 @@ CONTAINER = "llama-server"
 
 def render(stack: str, out_dir: Path) -> Path:
     subprocess.run(
-        [sys.executable, "-m", "infra.cli", "render", stack, "--out", str(out_dir)],
+        [sys.executable, "-m", "llamafleet.command.cli", "render", stack, "--out", str(out_dir)],
         cwd=REPO,
         check=True,
     )

@@ -64,7 +64,7 @@ def monitor(mocks: RecordingMocks) -> Iterator[ParentRecordingMonitor]:
 @pytest.fixture(scope="module")
 def component(monitor: ParentRecordingMonitor) -> ModuleType:
     """Imported only once the mocks are in place."""
-    from components import llama_cpp_image  # noqa: PLC0415
+    from llamafleet.components import llama_cpp_image  # noqa: PLC0415
 
     return llama_cpp_image
 

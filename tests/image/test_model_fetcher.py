@@ -47,6 +47,9 @@ def with_dependencies(names: set[str]) -> set[str]:
 
 
 def third_party_imports(package: Path) -> Iterator[str]:
+    """The top-level modules `package` (a folder of the `llamafleet` package) imports from
+    outside itself and the standard library."""
+    own = f"llamafleet.{package.name}"
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             names: list[str] = []
@@ -56,7 +59,7 @@ def third_party_imports(package: Path) -> Iterator[str]:
                 names = [node.module]
             for name in names:
                 top = name.split(".")[0]
-                if top not in sys.stdlib_module_names and top != package.name:
+                if top not in sys.stdlib_module_names and name.split(".")[:2] != own.split("."):
                     yield top
 
 
@@ -65,7 +68,7 @@ def missing_from_image(dockerfile: str, requirements: str) -> set[str]:
     providers = metadata.packages_distributions()
     needed = {
         normalized(dist)
-        for module in third_party_imports(REPO / "modelsync")
+        for module in third_party_imports(REPO / "llamafleet" / "modelsync")
         for dist in providers[module]
     }
     return needed - installed

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from components.model_store import ModelStore, ModelStoreConfig
-from infra.mock_run import MOCK_ACCOUNT as ACCOUNT
-from infra.mock_run import Declared, run_program
+from llamafleet.command.mock_run import MOCK_ACCOUNT as ACCOUNT
+from llamafleet.command.mock_run import Declared, run_program
+from llamafleet.components.model_store import ModelStore, ModelStoreConfig
 
 BUCKET = "llamafleet-models"
 BUCKET_ARN = f"arn:aws:s3:::{BUCKET}"

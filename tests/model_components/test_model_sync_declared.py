@@ -11,11 +11,11 @@ import pytest
 from pulumi.runtime.mocks import MockResourceArgs
 from pulumi.runtime.rpc import is_rpc_secret
 
-from components import model_sync
-from components.model_sources import RequestError
-from components.model_sync import ModelSync, ModelSyncArgs
-from components.model_sync_provider import ModelSyncProvider
-from infra.mock_run import Declared, run_program
+from llamafleet.command.mock_run import Declared, run_program
+from llamafleet.components import model_sync
+from llamafleet.components.model_sources import RequestError
+from llamafleet.components.model_sync import ModelSync, ModelSyncArgs
+from llamafleet.components.model_sync_provider import ModelSyncProvider
 
 from .conftest import ACCESS_KEY, SECRET_KEY, write_gguf
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from infra.engine import engine_bin_dir
+from llamafleet.command.engine import engine_bin_dir
 
 from .conftest import ACCESS_KEY, SECRET_KEY, write_gguf
 
@@ -28,7 +28,7 @@ import os
 
 import pulumi
 
-from components.model_sync import ModelSync, ModelSyncArgs
+from llamafleet.components.model_sync import ModelSync, ModelSyncArgs
 
 
 def program() -> None:

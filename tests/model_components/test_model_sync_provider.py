@@ -17,10 +17,10 @@ import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime.rpc import UNKNOWN
 
-from components import model_sync_provider
-from components.model_sources import OLLAMA_SCHEME, SourceSpec, SyncRequest
-from components.model_sync_provider import ModelSyncProvider
-from modelsync.errors import GgufError, SourceError, StoreError
+from llamafleet.components import model_sync_provider
+from llamafleet.components.model_sources import OLLAMA_SCHEME, SourceSpec, SyncRequest
+from llamafleet.components.model_sync_provider import ModelSyncProvider
+from llamafleet.modelsync.errors import GgufError, SourceError, StoreError
 
 from .conftest import ACCESS_KEY, SECRET_KEY, write_gguf
 

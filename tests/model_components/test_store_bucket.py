@@ -9,8 +9,8 @@ import boto3
 import pytest
 from support.loopback import free_port
 
-from components.store_bucket import StoreBucketProvider, bucket_exists
-from modelsync.store import make_s3_client
+from llamafleet.components.store_bucket import StoreBucketProvider, bucket_exists
+from llamafleet.modelsync.store import make_s3_client
 
 pytestmark = pytest.mark.s3
 
@@ -56,7 +56,9 @@ def test_delete_keeps_the_bucket_and_its_models(moto_endpoint: str, bucket: str)
 def test_an_unreachable_store_is_one_line_not_a_silent_create(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("modelsync.store.RETRY_ATTEMPTS", 1)  # fail fast; the path is the same
+    monkeypatch.setattr(
+        "llamafleet.modelsync.store.RETRY_ATTEMPTS", 1
+    )  # fail fast; the path is the same
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with pytest.raises(RuntimeError, match=r"^checking bucket b-1: Could not connect") as raised:
         StoreBucketProvider().create(props(endpoint, "b-1"))

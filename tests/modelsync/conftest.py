@@ -13,8 +13,8 @@ from s3_probes import RequestLog
 from support.loopback import OPENS, forget_sessions, moto_server, rclone_s3, use_credentials
 from support.synthetic_gguf import GgufSpec, write_gguf
 
-from modelsync.hashcache import HashCache
-from modelsync.store import RemoteStore
+from llamafleet.modelsync.hashcache import HashCache
+from llamafleet.modelsync.store import RemoteStore
 
 VENV_BIN = Path(sys.executable).parent
 ACCESS_KEY, SECRET_KEY = "modelsync-test", "modelsync-test-secret"

@@ -11,11 +11,11 @@ import pytest
 from s3_probes import RequestLog
 from support.synthetic_gguf import GgufSpec, write_gguf
 
-from modelsync.cli import main
-from modelsync.errors import DigestMismatchError, StoreError
-from modelsync.fetch import fetch_model
-from modelsync.store import RemoteStore
-from modelsync.verify import verify_local, verify_remote
+from llamafleet.modelsync.cli import main
+from llamafleet.modelsync.errors import DigestMismatchError, StoreError
+from llamafleet.modelsync.fetch import fetch_model
+from llamafleet.modelsync.store import RemoteStore
+from llamafleet.modelsync.verify import verify_local, verify_remote
 
 pytestmark = pytest.mark.s3
 
@@ -38,7 +38,7 @@ def stored(store: RemoteStore, model_bytes: bytes) -> str:
 
 @pytest.fixture(autouse=True)
 def _small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("modelsync.download.DOWNLOAD_CHUNK", 64 << 10)
+    monkeypatch.setattr("llamafleet.modelsync.download.DOWNLOAD_CHUNK", 64 << 10)
 
 
 def test_fetch_writes_verified_file_and_marker(
@@ -71,7 +71,7 @@ def test_second_fetch_skips_without_download_or_rehash(
     def no_hashing(*_: object) -> str:
         raise AssertionError("a verified copy must not be re-hashed")
 
-    monkeypatch.setattr("modelsync.fetch.hash_file", no_hashing)
+    monkeypatch.setattr("llamafleet.modelsync.fetch.hash_file", no_hashing)
     result = fetch_model(store, stored, tmp_path / "cache")
 
     assert result.status == "present"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from support.synthetic_gguf import GgufSpec, write_gguf
 
-from modelsync.errors import GgufError, ModelSyncError
-from modelsync.gguf import read_header
+from llamafleet.modelsync.errors import GgufError, ModelSyncError
+from llamafleet.modelsync.gguf import read_header
 
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 JSON_KEYS = [

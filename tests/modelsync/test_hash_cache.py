@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from modelsync.hashcache import CachedDigest, FileIdentity, HashCache
+from llamafleet.modelsync.hashcache import CachedDigest, FileIdentity, HashCache
 
 THREADS, STORES = 8, 150
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from modelsync import plan
-from modelsync.hashcache import HashCache
-from modelsync.progress import Advance, NoProgress
-from modelsync.sources import ModelSource
+from llamafleet.modelsync import plan
+from llamafleet.modelsync.hashcache import HashCache
+from llamafleet.modelsync.progress import Advance, NoProgress
+from llamafleet.modelsync.sources import ModelSource
 from tests.support.synthetic_gguf import GgufSpec, write_gguf
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from support.synthetic_gguf import GgufSpec, write_gguf
 
-from modelsync.budget import ByteBudget
-from modelsync.hashcache import HashCache
-from modelsync.plan import plan_sync
-from modelsync.sources import discover_files
-from modelsync.store import RemoteStore
-from modelsync.sync import SyncTuning, run_sync
+from llamafleet.modelsync.budget import ByteBudget
+from llamafleet.modelsync.hashcache import HashCache
+from llamafleet.modelsync.plan import plan_sync
+from llamafleet.modelsync.sources import discover_files
+from llamafleet.modelsync.store import RemoteStore
+from llamafleet.modelsync.sync import SyncTuning, run_sync
 
 
 def test_acquire_waits_until_bytes_are_released() -> None:
@@ -90,7 +90,7 @@ def test_sync_never_holds_more_part_bytes_than_the_budget(
     for index in range(3):
         spec = GgufSpec(tensor_bytes=4 * part, fill=bytes([index + 1]))
         write_gguf(tmp_path / "models" / f"m{index}.gguf", spec)
-    monkeypatch.setattr("modelsync.buffers.ByteBudget", PeakTrackingBudget)
+    monkeypatch.setattr("llamafleet.modelsync.buffers.ByteBudget", PeakTrackingBudget)
     PeakTrackingBudget.peak = 0
     tuning = SyncTuning(part_size=part, part_workers=8, memory_budget=2 * part, files_in_parallel=3)
 

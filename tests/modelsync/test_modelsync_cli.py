@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support.synthetic_gguf import write_gguf
 
-from modelsync.cli import build_parser, main
+from llamafleet.modelsync.cli import build_parser, main
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -127,7 +127,7 @@ def test_bad_input_gives_one_error_line(
 def test_unreachable_endpoint_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("modelsync.store.RETRY_ATTEMPTS", 1)
+    monkeypatch.setattr("llamafleet.modelsync.store.RETRY_ATTEMPTS", 1)
     write_gguf(tmp_path / "models" / "m.gguf")
     argv = ["sync", str(tmp_path / "models"), "s3://bucket/p", "--endpoint-url"]
     argv += ["http://127.0.0.1:9", "--cache-dir", str(tmp_path / "hc")]
@@ -141,7 +141,7 @@ def test_unreachable_endpoint_is_one_line(
 def test_console_entry_point_runs_as_module(tmp_path: Path) -> None:
     model = write_gguf(tmp_path / "m.gguf")
     completed = subprocess.run(
-        [sys.executable, "-m", "modelsync", "inspect", "--json", str(model)],
+        [sys.executable, "-m", "llamafleet.modelsync", "inspect", "--json", str(model)],
         capture_output=True,
         text=True,
         check=False,

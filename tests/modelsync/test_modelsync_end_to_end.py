@@ -16,13 +16,13 @@ import pytest
 from support.skips import optional_skip
 from support.synthetic_gguf import GgufSpec, write_gguf
 
-from modelsync.cli import main
-from modelsync.hashcache import HashCache
-from modelsync.plan import plan_sync
-from modelsync.sources import discover_files
-from modelsync.store import RemoteStore
-from modelsync.sync import run_sync
-from modelsync.upload import MAX_PARTS, MIN_PART_SIZE, part_size_for
+from llamafleet.modelsync.cli import main
+from llamafleet.modelsync.hashcache import HashCache
+from llamafleet.modelsync.plan import plan_sync
+from llamafleet.modelsync.sources import discover_files
+from llamafleet.modelsync.store import RemoteStore
+from llamafleet.modelsync.sync import run_sync
+from llamafleet.modelsync.upload import MAX_PARTS, MIN_PART_SIZE, part_size_for
 
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 FIVE_GB = 5 * 1024**3
@@ -46,7 +46,7 @@ def test_real_model_sync_then_init_container_fetch(
     assert synced["uploaded"] == [name]
     assert synced["models"][name]["digest"] == f"sha256:{GEMMA_SHA256}"
 
-    fetch = [sys.executable, "-m", "modelsync", "fetch", "--store", store_url]
+    fetch = [sys.executable, "-m", "llamafleet.modelsync", "fetch", "--store", store_url]
     fetch += ["--digest", f"sha256:{GEMMA_SHA256}", "--cache-dir", str(tmp_path / "node")]
     fetch += ["--endpoint-url", moto_endpoint]
     completed = subprocess.run(fetch, capture_output=True, text=True, check=False)

@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 from support.synthetic_gguf import GgufSpec, write_gguf
 
-from modelsync.cli import main
-from modelsync.errors import DigestMismatchError, SourceError
-from modelsync.hashcache import HashCache
-from modelsync.ollama import (
+from llamafleet.modelsync.cli import main
+from llamafleet.modelsync.errors import DigestMismatchError, SourceError
+from llamafleet.modelsync.hashcache import HashCache
+from llamafleet.modelsync.ollama import (
     ADAPTER_MEDIA_TYPE,
     MODEL_MEDIA_TYPE,
     PROJECTOR_MEDIA_TYPE,
     discover_ollama,
 )
-from modelsync.plan import Action, inspect_locals, plan_sync
-from modelsync.store import RemoteStore
-from modelsync.sync import run_sync
+from llamafleet.modelsync.plan import Action, inspect_locals, plan_sync
+from llamafleet.modelsync.store import RemoteStore
+from llamafleet.modelsync.sync import run_sync
 
 PARAMS_MEDIA_TYPE = "application/vnd.ollama.image.params"
 

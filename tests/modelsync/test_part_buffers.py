@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from modelsync import buffers as buffers_module
-from modelsync.buffers import PartBuffers, read_into
+from llamafleet.modelsync import buffers as buffers_module
+from llamafleet.modelsync.buffers import PartBuffers, read_into
 
 
 def test_a_given_back_buffer_is_reused_for_the_same_size() -> None:

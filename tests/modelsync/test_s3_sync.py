@@ -16,13 +16,13 @@ from s3_probes import RequestLog
 from support.skips import optional_skip
 from support.synthetic_gguf import GgufSpec, write_gguf
 
-from modelsync.errors import GgufError, StoreError
-from modelsync.hashcache import HashCache
-from modelsync.manifest import ModelEntry
-from modelsync.plan import Action, plan_sync
-from modelsync.sources import ModelSource, discover_files
-from modelsync.store import RemoteStore
-from modelsync.sync import SyncResult, SyncTuning, run_sync, sync_sources
+from llamafleet.modelsync.errors import GgufError, StoreError
+from llamafleet.modelsync.hashcache import HashCache
+from llamafleet.modelsync.manifest import ModelEntry
+from llamafleet.modelsync.plan import Action, plan_sync
+from llamafleet.modelsync.sources import ModelSource, discover_files
+from llamafleet.modelsync.store import RemoteStore
+from llamafleet.modelsync.sync import SyncResult, SyncTuning, run_sync, sync_sources
 
 pytestmark = pytest.mark.s3
 

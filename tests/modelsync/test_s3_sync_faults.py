@@ -16,14 +16,14 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from support.synthetic_gguf import GgufSpec, write_gguf
 
-from modelsync.errors import DigestMismatchError, SourceError, StoreError
-from modelsync.hashcache import HashCache
-from modelsync.plan import Action, plan_sync
-from modelsync.progress import Advance, NoProgress
-from modelsync.sources import discover_files
-from modelsync.store import RemoteStore, make_s3_client
-from modelsync.sync import SyncTuning, run_sync
-from modelsync.upload import Uploader, composite_crc32
+from llamafleet.modelsync.errors import DigestMismatchError, SourceError, StoreError
+from llamafleet.modelsync.hashcache import HashCache
+from llamafleet.modelsync.plan import Action, plan_sync
+from llamafleet.modelsync.progress import Advance, NoProgress
+from llamafleet.modelsync.sources import discover_files
+from llamafleet.modelsync.store import RemoteStore, make_s3_client
+from llamafleet.modelsync.sync import SyncTuning, run_sync
+from llamafleet.modelsync.upload import Uploader, composite_crc32
 
 pytestmark = pytest.mark.s3
 
@@ -111,7 +111,7 @@ def test_endless_throttling_fails_with_one_line_and_no_final_object(
     cache: HashCache,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("modelsync.retry.time.sleep", lambda _: None)
+    monkeypatch.setattr("llamafleet.modelsync.retry.time.sleep", lambda _: None)
     # Production's adaptive mode rate-limits itself down to minutes of waiting here.
     client = make_s3_client(endpoint, max_attempts=2, retry_mode="standard")
     store = RemoteStore(store.location, client)
@@ -159,14 +159,14 @@ def test_bytes_not_matching_the_digest_abort_the_upload(
 
 SLOW_CHILD = """
 import sys, time
-from modelsync import store
+from llamafleet.modelsync import store
 make = store.make_s3_client
 def slow_client(*args, **kwargs):
     client = make(*args, **kwargs)
     client.meta.events.register("before-send.s3.UploadPart", lambda **_: time.sleep(0.4))
     return client
 store.make_s3_client = slow_client
-from modelsync.cli import main
+from llamafleet.modelsync.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from support.stack_renders import STACKS, rendered_stack
 
-from infra.render import write
+from llamafleet.command.render import write
 
 CHECKOV_VENV = (
     Path(os.environ.get("LLAMAFLEET_CACHE", Path.home() / ".cache" / "llamafleet"))

@@ -8,14 +8,22 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 from pulumi.runtime.rpc import is_rpc_secret
+from pydantic import ValidationError
 
-from components.autoscaling import ScalingRange
-from components.inference_pod import PodInputs, StoreRef
-from components.inference_service import InferenceService, InferenceServiceArgs
-from components.server_args import ServerOptions
-from components.sizing import GgufFacts, ServingShape
-from components.tenant import StoreCredentials, Tenant, TenantArgs, TenantQuota
-from infra.mock_run import API_KEY_TYPE, Declared, run_program
+from llamafleet.command.mock_run import API_KEY_TYPE, Declared, run_program
+from llamafleet.components.autoscaling import ScalingRange
+from llamafleet.components.inference_pod import PodInputs
+from llamafleet.components.inference_service import InferenceService, InferenceServiceArgs
+from llamafleet.components.model_store import ModelStoreConfig
+from llamafleet.components.server_args import ServerOptions
+from llamafleet.components.sizing import GgufFacts, ServingShape
+from llamafleet.components.tenant import (
+    StoreCredentials,
+    Tenant,
+    TenantArgs,
+    TenantConfig,
+    TenantQuota,
+)
 
 FACTS = GgufFacts(4_920_739_232, 32, 8, 128, 128, 131072, 128_256)
 DIGEST = "sha256:" + "cd" * 32
@@ -35,7 +43,7 @@ def service_args(
             tier_name="gpu-l4",
             image="registry/llama-server-cuda@sha256:" + "0" * 64,
             fetcher_image="registry/model-fetcher@sha256:" + "1" * 64,
-            store=StoreRef("models", "gguf", "eu-west-1"),
+            store=ModelStoreConfig(bucket="models", prefix="gguf", region="eu-west-1"),
             api_key_secret="llamafleet-api-keys",
             service_account="llama31-8b-gpu-l4",
             deregistration_seconds=30,
@@ -47,7 +55,6 @@ def service_args(
         metrics_key_secret="llamafleet-metrics-key",
         gateway_namespace="llamafleet-gateway",
         monitoring_namespace="monitoring",
-        store_port=443,
     )
 
 
@@ -136,7 +143,8 @@ def declare_tenant(
         store = None
         if store_file is not None:
             store = StoreCredentials("model-store-credentials", pulumi.Output.secret(store_file))
-        args = TenantArgs("search", "llamafleet-search", quota, keys, providers, store)
+        config = TenantConfig(quota=quota, api_keys=keys)
+        args = TenantArgs("search", "llamafleet-search", config, providers, store)
         tenant = Tenant("t", args)
         pulumi.export("keys", tenant.api_keys)
 
@@ -184,11 +192,14 @@ def test_tenant_issues_one_key_per_name_only_as_secrets() -> None:
         assert is_rpc_secret(data) or all(is_rpc_secret(v) for v in data.values())
 
 
-def test_tenant_names_must_be_distinct() -> None:
-    with pytest.raises(ValueError, match="distinct names"):
-        TenantArgs("s", "ns", TenantQuota(cpus=1, memory_gib=1, gpus=0, pods=1), ("a", "a"), {})
-    with pytest.raises(ValueError, match="at least one"):
-        TenantArgs("s", "ns", TenantQuota(cpus=1, memory_gib=1, gpus=0, pods=1), (), {})
+def test_tenant_key_names_must_be_distinct_and_at_least_one() -> None:
+    quota = TenantQuota(cpus=1, memory_gib=1, gpus=0, pods=1)
+    with pytest.raises(ValidationError, match="key names must be distinct"):
+        TenantConfig(quota=quota, api_keys=("a", "a"))
+    with pytest.raises(ValidationError, match="at least 1 item"):
+        TenantConfig(quota=quota, api_keys=())
+    with pytest.raises(ValidationError, match="keys are named now"):
+        TenantConfig(quota=quota, api_keys=2)  # type: ignore[arg-type]
 
 
 def test_store_credentials_become_a_secret_in_every_namespace_of_the_team() -> None:

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.config import engine_config, stack_file
-from infra.mock_run import Declared, run_program
-from infra.names import former_names
-from infra.program import main as program_main
+from llamafleet.command.mock_run import Declared, run_program
+from llamafleet.program.stack import main as program_main
+from llamafleet.settings.load import engine_config, stack_file
+from llamafleet.settings.names import former_names
 
 
 def declare(config: dict[str, Any], tmp_path: Path, stack: str) -> list[Declared]:
@@ -84,7 +84,7 @@ def test_without_a_former_name_nothing_is_aliased() -> None:
 
 
 def test_a_former_name_that_another_model_still_has_is_refused(tmp_path: Path) -> None:
-    from infra.config import SettingsError, load_stack_file  # noqa: PLC0415
+    from llamafleet.settings.load import SettingsError, load_stack_file  # noqa: PLC0415
 
     config = config_of("prod")
     config["llamafleet:models"]["qwen25-7b"]["formerName"] = "gemma3-270m"

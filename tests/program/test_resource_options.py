@@ -12,10 +12,10 @@ import pytest
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 
-from infra.config import engine_config, stack_file
-from infra.mock_run import Declared, run_program
-from infra.program import main as program_main
-from infra.render import Rendered
+from llamafleet.command.mock_run import Declared, run_program
+from llamafleet.command.render import Rendered
+from llamafleet.program.stack import main as program_main
+from llamafleet.settings.load import engine_config, stack_file
 
 STORE = "llamafleet:models:ModelStore"
 MANIFEST = "pulumi-python:dynamic/models:ModelManifest"

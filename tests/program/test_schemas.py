@@ -10,7 +10,7 @@ import pytest
 from support.schemas import name_errors, schema_errors
 from support.stack_renders import rendered_stack
 
-from infra.render import Rendered
+from llamafleet.command.render import Rendered
 
 
 def test_every_rendered_object_matches_its_schema(rendered: Rendered) -> None:

@@ -12,13 +12,13 @@ import pytest
 from pulumi.runtime.rpc import is_rpc_secret
 from support.stack_renders import rendered_stack
 
-from infra.config import load_stack_file, stack_file
-from infra.mock_run import API_KEY_TYPE
-from infra.names import team_namespace
-from infra.placement import placements
-from infra.program import check_pins
-from infra.render import Rendered, render, write
-from policy.rules import violations
+from llamafleet.command.mock_run import API_KEY_TYPE
+from llamafleet.command.render import Rendered, render, write
+from llamafleet.policy.rules import violations
+from llamafleet.program.stack import check_pins
+from llamafleet.settings.load import load_stack_file, stack_file
+from llamafleet.settings.names import team_namespace
+from llamafleet.settings.placement import placements
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -276,7 +276,7 @@ def test_no_key_value_reaches_a_pod_spec(rendered: Rendered) -> None:
 
 
 def test_two_objects_at_one_path_write_nothing(tmp_path: Path) -> None:
-    from infra.mock_run import Declared  # noqa: PLC0415
+    from llamafleet.command.mock_run import Declared  # noqa: PLC0415
 
     obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "n"}}
     twins = [

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infra.render import Rendered
+from llamafleet.command.render import Rendered
 
 URNS = Path(__file__).parent / "urns"
 

@@ -1,5 +1,5 @@
 """Names built from settings are checked at `validate` against the object they name, at exactly
-each limit and one past it (infra.names, infra.rules)."""
+each limit and one past it (llamafleet.settings.names, llamafleet.settings.rules)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.config import SettingsError, load_stack_file, stack_file
-from infra.names import AUTONAME_SUFFIX_LENGTH, EKS_CLUSTER_MAX, IAM_ROLE_MAX, NODE_GROUP_MAX
-from infra.placement import placements
+from llamafleet.settings.load import SettingsError, load_stack_file, stack_file
+from llamafleet.settings.names import (
+    AUTONAME_SUFFIX_LENGTH,
+    EKS_CLUSTER_MAX,
+    IAM_ROLE_MAX,
+    NODE_GROUP_MAX,
+)
+from llamafleet.settings.placement import placements
 
 Config = dict[str, Any]
 

@@ -1,5 +1,6 @@
-"""The key paths the cross-section rules write by hand (infra/rules.py) name real settings: a
-renamed field fails here instead of leaving error lines that point at a key no longer there."""
+"""The key paths the cross-section rules write by hand (llamafleet/settings/rules.py) name real
+settings: a renamed field fails here instead of leaving error lines that point at a key no longer
+there."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from support.settings_mutations import settings_keys
 
-RULES = Path(__file__).resolve().parents[2] / "infra" / "rules.py"
+RULES = Path(__file__).resolve().parents[2] / "llamafleet" / "settings" / "rules.py"
 
 
 def problem_paths() -> list[str]:

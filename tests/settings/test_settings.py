@@ -14,7 +14,13 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from infra.config import SettingsError, load_stack_file, namespace_values, parse, stack_file
+from llamafleet.settings.load import (
+    SettingsError,
+    load_stack_file,
+    namespace_values,
+    parse,
+    stack_file,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PROD = stack_file("prod")
@@ -430,7 +436,7 @@ def test_settings_are_immutable() -> None:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "infra.cli", *args],
+        [sys.executable, "-m", "llamafleet.command.cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -485,8 +491,8 @@ def test_the_quota_leaves_room_for_the_largest_surge_pod_of_each_resource() -> N
     """Surge room is the largest pod per resource: a small-memory pod with many CPUs counts."""
     from types import SimpleNamespace  # noqa: PLC0415
 
-    from components.sizing import GiB  # noqa: PLC0415
-    from infra.rules import _quota_needs  # pyright: ignore[reportPrivateUsage]  # noqa: PLC0415
+    from llamafleet.components.sizing import GiB  # noqa: PLC0415
+    from llamafleet.settings.rules import _quota_needs  # pyright: ignore[reportPrivateUsage]  # noqa: PLC0415
 
     def placed(cpus: float, memory_gib: float) -> Any:
         sizing = SimpleNamespace(cpus=cpus, memory_bytes=int(memory_gib * GiB), gpus=0)

@@ -26,12 +26,12 @@ from support.schemas import name_errors, schema_errors
 from support.settings_mutations import Leaf, Mutation, leaves, mutations, settings_keys, shape
 from support.stack_renders import STACKS
 
-from infra.config import SettingsError, engine_config, load_stack_file, stack_file
-from infra.mock_run import run_program
-from infra.program import main as program_main
-from infra.render import Rendered
-from infra.schema import Settings
-from policy.rules import violations
+from llamafleet.command.mock_run import run_program
+from llamafleet.command.render import Rendered
+from llamafleet.policy.rules import violations
+from llamafleet.program.stack import main as program_main
+from llamafleet.settings.load import SettingsError, engine_config, load_stack_file, stack_file
+from llamafleet.settings.schema import Settings
 
 # Smallest first: each shape is mutated in the cheapest stack that has it.
 BY_SIZE = sorted(STACKS, key=lambda stack: stack_file(stack).stat().st_size)

@@ -17,7 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from modelsync.store import forget_credentials
+from llamafleet.modelsync.store import forget_credentials
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -1,7 +1,7 @@
-"""Mutations of stack settings, generated from the settings schema (`infra.schema.Settings`):
-every leaf the stack files set, and every field the schema has that they leave unset, gets type
-changes, deletions, unknown keys, unicode and the boundary values its constraints name. Keys added
-to the schema later are covered without editing this module.
+"""Mutations of stack settings, generated from the settings schema
+(`llamafleet.settings.schema.Settings`): every leaf the stack files set, and every field the schema
+has that they leave unset, gets type changes, deletions, unknown keys, unicode and the boundary
+values its constraints name. Keys added to the schema later are covered without editing this module.
 
 A leaf path is a tuple of keys (str) and list indexes (int) under `llamafleet:`, e.g.
 `("models", "gemma3-270m", "replicas", "max")`. Its *shape* replaces the names a stack chooses
@@ -18,8 +18,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from infra.config import unwrap_annotation
-from infra.schema import Settings
+from llamafleet.settings.load import unwrap_annotation
+from llamafleet.settings.schema import Settings
 
 Path = tuple[str | int, ...]
 DELETE: Any = object()  # the mutation's value: remove the key

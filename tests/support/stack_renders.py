@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 
-from infra.config import STACKS_DIR
-from infra.render import Rendered, render
+from llamafleet.command.render import Rendered, render
+from llamafleet.settings.load import STACKS_DIR
 
 STACKS = sorted(
     p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml")

@@ -6,7 +6,7 @@ import string
 
 import pytest
 
-from components.api_keys import KEY_LENGTH, ApiKeyProvider, generate_key
+from llamafleet.components.api_keys import KEY_LENGTH, ApiKeyProvider, generate_key
 
 
 def test_create_makes_a_fresh_key_of_letters_and_digits() -> None:

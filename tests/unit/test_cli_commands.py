@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli import build_parser, main
+from llamafleet.command.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -23,7 +23,7 @@ def test_the_readme_shows_commands() -> None:
 @pytest.mark.parametrize("command", SHOWN)
 def test_every_command_the_readme_shows_has_help(command: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "infra.cli", *command.split(), "--help"],
+        [sys.executable, "-m", "llamafleet.command.cli", *command.split(), "--help"],
         capture_output=True,
         text=True,
         cwd=ROOT,

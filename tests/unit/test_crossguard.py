@@ -9,8 +9,8 @@ from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValid
 from pulumi_policy.policy import PolicyResource, ResourceValidationArgs, StackValidationArgs
 from support.stack_renders import rendered_stack
 
-from policy.crossguard import policies
-from policy.rules import FLEET_RULES, OBJECT_RULES
+from llamafleet.policy.crossguard import policies
+from llamafleet.policy.rules import FLEET_RULES, OBJECT_RULES
 
 
 def _resource_args(obj: dict[str, Any]) -> ResourceValidationArgs:

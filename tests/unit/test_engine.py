@@ -1,5 +1,5 @@
-"""infra.engine without the engine: where a stack runs, its environment, and what an error or a
-left-behind lock says."""
+"""llamafleet.command.engine without the engine: where a stack runs, its environment, and what an
+error or a left-behind lock says."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra import engine
-from infra.config import stack_file
+from llamafleet.command import engine
+from llamafleet.settings.load import stack_file
 
 
 def test_local_runs_from_a_generated_project_that_keeps_the_engines_salt(tmp_path: Path) -> None:

@@ -1,11 +1,12 @@
-"""infra.engine_output on output shaped as the engine prints it (from `llamafleet up local` runs
-whose dynamic providers failed): tracebacks become their error line, the rest is untouched."""
+"""llamafleet.command.engine_output on output shaped as the engine prints it (from `llamafleet up
+local` runs whose dynamic providers failed): tracebacks become their error line, the rest is
+untouched."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from infra.engine_output import EngineOutput
+from llamafleet.command.engine_output import EngineOutput
 
 FRAMES = """\
   File "/work/main/.venv/lib/python3.11/site-packages/pulumi/dynamic/__main__.py", line 84, in w

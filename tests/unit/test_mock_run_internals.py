@@ -1,16 +1,18 @@
-"""`infra/mock_run.py` stands on Pulumi SDK internals (review 2, §1.1e): `render` and most tests
-need them. This fails loudly, naming the piece, when an SDK upgrade moves one, instead of every
-mock test failing at once for no clear reason."""
+"""`llamafleet/command/mock_run.py` stands on Pulumi SDK internals (review 2, §1.1e): `render` and
+most tests need them. This fails loudly, naming the piece, when an SDK upgrade moves one, instead
+of every mock test failing at once for no clear reason."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
+import threading
 from pathlib import Path
 
 import pulumi
 from pulumi.runtime import mocks, settings, stack, sync_await
 
-from infra.mock_run import run_program
+from llamafleet.command.mock_run import run_program
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,3 +53,20 @@ def test_a_program_runs_and_its_resource_options_are_recorded() -> None:
     assert thing.parent == declared["parent"].urn
     assert (thing.protect, thing.ignore_changes) == (True, ("size",))
     assert thing.depends_on == (declared["first"].urn,)
+
+
+def test_a_run_does_not_wait_on_outputs_another_program_left() -> None:
+    """A test module's own `set_mocks` program can leave an output pending on its loop; a
+    later run_program must not wait on it (it did, forever, under xdist)."""
+    other_loop = asyncio.new_event_loop()
+    stale = other_loop.create_future()  # never resolved
+    settings.SETTINGS.outputs.add(stale)  # pyright: ignore[reportAttributeAccessIssue]
+    done: list[int] = []
+    worker = threading.Thread(
+        target=lambda: done.append(len(run_program(lambda: None, "test", {}))), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=60)
+    other_loop.close()
+    assert not worker.is_alive(), "run_program waited on another loop's output"
+    assert done == [0]

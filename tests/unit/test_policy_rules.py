@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from support.stack_renders import rendered_stack
 
-from policy.rules import violations
+from llamafleet.policy.rules import violations
 
 
 def deployment() -> dict[str, Any]:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.server_args import API_KEY_FILE, ServerOptions, model_path, server_args
-from components.sizing import ServingShape
+from llamafleet.components.server_args import API_KEY_FILE, ServerOptions, model_path, server_args
+from llamafleet.components.sizing import ServingShape
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.sizing import (
+from llamafleet.components.sizing import (
     GgufFacts,
     GiB,
     MiB,

@@ -1,1 +1,0 @@
-"""The llamafleet Pulumi program, its settings and its command-line tools."""

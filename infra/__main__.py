@@ -1,5 +1,0 @@
-"""Pulumi entry point: `pulumi up --stack <env>` runs this."""
-
-from infra.program import main
-
-main()

@@ -1,0 +1,7 @@
+"""`python -m llamafleet`: the `llamafleet` command."""
+
+import sys
+
+from llamafleet.command.cli import main
+
+sys.exit(main())

@@ -1,0 +1,23 @@
+"""The labels, taints, resource names and annotations the components agree on, written once.
+
+Nodes carry the tier and ISA labels (NodeTier on EKS, OnPremCluster on named nodes) and pods
+select them; GPU nodes carry a taint named after the GPU resource, which GPU pods tolerate.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# The tier a node belongs to; pods select their tier's nodes by it.
+TIER_LABEL: Final = "llamafleet.io/tier"
+# The newest x86 level (llamafleet.settings.types.ISA_LEVELS) every node of the tier supports.
+ISA_LABEL: Final = "llamafleet.io/isa"
+# "nvidia" on GPU nodes: where the NVIDIA device plugin runs.
+ACCELERATOR_LABEL: Final = "llamafleet.io/accelerator"
+# The NVIDIA device plugin's extended resource; GPU nodes are tainted with the same key
+# (NoSchedule) so only pods that ask for GPUs, and tolerate it, land there.
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+GPU_TAINT_KEY: Final = GPU_RESOURCE
+# EKS IAM roles for service accounts: the role a ServiceAccount's pods assume
+# (https://docs.aws.amazon.com/eks/latest/userguide/associate-service-account-role.html).
+IRSA_ROLE_ANNOTATION: Final = "eks.amazonaws.com/role-arn"

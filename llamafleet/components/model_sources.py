@@ -1,0 +1,218 @@
+"""What a ModelSync asks for, as plain data, and where its models are on this machine.
+
+Shared by the component (which warns at declaration time about sources this machine lacks) and
+the dynamic provider (which syncs). No Pulumi import.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Final, cast
+
+from llamafleet.components.config import endpoint_url_problem, region_problem
+from llamafleet.modelsync.errors import ModelSyncError
+from llamafleet.modelsync.ollama import (
+    default_models_dir,
+    list_models,
+    model_source,
+    normalise_request,
+)
+from llamafleet.modelsync.sources import ModelSource
+from llamafleet.modelsync.store import StoreLocation
+
+OLLAMA_SCHEME: Final = "ollama://"
+_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+
+
+class RequestError(ValueError):
+    """Bad ModelSync inputs: one (property, reason) pair per problem."""
+
+    def __init__(self, failures: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{prop}: {reason}" for prop, reason in failures))
+        self.failures = failures
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Which models to sync and where this machine keeps them."""
+
+    # Manifest name -> a GGUF path (absolute, or relative to source_dir) or ollama://model:tag.
+    models: Mapping[str, str]
+    source_dir: str | None = None
+    ollama_models: str | None = None  # default: $OLLAMA_MODELS or ~/.ollama/models, at run time
+
+
+def request_props(
+    store_url: object, spec: SourceSpec, endpoint_url: str | None, region: str | None
+) -> dict[str, Any]:
+    """The provider's input properties (`store_url` may be a pulumi Output)."""
+    return {
+        "storeUrl": store_url,
+        "models": dict(spec.models),
+        "sourceDir": spec.source_dir,
+        "ollamaModels": spec.ollama_models,
+        "endpointUrl": endpoint_url,
+        "region": region,
+    }
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    """The provider's inputs. Plain data only: no credentials, no clients."""
+
+    store_url: str
+    spec: SourceSpec
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    def to_props(self) -> dict[str, Any]:
+        """The provider's input properties (`request_props`)."""
+        return request_props(self.store_url, self.spec, self.endpoint_url, self.region)
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, Any]) -> SyncRequest:
+        """The request in the provider's properties (as `to_props` makes them).
+
+        Raises:
+            RequestError: a property is missing or invalid (every problem listed).
+        """
+        failures = plain_failures(
+            props.get("models"),
+            props.get("sourceDir"),
+            props.get("ollamaModels"),
+            props.get("endpointUrl"),
+            props.get("region"),
+        ) + store_url_failures(props.get("storeUrl"))
+        if failures:
+            raise RequestError(failures)
+        spec = SourceSpec(
+            models=dict(cast(Mapping[str, str], props["models"])),
+            source_dir=props.get("sourceDir"),
+            ollama_models=props.get("ollamaModels"),
+        )
+        return cls(str(props["storeUrl"]), spec, props.get("endpointUrl"), props.get("region"))
+
+
+def store_url_failures(url: object) -> list[tuple[str, str]]:
+    """Why `url` is not a store URL s3://BUCKET[/PREFIX], as [("storeUrl", reason)]; [] if it
+    is."""
+    if not isinstance(url, str):
+        return [("storeUrl", "must be a string s3://BUCKET[/PREFIX]")]
+    try:
+        StoreLocation.parse(url)
+    except ModelSyncError as err:
+        return [("storeUrl", str(err))]
+    return []
+
+
+def plain_failures(
+    models: object,
+    source_dir: object,
+    ollama_models: object,
+    endpoint_url: object,
+    region: object,
+) -> list[tuple[str, str]]:
+    """Every problem with the plain (never unknown) inputs, as (property, reason)."""
+    failures = _models_failures(models, source_dir)
+    for prop, value in (("sourceDir", source_dir), ("ollamaModels", ollama_models)):
+        if value is not None and not (isinstance(value, str) and Path(value).is_absolute()):
+            failures.append((prop, "must be an absolute path"))
+    for prop, value, problem in (
+        ("endpointUrl", endpoint_url, endpoint_url_problem),
+        ("region", region, region_problem),
+    ):
+        if value is None:
+            continue
+        reason = problem(value) if isinstance(value, str) else "must be a string"
+        if reason is not None:
+            failures.append((prop, f"{value!r} {reason}"))
+    return failures
+
+
+def source_problem(source: object, relative_fix: str | None) -> str | None:
+    """Why `source` is not something ModelSync can sync (None if it is): an absolute path, a
+    path under `~/` (the home of the machine that runs the sync), `ollama://MODEL[:TAG]`, or a
+    relative path where `relative_fix` is None (a source directory is given); otherwise a
+    relative path is refused, with `relative_fix` as the remedy."""
+    if not isinstance(source, str) or not source.strip():
+        return "must be a GGUF path or ollama://MODEL[:TAG]"
+    if source.startswith(OLLAMA_SCHEME):
+        return None if source.removeprefix(OLLAMA_SCHEME) else "names no Ollama model"
+    if "://" in source:
+        return f"{source!r}: only paths (/…, ~/…) and ollama://MODEL[:TAG] sync"
+    if relative_fix is not None and not source_path(source).is_absolute():
+        return f"{source!r} is relative: {relative_fix}"
+    return None
+
+
+def settings_source_problem(source: str) -> str | None:
+    """`source_problem` for a stack file's `models.<name>.source` (no source directory)."""
+    return source_problem(source, relative_fix="give an absolute path or one under ~/")
+
+
+def source_path(source: str, source_dir: str | None = None) -> Path:
+    """A file source as a path on this machine: `~/` expanded, a relative one under source_dir."""
+    path = Path(source).expanduser() if source.startswith("~/") else Path(source)
+    return path if path.is_absolute() or source_dir is None else Path(source_dir) / path
+
+
+def _models_failures(models: object, source_dir: object) -> list[tuple[str, str]]:
+    if not isinstance(models, Mapping) or not models:
+        return [("models", "must map at least one model name to its source")]
+    failures: list[tuple[str, str]] = []
+    for name, source in cast(Mapping[object, object], models).items():
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            failures.append(("models", f"{name!r} is not a model name"))
+            continue
+        problem = source_problem(source, None if source_dir is not None else "set sourceDir")
+        if problem is not None:
+            failures.append((f"models.{name}", problem))
+    return failures
+
+
+@dataclass(frozen=True)
+class ResolvedSources:
+    """The requested models, split by whether this machine holds them (`resolve_sources`)."""
+
+    present: list[ModelSource]  # the ones found on this machine
+    absent: dict[str, str]  # name -> why this machine lacks it
+
+
+def resolve_sources(spec: SourceSpec) -> ResolvedSources:
+    """The requested models this machine holds, and why it lacks the others. Reads no model
+    bytes: a stat per file and, for Ollama, the small manifest files."""
+    present: list[ModelSource] = []
+    absent: dict[str, str] = {}
+    for name, source in spec.models.items():
+        if source.startswith(OLLAMA_SCHEME):
+            found = _ollama_source(spec, name, source.removeprefix(OLLAMA_SCHEME))
+        else:
+            found = _file_source(spec, name, source)
+        if isinstance(found, str):
+            absent[name] = found
+        else:
+            present.append(found)
+    return ResolvedSources(present, absent)
+
+
+def _file_source(spec: SourceSpec, name: str, source: str) -> ModelSource | str:
+    path = source_path(source, spec.source_dir)
+    if not path.exists():
+        return f"{path}: no such file on this machine"
+    # Anything else that exists (a folder, a device) is a mistake, reported by plan_sync.
+    return ModelSource(name, path, {"kind": "file", "path": str(path)})
+
+
+def _ollama_source(spec: SourceSpec, name: str, ref: str) -> ModelSource | str:
+    models_dir = Path(spec.ollama_models) if spec.ollama_models else default_models_dir()
+    if not (models_dir / "manifests").is_dir():
+        return f"no Ollama store at {models_dir} on this machine"
+    wanted = normalise_request(ref)
+    for found in list_models(models_dir):
+        if found.name == wanted:
+            # A store that lists the model but is damaged is an error, not an absence.
+            return replace(model_source(models_dir, found), name=name)
+    return f"Ollama model {ref!r} is not in {models_dir} on this machine"

@@ -1,0 +1,254 @@
+"""The `modelsync` command line (mounted by the project CLI as `llamafleet models`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from llamafleet.modelsync.digest import format_digest, hash_file, parse_digest
+from llamafleet.modelsync.errors import ModelSyncError, SourceError
+from llamafleet.modelsync.fetch import fetch_model
+from llamafleet.modelsync.gguf import read_header
+from llamafleet.modelsync.hashcache import HashCache
+from llamafleet.modelsync.ollama import default_models_dir, discover_ollama
+from llamafleet.modelsync.plan import plan_sync
+from llamafleet.modelsync.progress import progress_for
+from llamafleet.modelsync.sources import ModelSource, discover_files
+from llamafleet.modelsync.store import RemoteStore, describe_error
+from llamafleet.modelsync.sync import SyncTuning, sync_sources
+from llamafleet.modelsync.upload import DEFAULT_MEMORY_BUDGET, DEFAULT_PART_SIZE, MIB, MIN_PART_SIZE
+from llamafleet.modelsync.verify import VerifyResult, verify_local, verify_remote
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _emit(args: argparse.Namespace, document: object, lines: Sequence[str]) -> None:
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print("\n".join(lines))
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{size} B"
+        value /= 1024
+    return f"{size} B"
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    header = read_header(path)
+    document: dict[str, object] = {}
+    if args.digest:
+        try:
+            document["digest"] = format_digest(hash_file(path))
+        except OSError as err:
+            raise SourceError(f"{path}: cannot read: {err.strerror or err}") from err
+    document["sizeBytes"] = path.stat().st_size
+    document["gguf"] = header.to_json()
+    lines = [f"{key}: {value}" for key, value in document.items() if key != "gguf"]
+    lines += [f"{key}: {value}" for key, value in header.to_json().items()]
+    _emit(args, document, lines)
+    return 0
+
+
+def _store(args: argparse.Namespace) -> RemoteStore:
+    return RemoteStore.open(args.store, args.endpoint_url, max_connections=args.concurrency + 4)
+
+
+def _sync_sources(args: argparse.Namespace, sources: list[ModelSource], verify: bool) -> int:
+    store = _store(args)
+    cache = HashCache(Path(args.cache_dir) if args.cache_dir else None)
+    with progress_for(args.json) as progress:
+        if args.dry_run:
+            plan = plan_sync(sources, store, cache, verify_known=verify, progress=progress)
+            lines = [f"{m.action.value:9} {m.name}" for m in plan.models]
+            _emit(args, plan.to_json(), lines)
+            return 0
+        tuning = SyncTuning(
+            part_size=args.part_size * MIB,
+            part_workers=args.concurrency,
+            memory_budget=max(DEFAULT_MEMORY_BUDGET, args.concurrency * args.part_size * MIB),
+        )
+        result = sync_sources(
+            sources, store, cache=cache, verify_known=verify, progress=progress, tuning=tuning
+        )
+    lines = [
+        f"{model.action:9} {model.name}  {model.digest or '-'}"
+        + (f"  {_human_size(model.bytes_uploaded)} sent" if model.bytes_uploaded else "")
+        for model in result.models
+    ]
+    lines.append(f"manifest {'written' if result.manifest_written else 'unchanged'}")
+    _emit(args, result.to_json(), lines)
+    return 0
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    return _sync_sources(args, discover_files(Path(args.source)), verify=False)
+
+
+def _cmd_import_ollama(args: argparse.Namespace) -> int:
+    models_dir = Path(args.models_dir) if args.models_dir else default_models_dir()
+    return _sync_sources(args, discover_ollama(models_dir, args.models), verify=args.verify)
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    hex_digest = parse_digest(args.digest)
+    store = RemoteStore.open(args.store, args.endpoint_url)
+    with progress_for(args.json) as progress:
+        result = fetch_model(store, hex_digest, Path(args.cache_dir), progress)
+    _emit(args, result.to_json(), [f"{result.status}: {result.path}"])
+    return 0
+
+
+def _local_verification(args: argparse.Namespace) -> VerifyResult:
+    path = Path(args.file)
+    if args.digest:
+        return verify_local(path, args.digest)
+    if not args.store:
+        raise ModelSyncError("verify --file needs --digest or a STORE whose manifest names it")
+    name = args.names[0] if args.names else path.stem
+    entry = _store(args).read_manifest().models.get(name)
+    if entry is None:
+        raise ModelSyncError(f"{name!r} is not in the manifest of {args.store}")
+    return verify_local(path, entry.digest)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    if args.file:
+        results = [_local_verification(args)]
+    elif not args.store:
+        raise ModelSyncError("verify needs a STORE (s3://BUCKET/PREFIX) or --file PATH")
+    else:
+        with progress_for(args.json) as progress:
+            results = verify_remote(_store(args), args.names or None, progress)
+    lines = [f"{'ok' if r.ok else 'FAILED':6} {r.name}  {r.detail}" for r in results]
+    _emit(args, {"results": [r.to_json() for r in results]}, lines)
+    failed = [r.name for r in results if not r.ok]
+    if failed:
+        print(f"{args.prog}: error: verification failed for {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _part_size(text: str) -> int:
+    value = int(text)
+    if value * MIB < MIN_PART_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_PART_SIZE // MIB} (MiB)")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _add_store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO, Ceph RGW, ...)")
+    parser.add_argument("--concurrency", type=_positive, default=10, help="parallel S3 requests")
+
+
+def _add_sync_options(parser: argparse.ArgumentParser) -> None:
+    _add_store_options(parser)
+    parser.add_argument("--dry-run", action="store_true", help="plan only; change nothing")
+    parser.add_argument(
+        "--part-size", type=_part_size, default=DEFAULT_PART_SIZE // MIB, help="multipart size, MiB"
+    )
+    parser.add_argument("--cache-dir", help="hash cache folder (default ~/.cache/llamafleet/…)")
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """Usage mistakes as one stderr line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser(prog: str = "modelsync") -> argparse.ArgumentParser:
+    """The parser of every modelsync command; `prog` names the program in usage and errors.
+
+    Each subcommand sets `handler`, a function of the parsed namespace returning the exit status.
+    """
+    parser = _OneLineErrorParser(
+        prog=prog, description="Content-addressed GGUF model distribution over S3."
+    )
+    parser.set_defaults(prog=prog)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _OneLineErrorParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+
+    inspect = commands.add_parser("inspect", parents=[common], help="read a GGUF header")
+    inspect.add_argument("file", help="GGUF file")
+    inspect.add_argument("--digest", action="store_true", help="also hash the file (reads it)")
+    inspect.set_defaults(handler=_cmd_inspect)
+
+    sync = commands.add_parser("sync", parents=[common], help="upload GGUF files to a store")
+    sync.add_argument("source", help="a GGUF file or a folder of them")
+    sync.add_argument("store", help="s3://BUCKET/PREFIX")
+    _add_sync_options(sync)
+    sync.set_defaults(handler=_cmd_sync)
+
+    ollama = commands.add_parser(
+        "import-ollama", parents=[common], help="upload models from an Ollama store"
+    )
+    ollama.add_argument("store", help="s3://BUCKET/PREFIX")
+    ollama.add_argument("models", nargs="*", help="model[:tag] (default: every model)")
+    ollama.add_argument("--models-dir", help="Ollama store (default $OLLAMA_MODELS or ~/.ollama)")
+    ollama.add_argument("--verify", action="store_true", help="re-hash blobs, not trust names")
+    _add_sync_options(ollama)
+    ollama.set_defaults(handler=_cmd_import_ollama)
+
+    fetch = commands.add_parser("fetch", parents=[common], help="download a model by digest")
+    fetch.add_argument("--store", required=True, help="s3://BUCKET/PREFIX")
+    fetch.add_argument("--digest", required=True, help="sha256:<hex>")
+    fetch.add_argument("--cache-dir", required=True, help="node-local model cache folder")
+    _add_store_options(fetch)
+    fetch.set_defaults(handler=_cmd_fetch)
+
+    verify = commands.add_parser("verify", parents=[common], help="re-hash against the manifest")
+    verify.add_argument("store", nargs="?", help="s3://BUCKET/PREFIX")
+    verify.add_argument("names", nargs="*", help="model names (default: all)")
+    verify.add_argument("--file", help="verify this local file instead of remote objects")
+    verify.add_argument("--digest", help="expected digest for --file")
+    _add_store_options(verify)
+    verify.set_defaults(handler=_cmd_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "modelsync") -> int:
+    """Run the command in `argv` (default: sys.argv[1:]) and return its exit status.
+
+    0 on success; 1 on an error, printed as one `<prog>: error: ...` line on stderr, or when a
+    verification fails; 130 on Ctrl-C. Usage errors and --help end in argparse's SystemExit
+    (status 2 and 0).
+    """
+    args = build_parser(prog).parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ModelSyncError as err:
+        message = str(err)
+    except (ClientError, BotoCoreError) as err:
+        message = describe_error(err)
+    except OSError as err:
+        message = f"{err.filename or ''}: {err.strerror or err}".lstrip(": ")
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

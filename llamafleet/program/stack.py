@@ -1,0 +1,296 @@
+"""Composition only: settings in, components wired together. No resource details here."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from llamafleet.components.autoscaling import ScalingRange
+from llamafleet.components.inference_pod import PodInputs
+from llamafleet.components.inference_service import InferenceService, InferenceServiceArgs
+from llamafleet.components.labels import IRSA_ROLE_ANNOTATION
+from llamafleet.components.model_store import ModelStore
+from llamafleet.components.model_sync import ModelSync, ModelSyncArgs
+from llamafleet.components.server_args import ServerOptions
+from llamafleet.components.tenant import StoreCredentials, Tenant, TenantArgs
+from llamafleet.program.clusters import ProvisionedCluster, provision
+from llamafleet.program.images import ImageRefs, image_refs
+from llamafleet.settings.load import SettingsError, pulumi_settings, settings_source
+from llamafleet.settings.names import former_names, team_namespace
+from llamafleet.settings.placement import Placement, gguf_facts, placements, serving_shape
+from llamafleet.settings.schema import Settings
+
+
+def main() -> None:
+    """The Pulumi program (`pulumi up`, or inline from llamafleet.command.engine): this stack's
+    settings, built.
+
+    Raises:
+        RunError: the settings are invalid; Pulumi prints a RunError's message alone, without a
+            traceback (one line per problem, naming the stack file and key path).
+    """
+    try:
+        settings = pulumi_settings()
+    except SettingsError as exc:
+        # RunError: the engine prints the message alone, without a Python traceback.
+        raise pulumi.RunError(str(exc)) from None
+    build(settings)
+
+
+def build(settings: Settings) -> None:
+    """The composition root: declare the fleet for validated `settings`.
+
+    Wires the model store (and the sync of models that name a `source`), the images, each cluster
+    that serves a placement, one Tenant per team and one InferenceService per placement. Exports
+    `<team>-api-keys` (secret: key name -> key), `endpoints` (team -> instance -> in-cluster
+    URL), `modelStore` ({url, readPolicyArn}) and, with a sync, `modelDigests` (model -> digest).
+    """
+    placed = list(placements(settings))
+    store = _model_store(settings)
+    sync = _model_sync(settings, store)
+    read_policy = _read_policy_arn(settings, store)
+    images = image_refs(settings, needs_cuda=any(p.tier.kind == "gpu" for p in placed))
+    clusters = {
+        name: provision(name, cluster, settings.model_store, read_policy)
+        for name, cluster in settings.clusters.items()
+        if any(p.cluster_name == name for p in placed)
+    }
+    providers = {name: provisioned.provider for name, provisioned in clusters.items()}
+    store_credentials = _store_credentials(settings)
+    tenants = {
+        team: _tenant(
+            settings,
+            team,
+            {p.cluster_name for p in placed if p.team == team},
+            providers,
+            store_credentials,
+        )
+        for team in dict.fromkeys(p.team for p in placed)
+    }
+    # Pods roll only once their model is in the store, as the stack file pins it.
+    models_ready: list[pulumi.Input[pulumi.Resource]] = [store]
+    if sync is not None:
+        models_ready.append(_pins_checked(settings, sync))
+    urls: dict[str, dict[str, pulumi.Output[str]]] = {}
+    for placement in placed:
+        cluster = clusters[placement.cluster_name]
+        service = InferenceService(
+            f"{placement.cluster_name}-{placement.team}-{placement.name}",
+            _service_args(settings, placement, cluster, read_policy, images),
+            opts=pulumi.ResourceOptions(
+                # Children are named after the component, so they inherit these aliases.
+                aliases=[
+                    pulumi.Alias(name=name) for name in _former_service_names(settings, placement)
+                ],
+                provider=cluster.provider,
+                depends_on=[
+                    # The namespace and every Secret the pods mount.
+                    tenants[placement.team],
+                    *cluster.depends_on,
+                    *models_ready,
+                ],
+            ),
+        )
+        urls.setdefault(placement.team, {})[placement.name] = service.url
+    for team, tenant in tenants.items():
+        pulumi.export(f"{team}-api-keys", tenant.api_keys)
+    pulumi.export("endpoints", urls)
+    pulumi.export("modelStore", {"url": store.store_url, "readPolicyArn": store.read_policy_arn})
+    if sync is not None:
+        pulumi.export("modelDigests", sync.digests)
+
+
+def _model_store(settings: Settings) -> ModelStore:
+    # The settings section is the component's config, plus what only the pods need.
+    return ModelStore("model-store", settings.model_store)
+
+
+def _read_policy_arn(settings: Settings, store: ModelStore) -> pulumi.Output[str] | None:
+    """The store's read-only IAM policy; None for an on-prem store (pods use its credentials)."""
+    if settings.model_store.endpoint_url is not None:
+        return None
+    return store.read_policy_arn.apply(lambda arn: arn or "")
+
+
+def _model_sync(settings: Settings, model_store: ModelStore) -> ModelSync | None:
+    """Sync the models that name a `source` (a file or an Ollama model); None when none does."""
+    sources = {
+        name: model.source for name, model in settings.models.items() if model.source is not None
+    }
+    if not sources:
+        return None
+    store = settings.model_store
+    sync = ModelSync(
+        "models",
+        ModelSyncArgs(
+            # A plain string (the bucket is named by settings): no unknowns in a first preview.
+            store_url=store.location.url,
+            models=sources,
+            endpoint_url=store.endpoint_url,
+            region=None if store.endpoint_url else store.region,
+        ),
+        # Into the bucket once it exists.
+        opts=pulumi.ResourceOptions(depends_on=[model_store]),
+    )
+    return sync
+
+
+def _pins_checked(settings: Settings, sync: ModelSync) -> pulumi.Output[ModelSync]:
+    """`sync`, once every digest it synced matches the stack file's pin. Deployments wait on
+    it: a sync of other bytes fails it, so the update stops and no pod changes."""
+    pins = {name: model.digest for name, model in settings.models.items() if model.source}
+    return sync.digests.apply(lambda synced: check_pins(pins, synced, sync))
+
+
+def check_pins(pins: dict[str, str], synced: dict[str, str], sync: ModelSync) -> ModelSync:
+    """Pods serve the digest the stack file pins: a sync of other bytes stops the update.
+    Returns `sync`; raises RunError with one line per model that differs.
+
+    Raises:
+        RunError: a synced digest differs from its pin; one line per model, naming the stack
+            file and `llamafleet:models.<name>.digest`.
+    """
+    wrong = [
+        f"{settings_source()}: llamafleet:models.{name}.digest: the stack pins {pin} but its "
+        f"source synced {synced[name]}; serve those bytes by updating the pin (`llamafleet "
+        "models inspect --digest`), or restore the file"
+        for name, pin in sorted(pins.items())
+        if name in synced and synced[name] != pin
+    ]
+    if wrong:
+        raise pulumi.RunError("\n".join(wrong))
+    return sync
+
+
+def _former_service_names(settings: Settings, placement: Placement) -> list[str]:
+    """What an InferenceService was called before its team, model or tier was renamed."""
+    return former_names(
+        (placement.cluster_name, None),
+        (placement.team, settings.tenants[placement.team].former_name),
+        (placement.model_name, placement.model.former_name),
+        (placement.tier_name, placement.tier.former_name),
+    )
+
+
+def _store_credentials(settings: Settings) -> StoreCredentials | None:
+    """The fetchers' shared credentials file, as a secret, where the store is read with a key
+    pair (on-prem); None where pods use an IAM role."""
+    store = settings.model_store
+    if store.credentials_secret is None or store.credentials is None:
+        return None
+    pair = store.credentials
+    secret_key = pair.secret_access_key.get_secret_value()
+    return StoreCredentials(
+        secret_name=store.credentials_secret,
+        file=pulumi.Output.secret(
+            "[default]\n"
+            f"aws_access_key_id = {pair.access_key_id}\n"
+            f"aws_secret_access_key = {secret_key}\n"
+        ),
+    )
+
+
+def _tenant(
+    settings: Settings,
+    team: str,
+    clusters: set[str],
+    providers: dict[str, k8s.Provider],
+    store_credentials: StoreCredentials | None,
+) -> Tenant:
+    tenant = settings.tenants[team]
+    former = tenant.former_name
+    return Tenant(
+        team,
+        # The team's keys are named after it, so they inherit the alias and survive a rename.
+        opts=pulumi.ResourceOptions(aliases=[pulumi.Alias(name=former)] if former else None),
+        args=TenantArgs(
+            team=team,
+            namespace=team_namespace(team),
+            # The settings entry is the component's config (plus the team's models).
+            config=tenant,
+            clusters={name: providers[name] for name in sorted(clusters)},
+            store_credentials=store_credentials,
+        ),
+    )
+
+
+def _service_args(
+    settings: Settings,
+    placement: Placement,
+    cluster: ProvisionedCluster,
+    read_policy: pulumi.Output[str] | None,
+    images: ImageRefs,
+) -> InferenceServiceArgs:
+    """One placement's InferenceService: its pods, its scaling, and what the cluster adds."""
+    model = placement.model
+    role = _fetcher_role(settings, placement, cluster, read_policy)
+    return InferenceServiceArgs(
+        namespace=team_namespace(placement.team),
+        instance=placement.name,
+        model_name=placement.model_name,
+        pod=_pod_inputs(settings, placement, images),
+        scaling=ScalingRange(
+            min_replicas=model.replicas.min,
+            max_replicas=model.replicas.max,
+            queue_per_replica=model.queue_per_replica,
+        ),
+        autoscaler=cluster.settings.autoscaler,
+        prometheus_url=cluster.settings.prometheus_url,
+        service_monitor=cluster.settings.service_monitors,
+        metrics_key_secret=Tenant.metrics_key_secret_name,
+        gateway_namespace=settings.serving.gateway_namespace,
+        monitoring_namespace=cluster.settings.monitoring_namespace,
+        service_account_annotations={IRSA_ROLE_ANNOTATION: role} if role is not None else {},
+    )
+
+
+def _server_options(settings: Settings, placement: Placement) -> ServerOptions:
+    """llama-server's options for one placement (its argv, serving shape and tier kind)."""
+    model = placement.model
+    return ServerOptions(
+        alias=placement.model_name,
+        digest=model.digest,
+        shape=serving_shape(model, placement.tier.kind),
+        tier_kind="gpu" if placement.tier.kind == "gpu" else "cpu",
+        request_timeout_seconds=settings.serving.request_timeout_seconds,
+        load_mode=model.load_mode,
+        chat_template=model.chat_template,
+    )
+
+
+def _pod_inputs(settings: Settings, placement: Placement, images: ImageRefs) -> PodInputs:
+    """What one placement's pod template is made from: the server, the image for its tier
+    (the CUDA one on gpu tiers), and the store its init container fetches from."""
+    gpu = placement.tier.kind == "gpu"
+    return PodInputs(
+        server=_server_options(settings, placement),
+        facts=gguf_facts(placement.model),
+        tier_name=placement.tier_name,
+        image=images.cuda if gpu and images.cuda is not None else images.cpu,
+        fetcher_image=images.fetcher,
+        store=settings.model_store,
+        store_credentials_secret=settings.model_store.credentials_secret,
+        api_key_secret=Tenant.api_key_secret_name,
+        service_account=placement.name,
+        deregistration_seconds=settings.serving.deregistration_seconds,
+    )
+
+
+def _fetcher_role(
+    settings: Settings,
+    placement: Placement,
+    cluster: ProvisionedCluster,
+    read_policy: pulumi.Output[str] | None,
+) -> pulumi.Output[str] | None:
+    """EKS with an AWS store: the ARN of the role the placement's fetcher reads the store
+    with, which only its ServiceAccount can assume (pods cannot reach the node's credentials:
+    IMDSv2 hop limit 1 and the NetworkPolicy). None where the store is read with a key pair."""
+    if settings.model_store.credentials_secret is not None or read_policy is None:
+        return None
+    return cluster.pod_role(
+        placement.team,
+        placement.name,
+        team_namespace(placement.team),
+        read_policy,
+        _former_service_names(settings, placement),
+    )

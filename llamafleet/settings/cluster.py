@@ -1,0 +1,63 @@
+"""The cluster-specific parts of a stack's settings: EKS, on-prem, add-ons, load balancer.
+
+They hang off `Cluster` in `llamafleet.settings.schema` (which imports this module, not the
+reverse); cross-field rules over them live in `llamafleet.settings.rules`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from llamafleet.components.config import ComponentConfig as Strict
+from llamafleet.components.config import Ipv4Address, Ipv4Cidr
+from llamafleet.components.eks_cluster import EksClusterConfig
+from llamafleet.components.onprem_cluster import MetalLbConfig
+
+Cidr = Ipv4Cidr
+ConfigKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+:[A-Za-z0-9_.-]+$")]
+
+
+class EksSettings(EksClusterConfig):
+    """`llamafleet:clusters.<name>.eks`: the EksCluster's config (required on `kind: eks`,
+    refused on `kind: existing`) plus what the stack's node groups share."""
+
+    node_root_volume_gib: int = Field(
+        default=100,
+        ge=20,
+        le=4096,
+        description="Encrypted root volume per node, GiB; holds the node-local model cache.",
+    )
+
+
+class OnPremSettings(Strict):
+    """`llamafleet:clusters.<name>.onprem`: how the stack prepares a `kind: existing`
+    cluster: its kubeconfig, tier labels on the named nodes, Node Feature Discovery, MetalLB."""
+
+    kubeconfig_secret: ConfigKey | None = Field(
+        default=None,
+        description="Secret Pulumi config key holding the kubeconfig (`pulumi config set "
+        "--secret <ns:key>`, outside the llamafleet namespace); default: the kubeconfig file.",
+    )
+    node_feature_discovery: bool = Field(
+        default=True, description="Install Node Feature Discovery (real CPU flags as labels)."
+    )
+    metallb: MetalLbConfig | None = Field(
+        default=None, description="MetalLB address pool for LoadBalancer Services."
+    )
+
+
+class LoadBalancerSettings(Strict):
+    """`llamafleet:clusters.<name>.loadBalancer`: how the gateway's LoadBalancer Service
+    is exposed: an NLB on EKS, a MetalLB address on-prem."""
+
+    scheme: Literal["internal", "internet-facing"] = Field(
+        default="internal", description="EKS: NLB scheme."
+    )
+    address: Ipv4Address | None = Field(
+        default=None, description="On-prem: a fixed address from the MetalLB pool."
+    )
+    source_ranges: list[Cidr] = Field(
+        default_factory=list[str], description="Client CIDRs allowed through the LB; empty: all."
+    )

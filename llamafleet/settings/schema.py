@@ -1,0 +1,333 @@
+"""The typed shape of a stack's `llamafleet:*` settings.
+
+Each field carries its description; YAML keys are camelCase like every Pulumi setting. Unknown
+keys are errors. Rules that span several fields live in `llamafleet.settings.rules`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, StringConstraints, field_validator, model_validator
+
+from llamafleet.components.cluster_addons import ClusterAddonsConfig
+from llamafleet.components.config import ComponentConfig, CudaArchitectures, ServiceUrl
+from llamafleet.components.model_sources import settings_source_problem
+from llamafleet.components.model_store import ModelStoreConfig
+from llamafleet.components.tenant import TenantConfig, TenantQuota
+from llamafleet.settings.cluster import (
+    EksSettings,
+    LoadBalancerSettings,
+    OnPremSettings,
+)
+from llamafleet.settings.types import Digest, ImageRef, IsaLevel, Name
+
+# Settings follow the component configs' conventions (camelCase keys, unknown keys refused).
+Strict = ComponentConfig
+
+
+class Range(Strict):
+    """A count range, min to max, min not above max:
+    `llamafleet:clusters.<name>.tiers.<tier>.nodes` and `llamafleet:models.<name>.replicas`.
+
+    Raises:
+        ValueError: min exceeds max (pydantic reports it at the range's key path).
+    """
+
+    min: int = Field(ge=0, description="Lower bound.")
+    max: int = Field(ge=1, description="Upper bound.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class Gpu(Strict):
+    """`llamafleet:clusters.<name>.tiers.<tier>.gpu`: the GPUs of one node of a gpu tier."""
+
+    type: str = Field(description="GPU model, e.g. nvidia-l4, nvidia-a10g, nvidia-h100.")
+    count: int = Field(ge=1, le=16, description="GPUs per node.")
+    memory_gib: float = Field(gt=0, description="Memory of one GPU, GiB.")
+
+
+InstanceType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]
+NodeName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+]
+
+
+class Tier(Strict):
+    """`llamafleet:clusters.<name>.tiers.<tier>`: a tier of like nodes: CPU level, node shape and
+    count; instance types on EKS, node names on-prem. Tier names are unique in a stack."""
+
+    kind: Literal["cpu", "gpu"] = Field(description="cpu, or gpu for NVIDIA nodes.")
+
+    isa: IsaLevel = Field(description="Newest x86 level every node of the tier supports.")
+    cpus_per_node: float = Field(gt=0, description="CPUs of one node.")
+    memory_per_node_gib: float = Field(gt=0, description="Memory of one node, GiB.")
+    nodes: Range = Field(description="Node count range (fixed on-prem: min = max).")
+    gpu: Gpu | None = Field(default=None, description="GPUs of one node (gpu tiers only).")
+    instance_types: list[InstanceType] = Field(
+        default_factory=list[str],
+        description="EKS: EC2 instance types of the tier's node group, all of one shape.",
+    )
+    capacity_type: Literal["on-demand", "spot"] = Field(
+        default="on-demand", description="EKS: on-demand, or spot (cheaper, can be reclaimed)."
+    )
+    desired_nodes: int | None = Field(
+        default=None,
+        ge=0,
+        description="EKS: nodes at creation (default: nodes.min); the autoscaler owns it after.",
+    )
+    node_names: list[NodeName] = Field(
+        default_factory=list[str],
+        description="On-prem: the nodes that form the tier (labelled by the stack).",
+    )
+    former_name: Name | None = Field(
+        default=None,
+        description="The name this tier had before a rename: its resources carry Pulumi "
+        "aliases, so what can be kept is kept (README: renames).",
+    )
+
+
+NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+class Kubeconfig(Strict):
+    """`llamafleet:clusters.<name>.kubeconfig`: how the program reaches an existing cluster."""
+
+    path: NonEmpty | None = Field(
+        default=None, description="Kubeconfig file; default: $KUBECONFIG."
+    )
+    context: NonEmpty | None = Field(default=None, description="Context in that file.")
+
+
+class Cluster(Strict):
+    """`llamafleet:clusters.<name>`: one cluster, existing (reached by kubeconfig) or EKS (created
+    by the stack), with its node tiers, autoscaling, monitoring and add-ons."""
+
+    kind: Literal["existing", "eks"] = Field(
+        description="existing: reached by kubeconfig; eks: created by the stack."
+    )
+    kubeconfig: Kubeconfig = Field(default_factory=Kubeconfig, description="How to reach it.")
+    autoscaler: Literal["keda", "hpa"] = Field(
+        default="keda",
+        description="keda scales on the llama-server queue; hpa (CPU) where KEDA is absent.",
+    )
+    prometheus_url: ServiceUrl = Field(
+        default="http://prometheus-operated.monitoring.svc:9090",
+        description="Prometheus that scrapes llama-server and that KEDA queries.",
+    )
+    monitoring_namespace: Name = Field(
+        default="monitoring", description="Namespace of the Prometheus that scrapes /metrics."
+    )
+    service_monitors: bool = Field(
+        default=True, description="Emit Prometheus Operator ServiceMonitors."
+    )
+    tiers: dict[Name, Tier] = Field(min_length=1, description="Node tiers by name.")
+    eks: EksSettings | None = Field(
+        default=None, description="kind eks: VPC, control plane and node settings."
+    )
+    onprem: OnPremSettings | None = Field(
+        default=None,
+        description="kind existing: tier labels on named nodes, node feature discovery, MetalLB.",
+    )
+    addons: ClusterAddonsConfig | None = Field(
+        default=None, description="Helm add-ons the stack installs; absent: none."
+    )
+    load_balancer: LoadBalancerSettings = Field(
+        default_factory=LoadBalancerSettings,
+        description="How the gateway's Service is exposed.",
+    )
+
+
+class StoreCredentials(Strict):
+    """The key pair model fetchers read the store with (an S3-compatible store on-prem). Set the
+    secret half with `pulumi config set --secret --path
+    'llamafleet:modelStore.credentials.secretAccessKey' <key>`; a plain value is refused unless the
+    store is on loopback (the `local` stack's moto takes any key)."""
+
+    access_key_id: Annotated[
+        str, StringConstraints(pattern=r"^[!-~]+$", min_length=3, max_length=128)
+    ] = Field(description="AWS-style access key id (read-only access to the bucket is enough).")
+    secret_access_key: SecretStr = Field(
+        min_length=1, description="Its secret key; encrypted in the stack file."
+    )
+
+
+class ModelStoreSettings(ModelStoreConfig):
+    """The store's component config (`llamafleet.components.model_store.ModelStoreConfig`) plus how
+    the fetchers in the team namespaces read it."""
+
+    credentials_secret: Name | None = Field(
+        default=None,
+        description="Secret in each team namespace, key `credentials`: an AWS shared "
+        "credentials file the fetchers read the store with (on-prem); the stack declares it "
+        "from `credentials`, or an operator made it. Default: the pod's IAM role.",
+    )
+    credentials: StoreCredentials | None = Field(
+        default=None,
+        description="Read-only key pair the stack puts in credentialsSecret (absent: that "
+        "Secret is made outside the stack).",
+    )
+    endpoint_port: Any = Field(
+        default=None,
+        description="No longer used: the port comes from endpointUrl.",
+        exclude=True,
+    )
+
+    @field_validator("endpoint_port")
+    @classmethod
+    def _no_longer_used(cls, value: Any) -> None:
+        if value is not None:
+            raise ValueError(
+                "is no longer used: the store's port comes from endpointUrl "
+                "(http(s)://HOST[:PORT]); remove this key"
+            )
+
+
+class ImageBuild(Strict):
+    """`llamafleet:images.build`: where LlamaCppImage pushes the images it builds."""
+
+    registry: Annotated[str, StringConstraints(pattern=r"^(ecr|[a-z0-9.-]+(:\d+)?)$")] = Field(
+        description="ecr (repositories the stack creates) or an on-prem registry's host[:port]."
+    )
+    repository_prefix: Annotated[
+        str, StringConstraints(pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
+    ] = Field(default="llamafleet", description="Repositories are <prefix>/<image>.")
+    cuda_architectures: CudaArchitectures = Field(
+        default="75;80;86;89;90", description="CUDA compute capabilities the CUDA image covers."
+    )
+
+
+class Images(Strict):
+    """Either `build` (LlamaCppImage builds and pushes; pods run what it pushed, by digest) or
+    references already pinned by digest."""
+
+    build: ImageBuild | None = Field(default=None, description="Build and push with the stack.")
+    cpu: ImageRef | None = Field(default=None, description="llama-server CPU image, by digest.")
+    cuda: ImageRef | None = Field(default=None, description="CUDA image, pinned by digest.")
+    fetcher: ImageRef | None = Field(default=None, description="Model-fetcher image, by digest.")
+
+
+class Serving(Strict):
+    """`llamafleet:serving`: fleet-wide serving defaults: request timeout, drain window and the
+    namespace whose pods may call the models."""
+
+    request_timeout_seconds: int = Field(
+        default=300, ge=10, le=3600, description="Longest request; also the drain window."
+    )
+    deregistration_seconds: int = Field(
+        default=15,
+        ge=0,
+        le=120,
+        description="Time for endpoints and load balancers to stop sending to a stopping pod.",
+    )
+    gateway_namespace: Name = Field(
+        default="llamafleet-gateway", description="Namespace whose pods may call the models."
+    )
+
+
+class GgufMetadata(Strict):
+    """As printed by `llamafleet models inspect --json` (its `gguf` block)."""
+
+    architecture: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")] = Field(
+        description="general.architecture, e.g. llama, gemma3."
+    )
+    file_type: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,32}$")] = Field(
+        description="Quantisation, e.g. Q4_K_M."
+    )
+    context_length: int = Field(ge=1, description="Trained context length.")
+    block_count: int = Field(ge=1, description="Layers.")
+    head_count_kv: int = Field(ge=1, description="KV heads.")
+    key_length: int = Field(ge=1, description="Per-head key size.")
+    value_length: int = Field(ge=1, description="Per-head value size.")
+    vocab_size: int = Field(ge=1, description="Tokens in the vocabulary.")
+
+
+class Model(Strict):
+    """`llamafleet:models.<name>`: one GGUF model: its file, pinned by digest, the tiers that
+    serve it, and how each replica serves it (slots, context, CPUs, caches, replicas)."""
+
+    digest: Digest = Field(description="sha256 of the GGUF file, as stored.")
+
+    size_bytes: int = Field(ge=1, description="Size of the GGUF file.")
+    gguf: GgufMetadata = Field(description="Header facts sizing needs.")
+    source: str | None = Field(
+        default=None,
+        description="Where `pulumi up` syncs it from, on the machine that runs it: an absolute "
+        "path, a path under ~/, or ollama://name:tag. Absent: already in the store.",
+    )
+    accelerator: Literal["cpu", "gpu", "any"] = Field(
+        default="cpu", description="Which tier kinds may serve it."
+    )
+    min_isa: IsaLevel = Field(default="x86-64", description="Oldest CPU level worth serving on.")
+    tiers: list[Name] = Field(min_length=1, description="Tiers that serve it, in order.")
+    context_length: int = Field(ge=256, description="Context per parallel slot, tokens.")
+    parallel: int = Field(default=1, ge=1, le=64, description="Concurrent slots per replica.")
+    cpus: int = Field(default=4, ge=1, le=256, description="CPU limit = threads (-t).")
+    gpus: int = Field(default=1, ge=1, le=16, description="GPUs per replica on gpu tiers.")
+    cache_ram_mib: int = Field(
+        default=512, ge=0, le=65536, description="Prompt cache in host RAM (--cache-ram)."
+    )
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] = Field(
+        default="f16", description="KV cache element type."
+    )
+    load_mode: Literal["mmap", "mlock", "mmap+mlock", "none"] = Field(
+        default="mmap", description="llama-server --load-mode."
+    )
+    chat_template: (
+        Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None
+    ) = Field(
+        default=None,
+        description="Built-in llama.cpp chat template name (--chat-template, e.g. chatml), when "
+        "the GGUF has none.",
+    )
+    replicas: Range = Field(description="Autoscaling range per team and tier.")
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, source: str | None) -> str | None:
+        problem = None if source is None else settings_source_problem(source)
+        if problem is not None:
+            raise ValueError(problem)
+        return source
+
+    queue_per_replica: int = Field(
+        default=2, ge=1, description="Queued requests per replica that trigger a scale-up."
+    )
+    former_name: Name | None = Field(
+        default=None,
+        description="The name this model had before a rename: its resources carry Pulumi "
+        "aliases, so what can be kept is kept (README: renames).",
+    )
+
+
+# `llamafleet:tenants.<team>.quota` is the Tenant component's quota config; it must cover the
+# minimum replicas plus one rollout surge pod (llamafleet.settings.rules).
+Quota = TenantQuota
+
+
+class TenantSettings(TenantConfig):
+    """`llamafleet:tenants.<team>`: a team: the Tenant's config (its quota and API keys) plus
+    the models it may call."""
+
+    models: list[Name] = Field(min_length=1, description="Models the team may call.")
+    former_name: Name | None = Field(
+        default=None,
+        description="The name this team had before a rename: its resources carry Pulumi "
+        "aliases, so what can be kept is kept (README: renames).",
+    )
+
+
+class Settings(Strict):
+    """Everything under `llamafleet:` in a stack file."""
+
+    clusters: dict[Name, Cluster] = Field(min_length=1, description="Clusters by name.")
+    model_store: ModelStoreSettings = Field(description="Where the GGUF files live.")
+    images: Images = Field(description="Images, pinned by digest.")
+    serving: Serving = Field(default_factory=Serving, description="Fleet-wide serving defaults.")
+    models: dict[Name, Model] = Field(min_length=1, description="Models by name.")
+    tenants: dict[Name, TenantSettings] = Field(min_length=1, description="Teams by name.")
