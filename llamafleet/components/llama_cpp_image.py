@@ -14,19 +14,27 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
+from pydantic import Field, StringConstraints
 
-from llamafleet.components.config import CUDA_ARCHITECTURES_PATTERN
+from llamafleet.components.config import (
+    CUDA_ARCHITECTURES_PATTERN,
+    ComponentConfig,
+    CudaArchitectures,
+)
 
 Flavour = Literal["cpu", "cuda", "fetcher"]
 # The build cache lives in the image's own repository under this tag prefix; it is the one
 # tag allowed to move in an otherwise immutable ECR repository.
 CACHE_TAG_PREFIX = "buildcache-"
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# A registry's host[:port] (lower-case host, no scheme, no path), e.g. registry.lab:5000.
+REGISTRY_ADDRESS_PATTERN = r"^[a-z0-9.-]+(:\d+)?$"
+RepositoryPrefix = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")]
 CUDA_ARCHITECTURES = re.compile(CUDA_ARCHITECTURES_PATTERN)
 
 
@@ -105,8 +113,8 @@ class RegistryTarget:
     repository "llamafleet/llama-server".
 
     Raises:
-        ValueError: `address` is empty or has a "/", or only one of username and password is
-            given.
+        ValueError: `address` is not a lower-case host[:port], or only one of username and
+            password is given.
     """
 
     # host[:port]
@@ -119,10 +127,31 @@ class RegistryTarget:
     password: pulumi.Input[str] | None = None
 
     def __post_init__(self) -> None:
-        if "/" in self.address or not self.address:
+        if not re.fullmatch(REGISTRY_ADDRESS_PATTERN, self.address):
             raise ValueError(f"RegistryTarget.address is a host[:port], got {self.address!r}")
         if (self.username is None) != (self.password is None):
             raise ValueError("RegistryTarget: give both username and password, or neither")
+
+
+class ImageBuildConfig(ComponentConfig):
+    """Where the images a stack builds are pushed, and what the CUDA image covers
+    (`llamafleet:images.build` in a stack's settings); one LlamaCppImage per flavour
+    (`LlamaCppImageArgs.of`)."""
+
+    registry: Annotated[str, StringConstraints(pattern=f"^ecr$|{REGISTRY_ADDRESS_PATTERN}")] = (
+        Field(
+            description="ecr (private repositories the stack creates) or an on-prem registry's "
+            "host[:port]."
+        )
+    )
+    repository_prefix: RepositoryPrefix = Field(
+        default="llamafleet", description="Repositories are <prefix>/<image>."
+    )
+    cuda_architectures: CudaArchitectures = Field(
+        default="75;80;86;89;90",
+        description="CUDA compute capabilities the CUDA image covers (CMake's "
+        "CUDA_ARCHITECTURES, without the dot).",
+    )
 
 
 @dataclass(frozen=True)
@@ -153,6 +182,25 @@ class LlamaCppImageArgs:
     registry_cache: bool = True
     # Extra image labels; org.opencontainers.image.version is always the tag.
     labels: Mapping[str, str] = field(default_factory=dict[str, str])
+
+    @classmethod
+    def of(
+        cls, config: ImageBuildConfig, flavour: Flavour, repository: str, repo_root: Path
+    ) -> LlamaCppImageArgs:
+        """`flavour` built from `repo_root` and pushed where `config` says, to
+        `<repository_prefix>/<repository>` (ECR: a repository the component creates)."""
+        path = f"{config.repository_prefix}/{repository}"
+        target: EcrTarget | RegistryTarget = (
+            EcrTarget(path)
+            if config.registry == "ecr"
+            else RegistryTarget(address=config.registry, repository=path)
+        )
+        return cls(
+            flavour=flavour,
+            target=target,
+            repo_root=repo_root,
+            cuda_architectures=config.cuda_architectures,
+        )
 
     def __post_init__(self) -> None:
         if self.flavour not in FLAVOURS:

@@ -8,13 +8,12 @@ import pulumi
 
 from llamafleet import REPO_ROOT
 from llamafleet.components.llama_cpp_image import (
-    EcrTarget,
     Flavour,
+    ImageBuildConfig,
     LlamaCppImage,
     LlamaCppImageArgs,
-    RegistryTarget,
 )
-from llamafleet.settings.schema import ImageBuild, Settings
+from llamafleet.settings.schema import Settings
 
 REPOSITORIES: dict[Flavour, str] = {
     "cpu": "llama-server",
@@ -47,20 +46,7 @@ def image_refs(settings: Settings, needs_cuda: bool) -> ImageRefs:
     )
 
 
-def _built(flavour: Flavour, build: ImageBuild) -> pulumi.Output[str]:
-    repository = f"{build.repository_prefix}/{REPOSITORIES[flavour]}"
-    target = (
-        EcrTarget(repository)
-        if build.registry == "ecr"
-        else RegistryTarget(address=build.registry, repository=repository)
-    )
-    image = LlamaCppImage(
-        f"image-{flavour}",
-        LlamaCppImageArgs(
-            flavour=flavour,
-            target=target,
-            repo_root=REPO_ROOT,
-            cuda_architectures=build.cuda_architectures,
-        ),
-    )
-    return image.ref
+def _built(flavour: Flavour, build: ImageBuildConfig) -> pulumi.Output[str]:
+    # The settings section is the component's config; the flavour picks the repository.
+    args = LlamaCppImageArgs.of(build, flavour, REPOSITORIES[flavour], REPO_ROOT)
+    return LlamaCppImage(f"image-{flavour}", args).ref

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, StringConstraints, field_validator, model_validator
 
 from llamafleet.components.cluster_addons import ClusterAddonsConfig
-from llamafleet.components.config import ComponentConfig, CudaArchitectures, ServiceUrl
+from llamafleet.components.config import ComponentConfig, ServiceUrl
+from llamafleet.components.llama_cpp_image import ImageBuildConfig
 from llamafleet.components.model_sources import settings_source_problem
 from llamafleet.components.model_store import ModelStoreConfig
 from llamafleet.components.tenant import TenantConfig, TenantQuota
@@ -188,25 +189,13 @@ class ModelStoreSettings(ModelStoreConfig):
             )
 
 
-class ImageBuild(Strict):
-    """`llamafleet:images.build`: where LlamaCppImage pushes the images it builds."""
-
-    registry: Annotated[str, StringConstraints(pattern=r"^(ecr|[a-z0-9.-]+(:\d+)?)$")] = Field(
-        description="ecr (repositories the stack creates) or an on-prem registry's host[:port]."
-    )
-    repository_prefix: Annotated[
-        str, StringConstraints(pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
-    ] = Field(default="llamafleet", description="Repositories are <prefix>/<image>.")
-    cuda_architectures: CudaArchitectures = Field(
-        default="75;80;86;89;90", description="CUDA compute capabilities the CUDA image covers."
-    )
-
-
 class Images(Strict):
     """Either `build` (LlamaCppImage builds and pushes; pods run what it pushed, by digest) or
     references already pinned by digest."""
 
-    build: ImageBuild | None = Field(default=None, description="Build and push with the stack.")
+    build: ImageBuildConfig | None = Field(
+        default=None, description="Build and push with the stack (LlamaCppImage's config)."
+    )
     cpu: ImageRef | None = Field(default=None, description="llama-server CPU image, by digest.")
     cuda: ImageRef | None = Field(default=None, description="CUDA image, pinned by digest.")
     fetcher: ImageRef | None = Field(default=None, description="Model-fetcher image, by digest.")

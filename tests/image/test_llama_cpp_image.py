@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,6 +14,7 @@ import pytest
 from llama_server import REPO
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.rpc import is_rpc_secret
+from pydantic import ValidationError
 
 DIGEST = "sha256:" + "ab" * 32
 ACCOUNT = "123456789012"
@@ -247,3 +248,32 @@ def test_bad_args_are_refused(component: ModuleType, bad: dict[str, Any]) -> Non
 def test_registry_target_needs_both_credentials(component: ModuleType) -> None:
     with pytest.raises(ValueError, match="both"):
         component.RegistryTarget("registry.lab:5000", "r", username="ci")
+
+
+@pytest.mark.parametrize(
+    ("address", "valid"),
+    [
+        ("registry.lab:5000", True),
+        ("registry.lab", True),
+        ("Registry.lab", False),
+        ("registry.lab/llamafleet", False),
+        ("https://registry.lab", False),
+        ("registry.lab:port", False),
+        ("", False),
+    ],
+)
+def test_settings_and_the_registry_target_share_one_address_rule(
+    component: ModuleType, address: str, valid: bool
+) -> None:
+    """`images.build.registry` is refused at validate exactly where RegistryTarget would refuse
+    it at `up` (one rule)."""
+
+    def accepted(make: Callable[[], object]) -> bool:
+        try:
+            make()
+        except (ValueError, ValidationError):
+            return False
+        return True
+
+    assert accepted(lambda: component.ImageBuildConfig(registry=address)) is valid
+    assert accepted(lambda: component.RegistryTarget(address, "llamafleet/x")) is valid
