@@ -13,7 +13,7 @@ from llamafleet.components.llama_cpp_image import (
     LlamaCppImage,
     LlamaCppImageArgs,
 )
-from llamafleet.settings.schema import Settings
+from llamafleet.settings.schema import Images
 
 REPOSITORIES: dict[Flavour, str] = {
     "cpu": "llama-server",
@@ -32,9 +32,8 @@ class ImageRefs:
     cuda: pulumi.Input[str] | None
 
 
-def image_refs(settings: Settings, needs_cuda: bool) -> ImageRefs:
+def image_refs(images: Images, needs_cuda: bool) -> ImageRefs:
     """Build (images.build) or take (references) the images; validated settings have one."""
-    images = settings.images
     if images.build is None:
         assert images.cpu is not None and images.fetcher is not None
         return ImageRefs(cpu=images.cpu, fetcher=images.fetcher, cuda=images.cuda)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -18,7 +21,13 @@ from llamafleet.program.images import ImageRefs, image_refs
 from llamafleet.settings.load import SettingsError, pulumi_settings, settings_source
 from llamafleet.settings.names import former_names, team_namespace
 from llamafleet.settings.placement import Placement, gguf_facts, placements, serving_shape
-from llamafleet.settings.schema import Settings
+from llamafleet.settings.schema import (
+    Model,
+    ModelStoreSettings,
+    Serving,
+    Settings,
+    TenantSettings,
+)
 
 
 def main() -> None:
@@ -46,20 +55,20 @@ def build(settings: Settings) -> None:
     URL), `modelStore` ({url, readPolicyArn}) and, with a sync, `modelDigests` (model -> digest).
     """
     placed = list(placements(settings))
-    store = _model_store(settings)
-    sync = _model_sync(settings, store)
-    read_policy = _read_policy_arn(settings, store)
-    images = image_refs(settings, needs_cuda=any(p.tier.kind == "gpu" for p in placed))
+    store = _model_store(settings.model_store)
+    sync = _model_sync(settings.models, settings.model_store, store)
+    read_policy = _read_policy_arn(settings.model_store, store)
+    images = image_refs(settings.images, needs_cuda=any(p.tier.kind == "gpu" for p in placed))
     clusters = {
         name: provision(name, cluster, settings.model_store, read_policy)
         for name, cluster in settings.clusters.items()
         if any(p.cluster_name == name for p in placed)
     }
     providers = {name: provisioned.provider for name, provisioned in clusters.items()}
-    store_credentials = _store_credentials(settings)
+    store_credentials = _store_credentials(settings.model_store)
     tenants = {
         team: _tenant(
-            settings,
+            settings.tenants[team],
             team,
             {p.cluster_name for p in placed if p.team == team},
             providers,
@@ -70,17 +79,24 @@ def build(settings: Settings) -> None:
     # Pods roll only once their model is in the store, as the stack file pins it.
     models_ready: list[pulumi.Input[pulumi.Resource]] = [store]
     if sync is not None:
-        models_ready.append(_pins_checked(settings, sync))
+        models_ready.append(_pins_checked(settings.models, sync))
     urls: dict[str, dict[str, pulumi.Output[str]]] = {}
     for placement in placed:
         cluster = clusters[placement.cluster_name]
+        tenant = settings.tenants[placement.team]
         service = InferenceService(
             f"{placement.cluster_name}-{placement.team}-{placement.name}",
-            _service_args(settings, placement, cluster, read_policy, images),
+            _service_args(
+                Sections(settings.serving, settings.model_store, tenant),
+                placement,
+                cluster,
+                read_policy,
+                images,
+            ),
             opts=pulumi.ResourceOptions(
                 # Children are named after the component, so they inherit these aliases.
                 aliases=[
-                    pulumi.Alias(name=name) for name in _former_service_names(settings, placement)
+                    pulumi.Alias(name=name) for name in _former_service_names(tenant, placement)
                 ],
                 provider=cluster.provider,
                 depends_on=[
@@ -100,26 +116,27 @@ def build(settings: Settings) -> None:
         pulumi.export("modelDigests", sync.digests)
 
 
-def _model_store(settings: Settings) -> ModelStore:
+def _model_store(store_settings: ModelStoreSettings) -> ModelStore:
     # The settings section is the component's config, plus what only the pods need.
-    return ModelStore("model-store", settings.model_store)
+    return ModelStore("model-store", store_settings)
 
 
-def _read_policy_arn(settings: Settings, store: ModelStore) -> pulumi.Output[str] | None:
+def _read_policy_arn(
+    store_settings: ModelStoreSettings, store: ModelStore
+) -> pulumi.Output[str] | None:
     """The store's read-only IAM policy; None for an on-prem store (pods use its credentials)."""
-    if settings.model_store.endpoint_url is not None:
+    if store_settings.endpoint_url is not None:
         return None
     return store.read_policy_arn.apply(lambda arn: arn or "")
 
 
-def _model_sync(settings: Settings, model_store: ModelStore) -> ModelSync | None:
+def _model_sync(
+    models: Mapping[str, Model], store: ModelStoreSettings, model_store: ModelStore
+) -> ModelSync | None:
     """Sync the models that name a `source` (a file or an Ollama model); None when none does."""
-    sources = {
-        name: model.source for name, model in settings.models.items() if model.source is not None
-    }
+    sources = {name: model.source for name, model in models.items() if model.source is not None}
     if not sources:
         return None
-    store = settings.model_store
     sync = ModelSync(
         "models",
         ModelSyncArgs(
@@ -135,10 +152,10 @@ def _model_sync(settings: Settings, model_store: ModelStore) -> ModelSync | None
     return sync
 
 
-def _pins_checked(settings: Settings, sync: ModelSync) -> pulumi.Output[ModelSync]:
+def _pins_checked(models: Mapping[str, Model], sync: ModelSync) -> pulumi.Output[ModelSync]:
     """`sync`, once every digest it synced matches the stack file's pin. Deployments wait on
     it: a sync of other bytes fails it, so the update stops and no pod changes."""
-    pins = {name: model.digest for name, model in settings.models.items() if model.source}
+    pins = {name: model.digest for name, model in models.items() if model.source}
     return sync.digests.apply(lambda synced: check_pins(pins, synced, sync))
 
 
@@ -162,20 +179,19 @@ def check_pins(pins: dict[str, str], synced: dict[str, str], sync: ModelSync) ->
     return sync
 
 
-def _former_service_names(settings: Settings, placement: Placement) -> list[str]:
+def _former_service_names(tenant: TenantSettings, placement: Placement) -> list[str]:
     """What an InferenceService was called before its team, model or tier was renamed."""
     return former_names(
         (placement.cluster_name, None),
-        (placement.team, settings.tenants[placement.team].former_name),
+        (placement.team, tenant.former_name),
         (placement.model_name, placement.model.former_name),
         (placement.tier_name, placement.tier.former_name),
     )
 
 
-def _store_credentials(settings: Settings) -> StoreCredentials | None:
+def _store_credentials(store: ModelStoreSettings) -> StoreCredentials | None:
     """The fetchers' shared credentials file, as a secret, where the store is read with a key
     pair (on-prem); None where pods use an IAM role."""
-    store = settings.model_store
     if store.credentials_secret is None or store.credentials is None:
         return None
     pair = store.credentials
@@ -191,13 +207,12 @@ def _store_credentials(settings: Settings) -> StoreCredentials | None:
 
 
 def _tenant(
-    settings: Settings,
+    tenant: TenantSettings,
     team: str,
     clusters: set[str],
     providers: dict[str, k8s.Provider],
     store_credentials: StoreCredentials | None,
 ) -> Tenant:
-    tenant = settings.tenants[team]
     former = tenant.former_name
     return Tenant(
         team,
@@ -214,8 +229,18 @@ def _tenant(
     )
 
 
+@dataclass(frozen=True)
+class Sections:
+    """The settings sections an InferenceService is made from, besides its placement: the
+    fleet's serving defaults, the model store, and the team's entry."""
+
+    serving: Serving
+    store: ModelStoreSettings
+    tenant: TenantSettings
+
+
 def _service_args(
-    settings: Settings,
+    sections: Sections,
     placement: Placement,
     cluster: ProvisionedCluster,
     read_policy: pulumi.Output[str] | None,
@@ -223,12 +248,12 @@ def _service_args(
 ) -> InferenceServiceArgs:
     """One placement's InferenceService: its pods, its scaling, and what the cluster adds."""
     model = placement.model
-    role = _fetcher_role(settings, placement, cluster, read_policy)
+    role = _fetcher_role(sections, placement, cluster, read_policy)
     return InferenceServiceArgs(
         namespace=team_namespace(placement.team),
         instance=placement.name,
         model_name=placement.model_name,
-        pod=_pod_inputs(settings, placement, images),
+        pod=_pod_inputs(sections, placement, images),
         scaling=ScalingRange(
             min_replicas=model.replicas.min,
             max_replicas=model.replicas.max,
@@ -238,13 +263,13 @@ def _service_args(
         prometheus_url=cluster.settings.prometheus_url,
         service_monitor=cluster.settings.service_monitors,
         metrics_key_secret=Tenant.metrics_key_secret_name,
-        gateway_namespace=settings.serving.gateway_namespace,
+        gateway_namespace=sections.serving.gateway_namespace,
         monitoring_namespace=cluster.settings.monitoring_namespace,
         service_account_annotations={IRSA_ROLE_ANNOTATION: role} if role is not None else {},
     )
 
 
-def _server_options(settings: Settings, placement: Placement) -> ServerOptions:
+def _server_options(serving: Serving, placement: Placement) -> ServerOptions:
     """llama-server's options for one placement (its argv, serving shape and tier kind)."""
     model = placement.model
     return ServerOptions(
@@ -252,32 +277,32 @@ def _server_options(settings: Settings, placement: Placement) -> ServerOptions:
         digest=model.digest,
         shape=serving_shape(model, placement.tier.kind),
         tier_kind="gpu" if placement.tier.kind == "gpu" else "cpu",
-        request_timeout_seconds=settings.serving.request_timeout_seconds,
+        request_timeout_seconds=serving.request_timeout_seconds,
         load_mode=model.load_mode,
         chat_template=model.chat_template,
     )
 
 
-def _pod_inputs(settings: Settings, placement: Placement, images: ImageRefs) -> PodInputs:
+def _pod_inputs(sections: Sections, placement: Placement, images: ImageRefs) -> PodInputs:
     """What one placement's pod template is made from: the server, the image for its tier
     (the CUDA one on gpu tiers), and the store its init container fetches from."""
     gpu = placement.tier.kind == "gpu"
     return PodInputs(
-        server=_server_options(settings, placement),
+        server=_server_options(sections.serving, placement),
         facts=gguf_facts(placement.model),
         tier_name=placement.tier_name,
         image=images.cuda if gpu and images.cuda is not None else images.cpu,
         fetcher_image=images.fetcher,
-        store=settings.model_store,
-        store_credentials_secret=settings.model_store.credentials_secret,
+        store=sections.store,
+        store_credentials_secret=sections.store.credentials_secret,
         api_key_secret=Tenant.api_key_secret_name,
         service_account=placement.name,
-        deregistration_seconds=settings.serving.deregistration_seconds,
+        deregistration_seconds=sections.serving.deregistration_seconds,
     )
 
 
 def _fetcher_role(
-    settings: Settings,
+    sections: Sections,
     placement: Placement,
     cluster: ProvisionedCluster,
     read_policy: pulumi.Output[str] | None,
@@ -285,12 +310,12 @@ def _fetcher_role(
     """EKS with an AWS store: the ARN of the role the placement's fetcher reads the store
     with, which only its ServiceAccount can assume (pods cannot reach the node's credentials:
     IMDSv2 hop limit 1 and the NetworkPolicy). None where the store is read with a key pair."""
-    if settings.model_store.credentials_secret is not None or read_policy is None:
+    if sections.store.credentials_secret is not None or read_policy is None:
         return None
     return cluster.pod_role(
         placement.team,
         placement.name,
         team_namespace(placement.team),
         read_policy,
-        _former_service_names(settings, placement),
+        _former_service_names(sections.tenant, placement),
     )
