@@ -10,7 +10,7 @@ A source missing locally is reported `absent` and keeps its remote entry: never 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -195,13 +195,18 @@ def hash_pending(
         futures = {
             pool.submit(_digest_source, item, verify_known, sink): item for item in smallest_first
         }
-        for future in as_completed(futures):
-            item = futures[future]
-            state = LocalState(item.identity, future.result(), rehashed=True)
-            cache.store(item.identity, state.cached)
-            hashed[item.source.name] = state
-            if on_hashed is not None:
-                on_hashed(item.source, state)
+        remaining = set(futures)
+        while remaining:
+            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            # Of files that finished together, the smallest is handed on first (as_completed
+            # would yield them in set order).
+            for future in sorted(done, key=lambda f: futures[f].identity.size):
+                item = futures[future]
+                state = LocalState(item.identity, future.result(), rehashed=True)
+                cache.store(item.identity, state.cached)
+                hashed[item.source.name] = state
+                if on_hashed is not None:
+                    on_hashed(item.source, state)
     return hashed
 
 
