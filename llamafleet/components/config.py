@@ -36,11 +36,15 @@ class ComponentConfig(BaseModel):
     )
 
 
+# A DNS-1123 label: lower-case alphanumerics and '-', alphanumeric at both ends
+# (https://kubernetes.io/docs/concepts/overview/working-with-objects/names/); each use adds its
+# own length limit.
+DNS_1123_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # A Kubernetes object name that is used alone (a namespace, a MetalLB pool): a DNS-1123 label
 # (https://kubernetes.io/docs/concepts/overview/working-with-objects/names/).
 KubernetesName = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=63),
+    StringConstraints(pattern=DNS_1123_LABEL_PATTERN, min_length=1, max_length=63),
 ]
 # AWS tags: keys 1-128 characters, values up to 256 (AWS tagging limits,
 # https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html).

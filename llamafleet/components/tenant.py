@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field, StringConstraints, field_validator
 
 from llamafleet.components.api_keys import ApiKey
-from llamafleet.components.config import ComponentConfig
+from llamafleet.components.config import DNS_1123_LABEL_PATTERN, ComponentConfig
 from llamafleet.components.inference_pod import STORE_CREDENTIALS_KEY
 from llamafleet.components.labels import GPU_RESOURCE
 from llamafleet.components.manifest import manifest
@@ -59,7 +59,7 @@ class StoreCredentials:
 # A key's name: kept in resource names and shown by `llamafleet keys` (e.g. 2026-11).
 KeyName = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=20),
+    StringConstraints(pattern=DNS_1123_LABEL_PATTERN, min_length=1, max_length=20),
 ]
 
 

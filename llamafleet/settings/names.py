@@ -14,6 +14,8 @@ import itertools
 import re
 from typing import Final
 
+from llamafleet.components.config import DNS_1123_LABEL_PATTERN
+
 NAMESPACE_PREFIX: Final = "llamafleet-"
 
 # Pulumi autonaming appends "-" and 7 random characters to a resource's name.
@@ -22,7 +24,7 @@ AUTONAME_SUFFIX_LENGTH: Final = 8
 # names/): a DNS-1123 label for namespaces (lower case alphanumerics and '-', 63 at most), a
 # DNS-1035 label for Services (the same, starting with a letter).
 DNS_LABEL_MAX: Final = 63
-DNS_1123_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_1123_LABEL: Final = re.compile(DNS_1123_LABEL_PATTERN)
 DNS_1035_LABEL: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # IAM role names: 64 characters (https://docs.aws.amazon.com/IAM/latest/UserGuide/
 # reference_iam-quotas.html); EKS node group names: 63 (CreateNodegroup, nodegroupName); EKS

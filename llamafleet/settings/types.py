@@ -10,11 +10,13 @@ from typing import Annotated, Final, Literal, get_args
 
 from pydantic import StringConstraints
 
+from llamafleet.components.config import DNS_1123_LABEL_PATTERN
+
 # DNS-1123 label: the names become namespaces, Deployments and Services (llamafleet.settings.names
 # checks what is built from them).
 Name = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=30),
+    StringConstraints(pattern=DNS_1123_LABEL_PATTERN, min_length=1, max_length=30),
 ]
 Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
 ImageRef = Annotated[str, StringConstraints(pattern=r"^[^\s@]+@sha256:[0-9a-f]{64}$")]
