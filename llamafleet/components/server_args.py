@@ -5,9 +5,13 @@ Every flag here exists in the pinned llama.cpp build; tests/image checks them ag
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import difflib
+from dataclasses import dataclass, field
+from typing import Annotated, Final, Literal
 
+from pydantic import AfterValidator, Field, StringConstraints
+
+from llamafleet.components.config import ComponentConfig
 from llamafleet.components.sizing import ServingShape, TierKind
 
 LoadMode = Literal["mmap", "mlock", "mmap+mlock", "none"]
@@ -18,6 +22,73 @@ API_KEY_DIR = "/etc/llamafleet/api-keys"
 API_KEY_FILE = f"{API_KEY_DIR}/keys"
 # More layers than any model has: -ngl counts layers, so this offloads all of them.
 ALL_LAYERS = 999
+
+
+# The built-in chat templates of the pinned build: the keys of LLM_CHAT_TEMPLATES in
+# src/llama-chat.cpp (tests/image compares this set with the pinned source).
+BUILTIN_CHAT_TEMPLATES: Final = frozenset(
+    {
+        *("bailing", "bailing-think", "bailing2", "chatglm3", "chatglm4", "chatml"),
+        *("command-r", "deepseek", "deepseek-ocr", "deepseek2", "deepseek3", "exaone-moe"),
+        *("exaone3", "exaone4", "falcon3", "gemma", "gigachat", "glmedge", "gpt-oss"),
+        *("granite", "granite-4.0", "granite-4.1", "grok-2", "hunyuan-dense", "hunyuan-moe"),
+        *("hunyuan-vl", "kimi-k2", "llama2", "llama2-sys", "llama2-sys-bos", "llama2-sys-strip"),
+        *("llama3", "llama4", "megrez", "minicpm", "mistral-v1", "mistral-v3"),
+        *("mistral-v3-tekken", "mistral-v7", "mistral-v7-tekken", "monarch", "openchat"),
+        *("orion", "pangu-embedded", "phi3", "phi4", "rwkv-world", "seed_oss", "smolvlm"),
+        *("solar-open", "vicuna", "vicuna-orca", "yandex", "zephyr"),
+    }
+)
+
+
+def builtin_chat_template_problem(name: str) -> str | None:
+    """Why `name` is not a built-in chat template of the pinned build (None when it is)."""
+    if name in BUILTIN_CHAT_TEMPLATES:
+        return None
+    close = difflib.get_close_matches(name, sorted(BUILTIN_CHAT_TEMPLATES), n=3)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return (
+        f"{name!r} is not a built-in chat template of the pinned llama.cpp build{hint}; "
+        "leave the key out to use the GGUF's own template"
+    )
+
+
+def _builtin_chat_template(name: str) -> str:
+    problem = builtin_chat_template_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
+BuiltinChatTemplate = Annotated[
+    str,
+    StringConstraints(max_length=32),
+    AfterValidator(_builtin_chat_template),
+]
+StopWord = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=False)]
+
+
+class SamplingDefaults(ComponentConfig):
+    """Default sampling of a model's llama-server (`llamafleet:models.<name>.sampling`); a request
+    that sets a field overrides it (tools/server/server-schema.cpp of the pinned build). Absent
+    fields keep llama-server's own defaults (common/common.h)."""
+
+    temperature: float | None = Field(default=None, ge=0, le=5, description="--temp.")
+    top_k: int | None = Field(default=None, ge=0, le=1000, description="--top-k (0: off).")
+    top_p: float | None = Field(default=None, ge=0, le=1, description="--top-p (1: off).")
+    min_p: float | None = Field(default=None, ge=0, le=1, description="--min-p (0: off).")
+    repeat_penalty: float | None = Field(
+        default=None, ge=0, le=5, description="--repeat-penalty (1: off)."
+    )
+    seed: int | None = Field(
+        default=None, ge=0, le=2**32 - 2, description="--seed (absent: random per request)."
+    )
+    stop: list[StopWord] = Field(
+        default_factory=list[str],
+        max_length=16,
+        description="Stop strings (--reverse-prompt each): generation ends before the first "
+        "one produced, unless a request sets its own `stop`.",
+    )
 
 
 def model_path(digest: str) -> str:
@@ -37,7 +108,10 @@ class ServerOptions:
         tier_kind: gpu adds --n-gpu-layers 999 (every layer offloaded).
         request_timeout_seconds: --timeout, seconds; also part of the pod's drain window.
         load_mode: --load-mode of the pinned build (default mmap).
-        chat_template: --chat-template; None: the flag is not passed.
+        chat_template: A built-in template of the pinned build, passed with --no-jinja (the
+            build's Jinja default would compile the name as template source); None: the GGUF's
+            own template, under Jinja.
+        sampling: Default sampling flags; the empty config passes none.
     """
 
     alias: str
@@ -47,6 +121,31 @@ class ServerOptions:
     request_timeout_seconds: int
     load_mode: LoadMode = "mmap"
     chat_template: str | None = None
+    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
+
+
+def chat_template_args(name: str | None) -> list[str]:
+    """--chat-template with a built-in name needs --no-jinja: with Jinja on (the pinned build's
+    default, common/common.h) only `chatml` is special-cased and any other name is compiled as
+    the template's source, so every prompt becomes the name itself (../shared/cases/c10)."""
+    return [] if name is None else ["--no-jinja", "--chat-template", name]
+
+
+def sampling_args(sampling: SamplingDefaults) -> list[str]:
+    """The sampling flags the settings set, in a fixed order; one --reverse-prompt per stop word
+    (each adds a default stop string in the pinned server)."""
+    flags: list[tuple[str, float | int | None]] = [
+        ("--temp", sampling.temperature),
+        ("--top-k", sampling.top_k),
+        ("--top-p", sampling.top_p),
+        ("--min-p", sampling.min_p),
+        ("--repeat-penalty", sampling.repeat_penalty),
+        ("--seed", sampling.seed),
+    ]
+    args = [item for flag, value in flags if value is not None for item in (flag, str(value))]
+    for word in sampling.stop:
+        args += ["--reverse-prompt", word]
+    return args
 
 
 def server_args(opts: ServerOptions) -> list[str]:
@@ -81,6 +180,4 @@ def server_args(opts: ServerOptions) -> list[str]:
     if opts.tier_kind == "gpu":
         # Only GPU tiers offload; CPU builds have no device to offload to.
         args += ["--n-gpu-layers", str(ALL_LAYERS)]
-    if opts.chat_template is not None:
-        args += ["--chat-template", opts.chat_template]
-    return args
+    return args + chat_template_args(opts.chat_template) + sampling_args(opts.sampling)

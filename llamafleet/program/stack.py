@@ -280,6 +280,7 @@ def _server_options(serving: Serving, placement: Placement) -> ServerOptions:
         request_timeout_seconds=serving.request_timeout_seconds,
         load_mode=model.load_mode,
         chat_template=model.chat_template,
+        sampling=model.sampling,
     )
 
 

@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from llamafleet.components.server_args import API_KEY_FILE, ServerOptions, model_path, server_args
+from llamafleet.components.server_args import (
+    API_KEY_FILE,
+    BUILTIN_CHAT_TEMPLATES,
+    SamplingDefaults,
+    ServerOptions,
+    builtin_chat_template_problem,
+    model_path,
+    server_args,
+)
 from llamafleet.components.sizing import ServingShape
 
 DIGEST = "sha256:" + "ab" * 32
@@ -75,9 +83,39 @@ def test_quantised_kv_cache_sets_both_k_and_v_types(kv_type: str) -> None:
     assert "--cache-type-k" not in server_args(options())
 
 
-def test_chat_template_only_when_set() -> None:
-    assert "--chat-template" not in server_args(options())
-    assert value_of(server_args(options(chat_template="gemma")), "--chat-template") == "gemma"
+def test_chat_template_only_when_set_and_then_without_jinja() -> None:
+    """A built-in name under the build's Jinja default is compiled as template source (c10)."""
+    default = server_args(options())
+    assert "--chat-template" not in default and "--no-jinja" not in default
+    named = server_args(options(chat_template="gemma"))
+    assert value_of(named, "--chat-template") == "gemma"
+    assert named.index("--no-jinja") < named.index("--chat-template")
+
+
+def test_builtin_chat_template_names_are_checked() -> None:
+    assert builtin_chat_template_problem("chatml") is None
+    assert {"gemma", "llama3", "chatml"} <= BUILTIN_CHAT_TEMPLATES
+    problem = builtin_chat_template_problem("llama-3")
+    assert problem is not None and "did you mean llama3" in problem, problem
+
+
+def test_sampling_flags_only_for_what_is_set() -> None:
+    args = server_args(options())
+    assert not {"--temp", "--top-k", "--seed", "--reverse-prompt"} & set(args)
+    sampling = SamplingDefaults(temperature=0, top_k=40, top_p=0.9, min_p=0.05, seed=4294967294)
+    args = server_args(options(sampling=sampling))
+    assert value_of(args, "--temp") == "0.0"
+    assert value_of(args, "--top-k") == "40"
+    assert value_of(args, "--top-p") == "0.9"
+    assert value_of(args, "--min-p") == "0.05"
+    assert value_of(args, "--seed") == "4294967294"
+    assert "--repeat-penalty" not in args
+
+
+def test_each_stop_string_is_its_own_reverse_prompt_kept_verbatim() -> None:
+    args = server_args(options(sampling=SamplingDefaults(stop=["\n\n", " User:"])))
+    values = [args[i + 1] for i, arg in enumerate(args) if arg == "--reverse-prompt"]
+    assert values == ["\n\n", " User:"]
 
 
 def test_no_key_flag_but_the_key_file_appears_in_argv() -> None:
