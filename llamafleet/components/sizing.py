@@ -18,12 +18,19 @@ KvCacheType = Literal["f16", "q8_0", "q4_0"]
 
 # Bytes per KV element; q8_0/q4_0 store 32 values plus one f16 scale per block.
 KV_BYTES_PER_ELEMENT: dict[str, float] = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+# Values per block of the quantised cache types: llama-server refuses a cache whose head size
+# the block does not divide (llama_init_from_model in src/llama-context.cpp).
+QUANTISED_KV_BLOCK: dict[str, int] = {"q8_0": 32, "q4_0": 32}
 
 # Runtime, HTTP threads, allocator slack: measured llama-server RSS minus weights and KV stays
 # well under this for every model we serve.
 BASE_OVERHEAD_BYTES = 256 * MiB
 # The logits buffer is n_vocab x n_ubatch floats; with 262k-token vocabularies it dominates.
+# Also llama-server's default --ubatch-size, which sliding-window caches hold on top of the window.
 UBATCH = 512
+# llama.cpp pads the context, and the sliding-window cache, to 256 cells (src/llama-context.cpp,
+# src/llama-kv-cache-iswa.cpp of the pinned build).
+KV_CELL_PADDING = 256
 # GPU tiers copy weights to the GPU through clean, reclaimable page cache: a window suffices.
 GPU_HOST_STAGING_BYTES = 2 * GiB
 # Kubelet, system daemons and the eviction threshold take this share of a node (at least 1 GiB).
@@ -39,15 +46,35 @@ FETCHER_MEMORY_BYTES = 512 * MiB
 
 @dataclass(frozen=True)
 class GgufFacts:
-    """What sizing needs from a GGUF header (as `llamafleet models inspect --json` prints it)."""
+    """What sizing needs from a GGUF header (as `llamafleet models inspect --json` prints it).
+
+    `head_count_kv` is one count for every layer, or one per layer (0 on recurrent and
+    convolution layers of hybrid models, which hold no KV cache). `sliding_window_layers` marks
+    the layers whose cache holds a `sliding_window`-token window; None: every layer holds the
+    whole context.
+    """
 
     size_bytes: int
     block_count: int
-    head_count_kv: int
+    head_count_kv: int | tuple[int, ...]
     key_length: int
     value_length: int
     context_length: int
     vocab_size: int
+    sliding_window: int | None = None
+    sliding_window_layers: tuple[bool, ...] | None = None
+
+    def kv_heads_per_layer(self) -> tuple[int, ...]:
+        """KV heads of each layer."""
+        if isinstance(self.head_count_kv, int):
+            return (self.head_count_kv,) * self.block_count
+        return self.head_count_kv
+
+    def windowed_layers(self) -> tuple[bool, ...]:
+        """Whether each layer's cache is a sliding window (all False without one)."""
+        if self.sliding_window is None or self.sliding_window_layers is None:
+            return (False,) * self.block_count
+        return self.sliding_window_layers
 
 
 @dataclass(frozen=True)
@@ -116,16 +143,40 @@ class PodSizing:
         return math.ceil(self.memory_bytes / MiB)
 
 
+def _pad(cells: int) -> int:
+    return -(-cells // KV_CELL_PADDING) * KV_CELL_PADDING
+
+
 def kv_bytes_per_token(facts: GgufFacts, kv_cache_type: KvCacheType) -> float:
-    """K and V for every layer and KV head: n_layer x n_kv_heads x (k_len + v_len) x bytes."""
-    per_element = KV_BYTES_PER_ELEMENT[kv_cache_type]
-    elements = facts.block_count * facts.head_count_kv * (facts.key_length + facts.value_length)
-    return elements * per_element
+    """K and V of one token in every layer: sum over layers of n_kv_heads x (k_len + v_len) x
+    bytes per element."""
+    heads = sum(facts.kv_heads_per_layer())
+    return heads * (facts.key_length + facts.value_length) * KV_BYTES_PER_ELEMENT[kv_cache_type]
+
+
+def kv_cells_per_layer(facts: GgufFacts, shape: ServingShape) -> tuple[int, ...]:
+    """Cells (tokens) of each layer's KV cache, as the pinned llama-server allocates them with
+    --kv-unified: the whole context padded to 256, or on a sliding-window layer the window for
+    every slot plus one ubatch, padded to 256 and at most the whole context."""
+    whole = _pad(shape.total_context)
+    window = whole
+    if facts.sliding_window is not None:
+        window = min(whole, _pad(facts.sliding_window * shape.parallel + UBATCH))
+    return tuple(window if windowed else whole for windowed in facts.windowed_layers())
 
 
 def kv_cache_bytes(facts: GgufFacts, shape: ServingShape) -> int:
-    """Bytes of KV cache for `shape.total_context` tokens of its cache type, rounded up."""
-    return math.ceil(kv_bytes_per_token(facts, shape.kv_cache_type) * shape.total_context)
+    """Bytes of KV cache of the cache type: per layer, its cells x n_kv_heads x (k_len + v_len)
+    x bytes per element (layers without KV heads hold none), rounded up."""
+    per_element = KV_BYTES_PER_ELEMENT[shape.kv_cache_type]
+    width = facts.key_length + facts.value_length
+    elements = sum(
+        cells * heads * width
+        for cells, heads in zip(
+            kv_cells_per_layer(facts, shape), facts.kv_heads_per_layer(), strict=True
+        )
+    )
+    return math.ceil(elements * per_element)
 
 
 def overhead_bytes(facts: GgufFacts) -> int:

@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from llamafleet.modelsync.digest import format_digest, hash_file, parse_digest
 from llamafleet.modelsync.errors import ModelSyncError, SourceError
 from llamafleet.modelsync.fetch import fetch_model
-from llamafleet.modelsync.gguf import read_header
+from llamafleet.modelsync.gguf import read_servable_header
 from llamafleet.modelsync.hashcache import HashCache
 from llamafleet.modelsync.ollama import default_models_dir, discover_ollama
 from llamafleet.modelsync.plan import plan_sync
@@ -46,7 +46,13 @@ def _human_size(size: int) -> str:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    header = read_header(path)
+    header = read_servable_header(path)
+    if not header.has_chat_template:
+        print(
+            f"note: {path} carries no chat template (tokenizer.chat_template): llama-server "
+            "formats chats as chatml; set the model's chatTemplate to its built-in template",
+            file=sys.stderr,
+        )
     document: dict[str, object] = {}
     if args.digest:
         try:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Final
 
 from llamafleet.modelsync.errors import GgufError
 from llamafleet.modelsync.ggml_types import TENSOR_BLOCK_LAYOUT, file_type_name
+from llamafleet.modelsync.llama_cpp_facts import default_sliding_window_layers, pattern_layers
 
 GGUF_MAGIC: Final = b"GGUF"
 SUPPORTED_VERSIONS: Final = (2, 3)
@@ -23,6 +24,16 @@ DEFAULT_ALIGNMENT: Final = 32
 _READ_CHUNK: Final = 1 << 16
 # Arrays this short are decoded when wanted (per-layer head counts); longer ones only counted.
 _MAX_DECODED_ARRAY: Final = 4096
+# Metadata arrays sizing reads per layer (`%s.attention.head_count_kv` is an int32 array on
+# hybrid models such as LFM2, `%s.attention.sliding_window_pattern` a bool array on some).
+_DECODED_ARRAY_SUFFIXES: Final = (
+    ".attention.head_count",
+    ".attention.head_count_kv",
+    ".attention.sliding_window_pattern",
+)
+# Tensors of a vision tower or its projector (clip.cpp's names, as Ollama's merged blobs carry
+# them inside the text model's GGUF).
+_VISION_TENSOR_PREFIXES: Final = ("v.", "mm.")
 
 _T_UINT8, _T_INT8, _T_UINT16, _T_INT16, _T_UINT32, _T_INT32, _T_FLOAT32 = range(7)
 _T_BOOL, _T_STRING, _T_ARRAY, _T_UINT64, _T_INT64, _T_FLOAT64 = range(7, 13)
@@ -53,8 +64,25 @@ class ArrayInfo:
 
 
 @dataclass(frozen=True)
+class SplitInfo:
+    """`split.*` keys of a shard written by llama-gguf-split: shard `number` (0-based in the
+    file, `split.no`) of `count`, and the tensors of the whole set."""
+
+    number: int
+    count: int
+    tensor_count: int
+
+
+@dataclass(frozen=True)
 class GgufHeader:
-    """What a GGUF header says about a model, in the units llama.cpp uses."""
+    """What a GGUF header says about a model, in the units llama.cpp uses.
+
+    `head_count_kv` is the largest per-layer value; `head_count_kv_per_layer` keeps every layer's
+    when the file stores an array (0 on recurrent or convolution layers, which hold no KV).
+    `sliding_window_layers` says per layer whether its KV cache is a `sliding_window`-token
+    window (llama.cpp's SWA pattern: the file's `sliding_window_pattern`, or the pinned build's
+    default for the architecture); None when every layer attends to the whole context.
+    """
 
     version: int
     tensor_count: int
@@ -71,9 +99,16 @@ class GgufHeader:
     file_type: str | None
     sliding_window: int | None
     data_end: int
+    head_count_kv_per_layer: tuple[int, ...] | None = None
+    sliding_window_layers: tuple[bool, ...] | None = None
+    has_chat_template: bool = False
+    split: SplitInfo | None = None
+    vision_tensors: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         """The camelCase block stack files hold under a model's `gguf:` key."""
+        per_layer = self.head_count_kv_per_layer
+        uniform = per_layer is None or len(set(per_layer)) <= 1
         block: dict[str, object] = {
             "version": self.version,
             "tensorCount": self.tensor_count,
@@ -83,7 +118,7 @@ class GgufHeader:
             "blockCount": self.block_count,
             "embeddingLength": self.embedding_length,
             "headCount": self.head_count,
-            "headCountKv": self.head_count_kv,
+            "headCountKv": self.head_count_kv if uniform else list(per_layer or ()),
             "keyLength": self.key_length,
             "valueLength": self.value_length,
             "vocabSize": self.vocab_size,
@@ -91,6 +126,8 @@ class GgufHeader:
         }
         if self.sliding_window is not None:
             block["slidingWindow"] = self.sliding_window
+        if self.sliding_window_layers is not None:
+            block["slidingWindowPattern"] = list(self.sliding_window_layers)
         return block
 
 
@@ -198,15 +235,19 @@ def _read_array(cursor: _Cursor, decode: bool) -> list[int | float | bool] | Arr
     return ArrayInfo(element_type, count)
 
 
-def _tensor_data_end(cursor: _Cursor, tensor_count: int, alignment: int) -> int:
-    """Offset just past the last tensor's bytes, from the tensor table.
+def _tensor_table(cursor: _Cursor, tensor_count: int, alignment: int) -> tuple[int, list[str]]:
+    """(offset just past the last tensor's bytes, names of vision-tower tensors), from the
+    tensor table.
 
     Raises:
         GgufError: a tensor has a ggml type missing from TENSOR_BLOCK_LAYOUT.
     """
     furthest = 0
+    vision: list[str] = []
     for _ in range(tensor_count):
         name = cursor.string()
+        if name.startswith(_VISION_TENSOR_PREFIXES):
+            vision.append(name)
         n_dims = cursor.u32()
         elements = 1
         for _ in range(n_dims):
@@ -219,7 +260,7 @@ def _tensor_data_end(cursor: _Cursor, tensor_count: int, alignment: int) -> int:
         block_elements, block_bytes = layout
         furthest = max(furthest, offset + elements // block_elements * block_bytes)
     data_start = -(-cursor.offset // alignment) * alignment
-    return data_start + furthest
+    return data_start + furthest, vision
 
 
 def _int_or_none(value: MetadataValue | ArrayInfo | None) -> int | None:
@@ -257,6 +298,12 @@ def _parse(cursor: _Cursor, path: Path, file_size: int) -> GgufHeader:
     if magic != GGUF_MAGIC:
         raise GgufError(f"{path}: not a GGUF file (magic {magic!r}, expected {GGUF_MAGIC!r})")
     version = cursor.u32()
+    if int.from_bytes(version.to_bytes(4, "little"), "big") in SUPPORTED_VERSIONS:
+        raise GgufError(
+            f"{path}: big-endian GGUF (byte order not supported: llama.cpp reads only "
+            "little-endian files on x86-64 and CUDA hosts); convert it or fetch the "
+            "little-endian release"
+        )
     if version not in SUPPORTED_VERSIONS:
         raise GgufError(
             f"{path}: unsupported GGUF version {version} (supported: "
@@ -268,14 +315,58 @@ def _parse(cursor: _Cursor, path: Path, file_size: int) -> GgufHeader:
     for _ in range(kv_count):
         key = cursor.string()
         value_type = cursor.u32()
-        metadata[key] = _read_value(cursor, value_type, decode_array=key.endswith("head_count"))
+        decode = key.endswith(_DECODED_ARRAY_SUFFIXES)
+        metadata[key] = _read_value(cursor, value_type, decode_array=decode)
     alignment = _int_or_none(metadata.get("general.alignment")) or DEFAULT_ALIGNMENT
-    data_end = _tensor_data_end(cursor, tensor_count, alignment)
+    data_end, vision = _tensor_table(cursor, tensor_count, alignment)
     if data_end > file_size:
         raise GgufError(
             f"{path}: truncated GGUF file: tensors end at byte {data_end}, file has {file_size}"
         )
-    return _header_from_metadata(path, version, tensor_count, metadata, data_end)
+    header = _header_from_metadata(path, version, tensor_count, metadata, data_end)
+    return replace(header, vision_tensors=tuple(vision))
+
+
+def _per_layer_ints(
+    value: MetadataValue | ArrayInfo | None, layers: int | None
+) -> tuple[int, ...] | None:
+    """A per-layer integer array as llama.cpp reads it (`get_key_or_arr`: one value per layer);
+    None when the key is a scalar or absent."""
+    if not isinstance(value, list):
+        return None
+    numbers = tuple(int(item) for item in value if not isinstance(item, bool))
+    return numbers if layers is None or len(numbers) == layers else None
+
+
+def _sliding_window_layers(
+    architecture: str,
+    pattern: MetadataValue | ArrayInfo | None,
+    sliding_window: int | None,
+    layers: int | None,
+) -> tuple[bool, ...] | None:
+    """Which layers use the sliding window: the file's bool array or n_pattern, else the pinned
+    build's default for the architecture (llama_model_base::load_swa_pattern)."""
+    if not sliding_window or not layers:
+        return None
+    if isinstance(pattern, list) and len(pattern) == layers:
+        return tuple(bool(item) for item in pattern)
+    if isinstance(pattern, int) and not isinstance(pattern, bool):
+        return pattern_layers(pattern, False, layers)
+    return default_sliding_window_layers(architecture, layers)
+
+
+def _split_info(path: Path, metadata: dict[str, MetadataValue | ArrayInfo]) -> SplitInfo | None:
+    count = _int_or_none(metadata.get("split.count"))
+    if count is None or count <= 1:
+        return None
+    number = _int_or_none(metadata.get("split.no"))
+    tensors = _int_or_none(metadata.get("split.tensors.count"))
+    if number is None or tensors is None or not 0 <= number < count:
+        raise GgufError(
+            f"{path}: malformed split keys (split.no {number}, split.count {count}, "
+            f"split.tensors.count {tensors})"
+        )
+    return SplitInfo(number=number, count=count, tensor_count=tensors)
 
 
 def _header_from_metadata(
@@ -285,33 +376,97 @@ def _header_from_metadata(
     metadata: dict[str, MetadataValue | ArrayInfo],
     data_end: int,
 ) -> GgufHeader:
+    split = _split_info(path, metadata)
     architecture = _str_or_none(metadata.get("general.architecture"))
     if not architecture:
+        if split is not None and split.number > 0:
+            raise GgufError(
+                f"{path}: shard {split.number + 1} of {split.count} of a split model: split "
+                "models are not supported yet; merge the shards (llama-gguf-split --merge "
+                "FIRST-SHARD OUT) and use the merged file"
+            )
         raise GgufError(f"{path}: GGUF header has no general.architecture")
 
-    def arch_int(key: str) -> int | None:
-        return _int_or_none(metadata.get(f"{architecture}.{key}"))
+    def arch_value(key: str) -> MetadataValue | ArrayInfo | None:
+        return metadata.get(f"{architecture}.{key}")
 
+    def arch_int(key: str) -> int | None:
+        return _int_or_none(arch_value(key))
+
+    block_count = arch_int("block_count")
     embedding_length = arch_int("embedding_length")
     head_count = arch_int("attention.head_count")
     head_dim = embedding_length // head_count if embedding_length and head_count else None
     tokens = metadata.get("tokenizer.ggml.tokens")
     vocab_size = tokens.count if isinstance(tokens, ArrayInfo) else arch_int("vocab_size")
     file_type = _int_or_none(metadata.get("general.file_type"))
+    head_count_kv_value = arch_value("attention.head_count_kv")
+    head_count_kv = _int_or_none(head_count_kv_value)
+    sliding_window = arch_int("attention.sliding_window")
     return GgufHeader(
         version=version,
         tensor_count=tensor_count,
         architecture=architecture,
         name=_str_or_none(metadata.get("general.name")),
         context_length=arch_int("context_length"),
-        block_count=arch_int("block_count"),
+        block_count=block_count,
         embedding_length=embedding_length,
         head_count=head_count,
-        head_count_kv=arch_int("attention.head_count_kv") or head_count,
+        head_count_kv=head_count if head_count_kv is None else head_count_kv,
         key_length=arch_int("attention.key_length") or head_dim,
         value_length=arch_int("attention.value_length") or head_dim,
         vocab_size=vocab_size,
         file_type=None if file_type is None else file_type_name(file_type),
-        sliding_window=arch_int("attention.sliding_window"),
+        sliding_window=sliding_window,
         data_end=data_end,
+        head_count_kv_per_layer=_per_layer_ints(head_count_kv_value, block_count),
+        sliding_window_layers=_sliding_window_layers(
+            architecture,
+            arch_value("attention.sliding_window_pattern"),
+            sliding_window,
+            block_count,
+        ),
+        has_chat_template=isinstance(metadata.get("tokenizer.chat_template"), str),
+        split=split,
     )
+
+
+def servable_problem(header: GgufHeader, path: Path) -> str | None:
+    """Why the pinned llama-server would refuse `path` as its --model (None when it would load):
+
+    - a shard of a split model (`split.count` > 1): llama.cpp loads shard 1 only with its
+      siblings beside it under llama-gguf-split's names (src/llama-model-loader.cpp);
+    - vision-tower tensors (`v.*`, `mm.*`) inside the model GGUF, as in Ollama's merged blobs:
+      the text model's loader creates no such tensors and stops with "wrong number of tensors"
+      (src/llama-model-loader.cpp); vision needs a text-only GGUF plus --mmproj.
+    """
+    split = header.split
+    if split is not None:
+        return (
+            f"{path}: shard {split.number + 1} of {split.count} of a split model: split models "
+            "are not supported yet; merge the shards (llama-gguf-split --merge FIRST-SHARD OUT) "
+            "and use the merged file"
+        )
+    if header.vision_tensors:
+        shown = ", ".join(header.vision_tensors[:2])
+        return (
+            f"{path}: the {header.architecture} model GGUF also holds a vision tower "
+            f"({len(header.vision_tensors)} v.*/mm.* tensors, e.g. {shown}), as Ollama's merged "
+            "blobs do; llama-server loads this architecture text-only and stops with 'wrong "
+            "number of tensors'; use a text-only GGUF of the model (vision: its mmproj file)"
+        )
+    return None
+
+
+def read_servable_header(path: str | os.PathLike[str]) -> GgufHeader:
+    """`read_header`, then refuse what the pinned llama-server would not load as --model.
+
+    Raises:
+        GgufError: as read_header, or the file is a split shard or holds a vision tower
+            (`servable_problem`).
+    """
+    header = read_header(path)
+    problem = servable_problem(header, Path(path))
+    if problem is not None:
+        raise GgufError(problem)
+    return header

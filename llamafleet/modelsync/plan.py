@@ -17,7 +17,7 @@ from pathlib import Path
 
 from llamafleet.modelsync.digest import format_digest, hash_file
 from llamafleet.modelsync.errors import DigestMismatchError, SourceError
-from llamafleet.modelsync.gguf import read_header
+from llamafleet.modelsync.gguf import read_servable_header
 from llamafleet.modelsync.hashcache import CachedDigest, FileIdentity, HashCache
 from llamafleet.modelsync.manifest import Manifest, ModelEntry
 from llamafleet.modelsync.progress import NoProgress, ProgressSink
@@ -156,8 +156,10 @@ def _digest_source(
 def identify_locals(
     sources: list[ModelSource], cache: HashCache, verify_known: bool = False
 ) -> tuple[dict[str, LocalState | None], list[PendingHash]]:
-    """Cache hits, and the sources still to hash, whose GGUF headers are checked here (cheap),
-    so a bad file fails before any file is hashed or anything remote is touched.
+    """Cache hits, and the sources still to hash, whose GGUF headers are checked here (cheap):
+    a file llama-server would not load (gguf.read_servable_header raises GgufError) fails before
+    any file is hashed or anything remote is touched. A hit was checked when it was hashed (the
+    cache's table is versioned with those checks).
 
     Raises:
         SourceError: two sources have the same name, or a file cannot be stat'ed (a missing
@@ -174,7 +176,8 @@ def identify_locals(
         if identity is not None and cached is not None:
             states[source.name] = LocalState(identity, cached, rehashed=False)
         elif identity is not None:
-            pending.append(PendingHash(source, identity, read_header(source.path).to_json()))
+            header = read_servable_header(source.path)
+            pending.append(PendingHash(source, identity, header.to_json()))
     return states, pending
 
 

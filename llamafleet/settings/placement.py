@@ -14,7 +14,7 @@ from llamafleet.components.sizing import (
     size_pod,
 )
 from llamafleet.settings.names import instance_name
-from llamafleet.settings.schema import Model, Settings, Tier
+from llamafleet.settings.schema import GgufMetadata, Model, Settings, Tier
 
 
 @dataclass(frozen=True)
@@ -37,15 +37,26 @@ class Placement:
 
 def gguf_facts(model: Model) -> GgufFacts:
     """What sizing needs of the GGUF file: `sizeBytes` and the `gguf` header facts."""
-    g = model.gguf
+    return facts_of(model.gguf, model.size_bytes)
+
+
+def facts_of(g: GgufMetadata, size_bytes: int) -> GgufFacts:
+    """Sizing's view of a `gguf` block (as `llamafleet models inspect --json` prints it) of a
+    file of `size_bytes`."""
     return GgufFacts(
-        size_bytes=model.size_bytes,
+        size_bytes=size_bytes,
         block_count=g.block_count,
-        head_count_kv=g.head_count_kv,
+        head_count_kv=g.head_count_kv
+        if isinstance(g.head_count_kv, int)
+        else tuple(g.head_count_kv),
         key_length=g.key_length,
         value_length=g.value_length,
         context_length=g.context_length,
         vocab_size=g.vocab_size,
+        sliding_window=g.sliding_window,
+        sliding_window_layers=None
+        if g.sliding_window_pattern is None
+        else tuple(g.sliding_window_pattern),
     )
 
 

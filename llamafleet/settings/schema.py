@@ -6,15 +6,25 @@ keys are errors. Rules that span several fields live in `llamafleet.settings.rul
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import Field, SecretStr, StringConstraints, field_validator, model_validator
+from pydantic import (
+    Field,
+    PlainValidator,
+    SecretStr,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from llamafleet.components.cluster_addons import ClusterAddonsConfig
 from llamafleet.components.config import ComponentConfig, ServiceUrl
 from llamafleet.components.llama_cpp_image import ImageBuildConfig
 from llamafleet.components.model_sources import settings_source_problem
 from llamafleet.components.model_store import ModelStoreConfig
+from llamafleet.components.server_args import BuiltinChatTemplate, SamplingDefaults
+from llamafleet.components.sizing import QUANTISED_KV_BLOCK
 from llamafleet.components.tenant import TenantConfig, TenantQuota
 from llamafleet.settings.cluster import (
     EksSettings,
@@ -219,6 +229,39 @@ class Serving(Strict):
     )
 
 
+MAX_KV_HEADS = 4096
+
+
+def _kv_head_count(item: object) -> int | None:
+    if isinstance(item, bool) or not isinstance(item, int):
+        return None
+    return item if 0 <= item <= MAX_KV_HEADS else None
+
+
+def _kv_heads(value: object) -> int | list[int]:
+    """One KV-head count or a list of them, each 0..MAX_KV_HEADS, with one message for any fault
+    (a union type would report each of its branches).
+
+    Raises:
+        ValueError: a value or an entry is not such a count.
+    """
+    if isinstance(value, list):
+        counts = [_kv_head_count(item) for item in cast(list[object], value)]
+        if None in counts:
+            bad = counts.index(None)
+            raise ValueError(
+                f"entry {bad} should be a count 0-{MAX_KV_HEADS} "
+                f"(got {cast(list[object], value)[bad]!r})"
+            )
+        return [count for count in counts if count is not None]
+    count = _kv_head_count(value)
+    if count is None:
+        raise ValueError(
+            f"should be a count 0-{MAX_KV_HEADS} or a list of per-layer counts (got {value!r})"
+        )
+    return count
+
+
 class GgufMetadata(Strict):
     """As printed by `llamafleet models inspect --json` (its `gguf` block)."""
 
@@ -229,11 +272,41 @@ class GgufMetadata(Strict):
         description="Quantisation, e.g. Q4_K_M."
     )
     context_length: int = Field(ge=1, description="Trained context length.")
-    block_count: int = Field(ge=1, description="Layers.")
-    head_count_kv: int = Field(ge=1, description="KV heads.")
+    block_count: int = Field(ge=1, le=4096, description="Layers.")
+    head_count_kv: Annotated[
+        int | list[int],
+        PlainValidator(_kv_heads, json_schema_input_type=int | list[int]),
+    ] = Field(
+        description="KV heads (0-4096): one count, or one per layer (0 on recurrent or "
+        "convolution layers, which hold no KV cache)."
+    )
     key_length: int = Field(ge=1, description="Per-head key size.")
     value_length: int = Field(ge=1, description="Per-head value size.")
     vocab_size: int = Field(ge=1, description="Tokens in the vocabulary.")
+    sliding_window: int | None = Field(
+        default=None, ge=1, description="Tokens a sliding-window layer attends to."
+    )
+    sliding_window_pattern: list[bool] | None = Field(
+        default=None,
+        description="Per layer, whether it uses the sliding window (inspect resolves the "
+        "pinned build's pattern); absent: every layer is sized for the whole context.",
+    )
+
+    @model_validator(mode="after")
+    def _one_entry_per_layer(self) -> GgufMetadata:
+        layers = self.block_count
+        if isinstance(self.head_count_kv, list) and len(self.head_count_kv) != layers:
+            raise ValueError(
+                f"headCountKv has {len(self.head_count_kv)} entries but blockCount is {layers}"
+            )
+        pattern = self.sliding_window_pattern
+        if pattern is not None and len(pattern) != layers:
+            raise ValueError(
+                f"slidingWindowPattern has {len(pattern)} entries but blockCount is {layers}"
+            )
+        if pattern is not None and self.sliding_window is None:
+            raise ValueError("slidingWindowPattern needs slidingWindow (the window's tokens)")
+        return self
 
 
 class Model(Strict):
@@ -267,14 +340,33 @@ class Model(Strict):
     load_mode: Literal["mmap", "mlock", "mmap+mlock", "none"] = Field(
         default="mmap", description="llama-server --load-mode."
     )
-    chat_template: (
-        Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None
-    ) = Field(
+    chat_template: BuiltinChatTemplate | None = Field(
         default=None,
-        description="Built-in llama.cpp chat template name (--chat-template, e.g. chatml), when "
-        "the GGUF has none.",
+        description="A built-in chat template of the pinned llama.cpp build (e.g. chatml, "
+        "gemma, llama3), served with --no-jinja; absent: the GGUF's own template.",
+    )
+    sampling: SamplingDefaults = Field(
+        default_factory=SamplingDefaults,
+        description="Default sampling (temperature, top-k/p, min-p, repeat penalty, seed, stop "
+        "strings); requests may override each.",
     )
     replicas: Range = Field(description="Autoscaling range per team and tier.")
+
+    @field_validator("kv_cache_type")
+    @classmethod
+    def _quantised_cache_fits_the_heads(cls, kv_type: str, info: ValidationInfo) -> str:
+        gguf = info.data.get("gguf")
+        block = QUANTISED_KV_BLOCK.get(kv_type)
+        if block is None or not isinstance(gguf, GgufMetadata):
+            return kv_type
+        widths = {"keyLength": gguf.key_length, "valueLength": gguf.value_length}
+        uneven = [f"{key} {width}" for key, width in widths.items() if width % block]
+        if uneven:
+            raise ValueError(
+                f"{kv_type} stores {block}-value blocks, which must divide each head "
+                f"({', '.join(uneven)}): llama-server refuses to start; use f16"
+            )
+        return kv_type
 
     @field_validator("source")
     @classmethod

@@ -6,12 +6,13 @@ import hashlib
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.synthetic_gguf import GgufSpec, write_gguf
 
 from llamafleet.modelsync.errors import GgufError, ModelSyncError
-from llamafleet.modelsync.gguf import read_header
+from llamafleet.modelsync.gguf import SplitInfo, read_header, read_servable_header
 
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 JSON_KEYS = [
@@ -153,3 +154,121 @@ def test_real_gemma3_q4_k_m_header(gemma_path: Path) -> None:
     assert header["vocabSize"] == 262144
     assert header["fileType"] == "Q4_K_M"
     assert hashlib.sha256(gemma_path.read_bytes()).hexdigest() == GEMMA_SHA256
+
+
+def write_reference(path: Path, arch: str, **extra: Any) -> Path:
+    """A GGUF written by the `gguf` package (llama.cpp's own writer) with `extra` metadata:
+    `head_count_kv` (int or per-layer list), `sliding_window`, `pattern` (the raw
+    `sliding_window_pattern` value), `split` ((number, count, tensors)), `tensors` (names),
+    `chat_template`."""
+    import gguf  # noqa: PLC0415
+    import numpy  # noqa: PLC0415
+
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_context_length(4096)
+    writer.add_block_count(extra.get("layers", 6))
+    writer.add_embedding_length(128)
+    writer.add_head_count(4)
+    writer.add_head_count_kv(extra.get("head_count_kv", 2))
+    if "sliding_window" in extra:
+        writer.add_sliding_window(extra["sliding_window"])
+    if "pattern" in extra:
+        pattern = extra["pattern"]
+        key = f"{arch}.attention.sliding_window_pattern"
+        if isinstance(pattern, list):
+            writer.add_array(key, pattern)
+        else:
+            writer.add_uint32(key, pattern)
+    if "split" in extra:
+        number, count, tensors = extra["split"]
+        writer.add_uint16("split.no", number)
+        writer.add_uint16("split.count", count)
+        writer.add_int32("split.tensors.count", tensors)
+    if "chat_template" in extra:
+        writer.add_chat_template(extra["chat_template"])
+    writer.add_token_list([f"tok{i}" for i in range(300)])
+    for name in extra.get("tensors", ["token_embd.weight"]):
+        writer.add_tensor(name, numpy.ones((4, 32), dtype=numpy.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_per_layer_kv_heads_are_read_as_an_array(tmp_path: Path) -> None:
+    """LFM2 declares head_count_kv per layer, 0 on convolution layers (../shared/cases/c08)."""
+    heads = [0, 0, 8, 0, 8, 0]
+    header = read_header(write_reference(tmp_path / "h.gguf", "lfm2", head_count_kv=heads))
+
+    assert header.head_count_kv_per_layer == tuple(heads)
+    assert header.head_count_kv == 8
+    assert header.to_json()["headCountKv"] == heads
+
+
+def test_a_uniform_kv_head_array_prints_as_one_count(tmp_path: Path) -> None:
+    header = read_header(write_reference(tmp_path / "u.gguf", "llama", head_count_kv=[2] * 6))
+    assert header.to_json()["headCountKv"] == 2
+
+
+@pytest.mark.parametrize(
+    ("arch", "extra", "expected"),
+    [
+        ("gemma3", {}, [True] * 5 + [False]),  # the pinned build's gemma3 default: every 6th
+        ("gemma2", {}, [True, False] * 3),
+        ("llama", {"pattern": 3}, [True, True, False] * 2),  # n_pattern in the file
+        ("llama", {"pattern": [False, True] * 3}, [False, True] * 3),  # per layer in the file
+        ("somearch", {}, None),  # no known pattern: sized as if every layer were full
+    ],
+    ids=["gemma3-default", "gemma2-default", "file-scalar", "file-array", "unknown-arch"],
+)
+def test_sliding_window_layers(
+    tmp_path: Path, arch: str, extra: dict[str, Any], expected: list[bool] | None
+) -> None:
+    path = write_reference(tmp_path / "s.gguf", arch, sliding_window=512, **extra)
+    block = read_header(path).to_json()
+
+    assert block["slidingWindow"] == 512
+    assert block.get("slidingWindowPattern") == expected
+
+
+def test_no_window_no_pattern(tmp_path: Path) -> None:
+    header = read_header(write_reference(tmp_path / "n.gguf", "gemma3"))
+    assert header.sliding_window_layers is None
+    assert "slidingWindowPattern" not in header.to_json()
+
+
+def test_split_shards_are_refused_with_one_line(tmp_path: Path) -> None:
+    """../shared/cases/c01: shard 1 alone is not the model; later shards have no metadata."""
+    first = write_reference(tmp_path / "m-00001-of-00003.gguf", "llama", split=(0, 3, 9))
+
+    assert read_header(first).split == SplitInfo(number=0, count=3, tensor_count=9)
+    with pytest.raises(GgufError, match=r"shard 1 of 3 of a split model: split models are not"):
+        read_servable_header(first)
+
+
+def test_a_vision_tower_inside_the_model_gguf_is_refused(tmp_path: Path) -> None:
+    """../shared/cases/c03: Ollama's merged blobs carry v.*/mm.* tensors the text loader
+    does not create, so llama-server stops with 'wrong number of tensors'."""
+    names = ["token_embd.weight", "v.blk.0.attn_q.weight", "mm.input_projection.weight"]
+    path = write_reference(tmp_path / "merged.gguf", "gemma3", tensors=names)
+
+    assert read_header(path).vision_tensors == tuple(names[1:])
+    with pytest.raises(GgufError, match=r"2 v\.\*/mm\.\* tensors.*text-only GGUF") as caught:
+        read_servable_header(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_text_only_model_is_servable(tmp_path: Path) -> None:
+    path = write_reference(tmp_path / "t.gguf", "gemma3", chat_template="{{ messages }}")
+    header = read_servable_header(path)
+    assert header.has_chat_template and not header.vision_tensors and header.split is None
+
+
+def test_a_big_endian_file_is_named_as_such(tmp_path: Path) -> None:
+    good = write_gguf(tmp_path / "good.gguf").read_bytes()
+    swapped = tmp_path / "be.gguf"
+    swapped.write_bytes(good[:4] + struct.pack(">I", 3) + good[8:])
+
+    with pytest.raises(GgufError, match="big-endian GGUF"):
+        read_header(swapped)

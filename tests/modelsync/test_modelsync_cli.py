@@ -9,8 +9,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import boto3
 import pytest
-from support.synthetic_gguf import write_gguf
+from support.synthetic_gguf import GgufSpec, write_gguf
+from test_gguf_header import write_reference
 
 from llamafleet.modelsync.cli import build_parser, main
 
@@ -54,7 +56,7 @@ def _minimal(command: str) -> list[str]:
 def test_inspect_json_is_pasteable_into_a_stack_file(
     gguf_file: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = gguf_file()
+    model = gguf_file(spec=GgufSpec(metadata={"tokenizer.chat_template": "{{ messages }}"}))
 
     code, out, err = run(["inspect", "--json", str(model)], capsys)
 
@@ -148,3 +150,42 @@ def test_console_entry_point_runs_as_module(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["gguf"]["blockCount"] == 4
+
+
+def test_inspect_notes_a_missing_chat_template_on_stderr(
+    gguf_file: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without tokenizer.chat_template llama-server formats chats as chatml, whatever the model."""
+    code, out, err = run(["inspect", "--json", str(gguf_file())], capsys)
+
+    assert code == 0 and json.loads(out)["gguf"]["architecture"] == "llama"
+    assert err.count("\n") == 1 and "carries no chat template" in err and "chatTemplate" in err
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ({"split": (0, 2, 2)}, "shard 1 of 2 of a split model"),
+        ({"tensors": ["token_embd.weight", "v.patch_embd.weight"]}, "holds a vision tower"),
+    ],
+    ids=["split-shard", "merged-vision"],
+)
+def test_sync_refuses_what_llama_server_would_not_load_and_writes_nothing(
+    tmp_path: Path,
+    endpoint: str,
+    bucket: str,
+    case: tuple[dict[str, object], str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    extra, message = case
+    (tmp_path / "models").mkdir()
+    model = write_reference(tmp_path / "models" / "m.gguf", "gemma3", **extra)
+    argv = ["sync", str(model), f"s3://{bucket}/p", "--endpoint-url", endpoint]
+    argv += ["--cache-dir", str(tmp_path / "hc")]
+
+    code, out, err = run(argv, capsys)
+
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1 and message in err, err
+    listing = boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket=bucket)
+    assert not listing.get("Contents")

@@ -349,6 +349,45 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
         "must not start or end with '/' or hold '//'",
     ),
     (
+        "a chat template the pinned build lacks",
+        _set("models.gemma3-270m.chatTemplate", "gemma3"),
+        "llamafleet:models.gemma3-270m.chatTemplate",
+        "'gemma3' is not a built-in chat template of the pinned llama.cpp build (did you mean",
+    ),
+    (
+        "an empty stop string",
+        _set("models.gemma3-270m.sampling", {"stop": [""]}),
+        "llamafleet:models.gemma3-270m.sampling.stop[0]",
+        "at least 1 character",
+    ),
+    (
+        "a temperature above 5",
+        _set("models.gemma3-270m.sampling", {"temperature": 5.5}),
+        "llamafleet:models.gemma3-270m.sampling.temperature",
+        "less than or equal to 5",
+    ),
+    (
+        "per-layer KV heads for another layer count",
+        _set("models.gemma3-270m.gguf.headCountKv", [1, 0, 1]),
+        "llamafleet:models.gemma3-270m.gguf",
+        "headCountKv has 3 entries but blockCount is 18",
+    ),
+    (
+        "a sliding-window pattern without the window",
+        _delete("models.gemma3-270m.gguf.slidingWindow"),
+        "llamafleet:models.gemma3-270m.gguf",
+        "slidingWindowPattern needs slidingWindow",
+    ),
+    (
+        "a quantised KV cache on heads its blocks do not divide",
+        _both(
+            _set("models.gemma3-270m.gguf.keyLength", 80),
+            _set("models.gemma3-270m.kvCacheType", "q8_0"),
+        ),
+        "llamafleet:models.gemma3-270m.kvCacheType",
+        "q8_0 stores 32-value blocks, which must divide each head (keyLength 80)",
+    ),
+    (
         "build registry not a host",
         _set("images.build.registry", "https://registry/x"),
         "llamafleet:images.build.registry",

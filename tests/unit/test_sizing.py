@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from llamafleet.components.sizing import (
@@ -10,6 +12,8 @@ from llamafleet.components.sizing import (
     TierShape,
     fit_problems,
     kv_bytes_per_token,
+    kv_cache_bytes,
+    kv_cells_per_layer,
     size_pod,
     startup_failure_threshold,
 )
@@ -130,3 +134,40 @@ def test_gpu_memory_and_gpu_count_are_checked() -> None:
 def test_startup_budget_grows_with_model_size() -> None:
     assert startup_failure_threshold(GEMMA, 10) == 7
     assert startup_failure_threshold(LLAMA_8B, 10) == 16
+
+
+GEMMA_SWA = replace(
+    GEMMA, sliding_window=512, sliding_window_layers=tuple(il % 6 < 5 for il in range(18))
+)
+# LFM2-1.2B's shape (../shared/cases/c08): 16 layers, 8 KV heads on 6 of them, 64-wide heads.
+LFM2 = GgufFacts(
+    size_bytes=730_000_000,
+    block_count=16,
+    head_count_kv=(0, 0, 8, 0, 0, 8, 0, 0, 8, 0, 8, 0, 8, 0, 8, 0),
+    key_length=64,
+    value_length=64,
+    context_length=128_000,
+    vocab_size=65_536,
+)
+
+
+def test_per_layer_kv_heads_charge_only_layers_that_have_them() -> None:
+    assert kv_bytes_per_token(LFM2, "f16") == 6 * 8 * (64 + 64) * 2  # 12 KiB, not 128
+    assert kv_cache_bytes(LFM2, shape(context_per_slot=32768, parallel=4)) == 131072 * 12 * 1024
+
+
+def test_sliding_window_layers_hold_the_window_per_slot_plus_a_ubatch_padded() -> None:
+    cells = kv_cells_per_layer(GEMMA_SWA, shape(context_per_slot=4096, parallel=2))
+    assert cells.count(8192) == 3  # the full-attention layers: the whole context
+    assert cells.count(1536) == 15  # 512 x 2 slots + 512, padded to 256
+    small = kv_cells_per_layer(GEMMA_SWA, shape(context_per_slot=256, parallel=1))
+    assert set(small) == {256}  # never more than the whole context
+
+
+def test_context_is_padded_to_256_cells() -> None:
+    assert set(kv_cells_per_layer(GEMMA, shape(context_per_slot=1000, parallel=1))) == {1024}
+
+
+def test_a_window_without_a_pattern_is_charged_in_full() -> None:
+    no_pattern = replace(GEMMA_SWA, sliding_window_layers=None)
+    assert kv_cache_bytes(no_pattern, shape()) > kv_cache_bytes(GEMMA_SWA, shape())
