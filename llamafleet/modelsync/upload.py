@@ -21,9 +21,11 @@ ISA-L's CRC32 runs at over ten times SHA-256's speed. Both are fed each slice as
 it is in the core's cache. A file of at most four parts goes in one PutObject whose
 x-amz-checksum-sha256 is the whole-file digest itself.
 
-Where the store reports the checksum it computed over the whole object (AWS and MinIO do, as
-the CRC32 of the parts' CRC32s), it must equal the one computed from the bytes sent, or the object
-is removed and nothing is recorded. That check costs no request, where listing or HEADing the new
+Where the store reports the checksum it computed over the whole object, it must equal the one
+computed from the bytes sent, or the object is removed and nothing is recorded. Stores answer a
+multipart CRC32 in either form: AWS as the CRC32 of the parts' CRC32s (`<crc>-<parts>`,
+COMPOSITE), Ceph RGW and MinIO as the CRC32 of the whole object (FULL_OBJECT), so both are
+derived from the parts' CRC32s and either matches. That check costs no request, where listing or HEADing the new
 objects would make some stores (rclone serve s3) hash every new byte again for an MD5 ETag.
 
 Nothing ever appears under the final key before it is complete: files up to four parts go in one
@@ -54,6 +56,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
+from isal.isal_zlib import crc32_combine
 
 from llamafleet.modelsync.buffers import PartBuffers, read_into
 from llamafleet.modelsync.digest import Crc32, crc32_base64, hex_to_base64
@@ -73,9 +76,20 @@ SINGLE_PUT_PARTS: Final = 4
 
 
 def composite_crc32(part_checksums: list[str]) -> str:
-    """S3's checksum of a multipart object: the CRC32 of its parts' CRC32s, then `-<parts>`."""
+    """S3's COMPOSITE checksum of a multipart object: the CRC32 of its parts' CRC32s, then
+    `-<parts>` (what AWS answers when no checksum type was asked for)."""
     joined = b"".join(base64.b64decode(checksum) for checksum in part_checksums)
     return f"{crc32_base64(joined)}-{len(part_checksums)}"
+
+
+def full_object_crc32(parts: list[tuple[str, int]]) -> str:
+    """S3's FULL_OBJECT checksum: the CRC32 of the whole object, from each part's CRC32 and
+    length ((base64 CRC32, bytes) in part order) by zlib's crc32_combine, without reading the
+    bytes again. Ceph RGW and MinIO answer this form for CRC32 (ceph/ceph PR #71127)."""
+    value = 0
+    for checksum, length in parts:
+        value = crc32_combine(value, int.from_bytes(base64.b64decode(checksum), "big"), length)
+    return base64.b64encode(value.to_bytes(4, "big")).decode("ascii")
 
 
 def part_size_for(file_size: int, preferred: int = DEFAULT_PART_SIZE) -> int:
@@ -258,7 +272,7 @@ class Uploader:
                     Metadata={"sha256": whole.hex_digest},
                 )
             )
-        self._check_stored(stored, "ChecksumSHA256", checksum, key)
+        self._check_stored(stored, "ChecksumSHA256", key, checksum)
         advance(len(whole.data))
         return UploadOutcome(key, len(whole.data), 1, 0)
 
@@ -303,26 +317,44 @@ class Uploader:
                     MultipartUpload={"Parts": parts},
                 )
             )
-        expected = composite_crc32([part.checksum_crc32 for part in sent])
-        self._check_stored(completed, "ChecksumCRC32", expected, key)
+        lengths = [
+            min(transfer.part_size, transfer.size - offset)
+            for offset in range(0, transfer.size, transfer.part_size)
+        ]
+        checksums = [part.checksum_crc32 for part in sent]
+        self._check_stored(
+            completed,
+            "ChecksumCRC32",
+            key,
+            composite_crc32(checksums),
+            full_object_crc32(list(zip(checksums, lengths, strict=True))),
+        )
         resumed = sum(1 for part in sent if part.bytes_sent == 0)
         return UploadOutcome(key, sum(part.bytes_sent for part in sent), len(sent), resumed)
 
-    def _check_stored(self, response: dict[str, Any], name: str, expected: str, key: str) -> None:
-        """Compare the checksum the store says it computed over the whole object (AWS and MinIO
-        return one; moto and rclone do not) with ours; a mismatch removes the object.
+    def _check_stored(
+        self, response: dict[str, Any], name: str, key: str, expected: str, *alternatives: str
+    ) -> None:
+        """Compare the checksum the store says it computed over the whole object (AWS, MinIO
+        and Ceph RGW return one; moto and rclone do not) with ours: `expected`, or for a
+        multipart upload either form a store may answer (COMPOSITE `<crc>-<parts>` as AWS,
+        FULL_OBJECT as RGW and MinIO do for CRC32, whatever type the answer names). A mismatch
+        removes the object.
 
         Raises:
-            StoreError: the checksums differ (raised after the object is removed).
+            StoreError: the checksum matches none of ours (raised after the object is removed).
         """
         echoed = response.get(name)
-        if echoed is None or str(echoed).split("-")[0] == expected.split("-", maxsplit=1)[0]:
+        if echoed is None or str(echoed) in (expected, *alternatives):
             return
         with s3_errors(f"removing {key}"):
             self._store.client.delete_object(Bucket=self._store.location.bucket, Key=key)
+        kind = response.get("ChecksumType")
+        answered = f"{kind} {name}" if kind else name
+        ours = " or ".join((expected, *alternatives))
         raise StoreError(
-            f"s3://{self._store.location.bucket}/{key}: store computed {name} {echoed},"
-            f" the bytes sent have {expected}; object removed, nothing recorded"
+            f"s3://{self._store.location.bucket}/{key}: store computed {answered} {echoed},"
+            f" the bytes sent have {ours}; object removed, nothing recorded"
         )
 
     def _send_parts(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from support.synthetic_gguf import GgufSpec, write_gguf
 
+from llamafleet.modelsync.digest import crc32_base64
 from llamafleet.modelsync.errors import DigestMismatchError, SourceError, StoreError
 from llamafleet.modelsync.hashcache import HashCache
 from llamafleet.modelsync.plan import Action, plan_sync
@@ -23,7 +27,7 @@ from llamafleet.modelsync.progress import Advance, NoProgress
 from llamafleet.modelsync.sources import discover_files
 from llamafleet.modelsync.store import RemoteStore, make_s3_client
 from llamafleet.modelsync.sync import SyncTuning, run_sync
-from llamafleet.modelsync.upload import Uploader, composite_crc32
+from llamafleet.modelsync.upload import Uploader, composite_crc32, full_object_crc32
 
 pytestmark = pytest.mark.s3
 
@@ -247,11 +251,13 @@ def test_pending_upload_holding_other_bytes_is_aborted_and_the_file_sent_afresh(
 
 
 class ReportedChecksum:
-    """Makes the store report a whole-object checksum, as AWS does (moto and rclone do not):
-    the right one, computed from what was sent, or a wrong one."""
+    """Makes the store report a whole-object checksum, as AWS, MinIO and Ceph RGW do (moto and
+    rclone do not): the right one, computed from what was sent (`composite`: AWS's CRC32 of the
+    parts' CRC32s; `full`: the whole object's CRC32, given, as RGW and MinIO answer), or a wrong
+    one."""
 
-    def __init__(self, name: str, wrong: bool) -> None:
-        self.name, self.wrong = name, wrong
+    def __init__(self, name: str, wrong: bool, full: str | None = None) -> None:
+        self.name, self.wrong, self.full = name, wrong, full
         self.parts: dict[int, str] = {}
 
     def note_part(self, params: dict[str, object], **_: object) -> None:
@@ -260,14 +266,28 @@ class ReportedChecksum:
     def report(self, parsed: dict[str, object], **_: object) -> None:
         in_order = [self.parts[number] for number in sorted(self.parts)]
         right = composite_crc32(in_order) if self.name == "ChecksumCRC32" else None
+        if self.full is not None:
+            parsed["ChecksumType"] = "FULL_OBJECT"
+            right = self.full
         parsed[self.name] = "AAAAAA==-9" if self.wrong or right is None else right
 
 
-@pytest.mark.parametrize("wrong", [False, True])
+def whole_file_crc32(path: Path) -> str:
+    """The file's CRC32 by zlib, base64 big-endian (x-amz-checksum-crc32's form)."""
+    return base64.b64encode(zlib.crc32(path.read_bytes()).to_bytes(4, "big")).decode()
+
+
+@pytest.mark.parametrize(
+    ("form", "wrong"),
+    [("composite", False), ("composite", True), ("full-object", False), ("full-object", True)],
+)
 def test_whole_object_checksum_reported_by_the_store_must_match(
-    big_model: Path, store: RemoteStore, cache: HashCache, wrong: bool
+    big_model: Path, store: RemoteStore, cache: HashCache, form: str, wrong: bool
 ) -> None:
-    reported = ReportedChecksum("ChecksumCRC32", wrong)
+    """../shared/cases/c07: a FULL_OBJECT CRC32 equal to the file's own is right, not
+    corruption; a wrong answer of either form removes the object."""
+    full = whole_file_crc32(big_model) if form == "full-object" else None
+    reported = ReportedChecksum("ChecksumCRC32", wrong, full)
     store.client.meta.events.register("provide-client-params.s3.UploadPart", reported.note_part)
     store.client.meta.events.register("after-call.s3.CompleteMultipartUpload", reported.report)
     key = store.location.object_key(hashlib.sha256(big_model.read_bytes()).hexdigest())
@@ -276,11 +296,19 @@ def test_whole_object_checksum_reported_by_the_store_must_match(
     if not wrong:
         run_sync(plan, store, tuning=TUNING)
         assert object_exists(store, key)
+        assert len(reported.parts) > 1
         return
-    with pytest.raises(StoreError, match="store computed ChecksumCRC32 AAAAAA==-9"):
+    with pytest.raises(StoreError, match=r"store computed .*ChecksumCRC32 AAAAAA==-9"):
         run_sync(plan, store, tuning=TUNING)
     assert not object_exists(store, key)
     assert store.read_manifest().models == {}
+
+
+def test_full_object_crc32_combines_the_parts_like_one_pass() -> None:
+    data = bytes(range(256)) * 1000 + b"tail"
+    cuts = [0, 100_000, 200_000, len(data)]
+    parts = [(crc32_base64(data[a:b]), b - a) for a, b in itertools.pairwise(cuts)]
+    assert full_object_crc32(parts) == crc32_base64(data)
 
 
 def test_single_put_whose_reported_checksum_differs_is_removed(
