@@ -157,6 +157,8 @@ def _fetcher(inputs: PodInputs) -> dict[str, Any]:
     ]
     if store.endpoint_url:
         command += ["--endpoint-url", store.endpoint_url]
+    if not store.checksum_headers:
+        command += ["--no-checksum-headers"]
     container: dict[str, Any] = {
         "name": "model-fetcher",
         "image": inputs.fetcher_image,

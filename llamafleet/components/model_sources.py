@@ -46,10 +46,16 @@ class SourceSpec:
 
 
 def request_props(
-    store_url: object, spec: SourceSpec, endpoint_url: str | None, region: str | None
+    store_url: object,
+    spec: SourceSpec,
+    endpoint_url: str | None,
+    region: str | None,
+    checksum_headers: bool = True,
 ) -> dict[str, Any]:
-    """The provider's input properties (`store_url` may be a pulumi Output)."""
-    return {
+    """The provider's input properties (`store_url` may be a pulumi Output). `checksumHeaders`
+    is present only when off, so stacks that keep the default record the same inputs as
+    before the setting existed."""
+    props: dict[str, Any] = {
         "storeUrl": store_url,
         "models": dict(spec.models),
         "sourceDir": spec.source_dir,
@@ -57,6 +63,9 @@ def request_props(
         "endpointUrl": endpoint_url,
         "region": region,
     }
+    if not checksum_headers:
+        props["checksumHeaders"] = False
+    return props
 
 
 @dataclass(frozen=True)
@@ -67,10 +76,13 @@ class SyncRequest:
     spec: SourceSpec
     endpoint_url: str | None = None
     region: str | None = None
+    checksum_headers: bool = True
 
     def to_props(self) -> dict[str, Any]:
         """The provider's input properties (`request_props`)."""
-        return request_props(self.store_url, self.spec, self.endpoint_url, self.region)
+        return request_props(
+            self.store_url, self.spec, self.endpoint_url, self.region, self.checksum_headers
+        )
 
     @classmethod
     def from_props(cls, props: Mapping[str, Any]) -> SyncRequest:
@@ -93,7 +105,13 @@ class SyncRequest:
             source_dir=props.get("sourceDir"),
             ollama_models=props.get("ollamaModels"),
         )
-        return cls(str(props["storeUrl"]), spec, props.get("endpointUrl"), props.get("region"))
+        return cls(
+            str(props["storeUrl"]),
+            spec,
+            props.get("endpointUrl"),
+            props.get("region"),
+            props.get("checksumHeaders") is not False,
+        )
 
 
 def store_url_failures(url: object) -> list[tuple[str, str]]:

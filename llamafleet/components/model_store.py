@@ -52,6 +52,13 @@ class ModelStoreConfig(ComponentConfig):
         description="S3-compatible endpoint http(s)://HOST[:PORT] (on-prem); the bucket is made "
         "there if absent and kept on destroy. Default: AWS S3, with a bucket the stack owns.",
     )
+    checksum_headers: bool = Field(
+        default=True,
+        description="Send x-amz-checksum-* headers (a CRC32 per part, the SHA-256 of single "
+        "uploads) for the store to verify; off for stores that refuse them (Backblaze B2), in "
+        "every client: `up`'s sync, the pods' fetch. Either way each object is proven by its "
+        "SHA-256 content address.",
+    )
     encryption: Literal["sse-kms", "sse-s3"] = Field(
         default="sse-kms",
         description="AWS: bucket default encryption, a KMS key the stack creates and rotates "

@@ -45,6 +45,7 @@ class ModelSyncArgs:
     ollama_models: str | None = None
     endpoint_url: str | None = None  # S3-compatible endpoint (on-prem); default: AWS S3
     region: str | None = None  # the store's region; default: boto3's (AWS_REGION, profile)
+    checksum_headers: bool = True  # False: no x-amz-checksum-* headers (RemoteStore)
 
     def __post_init__(self) -> None:
         failures = plain_failures(
@@ -87,7 +88,9 @@ class ModelSync(pulumi.ComponentResource):
         self._warn_absent(spec)
         resource = ModelManifest(
             f"{name}-manifest",
-            request_props(args.store_url, spec, args.endpoint_url, args.region),
+            request_props(
+                args.store_url, spec, args.endpoint_url, args.region, args.checksum_headers
+            ),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.manifest = resource.manifest

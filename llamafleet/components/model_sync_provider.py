@@ -52,19 +52,29 @@ from llamafleet.modelsync.store import RemoteStore
 from llamafleet.modelsync.sync import run_sync
 
 Props = dict[str, Any]
-INPUT_KEYS = ("storeUrl", "models", "sourceDir", "ollamaModels", "endpointUrl", "region")
+INPUT_KEYS = (
+    "storeUrl",
+    "models",
+    "sourceDir",
+    "ollamaModels",
+    "endpointUrl",
+    "region",
+    "checksumHeaders",
+)
 # Another store is another resource: replacing it syncs there and forgets (not deletes) the old.
 REPLACE_KEYS = ("storeUrl", "endpointUrl")
 
 
 def open_store(request: SyncRequest) -> RemoteStore:
     """The request's store, its S3 client set to `request.region` when one is given."""
-    store = RemoteStore.open(request.store_url, request.endpoint_url)
+    store = RemoteStore.open(
+        request.store_url, request.endpoint_url, checksum_headers=request.checksum_headers
+    )
     if request.region is None:
         return store
     config = store.client.meta.config.merge(Config(region_name=request.region))
     client = Session().client("s3", endpoint_url=request.endpoint_url, config=config)
-    return RemoteStore(store.location, client)
+    return RemoteStore(store.location, client, request.checksum_headers)
 
 
 def names(props: Props) -> list[str]:
@@ -94,8 +104,9 @@ class ModelSyncProvider(ResourceProvider):
         return CheckResult(news, [CheckFailure(prop, reason) for prop, reason in failures])
 
     def diff(self, _id: str, olds: Props, news: Props) -> DiffResult:
-        """Replace when the store changes; update when an input is unknown, the set of names or
-        the region changed, or `drift` finds a reason (each is logged); else no change."""
+        """Replace when the store changes; update when an input is unknown, the set of names,
+        the region or the checksum headers changed, or `drift` finds a reason (each is logged);
+        else no change."""
         if any(news.get(key) == UNKNOWN for key in INPUT_KEYS):
             return DiffResult(changes=True)
         replaces = [key for key in REPLACE_KEYS if olds.get(key) != news.get(key)]
@@ -103,7 +114,9 @@ class ModelSyncProvider(ResourceProvider):
             return DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
         # Where this machine keeps the files (sourceDir, ollamaModels, the paths) differs from
         # one checkout to the next; only the set of names, the region and the content count.
-        if names(olds) != names(news) or olds.get("region") != news.get("region"):
+        if any(olds.get(key) != news.get(key) for key in ("region", "checksumHeaders")):
+            return DiffResult(changes=True)
+        if names(olds) != names(news):
             return DiffResult(changes=True)
         reasons = drift(SyncRequest.from_props(news), previous_manifest(olds))
         for reason in reasons:

@@ -68,7 +68,12 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> RemoteStore:
-    return RemoteStore.open(args.store, args.endpoint_url, max_connections=args.concurrency + 4)
+    return RemoteStore.open(
+        args.store,
+        args.endpoint_url,
+        max_connections=args.concurrency + 4,
+        checksum_headers=args.checksum_headers,
+    )
 
 
 def _sync_sources(args: argparse.Namespace, sources: list[ModelSource], verify: bool) -> int:
@@ -109,7 +114,7 @@ def _cmd_import_ollama(args: argparse.Namespace) -> int:
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     hex_digest = parse_digest(args.digest)
-    store = RemoteStore.open(args.store, args.endpoint_url)
+    store = RemoteStore.open(args.store, args.endpoint_url, checksum_headers=args.checksum_headers)
     with progress_for(args.json) as progress:
         result = fetch_model(store, hex_digest, Path(args.cache_dir), progress)
     _emit(args, result.to_json(), [f"{result.status}: {result.path}"])
@@ -163,6 +168,13 @@ def _positive(text: str) -> int:
 def _add_store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO, Ceph RGW, ...)")
     parser.add_argument("--concurrency", type=_positive, default=10, help="parallel S3 requests")
+    parser.add_argument(
+        "--no-checksum-headers",
+        dest="checksum_headers",
+        action="store_false",
+        help="send no x-amz-checksum-* headers (stores that refuse them, e.g. Backblaze B2); "
+        "the SHA-256 content address still proves every object",
+    )
 
 
 def _add_sync_options(parser: argparse.ArgumentParser) -> None:

@@ -192,22 +192,42 @@ class ManifestChangedError(StoreError):
 
 
 class RemoteStore:
-    """An S3 location plus the client that reaches it."""
+    """An S3 location plus the client that reaches it.
 
-    def __init__(self, location: StoreLocation, client: S3Client) -> None:
+    `checksum_headers` False sends no `x-amz-checksum-*` or `x-amz-sdk-checksum-algorithm`
+    header, for stores that refuse them (Backblaze B2: "Unsupported header"); every object is
+    still proven by its SHA-256 content address, re-hashed while it is uploaded and while it is
+    fetched.
+    """
+
+    def __init__(
+        self, location: StoreLocation, client: S3Client, checksum_headers: bool = True
+    ) -> None:
         self.location = location
         self.client = client
+        self.checksum_headers = checksum_headers
+
+    def checksums(self, **fields: str) -> dict[str, str]:
+        """`fields` (a request's Checksum* parameters) where the store takes them; none where
+        `checksum_headers` is off."""
+        return dict(fields) if self.checksum_headers else {}
 
     @classmethod
     def open(
-        cls, url: str, endpoint_url: str | None = None, max_connections: int = 16
+        cls,
+        url: str,
+        endpoint_url: str | None = None,
+        max_connections: int = 16,
+        checksum_headers: bool = True,
     ) -> RemoteStore:
         """A store for `url` (`s3://BUCKET[/PREFIX]`) with a new client (`make_s3_client`).
 
         `endpoint_url` selects an S3-compatible server (path-style addressing);
-        `max_connections` (default 16) sizes the client's connection pool.
+        `max_connections` (default 16) sizes the client's connection pool; `checksum_headers`
+        as in RemoteStore.
         """
-        return cls(StoreLocation.parse(url), make_s3_client(endpoint_url, max_connections))
+        client = make_s3_client(endpoint_url, max_connections)
+        return cls(StoreLocation.parse(url), client, checksum_headers)
 
     def read_manifest(self) -> Manifest:
         """The stored manifest; an empty one when the store has none yet."""
@@ -253,7 +273,7 @@ class RemoteStore:
                 Key=self.location.manifest_key,
                 Body=body,
                 ContentType="application/json",
-                ChecksumSHA256=sha256_base64(body),
+                **self.checksums(ChecksumSHA256=sha256_base64(body)),
                 **condition,
             )
         except ClientError as err:

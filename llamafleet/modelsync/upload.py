@@ -25,8 +25,9 @@ Where the store reports the checksum it computed over the whole object, it must 
 computed from the bytes sent, or the object is removed and nothing is recorded. Stores answer a
 multipart CRC32 in either form: AWS as the CRC32 of the parts' CRC32s (`<crc>-<parts>`,
 COMPOSITE), Ceph RGW and MinIO as the CRC32 of the whole object (FULL_OBJECT), so both are
-derived from the parts' CRC32s and either matches. That check costs no request, where listing or HEADing the new
-objects would make some stores (rclone serve s3) hash every new byte again for an MD5 ETag.
+derived from the parts' CRC32s and either matches. That check costs no request, where listing
+or HEADing the new objects would make some stores (rclone serve s3) hash every new byte again
+for an MD5 ETag.
 
 Nothing ever appears under the final key before it is complete: files up to four parts go in one
 PutObject (atomic), larger ones in a multipart upload that is completed only after the whole-file
@@ -268,8 +269,8 @@ class Uploader:
                     Bucket=self._store.location.bucket,
                     Key=key,
                     Body=whole.data,
-                    ChecksumSHA256=checksum,
                     Metadata={"sha256": whole.hex_digest},
+                    **self._store.checksums(ChecksumSHA256=checksum),
                 )
             )
         self._check_stored(stored, "ChecksumSHA256", key, checksum)
@@ -305,7 +306,11 @@ class Uploader:
             self._abort(key, upload_id)
             raise
         parts = [
-            {"PartNumber": part.number, "ETag": part.etag, "ChecksumCRC32": part.checksum_crc32}
+            {
+                "PartNumber": part.number,
+                "ETag": part.etag,
+                **self._store.checksums(ChecksumCRC32=part.checksum_crc32),
+            }
             for part in sent
         ]
         with s3_errors(f"completing upload of {transfer.path}"):
@@ -423,8 +428,7 @@ class Uploader:
                         UploadId=part.upload_id,
                         PartNumber=part.number,
                         Body=part.data,
-                        ChecksumAlgorithm="CRC32",
-                        ChecksumCRC32=checksum,
+                        **self._store.checksums(ChecksumAlgorithm="CRC32", ChecksumCRC32=checksum),
                     )
                 )
             echoed = response.get("ChecksumCRC32")
@@ -452,7 +456,7 @@ class Uploader:
             created = self._store.client.create_multipart_upload(
                 Bucket=self._store.location.bucket,
                 Key=key,
-                ChecksumAlgorithm="CRC32",
+                **self._store.checksums(ChecksumAlgorithm="CRC32"),
                 Metadata={"sha256": hex_digest},
             )
         return str(created["UploadId"])

@@ -145,6 +145,7 @@ def _model_sync(
             models=sources,
             endpoint_url=store.endpoint_url,
             region=None if store.endpoint_url else store.region,
+            checksum_headers=store.checksum_headers,
         ),
         # Into the bucket once it exists.
         opts=pulumi.ResourceOptions(depends_on=[model_store]),

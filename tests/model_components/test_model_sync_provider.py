@@ -337,7 +337,17 @@ def test_store_change_replaces_and_other_input_changes_update(
     assert fewer.changes is True
     assert not fewer.replaces
     assert provider.diff("id", state, make_props(region="eu-west-1")).changes is True
+    assert provider.diff("id", state, make_props(checksumHeaders=False)).changes is True
     assert provider.diff("id", state, make_props(storeUrl=UNKNOWN)).changes is True
+
+
+def test_checksum_headers_are_recorded_only_when_off(make_props: Callable[..., Props]) -> None:
+    """A stack keeping the default records the same inputs as before the setting existed."""
+    assert "checksumHeaders" not in make_props()
+    off = SyncRequest.from_props(make_props(checksumHeaders=False))
+    assert off.checksum_headers is False
+    assert off.to_props()["checksumHeaders"] is False
+    assert SyncRequest.from_props(make_props()).checksum_headers is True
 
 
 def test_another_checkout_path_without_the_files_is_no_change(

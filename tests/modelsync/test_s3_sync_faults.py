@@ -39,7 +39,9 @@ SLOW_DOWN = (
 )
 
 
-class _Body:
+class StreamBody:
+    """A raw HTTP body botocore can stream, for injected answers."""
+
     def __init__(self, data: bytes) -> None:
         self._data = data
 
@@ -61,7 +63,7 @@ class FaultInjector:
         self.remaining -= 1
         self.injected += 1
         url = str(getattr(request, "url", ""))
-        return AWSResponse(url, 503, {"Content-Type": "application/xml"}, _Body(SLOW_DOWN))
+        return AWSResponse(url, 503, {"Content-Type": "application/xml"}, StreamBody(SLOW_DOWN))
 
     def attach(self, store: RemoteStore) -> FaultInjector:
         store.client.meta.events.register(f"before-send.s3.{self.operation}", self)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from pulumi.runtime.rpc import is_rpc_secret
 from support.stack_renders import rendered_stack
 
@@ -293,3 +294,21 @@ def test_two_objects_at_one_path_write_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="two objects render to"):
         write(Rendered(twins), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_store_without_checksum_headers_turns_them_off_in_every_client(tmp_path: Path) -> None:
+    """`modelStore.checksumHeaders: false` (stores that refuse x-amz-checksum-*, c06) reaches
+    `up`'s sync and every pod's fetch; the default sends them."""
+    config = yaml.safe_load(stack_file("local").read_text())
+    config["config"]["llamafleet:modelStore"]["checksumHeaders"] = False
+    copy = tmp_path / "Pulumi.local.yaml"
+    copy.write_text(yaml.safe_dump(config))
+
+    for rendered, off in ((render(str(copy)), True), (rendered_stack("local"), False)):
+        (sync,) = [d for d in rendered.declared if d.name == "models-manifest"]
+        assert (sync.inputs.get("checksumHeaders") is False) is off
+        deployments = objects_of(rendered, "Deployment")
+        assert deployments
+        for deployment in deployments:
+            fetch = deployment["spec"]["template"]["spec"]["initContainers"][0]["command"]
+            assert ("--no-checksum-headers" in fetch) is off
