@@ -98,7 +98,10 @@ class ModelSyncProvider(ResourceProvider):
     def check(self, _olds: Props, news: Props) -> CheckResult:
         """Validate the inputs, one failure per problem; a `storeUrl` still unknown (a bucket
         not made yet) is not checked."""
-        failures = plain_failures(*(news.get(key) for key in INPUT_KEYS[1:]))
+        plain = ("models", "sourceDir", "ollamaModels", "endpointUrl", "region")
+        failures = plain_failures(*(news.get(key) for key in plain))
+        if news.get("checksumHeaders") not in (None, True, False):
+            failures.append(("checksumHeaders", "must be true or false"))
         if news.get("storeUrl") != UNKNOWN:  # from a bucket not created yet
             failures += store_url_failures(news.get("storeUrl"))
         return CheckResult(news, [CheckFailure(prop, reason) for prop, reason in failures])

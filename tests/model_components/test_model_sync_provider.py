@@ -396,6 +396,7 @@ def test_check_accepts_good_inputs_and_an_unknown_store_url(
         ({"endpointUrl": "http://AKIA:secret@127.0.0.1:9000"}, "endpointUrl", "credentials"),
         ({"endpointUrl": "s3.lab:9000"}, "endpointUrl", "http(s)://HOST"),
         ({"region": "moon-1"}, "region", "not an AWS region"),
+        ({"checksumHeaders": "no"}, "checksumHeaders", "must be true or false"),
     ],
 )
 def test_check_reports_each_bad_input(
