@@ -69,19 +69,46 @@ class ModelEntry:
             source=cast(dict[str, object], source) if isinstance(source, dict) else {},
         )
 
+    def encode(self) -> bytes:
+        """The entry as an object of its own (stores without conditional writes):
+        `{"version": 1, "entry": <to_json()>}`, UTF-8 JSON."""
+        return json.dumps({"version": MANIFEST_VERSION, "entry": self.to_json()}, indent=2).encode()
+
+    @classmethod
+    def decode(cls, name: str, raw: bytes, where: str) -> ModelEntry:
+        """Parse an entry object written by `encode`; `where` starts error messages.
+
+        Raises:
+            StoreError: `raw` is not such an object of version 1, or the entry is malformed.
+        """
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise StoreError(f"{where}: manifest entry is not valid JSON: {err}") from err
+        if not isinstance(data, dict) or cast(dict[str, object], data).get("version") != 1:
+            raise StoreError(f"{where}: not a version {MANIFEST_VERSION} manifest entry")
+        return cls.from_json(name, cast(dict[str, object], data).get("entry"))
+
 
 @dataclass
 class Manifest:
     """The store's manifest: model name -> ModelEntry, as manifest.json version 1."""
 
     models: dict[str, ModelEntry] = field(default_factory=dict[str, ModelEntry])
+    # The store also keeps one object per entry under manifest.d/, which readers merge over
+    # these (stores without conditional writes; RemoteStore.conditional_writes).
+    per_model_entries: bool = False
 
     def to_json(self) -> dict[str, object]:
-        """`{"version": 1, "models": {name: entry}}`, models sorted by name."""
-        return {
+        """`{"version": 1, "models": {name: entry}}`, models sorted by name, and
+        `"perModelEntries": true` where the store keeps per-model entry objects."""
+        document: dict[str, object] = {
             "version": MANIFEST_VERSION,
             "models": {name: self.models[name].to_json() for name in sorted(self.models)},
         }
+        if self.per_model_entries:
+            document["perModelEntries"] = True
+        return document
 
     def encode(self) -> bytes:
         """The manifest.json bytes: `to_json()` as UTF-8 JSON indented by 2."""
@@ -111,4 +138,7 @@ class Manifest:
         if not isinstance(models, dict):
             raise StoreError(f"{where}: manifest 'models' is not an object")
         entries = cast(dict[str, object], models)
-        return cls({name: ModelEntry.from_json(name, value) for name, value in entries.items()})
+        return cls(
+            {name: ModelEntry.from_json(name, value) for name, value in entries.items()},
+            per_model_entries=document.get("perModelEntries") is True,
+        )

@@ -6,8 +6,9 @@ import re
 from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from typing import Any, Final
+from urllib.parse import quote, unquote
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -15,7 +16,7 @@ from botocore.session import Session, get_session
 
 from llamafleet.modelsync.digest import sha256_base64
 from llamafleet.modelsync.errors import StoreError
-from llamafleet.modelsync.manifest import Manifest
+from llamafleet.modelsync.manifest import Manifest, ModelEntry
 
 # S3 bucket naming rules (general purpose buckets): 3-63 characters of lower-case letters,
 # digits, dots and hyphens, starting and ending with a letter or digit
@@ -26,6 +27,10 @@ _IPV4_LIKE_RE: Final = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 _SAFE_KEY_RE: Final = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")
 _URL_RE: Final = re.compile(rf"^s3://({BUCKET_NAME_PATTERN})(?:/(.*))?$")
 MANIFEST_NAME: Final = "manifest.json"
+# Stores without conditional writes: one object per model entry, which no writer overwrites
+# with another model's (see RemoteStore.conditional_writes).
+ENTRIES_DIR: Final = "manifest.d"
+PROBE_NAME: Final = ".llamafleet-conditional-write-probe"
 OBJECTS_DIR: Final = "sha256"
 RETRY_ATTEMPTS: Final = 10
 
@@ -100,6 +105,15 @@ class StoreLocation:
         """The manifest's key: `PREFIX/manifest.json`."""
         return self.key(MANIFEST_NAME)
 
+    @property
+    def entries_prefix(self) -> str:
+        """Where per-model manifest entries live: `PREFIX/manifest.d/`."""
+        return self.key(f"{ENTRIES_DIR}/")
+
+    def entry_key(self, name: str) -> str:
+        """The key of model `name`'s entry object: `PREFIX/manifest.d/<name, %-escaped>.json`."""
+        return f"{self.entries_prefix}{quote(name, safe='')}.json"
+
 
 @cache
 def _session() -> Session:
@@ -167,6 +181,12 @@ def _is_write_conflict(err: ClientError) -> bool:
     return code in {"PreconditionFailed", "ConditionalRequestConflict"} or status in {409, 412}
 
 
+def _is_not_implemented(err: ClientError) -> bool:
+    code = str(err.response.get("Error", {}).get("Code", ""))
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code == "NotImplemented" or status == 501
+
+
 def is_not_found(err: ClientError) -> bool:
     """Whether `err` means no such key: NoSuchKey (GetObject), NotFound, or "404" (botocore's
     code for a HeadObject error, whose response has no body)."""
@@ -230,8 +250,80 @@ class RemoteStore:
         return cls(StoreLocation.parse(url), client, checksum_headers)
 
     def read_manifest(self) -> Manifest:
-        """The stored manifest; an empty one when the store has none yet."""
-        return self.read_manifest_version().manifest
+        """The stored manifest: manifest.json and, where it says the store keeps per-model
+        entry objects (stores without conditional writes), those over it; an empty one when the
+        store has none yet. A failed request or a malformed object is a StoreError."""
+        manifest = self.read_manifest_version().manifest
+        if manifest.per_model_entries:
+            manifest.models.update(self.read_entries())
+        return manifest
+
+    def read_entries(self) -> dict[str, ModelEntry]:
+        """The per-model entry objects under `manifest.d/` (one LIST, one GET each); a failed
+        request or a malformed object is a StoreError."""
+        prefix = self.location.entries_prefix
+        entries: dict[str, ModelEntry] = {}
+        with s3_errors(f"reading s3://{self.location.bucket}/{prefix}"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.location.bucket, Prefix=prefix
+            )
+            keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+            for key in sorted(keys):
+                raw = self.client.get_object(Bucket=self.location.bucket, Key=key)["Body"].read()
+                name = unquote(str(key)[len(prefix) :].removesuffix(".json"))
+                entries[name] = ModelEntry.decode(name, raw, f"s3://{self.location.bucket}/{key}")
+        return entries
+
+    def write_entry(self, name: str, entry: ModelEntry) -> None:
+        """Write model `name`'s entry object (unconditionally: it is this model's alone); a
+        failed PUT is a StoreError."""
+        key = self.location.entry_key(name)
+        body = entry.encode()
+        with s3_errors(f"writing s3://{self.location.bucket}/{key}"):
+            self.client.put_object(
+                Bucket=self.location.bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                **self.checksums(ChecksumSHA256=sha256_base64(body)),
+            )
+
+    @cached_property
+    def conditional_writes(self) -> bool:
+        """Whether the store honours conditional writes, probed once: PUT a probe object with
+        If-None-Match: *, which a store that honours it refuses (412 PreconditionFailed) once
+        the object exists; the first probe in a store creates it and asks again. `rclone serve
+        s3` ignores the header and writes (200); some stores answer 501 NotImplemented (Ceph
+        before conditional writes, s3gw): both mean no, and the manifest is then kept as
+        per-model entries (c05). One PUT per writing sync on a store that honours it. A probe
+        that fails for any other reason (access denied, unreachable) is a StoreError."""
+        for _ in range(2):
+            outcome = self._put_probe()
+            if outcome is not None:
+                return outcome
+        return False
+
+    def _put_probe(self) -> bool | None:
+        """True: refused (conditional writes work); False: not implemented; None: written.
+
+        Raises:
+            StoreError: the PUT failed for any other reason.
+        """
+        key = self.location.key(PROBE_NAME)
+        where = f"probing conditional writes at s3://{self.location.bucket}/{key}"
+        try:
+            self.client.put_object(
+                Bucket=self.location.bucket, Key=key, Body=b"probe", IfNoneMatch="*"
+            )
+        except ClientError as err:
+            if _is_write_conflict(err):
+                return True
+            if _is_not_implemented(err):
+                return False
+            raise StoreError(f"{where}: {describe_error(err)}") from err
+        except BotoCoreError as err:
+            raise StoreError(f"{where}: {describe_error(err)}") from err
+        return None
 
     def read_manifest_version(self) -> ManifestVersion:
         """The stored manifest and its ETag (one GET); an empty manifest and no ETag when the
@@ -254,10 +346,11 @@ class RemoteStore:
             raise StoreError(f"reading {where}: {describe_error(err)}") from err
         return ManifestVersion(Manifest.decode(raw, where), str(response["ETag"]))
 
-    def write_manifest(self, manifest: Manifest, replacing: ManifestVersion) -> None:
+    def write_manifest(self, manifest: Manifest, replacing: ManifestVersion | None) -> None:
         """Write `manifest` only if the stored one is still `replacing` (If-Match its ETag, or
         If-None-Match when there was none); ManifestChangedError if another writer came first.
-        A store that ignores conditional writes makes this last-writer-wins.
+        `replacing` None writes unconditionally (stores without conditional writes, where the
+        per-model entries are what keeps concurrent writers' models).
 
         Raises:
             ManifestChangedError: the store refused the conditional write (409 or 412, or the
@@ -266,7 +359,9 @@ class RemoteStore:
         """
         where = f"s3://{self.location.bucket}/{self.location.manifest_key}"
         body = manifest.encode()
-        condition = {"IfMatch": replacing.etag} if replacing.etag else {"IfNoneMatch": "*"}
+        condition: dict[str, str] = {}
+        if replacing is not None:
+            condition = {"IfMatch": replacing.etag} if replacing.etag else {"IfNoneMatch": "*"}
         try:
             self.client.put_object(
                 Bucket=self.location.bucket,

@@ -296,13 +296,18 @@ def _finish(plan: SyncPlan, store: RemoteStore, outcomes: dict[str, UploadOutcom
 
 
 def _write_manifest(plan: SyncPlan, store: RemoteStore) -> bool:
-    """Merge the plan's entries into the stored manifest; a concurrent writer's entries are kept
-    (its write makes ours fail its condition, and we merge again into what it wrote).
+    """Merge the plan's entries into the stored manifest; a concurrent writer's entries are kept.
+    Where the store honours conditional writes, its write makes ours fail its condition and we
+    merge again into what it wrote; where it does not, each model's entry is first written as
+    an object of its own, which readers merge over manifest.json, and manifest.json is then
+    rewritten from all of them (a lost rewrite loses no entry).
 
     Raises:
         StoreError: the manifest changed under each of MANIFEST_ATTEMPTS (5) conditional
             writes.
     """
+    if not store.conditional_writes:
+        return _write_entries(plan, store)
     for _ in range(MANIFEST_ATTEMPTS):
         current = store.read_manifest_version()
         manifest = current.manifest
@@ -321,3 +326,23 @@ def _write_manifest(plan: SyncPlan, store: RemoteStore) -> bool:
         f"{store.location.url}: manifest changed under {MANIFEST_ATTEMPTS} attempts to write it"
         " (other syncs writing at once); objects are uploaded, sync again to record them"
     )
+
+
+def _write_entries(plan: SyncPlan, store: RemoteStore) -> bool:
+    manifest = store.read_manifest()
+    before = manifest.to_json()
+    for model in plan.models:
+        if model.action is not Action.ABSENT:
+            entry = model.entry(plan.location)
+            if manifest.models.get(model.name) != entry or not manifest.per_model_entries:
+                store.write_entry(model.name, entry)
+            manifest.models[model.name] = entry
+    manifest.per_model_entries = True
+    if manifest.to_json() == before:
+        return False
+    # Rewritten from every entry object, ours and concurrent writers'.
+    merged = store.read_manifest_version().manifest
+    merged.models.update(store.read_entries())
+    merged.per_model_entries = True
+    store.write_manifest(merged, replacing=None)
+    return True

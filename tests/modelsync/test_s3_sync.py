@@ -5,16 +5,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
+import uuid
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from botocore.awsrequest import AWSPreparedRequest
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from s3_probes import RequestLog
 from support.skips import optional_skip
 from support.synthetic_gguf import GgufSpec, write_gguf
+from test_s3_sync_faults import StreamBody
 
 from llamafleet.modelsync.errors import GgufError, StoreError
 from llamafleet.modelsync.hashcache import HashCache
@@ -176,6 +179,45 @@ def test_entries_a_concurrent_sync_wrote_meanwhile_are_kept(
     assert sorted(store.read_manifest().models) == ["large", "small", "theirs-0"]
 
 
+def test_the_store_kind_is_probed(store: RemoteStore, endpoint: str, moto_endpoint: str) -> None:
+    """moto refuses a conditional PUT that fails; rclone serve s3 ignores the condition."""
+    assert store.conditional_writes is (endpoint == moto_endpoint)
+
+
+def test_without_conditional_writes_a_concurrent_syncs_models_are_kept(
+    tmp_path: Path, folder: Path, rclone_endpoint: str, cache: HashCache
+) -> None:
+    """c05's kind: on a store that ignores conditions (rclone serve s3), another sync rewrites
+    manifest.json just before ours does and ours overwrites it; its models survive in their
+    entry objects, and every reader merges them."""
+    store_url = f"s3://models-race-{uuid.uuid4().hex[:12]}/fleet"
+    ours = RemoteStore.open(store_url, rclone_endpoint)
+    ours.client.create_bucket(Bucket=ours.location.bucket)
+    theirs = RemoteStore.open(store_url, rclone_endpoint)
+    rival_folder = tmp_path / "rival"
+    write_gguf(rival_folder / "theirs.gguf", GgufSpec(tensor_bytes=8 << 10, fill=b"t"))
+    fired: list[str] = []
+
+    def rival(request: AWSPreparedRequest, **_: object) -> None:
+        if request.url.endswith("/manifest.json") and not fired:
+            fired.append(request.url)
+            rival_cache = HashCache(tmp_path / "rival-cache")
+            try:
+                sync(rival_folder, theirs, rival_cache)
+            finally:
+                rival_cache.close()
+
+    ours.client.meta.events.register("before-send.s3.PutObject", rival)
+    assert not ours.conditional_writes
+
+    result = sync(folder, ours, cache)
+
+    assert result.manifest_written and fired
+    raw = json.loads(stored_bytes(ours, ours.location.manifest_key))
+    assert sorted(raw["models"]) == ["large", "small"]  # the rival's rewrite was lost there
+    assert sorted(ours.read_manifest().models) == ["large", "small", "theirs"]  # not here
+
+
 @pytest.mark.usefixtures("conditional_writes")
 def test_manifest_write_gives_up_when_it_always_loses_the_race(
     folder: Path, store: RemoteStore, cache: HashCache, store_url: str, endpoint: str
@@ -253,7 +295,7 @@ def test_same_content_under_two_names_is_uploaded_once(
 
     result = sync(folder, store, cache)
 
-    assert request_log.count("PutObject") == 2  # one object, one manifest
+    assert request_log.count_but_layout("PutObject") == 2  # one object, one manifest
     manifest = store.read_manifest()
     assert manifest.models["a"].key == manifest.models["b"].key
     assert result.bytes_uploaded == (folder / "a.gguf").stat().st_size
@@ -300,7 +342,8 @@ def test_pipelined_sync_uploads_then_resyncs_as_a_noop(
         first.bytes_uploaded
         == (folder / "large.gguf").stat().st_size + (folder / "small.gguf").stat().st_size
     )
-    assert request_log.count("PutObject") == 2  # the small object and the manifest, once each
+    # The small object and the manifest, once each.
+    assert request_log.count_but_layout("PutObject") == 2
     assert second.names(Action.UNCHANGED) == ["copy", "large", "small"]
     assert set(store.read_manifest().models) == {"copy", "large", "small"}
 
@@ -339,3 +382,33 @@ def test_pipelined_sync_rejects_a_bad_file_before_any_request(
         sync_sources(discover_files(folder), store, cache=cache, tuning=SMALL_PARTS)
 
     assert request_log.calls == []
+
+
+NOT_IMPLEMENTED = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code><Message>A header'
+    b" you provided implies functionality that is not implemented</Message></Error>"
+)
+
+
+def test_a_store_answering_501_to_conditions_keeps_per_model_entries(
+    folder: Path, store: RemoteStore, cache: HashCache
+) -> None:
+    """../shared/cases/c05: a store that refuses conditional PUTs (Ceph before conditional
+    writes, s3gw) is probed as such; the sync records its models without a condition."""
+
+    def refuse_conditions(request: AWSPreparedRequest, **_: object) -> AWSResponse | None:
+        names = {name.lower() for name in request.headers}
+        if not names & {"if-match", "if-none-match"}:
+            return None
+        return AWSResponse(request.url, 501, {}, StreamBody(NOT_IMPLEMENTED))
+
+    store.client.meta.events.register("before-send.s3.PutObject", refuse_conditions)
+
+    first = sync(folder, store, cache)
+    again = sync(folder, store, cache)
+
+    assert not store.conditional_writes
+    assert first.manifest_written and not again.manifest_written
+    raw = json.loads(stored_bytes(store, store.location.manifest_key))
+    assert raw["perModelEntries"] is True and sorted(raw["models"]) == ["large", "small"]
+    assert sorted(store.read_entries()) == ["large", "small"]
