@@ -12,8 +12,9 @@ messages):
 - `read_header(path) -> GgufHeader`; `GgufHeader.to_json()` is the stack files' `gguf:` block.
 - `RemoteStore.open(url: str, endpoint_url: str | None = None) -> RemoteStore`
   (build it inside provider methods: it holds a boto3 client, which does not pickle).
-- `discover_files(path: Path) -> list[ModelSource]`; `discover_ollama(models_dir, requested)`;
-  or `ModelSource(name, path, origin)` directly.
+- `discover_files(path: Path) -> list[ModelSource]`; `discover_ollama(models_dir, requested)
+  -> OllamaScan` (its `sources`, and the models `skipped` with why); or
+  `ModelSource(name, path, origin)` directly.
 - `plan_sync(sources: list[ModelSource], store: RemoteStore, cache: HashCache | None = None,
   verify_known: bool = False, progress: ProgressSink | None = None) -> SyncPlan`:
   reads the hash cache, one manifest GET and one object LIST; hashes only files the cache cannot

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -76,14 +76,24 @@ def _store(args: argparse.Namespace) -> RemoteStore:
     )
 
 
-def _sync_sources(args: argparse.Namespace, sources: list[ModelSource], verify: bool) -> int:
+def _sync_sources(
+    args: argparse.Namespace,
+    sources: list[ModelSource],
+    verify: bool,
+    report: Callable[[dict[str, object], list[str]], None] | None = None,
+) -> int:
+    """Plan or run the sync and print its result; `report` may add to the JSON document and
+    the human lines before they are printed."""
     store = _store(args)
     cache = HashCache(Path(args.cache_dir) if args.cache_dir else None)
     with progress_for(args.json) as progress:
         if args.dry_run:
             plan = plan_sync(sources, store, cache, verify_known=verify, progress=progress)
             lines = [f"{m.action.value:9} {m.name}" for m in plan.models]
-            _emit(args, plan.to_json(), lines)
+            document = plan.to_json()
+            if report is not None:
+                report(document, lines)
+            _emit(args, document, lines)
             return 0
         tuning = SyncTuning(
             part_size=args.part_size * MIB,
@@ -99,7 +109,10 @@ def _sync_sources(args: argparse.Namespace, sources: list[ModelSource], verify: 
         for model in result.models
     ]
     lines.append(f"manifest {'written' if result.manifest_written else 'unchanged'}")
-    _emit(args, result.to_json(), lines)
+    document = result.to_json()
+    if report is not None:
+        report(document, lines)
+    _emit(args, document, lines)
     return 0
 
 
@@ -107,9 +120,51 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     return _sync_sources(args, discover_files(Path(args.source)), verify=False)
 
 
+# import-ollama's exit status when some models were imported and others skipped.
+PARTIAL_IMPORT = 3
+
+
 def _cmd_import_ollama(args: argparse.Namespace) -> int:
     models_dir = Path(args.models_dir) if args.models_dir else default_models_dir()
-    return _sync_sources(args, discover_ollama(models_dir, args.models), verify=args.verify)
+    scan = discover_ollama(models_dir, args.models)
+    if not scan.sources:
+        reasons = "; ".join(scan.skipped.values())
+        raise SourceError(f"no model in {models_dir} can be imported: {reasons}")
+
+    def report(document: dict[str, object], lines: list[str]) -> None:
+        document["skipped"] = scan.skipped
+        document["suggestedSettings"] = {s.name: _suggestion(s) for s in scan.sources}
+        for source in scan.sources:
+            lines += [f"  {line}" for line in _suggestion_lines(source)]
+
+    status = _sync_sources(args, scan.sources, verify=args.verify, report=report)
+    for name, reason in scan.skipped.items():
+        print(f"{args.prog}: skipped {name}: {reason}", file=sys.stderr)
+    return PARTIAL_IMPORT if status == 0 and scan.skipped else status
+
+
+def _suggestion(source: ModelSource) -> dict[str, object]:
+    """Settings for the model's stack entry from its Ollama PARAMETERs (ollama.py)."""
+    return cast(dict[str, object], source.origin.get("suggestedSettings", {}))
+
+
+def _suggestion_lines(source: ModelSource) -> list[str]:
+    lines: list[str] = []
+    suggestion = _suggestion(source)
+    if suggestion:
+        lines.append(
+            f"{source.name}: settings from its Ollama parameters: {json.dumps(suggestion)}"
+        )
+    dropped = cast(list[str], source.origin.get("droppedParameters", []))
+    if dropped:
+        lines.append(f"{source.name}: dropped (no llama-server setting): {', '.join(dropped)}")
+    if source.origin.get("ollamaTemplate"):
+        lines.append(
+            f"{source.name}: Ollama's own chat template (a Go template) is not used: "
+            "llama-server formats chats with the GGUF's template, or chatml if it has none "
+            "(inspect says; set chatTemplate)"
+        )
+    return lines
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -248,8 +303,9 @@ def main(argv: list[str] | None = None, prog: str = "modelsync") -> int:
     """Run the command in `argv` (default: sys.argv[1:]) and return its exit status.
 
     0 on success; 1 on an error, printed as one `<prog>: error: ...` line on stderr, or when a
-    verification fails; 130 on Ctrl-C. Usage errors and --help end in argparse's SystemExit
-    (status 2 and 0).
+    verification fails; 3 (PARTIAL_IMPORT) when import-ollama imported some models and skipped
+    others (one `<prog>: skipped NAME: reason` line each); 130 on Ctrl-C. Usage errors and
+    --help end in argparse's SystemExit (status 2 and 0).
     """
     args = build_parser(prog).parse_args(argv)
     handler: Handler = args.handler

@@ -2,8 +2,10 @@
 
 Layout: `manifests/<registry>/<namespace>/<model>/<tag>` (Docker v2 JSON) and
 `blobs/sha256-<hex>`. The weights are the layer of media type
-`application/vnd.ollama.image.model`; projector (vision) and adapter (LoRA) layers are recorded
-in the source block so nobody mistakes the imported GGUF for the whole Ollama model.
+`application/vnd.ollama.image.model`. A model with a projector (vision) or adapter (LoRA) layer
+is refused: importing its base weights alone would serve the base model under the fine-tuned or
+multimodal name. The params layer (Ollama's Modelfile PARAMETERs) is mapped to the llama-server
+settings it has (`suggested_settings`); the rest is listed as dropped.
 """
 
 from __future__ import annotations
@@ -21,6 +23,20 @@ from llamafleet.modelsync.sources import ModelSource
 MODEL_MEDIA_TYPE: Final = "application/vnd.ollama.image.model"
 PROJECTOR_MEDIA_TYPE: Final = "application/vnd.ollama.image.projector"
 ADAPTER_MEDIA_TYPE: Final = "application/vnd.ollama.image.adapter"
+PARAMS_MEDIA_TYPE: Final = "application/vnd.ollama.image.params"
+TEMPLATE_MEDIA_TYPE: Final = "application/vnd.ollama.image.template"
+# Ollama PARAMETERs with a llama-server setting of a model (llamafleet:models.<name>): the
+# setting's key path. Sampling keys are SamplingDefaults' (--temp, --top-k, ...).
+PARAMETER_SETTINGS: Final[dict[str, tuple[str, ...]]] = {
+    "num_ctx": ("contextLength",),
+    "stop": ("sampling", "stop"),
+    "temperature": ("sampling", "temperature"),
+    "top_k": ("sampling", "topK"),
+    "top_p": ("sampling", "topP"),
+    "min_p": ("sampling", "minP"),
+    "repeat_penalty": ("sampling", "repeatPenalty"),
+    "seed": ("sampling", "seed"),
+}
 DEFAULT_REGISTRY: Final = "registry.ollama.ai"
 DEFAULT_NAMESPACE: Final = "library"
 
@@ -92,21 +108,71 @@ def _layer_digests(layers: list[dict[str, object]], media_type: str) -> list[str
     return [str(layer.get("digest")) for layer in layers if layer.get("mediaType") == media_type]
 
 
+def suggested_settings(parameters: dict[str, object]) -> tuple[dict[str, object], list[str]]:
+    """(the model settings Ollama's PARAMETERs map to, the parameters that map to none, sorted).
+
+    `num_ctx` becomes `contextLength` (per slot); `stop`, `temperature`, `top_k`, `top_p`,
+    `min_p`, `repeat_penalty` and `seed` the `sampling` block; anything else (num_predict,
+    mirostat, num_gpu, ...) has no setting and is dropped.
+    """
+    settings: dict[str, object] = {}
+    dropped: list[str] = []
+    for key in sorted(parameters):
+        path = PARAMETER_SETTINGS.get(key)
+        if path is None:
+            dropped.append(key)
+            continue
+        value = parameters[key]
+        if key == "stop" and isinstance(value, str):
+            value = [value]
+        target = settings
+        for part in path[:-1]:
+            target = cast(dict[str, object], target.setdefault(part, {}))
+        target[path[-1]] = value
+    return settings, dropped
+
+
+def _json_blob(models_dir: Path, layers: list[dict[str, object]], media_type: str) -> object:
+    """The parsed JSON of the first layer of `media_type`; None when there is none or it is
+    unreadable (the params are advice; the weights are what must be right)."""
+    for digest in _layer_digests(layers, media_type):
+        try:
+            blob = models_dir / "blobs" / f"sha256-{parse_digest(digest)}"
+            return json.loads(blob.read_bytes())
+        except (ModelSyncError, OSError, ValueError):
+            return None
+    return None
+
+
 def model_source(models_dir: Path, ref: OllamaRef) -> ModelSource:
     """The source for `ref`: its weights blob (`blobs/sha256-<hex>`), the digest the blob's name
-    vouches for, and an `ollama` origin that lists projector and adapter layer digests.
+    vouches for, and an `ollama` origin with the settings its PARAMETERs suggest, those dropped,
+    and whether Ollama formatted chats with a template layer of its own.
 
     Raises:
         SourceError: the manifest is unreadable or has no layers list, it has not exactly one
-            model layer, that layer's digest is malformed, or the blob is missing or not the
-            size the manifest gives.
+            model layer (a cloud-only entry or an incomplete pull has none), it has an adapter
+            or projector layer, that layer's digest is malformed, or the blob is missing or not
+            the size the manifest gives.
     """
     manifest = models_dir / "manifests" / ref.registry / ref.namespace / ref.model / ref.tag
     layers = _manifest_layers(manifest)
     model_layers = [layer for layer in layers if layer.get("mediaType") == MODEL_MEDIA_TYPE]
     if len(model_layers) != 1:
         raise SourceError(
-            f"{manifest}: expected one {MODEL_MEDIA_TYPE} layer, found {len(model_layers)}"
+            f"{ref.name}: expected one {MODEL_MEDIA_TYPE} layer, found {len(model_layers)}"
+            " (a cloud-only model or an incomplete pull has none)"
+        )
+    extras = {
+        "a LoRA adapter": _layer_digests(layers, ADAPTER_MEDIA_TYPE),
+        "a vision projector": _layer_digests(layers, PROJECTOR_MEDIA_TYPE),
+    }
+    extra = [what for what, digests in extras.items() if digests]
+    if extra:
+        raise SourceError(
+            f"{ref.name}: has {' and '.join(extra)} layer; importing the base weights alone "
+            "would serve the base model under this name, and adapters and projectors are not "
+            "served yet"
         )
     layer = model_layers[0]
     try:
@@ -122,18 +188,34 @@ def model_source(models_dir: Path, ref: OllamaRef) -> ModelSource:
         raise SourceError(
             f"{ref.name}: blob {blob} has {blob_size} bytes, manifest says {layer.get('size')}"
         )
+    params = _json_blob(models_dir, layers, PARAMS_MEDIA_TYPE)
+    settings, dropped = suggested_settings(
+        cast(dict[str, object], params) if isinstance(params, dict) else {}
+    )
     origin: dict[str, object] = {
         "kind": "ollama",
         "model": ref.name,
         "registry": ref.registry,
-        "projectors": _layer_digests(layers, PROJECTOR_MEDIA_TYPE),
-        "adapters": _layer_digests(layers, ADAPTER_MEDIA_TYPE),
+        "suggestedSettings": settings,
+        "droppedParameters": dropped,
+        "ollamaTemplate": bool(_layer_digests(layers, TEMPLATE_MEDIA_TYPE)),
     }
     return ModelSource(ref.name, blob, origin, known_digest=hex_digest)
 
 
-def discover_ollama(models_dir: Path, requested: list[str] | None = None) -> list[ModelSource]:
-    """Sources for the requested models (`model[:tag]`), or every model in the store.
+@dataclass(frozen=True)
+class OllamaScan:
+    """What an Ollama store offers: a source per usable model, and why each other was skipped
+    (model name -> one-line reason)."""
+
+    sources: list[ModelSource]
+    skipped: dict[str, str]
+
+
+def discover_ollama(models_dir: Path, requested: list[str] | None = None) -> OllamaScan:
+    """Sources for the requested models (`model[:tag]`), or every model in the store; a model
+    whose manifest is unusable (no layers, no model layer, a missing blob, an adapter or a
+    projector) is skipped with its reason while the others are imported.
 
     Raises:
         SourceError: nothing was requested and the store holds no models, or a requested
@@ -143,12 +225,19 @@ def discover_ollama(models_dir: Path, requested: list[str] | None = None) -> lis
     if not requested:
         if not refs:
             raise SourceError(f"{models_dir}: the Ollama store holds no models")
-        return [model_source(models_dir, ref) for ref in refs.values()]
-    sources: list[ModelSource] = []
-    for text in requested:
-        ref = refs.get(normalise_request(text))
-        if ref is None:
-            known = ", ".join(refs) or "none"
-            raise SourceError(f"Ollama model {text!r} not found in {models_dir} (has: {known})")
-        sources.append(model_source(models_dir, ref))
-    return sources
+        wanted = list(refs.values())
+    else:
+        wanted = []
+        for text in requested:
+            ref = refs.get(normalise_request(text))
+            if ref is None:
+                known = ", ".join(refs) or "none"
+                raise SourceError(f"Ollama model {text!r} not found in {models_dir} (has: {known})")
+            wanted.append(ref)
+    scan = OllamaScan([], {})
+    for ref in wanted:
+        try:
+            scan.sources.append(model_source(models_dir, ref))
+        except SourceError as err:
+            scan.skipped[ref.name] = str(err)
+    return scan

@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.synthetic_gguf import GgufSpec, write_gguf
 
-from llamafleet.modelsync.cli import main
+from llamafleet.components.server_args import SamplingDefaults
+from llamafleet.modelsync.cli import PARTIAL_IMPORT, main
 from llamafleet.modelsync.errors import DigestMismatchError, SourceError
 from llamafleet.modelsync.hashcache import HashCache
 from llamafleet.modelsync.ollama import (
     ADAPTER_MEDIA_TYPE,
     MODEL_MEDIA_TYPE,
+    PARAMS_MEDIA_TYPE,
     PROJECTOR_MEDIA_TYPE,
     discover_ollama,
+    suggested_settings,
 )
 from llamafleet.modelsync.plan import Action, inspect_locals, plan_sync
 from llamafleet.modelsync.store import RemoteStore
 from llamafleet.modelsync.sync import run_sync
-
-PARAMS_MEDIA_TYPE = "application/vnd.ollama.image.params"
 
 
 def _blob(store: Path, data: bytes) -> dict[str, object]:
@@ -71,43 +75,99 @@ def ollama_store(tmp_path: Path) -> Path:
 
 
 def test_discovers_models_named_like_ollama(ollama_store: Path) -> None:
-    sources = {source.name: source for source in discover_ollama(ollama_store)}
+    scan = discover_ollama(ollama_store)
+    sources = {source.name: source for source in scan.sources}
 
-    assert set(sources) == {"gemma3:270m", "someone/vision:latest"}
-    vision = sources["someone/vision:latest"]
-    assert vision.origin["kind"] == "ollama"
-    assert vision.origin["projectors"] == [
-        f"sha256:{hashlib.sha256(b'projector bytes').hexdigest()}"
-    ]
-    assert vision.origin["adapters"] == [f"sha256:{hashlib.sha256(b'lora').hexdigest()}"]
-    assert vision.known_digest == vision.path.name.removeprefix("sha256-")
+    assert set(sources) == {"gemma3:270m"}
+    gemma = sources["gemma3:270m"]
+    assert gemma.origin["kind"] == "ollama"
+    assert gemma.known_digest == gemma.path.name.removeprefix("sha256-")
+
+
+def test_a_model_with_an_adapter_or_projector_is_skipped_loudly(ollama_store: Path) -> None:
+    """Its base weights alone would be served under the fine-tuned or vision model's name."""
+    scan = discover_ollama(ollama_store)
+
+    reason = scan.skipped["someone/vision:latest"]
+    assert "LoRA adapter and a vision projector" in reason
+    assert "would serve the base model under this name" in reason
 
 
 def test_requested_models_accept_short_names(ollama_store: Path) -> None:
-    names = [s.name for s in discover_ollama(ollama_store, ["library/gemma3:270m"])]
+    names = [s.name for s in discover_ollama(ollama_store, ["library/gemma3:270m"]).sources]
     assert names == ["gemma3:270m"]
     with pytest.raises(SourceError, match=r"'gemma3' not found .*has: gemma3:270m"):
         discover_ollama(ollama_store, ["gemma3"])  # means gemma3:latest
 
 
-def test_missing_blob_is_reported(ollama_store: Path) -> None:
-    source = discover_ollama(ollama_store, ["gemma3:270m"])[0]
+def test_missing_blob_is_reported_and_skipped(ollama_store: Path) -> None:
+    source = discover_ollama(ollama_store, ["gemma3:270m"]).sources[0]
     source.path.unlink()
-    with pytest.raises(SourceError, match=r"blob .* is missing"):
-        discover_ollama(ollama_store, ["gemma3:270m"])
+    scan = discover_ollama(ollama_store, ["gemma3:270m"])
+    assert scan.sources == []
+    assert re.search(r"blob .* is missing", scan.skipped["gemma3:270m"])
 
 
-def test_manifest_without_model_layer_is_rejected(ollama_store: Path) -> None:
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda doc: doc | {"layers": doc["layers"][1:]}, r"expected one .*found 0 \(a cloud"),
+        (lambda doc: doc | {"layers": []}, r"expected one .*found 0"),
+        (lambda doc: {"schemaVersion": 2}, "has no layers list"),
+    ],
+    ids=["no-model-layer", "no-layers", "no-layers-list"],
+)
+def test_unusable_manifests_are_skipped_while_the_others_import(
+    ollama_store: Path, tmp_path: Path, damage: Callable[[dict[str, Any]], Any], reason: str
+) -> None:
+    gguf = write_gguf(tmp_path / "c.gguf", GgufSpec(fill=b"c")).read_bytes()
+    add_model(ollama_store, ("registry.ollama.ai", "library", "good", "1b"), gguf)
     path = ollama_store / "manifests" / "registry.ollama.ai" / "library" / "gemma3" / "270m"
-    document = json.loads(path.read_text())
-    document["layers"] = document["layers"][1:]
-    path.write_text(json.dumps(document))
-    with pytest.raises(SourceError, match=r"expected one application/vnd\.ollama\.image\.model"):
-        discover_ollama(ollama_store)
+    path.write_text(json.dumps(damage(json.loads(path.read_text()))))
+
+    scan = discover_ollama(ollama_store)
+
+    assert [s.name for s in scan.sources] == ["good:1b"]
+    assert re.search(reason, scan.skipped["gemma3:270m"]), scan.skipped
+
+
+def test_parameters_map_to_settings_and_the_rest_is_dropped() -> None:
+    settings, dropped = suggested_settings(
+        {
+            "num_ctx": 8192,
+            "stop": ["<end_of_turn>", "<eos>"],
+            "temperature": 1.0,
+            "top_k": 64,
+            "top_p": 0.95,
+            "min_p": 0.0,
+            "repeat_penalty": 1.1,
+            "seed": 42,
+            "num_predict": 128,
+            "mirostat": 2,
+        }
+    )
+    assert settings == {
+        "contextLength": 8192,
+        "sampling": {
+            "stop": ["<end_of_turn>", "<eos>"],
+            "temperature": 1.0,
+            "topK": 64,
+            "topP": 0.95,
+            "minP": 0.0,
+            "repeatPenalty": 1.1,
+            "seed": 42,
+        },
+    }
+    assert dropped == ["mirostat", "num_predict"]
+    assert SamplingDefaults.model_validate(settings["sampling"]).top_k == 64
+
+
+def test_a_single_stop_word_becomes_a_list() -> None:
+    assert suggested_settings({"stop": "User:"})[0] == {"sampling": {"stop": ["User:"]}}
 
 
 def test_blob_name_is_trusted_unless_verify(ollama_store: Path, tmp_path: Path) -> None:
-    source = discover_ollama(ollama_store, ["gemma3:270m"])[0]
+    source = discover_ollama(ollama_store, ["gemma3:270m"]).sources[0]
     data = bytearray(source.path.read_bytes())
     data[-1] ^= 1
     source.path.write_bytes(bytes(data))  # blob no longer matches its name
@@ -121,16 +181,17 @@ def test_blob_name_is_trusted_unless_verify(ollama_store: Path, tmp_path: Path) 
 def test_import_uploads_model_layers_and_records_ollama_source(
     ollama_store: Path, store: RemoteStore, cache: HashCache
 ) -> None:
-    result = run_sync(plan_sync(discover_ollama(ollama_store), store, cache), store)
+    result = run_sync(plan_sync(discover_ollama(ollama_store).sources, store, cache), store)
 
-    assert sorted(result.names(Action.UPLOAD)) == ["gemma3:270m", "someone/vision:latest"]
+    assert sorted(result.names(Action.UPLOAD)) == ["gemma3:270m"]
     manifest = store.read_manifest()
     entry = manifest.models["gemma3:270m"]
     blob = next((ollama_store / "blobs").glob(entry.digest.replace(":", "-")))
     stored = store.client.get_object(Bucket=store.location.bucket, Key=entry.key)["Body"].read()
     assert stored == blob.read_bytes()
     assert entry.source["kind"] == "ollama"
-    assert manifest.models["someone/vision:latest"].gguf["architecture"] == "qwen2"
+    assert entry.source["suggestedSettings"] == {"sampling": {"temperature": 0.7}}
+    assert "someone/vision:latest" not in manifest.models
 
 
 @pytest.mark.s3
@@ -147,3 +208,34 @@ def test_import_cli_with_ollama_models_env(
 
     assert main(argv) == 0
     assert list(store.read_manifest().models) == ["gemma3:270m"]
+
+
+@pytest.mark.s3
+def test_a_partial_import_says_so_in_its_status_and_one_line_per_skip(
+    ollama_store: Path,
+    store: RemoteStore,
+    endpoint: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["import-ollama", store.location.url, "--models-dir", str(ollama_store)]
+    argv += ["--endpoint-url", endpoint, "--cache-dir", str(tmp_path / "hc")]
+
+    assert main(argv) == PARTIAL_IMPORT
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "skipped someone/vision:latest: " in err
+    assert (
+        'gemma3:270m: settings from its Ollama parameters: {"sampling": {"temperature": 0.7}}'
+        in out
+    )
+    assert list(store.read_manifest().models) == ["gemma3:270m"]
+
+
+def test_nothing_importable_is_one_error(
+    ollama_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["import-ollama", "s3://bucket/p", "someone/vision", "--models-dir", str(ollama_store)]
+
+    assert main(argv) == 1
+    _, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "no model in" in err and "LoRA adapter" in err
