@@ -28,6 +28,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -226,9 +227,11 @@ def open_stack(
     work_dir: Path | None = None,
     program: auto.PulumiFn | None = None,
     create: bool = True,
+    tmpdir: Path | None = None,
 ) -> auto.Stack:
     """Select the stack with `program` (default: llamafleet's, `llamafleet.program.stack.main`)
-    bound inline, creating it if it is new and `create`. Raises EngineError (one line) where the
+    bound inline, creating it if it is new and `create`; the CLI and its plugins get `tmpdir`
+    as TMPDIR where one is given. Raises EngineError (one line) where the
     backend refuses (not logged in, no passphrase) or, without `create`, the stack is absent.
 
     Raises:
@@ -240,9 +243,10 @@ def open_stack(
         from llamafleet.program.stack import main as program  # noqa: PLC0415 (loads the components)
 
     where = target(stack, work_dir)
+    env = where.env if tmpdir is None else {**where.env, "TMPDIR": str(tmpdir)}
     opts = auto.LocalWorkspaceOptions(
         work_dir=str(where.project_dir),
-        env_vars=where.env,
+        env_vars=env,
         secrets_provider=where.secrets_provider,
         pulumi_command=_pulumi_command(where.env),
     )
@@ -386,13 +390,24 @@ def _operate(
 ) -> Any:
     """Run `operation` with the engine's output shown through `show` (tracebacks collapsed) and
     kept whole in engine_log(stack, name). A lock left by an interrupted run of this machine is
-    released once and the operation retried, after one line saying so. Failures: EngineError.
+    released once and the operation retried, after one line saying so. Failures are one-line
+    EngineErrors: a live run (or one that took the lock meanwhile) holds the stack's lock, or
+    the operation failed."""
+    # A TMPDIR of the run's own (mode 0700), removed with all in it when the run ends: the
+    # Kubernetes provider writes each kubeconfig it is given as contents, credentials included,
+    # to a temporary file for Helm and never removes it (pulumi-kubernetes
+    # pkg/provider/util.go, writeKubeconfigToFile).
+    with tempfile.TemporaryDirectory(prefix="llamafleet-engine-") as private:
+        st = open_stack(stack, work_dir, create=create, tmpdir=Path(private))
+        return _operate_in(stack, st, name, show, operation)
+
+
+def _operate_in(stack: str, st: auto.Stack, name: str, show: Show, operation: Operation) -> Any:
+    """`_operate` on the opened stack.
 
     Raises:
-        EngineError: a live run (or one that took the lock meanwhile) holds the stack's lock,
-            or the operation failed (one line).
+        EngineError: the stack's lock is held by a live run, or the operation failed.
     """
-    st = open_stack(stack, work_dir, create=create)
     if name != "preview":
         move_state(st, stack)
     log = engine_log(stack, name)

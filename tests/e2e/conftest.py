@@ -131,8 +131,10 @@ def make_project(
         (work / ".venv").symlink_to(REPO / ".venv")
         state = work / ".state"
         state.mkdir()
+        (work / ".tmp").mkdir()
         env = {
             **os.environ,
+            "TMPDIR": str(work / ".tmp"),
             "KUBECONFIG": str(local_cluster.kubeconfig),
             "PULUMI_BACKEND_URL": state.as_uri(),
             "PULUMI_CONFIG_PASSPHRASE": f"e2e-{stack}-passphrase",
@@ -153,5 +155,11 @@ def make_project(
 
 
 @pytest.fixture(scope="module")
-def e2e_project(make_project: ProjectFactory, e2e_models: Path, store_endpoint: str) -> Project:
-    return make_project(E2E_STACK, e2e_config(e2e_models, store_endpoint))
+def e2e_project(
+    make_project: ProjectFactory, e2e_models: Path, store_endpoint: str, local_cluster: Cluster
+) -> Project:
+    config = e2e_config(e2e_models, store_endpoint)
+    # Named in the settings, as on-prem stacks do: the Kubernetes provider then gets it as config
+    # (and writes a copy for Helm into TMPDIR, which the engine must not leave behind).
+    config["llamafleet:clusters"]["local"]["kubeconfig"] = {"path": str(local_cluster.kubeconfig)}
+    return make_project(E2E_STACK, config)

@@ -99,6 +99,16 @@ def test_preview_of_a_new_stack_plans_only_creates(deployed: tuple[Project, str]
     assert "pulumi-python:dynamic/models:ModelManifest" in types
 
 
+def test_no_copy_of_the_kubeconfig_outlives_the_engine_runs(
+    deployed: tuple[Project, str],
+) -> None:
+    """The Kubernetes provider writes the kubeconfig it is given to a temporary file for Helm
+    and never removes it; the engine runs it in a TMPDIR of its own that it removes."""
+    project, _ = deployed
+    assert project.config()["llamafleet:clusters"]["local"]["kubeconfig"]["path"]
+    assert sorted((project.work_dir / ".tmp").rglob("*")) == []
+
+
 def test_each_models_pods_run_only_on_its_tiers(
     deployed: tuple[Project, str], local_cluster: Cluster
 ) -> None:
