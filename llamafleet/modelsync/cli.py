@@ -14,11 +14,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from llamafleet.modelsync.digest import format_digest, hash_file, parse_digest
 from llamafleet.modelsync.errors import ModelSyncError, SourceError
 from llamafleet.modelsync.fetch import fetch_model
-from llamafleet.modelsync.gguf import read_servable_header
 from llamafleet.modelsync.hashcache import HashCache
 from llamafleet.modelsync.ollama import default_models_dir, discover_ollama
 from llamafleet.modelsync.plan import plan_sync
 from llamafleet.modelsync.progress import progress_for
+from llamafleet.modelsync.servable import read_servable_header
 from llamafleet.modelsync.sources import ModelSource, discover_files
 from llamafleet.modelsync.store import RemoteStore, describe_error
 from llamafleet.modelsync.sync import SyncTuning, sync_sources

@@ -277,12 +277,28 @@ def _str_or_none(value: MetadataValue | ArrayInfo | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def read_header(path: str | os.PathLike[str]) -> GgufHeader:
-    """Read and check the header of the GGUF file at `path`; raise GgufError if unusable.
+@dataclass(frozen=True)
+class RawGguf:
+    """A GGUF file's header as read, before any model facts are derived: its metadata (arrays
+    of per-layer facts decoded, others only counted), tensor count, where its tensor data ends,
+    and the names of vision-tower tensors."""
+
+    path: Path
+    version: int
+    tensor_count: int
+    metadata: dict[str, MetadataValue | ArrayInfo]
+    data_end: int
+    vision_tensors: tuple[str, ...]
+
+
+def read_raw(path: str | os.PathLike[str]) -> RawGguf:
+    """Read and check the GGUF file at `path`, without requiring model metadata (a split
+    model's later shards carry only `split.*`).
 
     Raises:
-        GgufError: the file cannot be read, is not a GGUF file of version 2 or 3, has a
-            malformed or truncated header, or is shorter than its tensor table says.
+        GgufError: the file cannot be read, is not a GGUF file of version 2 or 3 (a big-endian
+            file is named as such), has a malformed or truncated header, or is shorter than its
+            tensor table says.
     """
     file_path = Path(path)
     try:
@@ -293,7 +309,17 @@ def read_header(path: str | os.PathLike[str]) -> GgufHeader:
         raise GgufError(f"{file_path}: cannot read: {err.strerror or err}") from err
 
 
-def _parse(cursor: _Cursor, path: Path, file_size: int) -> GgufHeader:
+def read_header(path: str | os.PathLike[str]) -> GgufHeader:
+    """Read and check the header of the GGUF file at `path`: GgufError (one line) as read_raw
+    raises it, or where the header names no architecture."""
+    raw = read_raw(path)
+    header = _header_from_metadata(
+        raw.path, raw.version, raw.tensor_count, raw.metadata, raw.data_end
+    )
+    return replace(header, vision_tensors=raw.vision_tensors)
+
+
+def _parse(cursor: _Cursor, path: Path, file_size: int) -> RawGguf:
     magic = cursor.take(4)
     if magic != GGUF_MAGIC:
         raise GgufError(f"{path}: not a GGUF file (magic {magic!r}, expected {GGUF_MAGIC!r})")
@@ -323,8 +349,7 @@ def _parse(cursor: _Cursor, path: Path, file_size: int) -> GgufHeader:
         raise GgufError(
             f"{path}: truncated GGUF file: tensors end at byte {data_end}, file has {file_size}"
         )
-    header = _header_from_metadata(path, version, tensor_count, metadata, data_end)
-    return replace(header, vision_tensors=tuple(vision))
+    return RawGguf(path, version, tensor_count, metadata, data_end, tuple(vision))
 
 
 def _per_layer_ints(
@@ -355,7 +380,12 @@ def _sliding_window_layers(
     return default_sliding_window_layers(architecture, layers)
 
 
-def _split_info(path: Path, metadata: dict[str, MetadataValue | ArrayInfo]) -> SplitInfo | None:
+def split_info(path: Path, metadata: dict[str, MetadataValue | ArrayInfo]) -> SplitInfo | None:
+    """The `split.*` keys of a shard (None when the file is not one of several).
+
+    Raises:
+        GgufError: the keys are present but inconsistent.
+    """
     count = _int_or_none(metadata.get("split.count"))
     if count is None or count <= 1:
         return None
@@ -376,7 +406,7 @@ def _header_from_metadata(
     metadata: dict[str, MetadataValue | ArrayInfo],
     data_end: int,
 ) -> GgufHeader:
-    split = _split_info(path, metadata)
+    split = split_info(path, metadata)
     architecture = _str_or_none(metadata.get("general.architecture"))
     if not architecture:
         if split is not None and split.number > 0:
@@ -429,44 +459,3 @@ def _header_from_metadata(
         has_chat_template=isinstance(metadata.get("tokenizer.chat_template"), str),
         split=split,
     )
-
-
-def servable_problem(header: GgufHeader, path: Path) -> str | None:
-    """Why the pinned llama-server would refuse `path` as its --model (None when it would load):
-
-    - a shard of a split model (`split.count` > 1): llama.cpp loads shard 1 only with its
-      siblings beside it under llama-gguf-split's names (src/llama-model-loader.cpp);
-    - vision-tower tensors (`v.*`, `mm.*`) inside the model GGUF, as in Ollama's merged blobs:
-      the text model's loader creates no such tensors and stops with "wrong number of tensors"
-      (src/llama-model-loader.cpp); vision needs a text-only GGUF plus --mmproj.
-    """
-    split = header.split
-    if split is not None:
-        return (
-            f"{path}: shard {split.number + 1} of {split.count} of a split model: split models "
-            "are not supported yet; merge the shards (llama-gguf-split --merge FIRST-SHARD OUT) "
-            "and use the merged file"
-        )
-    if header.vision_tensors:
-        shown = ", ".join(header.vision_tensors[:2])
-        return (
-            f"{path}: the {header.architecture} model GGUF also holds a vision tower "
-            f"({len(header.vision_tensors)} v.*/mm.* tensors, e.g. {shown}), as Ollama's merged "
-            "blobs do; llama-server loads this architecture text-only and stops with 'wrong "
-            "number of tensors'; use a text-only GGUF of the model (vision: its mmproj file)"
-        )
-    return None
-
-
-def read_servable_header(path: str | os.PathLike[str]) -> GgufHeader:
-    """`read_header`, then refuse what the pinned llama-server would not load as --model.
-
-    Raises:
-        GgufError: as read_header, or the file is a split shard or holds a vision tower
-            (`servable_problem`).
-    """
-    header = read_header(path)
-    problem = servable_problem(header, Path(path))
-    if problem is not None:
-        raise GgufError(problem)
-    return header

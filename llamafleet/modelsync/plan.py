@@ -17,10 +17,10 @@ from pathlib import Path
 
 from llamafleet.modelsync.digest import format_digest, hash_file
 from llamafleet.modelsync.errors import DigestMismatchError, SourceError
-from llamafleet.modelsync.gguf import read_servable_header
 from llamafleet.modelsync.hashcache import CachedDigest, FileIdentity, HashCache
 from llamafleet.modelsync.manifest import Manifest, ModelEntry
 from llamafleet.modelsync.progress import NoProgress, ProgressSink
+from llamafleet.modelsync.servable import read_servable_header
 from llamafleet.modelsync.sources import ModelSource
 from llamafleet.modelsync.store import RemoteStore, StoreLocation
 

@@ -12,7 +12,8 @@ import pytest
 from support.synthetic_gguf import GgufSpec, write_gguf
 
 from llamafleet.modelsync.errors import GgufError, ModelSyncError
-from llamafleet.modelsync.gguf import SplitInfo, read_header, read_servable_header
+from llamafleet.modelsync.gguf import SplitInfo, read_header
+from llamafleet.modelsync.servable import read_servable_header
 
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 JSON_KEYS = [
@@ -243,7 +244,7 @@ def test_split_shards_are_refused_with_one_line(tmp_path: Path) -> None:
     first = write_reference(tmp_path / "m-00001-of-00003.gguf", "llama", split=(0, 3, 9))
 
     assert read_header(first).split == SplitInfo(number=0, count=3, tensor_count=9)
-    with pytest.raises(GgufError, match=r"shard 1 of 3 of a split model: split models are not"):
+    with pytest.raises(GgufError, match=r"shard 1 of 3 of a split model \(incomplete.*\): split"):
         read_servable_header(first)
 
 
