@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Final, cast
 
 CACHE_DIR_ENV: Final = "MODELSYNC_CACHE_DIR"
-# The table's name carries the version of what a hit vouches for: the GGUF header facts recorded
-# and the checks passed when the file was hashed (v2: per-layer KV heads, the sliding-window
-# pattern, and refusal of split shards and merged vision towers). A new version misses on every
-# older entry, so each file is read, checked and hashed once more.
+# Entries written by older releases stay hits: a new header check (refusing split shards and
+# merged vision towers) runs on files hashed from now on, and a stack deployed before it still
+# previews with no change (a new table would make every source look changed after an upgrade).
 _SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS file_digest_v2 (
+CREATE TABLE IF NOT EXISTS file_digest (
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
@@ -88,7 +87,7 @@ class HashCache:
         key = (identity.path, identity.size, identity.mtime_ns, identity.inode, identity.ctime_ns)
         with self._lock:
             row = self._db.execute(
-                "SELECT digest, gguf FROM file_digest_v2"
+                "SELECT digest, gguf FROM file_digest"
                 " WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ? AND ctime_ns = ?",
                 key,
             ).fetchone()
@@ -101,7 +100,7 @@ class HashCache:
         """Remember `entry` for `identity`, replacing whatever was stored for its path."""
         with self._lock, self._db:
             self._db.execute(
-                "INSERT OR REPLACE INTO file_digest_v2 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO file_digest VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     identity.path,
                     identity.size,

@@ -158,8 +158,8 @@ def identify_locals(
 ) -> tuple[dict[str, LocalState | None], list[PendingHash]]:
     """Cache hits, and the sources still to hash, whose GGUF headers are checked here (cheap):
     a file llama-server would not load (gguf.read_servable_header raises GgufError) fails before
-    any file is hashed or anything remote is touched. A hit was checked when it was hashed (the
-    cache's table is versioned with those checks).
+    any file is hashed or anything remote is touched. A hit is not read again (a file an older
+    release hashed was synced, and served, before these checks).
 
     Raises:
         SourceError: two sources have the same name, or a file cannot be stat'ed (a missing

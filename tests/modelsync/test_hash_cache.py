@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -42,23 +41,3 @@ def test_stores_from_many_threads_at_once_all_land(tmp_path: Path) -> None:
             found = reopened.lookup(identity(thread, index))
             assert found is not None
             assert found.digest == f"{thread:02x}{index:062x}"
-
-
-def test_entries_written_before_the_header_checks_are_misses(tmp_path: Path) -> None:
-    """A file hashed by a release without today's header facts and refusals is read again."""
-    known = identity(0, 1)
-    with sqlite3.connect(tmp_path / "hashes.sqlite") as old:
-        old.execute(
-            "CREATE TABLE file_digest (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
-            " inode INTEGER, ctime_ns INTEGER, digest TEXT, gguf TEXT)"
-        )
-        old.execute(
-            "INSERT INTO file_digest VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (known.path, known.size, known.mtime_ns, known.inode, known.ctime_ns, "ab" * 32, "{}"),
-        )
-    old.close()
-
-    cache = HashCache(tmp_path)
-    assert cache.lookup(known) is None
-    cache.store(known, CachedDigest("cd" * 32, {}))
-    assert cache.lookup(known) == CachedDigest("cd" * 32, {})
