@@ -21,6 +21,7 @@ from llamafleet.modelsync.ollama import (
     normalise_request,
 )
 from llamafleet.modelsync.sources import ModelSource
+from llamafleet.modelsync.splits import with_split_shards
 from llamafleet.modelsync.store import StoreLocation
 
 OLLAMA_SCHEME: Final = "ollama://"
@@ -200,8 +201,11 @@ class ResolvedSources:
 
 
 def resolve_sources(spec: SourceSpec) -> ResolvedSources:
-    """The requested models this machine holds, and why it lacks the others. Reads no model
-    bytes: a stat per file and, for Ollama, the small manifest files."""
+    """The requested models this machine holds, and why it lacks the others; a split model's
+    first shard is followed by its other shards (`splits.with_split_shards`). Reads no model
+    bytes: a stat per file, the headers of split shards and, for Ollama, the small manifest
+    files. Shard 1 of an incomplete or mixed split model raises GgufError.
+    """
     present: list[ModelSource] = []
     absent: dict[str, str] = {}
     for name, source in spec.models.items():
@@ -213,7 +217,7 @@ def resolve_sources(spec: SourceSpec) -> ResolvedSources:
             absent[name] = found
         else:
             present.append(found)
-    return ResolvedSources(present, absent)
+    return ResolvedSources(with_split_shards(present, name_by_prefix=False), absent)
 
 
 def _file_source(spec: SourceSpec, name: str, source: str) -> ModelSource | str:

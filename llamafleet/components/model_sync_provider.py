@@ -185,15 +185,27 @@ def drift(request: SyncRequest, previous: dict[str, dict[str, object]]) -> list[
     if not sizes:  # an empty or missing bucket (a store on loopback that restarted)
         return [f"{name}: the store lacks sha256:{digest}" for name, (digest, _) in known.items()]
     remote = store.read_manifest()
+    owners = {source.name: source.member_of or source.name for source in sources.present}
     for name, (digest, size) in known.items():
-        entry = remote.models.get(name)
+        entry = remote.models.get(owners[name])
         if sizes.get(digest) != size:
             reasons.append(f"{name}: the store lacks sha256:{digest}")
-        elif entry is None or entry.hex_digest != digest:
+        elif entry is None or digest not in entry.digests:
             reasons.append(f"{name}: the store's manifest does not name sha256:{digest}")
-        elif previous.get(name, {}).get("digest") != format_digest(digest):
+        elif format_digest(digest) not in _named_digests(previous.get(owners[name], {})):
             reasons.append(f"{name}: the stack's manifest does not name sha256:{digest}")
     return reasons
+
+
+def _named_digests(entry: dict[str, object]) -> set[object]:
+    """The digests a manifest entry of the state names: its own and its shards'."""
+    shards = entry.get("shards")
+    named = (
+        {shard.get("digest") for shard in shards if isinstance(shard, dict)}
+        if isinstance(shards, list)
+        else set()
+    )
+    return named | {entry.get("digest")}
 
 
 def cached_digest(source: ModelSource, cache: HashCache) -> tuple[str, int] | None:

@@ -13,13 +13,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from llamafleet.modelsync.digest import format_digest, hash_file, parse_digest
 from llamafleet.modelsync.errors import ModelSyncError, SourceError
-from llamafleet.modelsync.fetch import fetch_model
+from llamafleet.modelsync.fetch import fetch_model_files
 from llamafleet.modelsync.hashcache import HashCache
 from llamafleet.modelsync.ollama import default_models_dir, discover_ollama
 from llamafleet.modelsync.plan import plan_sync
 from llamafleet.modelsync.progress import progress_for
 from llamafleet.modelsync.servable import read_servable_header
 from llamafleet.modelsync.sources import ModelSource, discover_files
+from llamafleet.modelsync.splits import shard_set, with_split_shards
 from llamafleet.modelsync.store import RemoteStore, describe_error
 from llamafleet.modelsync.sync import SyncTuning, sync_sources
 from llamafleet.modelsync.upload import DEFAULT_MEMORY_BUDGET, DEFAULT_PART_SIZE, MIB, MIN_PART_SIZE
@@ -53,18 +54,32 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             "formats chats as chatml; set the model's chatTemplate to its built-in template",
             file=sys.stderr,
         )
-    document: dict[str, object] = {}
-    if args.digest:
-        try:
-            document["digest"] = format_digest(hash_file(path))
-        except OSError as err:
-            raise SourceError(f"{path}: cannot read: {err.strerror or err}") from err
-    document["sizeBytes"] = path.stat().st_size
+    document = _file_facts(path, args.digest)
+    if header.split is not None:
+        document["shards"] = [
+            _file_facts(shard, args.digest) for shard in shard_set(path).shards[1:]
+        ]
     document["gguf"] = header.to_json()
     lines = [f"{key}: {value}" for key, value in document.items() if key != "gguf"]
     lines += [f"{key}: {value}" for key, value in header.to_json().items()]
     _emit(args, document, lines)
     return 0
+
+
+def _file_facts(path: Path, digest: bool) -> dict[str, object]:
+    """`{"digest"?, "sizeBytes"}` of a file, as settings pin each shard of a split model.
+
+    Raises:
+        SourceError: the file cannot be read.
+    """
+    facts: dict[str, object] = {}
+    if digest:
+        try:
+            facts["digest"] = format_digest(hash_file(path))
+        except OSError as err:
+            raise SourceError(f"{path}: cannot read: {err.strerror or err}") from err
+    facts["sizeBytes"] = path.stat().st_size
+    return facts
 
 
 def _store(args: argparse.Namespace) -> RemoteStore:
@@ -117,7 +132,8 @@ def _sync_sources(
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    return _sync_sources(args, discover_files(Path(args.source)), verify=False)
+    sources = with_split_shards(discover_files(Path(args.source)), name_by_prefix=True)
+    return _sync_sources(args, sources, verify=False)
 
 
 # import-ollama's exit status when some models were imported and others skipped.
@@ -171,7 +187,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     hex_digest = parse_digest(args.digest)
     store = RemoteStore.open(args.store, args.endpoint_url, checksum_headers=args.checksum_headers)
     with progress_for(args.json) as progress:
-        result = fetch_model(store, hex_digest, Path(args.cache_dir), progress)
+        shards = None if args.shard is None else [parse_digest(d) for d in args.shard]
+        result = fetch_model_files(store, hex_digest, Path(args.cache_dir), shards, progress)
     _emit(args, result.to_json(), [f"{result.status}: {result.path}"])
     return 0
 
@@ -282,9 +299,17 @@ def build_parser(prog: str = "modelsync") -> argparse.ArgumentParser:
     _add_sync_options(ollama)
     ollama.set_defaults(handler=_cmd_import_ollama)
 
-    fetch = commands.add_parser("fetch", parents=[common], help="download a model by digest")
+    fetch = commands.add_parser(
+        "fetch", parents=[common], help="download a model (every shard of a split one) by digest"
+    )
     fetch.add_argument("--store", required=True, help="s3://BUCKET/PREFIX")
     fetch.add_argument("--digest", required=True, help="sha256:<hex>")
+    fetch.add_argument(
+        "--shard",
+        action="append",
+        metavar="DIGEST",
+        help="a split model's shards 2..N, in order (default: as the manifest names them)",
+    )
     fetch.add_argument("--cache-dir", required=True, help="node-local model cache folder")
     _add_store_options(fetch)
     fetch.set_defaults(handler=_cmd_fetch)

@@ -5,6 +5,9 @@ written to a temporary file in the same folder (fsync, then an atomic rename). A
 `<hex>.gguf.verified` records the size, mtime, inode and ctime the file had when verified; a restart
 whose file still matches skips the download and the re-hash, any other state is re-hashed.
 An exclusive lock serialises pods of one node that share the cache folder.
+
+A split model's shards are each fetched so, then hard-linked under the names llama.cpp looks for
+(`splits.split_layout`), and the set is checked whole, as llama-server will load it.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from llamafleet.modelsync.digest import format_digest, hash_file
+from llamafleet.modelsync.digest import format_digest, hash_file, parse_digest
 from llamafleet.modelsync.download import stream_object
-from llamafleet.modelsync.errors import DigestMismatchError, SourceError, StoreError
+from llamafleet.modelsync.errors import DigestMismatchError, GgufError, SourceError, StoreError
+from llamafleet.modelsync.gguf import read_raw, split_info
 from llamafleet.modelsync.progress import NoProgress, ProgressSink
+from llamafleet.modelsync.splits import shard_set, split_layout
 from llamafleet.modelsync.store import RemoteStore
 
 MARKER_SUFFIX: Final = ".verified"
@@ -167,3 +172,88 @@ def fetch_model(
         size = _download(store, hex_digest, final, progress or NoProgress())
         _write_marker(final, marker, hex_digest)
     return FetchResult(final, format_digest(hex_digest), size, "downloaded", size)
+
+
+def fetch_model_files(
+    store: RemoteStore,
+    hex_digest: str,
+    cache_dir: Path,
+    shard_digests: list[str] | None = None,
+    progress: ProgressSink | None = None,
+) -> FetchResult:
+    """`fetch_model`; and when that file is shard 1 of a split model, every other shard too, each
+    verified, then laid out under split names (`splits.split_layout`): the result's `path` is
+    shard 1's split name (what --model takes), its sizes cover the set. The other shards'
+    digests come from `shard_digests` (hex, in order, as settings pin them) or, without it, from
+    the store's manifest entry whose first file is `hex_digest`.
+
+    Raises:
+        GgufError: `shard_digests` given for a file that is not a split model; the number of
+            shards disagrees with the file's `split.count`; the laid-out set is incomplete or
+            mixed (`splits.shard_set`).
+
+    Without shard digests, a manifest that names none for the set raises StoreError, as do the
+    store's own failures.
+    """
+    first = fetch_model(store, hex_digest, cache_dir, progress)
+    split = split_info(first.path, read_raw(first.path).metadata)
+    if split is None:
+        if shard_digests:
+            raise GgufError(f"{first.digest}: shards given, but it is not a split model")
+        return first
+    if shard_digests is None:
+        shard_digests = _manifest_shards(store, hex_digest, split.count)
+    if len(shard_digests) != split.count - 1:
+        raise GgufError(
+            f"{first.digest}: shard 1 of {split.count}, but {len(shard_digests)} other shard(s) "
+            f"given; give shards 2..{split.count} in order"
+        )
+    fetched = [first] + [fetch_model(store, h, cache_dir, progress) for h in shard_digests]
+    layout = [cache_dir / split_layout(hex_digest, split.count, n) for n in range(split.count)]
+    layout[0].parent.mkdir(parents=True, exist_ok=True)
+    for result, named in zip(fetched, layout, strict=True):
+        _link_verified(result.path, named, parse_digest(result.digest))
+    shard_set(layout[0])
+    statuses = {result.status for result in fetched}
+    status = (
+        "downloaded"
+        if "downloaded" in statuses
+        else "reverified"
+        if "reverified" in statuses
+        else "present"
+    )
+    return FetchResult(
+        layout[0],
+        first.digest,
+        sum(result.size_bytes for result in fetched),
+        status,
+        sum(result.bytes_downloaded for result in fetched),
+    )
+
+
+def _manifest_shards(store: RemoteStore, hex_digest: str, count: int) -> list[str]:
+    for entry in store.read_manifest().models.values():
+        if entry.hex_digest == hex_digest and entry.shards:
+            return list(entry.digests[1:])
+    raise StoreError(
+        f"sha256:{hex_digest} is shard 1 of {count} of a split model and the manifest of "
+        f"{store.location.url} names no shards for it; give the other shards' digests"
+    )
+
+
+def _link_verified(final: Path, named: Path, hex_digest: str) -> None:
+    """Hard-link the verified `final` as `named` (a regular file: llama.cpp opens it by name);
+    a hard link changes the inode's ctime, so the verified marker is rewritten."""
+    marker = final.with_name(final.name + MARKER_SUFFIX)
+    with _exclusive(final.with_name(final.name + ".lock")):
+        if named.exists() and named.samefile(final):
+            return
+        verified = _marker_matches(final, marker, hex_digest)
+        staging = named.with_name(f".{named.name}.{os.getpid()}{PARTIAL_SUFFIX}")
+        with suppress(FileNotFoundError):
+            staging.unlink()
+        os.link(final, staging)
+        os.replace(staging, named)
+        _fsync_dir(named.parent)
+        if verified:
+            _write_marker(final, marker, hex_digest)

@@ -16,11 +16,40 @@ MANIFEST_VERSION: Final = 1
 
 
 @dataclass(frozen=True)
+class ShardEntry:
+    """Shard 2..N of a split model: its object, and its size in bytes."""
+
+    digest: str  # "sha256:<hex>"
+    size_bytes: int
+    key: str
+
+    def to_json(self) -> dict[str, object]:
+        """`{"digest", "sizeBytes", "key"}`."""
+        return {"digest": self.digest, "sizeBytes": self.size_bytes, "key": self.key}
+
+    @classmethod
+    def from_json(cls, name: str, data: object) -> ShardEntry:
+        """A shard of model `name` from its manifest value.
+
+        Raises:
+            StoreError: not an object with a string `digest`, an integer `sizeBytes` and a
+                string `key`.
+        """
+        fields = cast(dict[str, object], data) if isinstance(data, dict) else {}
+        digest, size, key = fields.get("digest"), fields.get("sizeBytes"), fields.get("key")
+        if not isinstance(digest, str) or not isinstance(size, int) or not isinstance(key, str):
+            raise StoreError(f"manifest entry {name!r}: a shard lacks digest, sizeBytes or key")
+        parse_digest(digest)
+        return cls(digest, size, key)
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """One model in the manifest: its object, size in bytes, GGUF block and source.
 
     `key` is the object's S3 key (`PREFIX/sha256/<hex>.gguf`); `gguf` is `GgufHeader.to_json()`;
-    `source` is the ModelSource's origin.
+    `source` is the ModelSource's origin. A split model's entry is its first shard's, with
+    `shards` 2..N in order (llama-gguf-split's sets; empty for a single file).
     """
 
     digest: str  # "sha256:<hex>"
@@ -28,21 +57,31 @@ class ModelEntry:
     key: str
     gguf: dict[str, object]
     source: dict[str, object]
+    shards: tuple[ShardEntry, ...] = ()
 
     @property
     def hex_digest(self) -> str:
         """The 64 hex digits of `digest`."""
         return parse_digest(self.digest)
 
+    @property
+    def digests(self) -> tuple[str, ...]:
+        """The hex digest of every file of the model: the first shard's, then the others'."""
+        return (self.hex_digest, *(parse_digest(shard.digest) for shard in self.shards))
+
     def to_json(self) -> dict[str, object]:
-        """The entry as manifest.json holds it (camelCase `sizeBytes`)."""
-        return {
+        """The entry as manifest.json holds it (camelCase `sizeBytes`; `shards` only for a
+        split model, so single-file entries read as before)."""
+        document: dict[str, object] = {
             "digest": self.digest,
             "sizeBytes": self.size_bytes,
             "key": self.key,
             "gguf": self.gguf,
             "source": self.source,
         }
+        if self.shards:
+            document["shards"] = [shard.to_json() for shard in self.shards]
+        return document
 
     @classmethod
     def from_json(cls, name: str, data: object) -> ModelEntry:
@@ -51,7 +90,7 @@ class ModelEntry:
 
         Raises:
             StoreError: `data` is not an object, or lacks a string `digest`, an integer
-                `sizeBytes` or a string `key`.
+                `sizeBytes` or a string `key`, or has `shards` that are not a list of such.
         """
         if not isinstance(data, dict):
             raise StoreError(f"manifest entry {name!r} is not an object")
@@ -61,12 +100,16 @@ class ModelEntry:
             raise StoreError(f"manifest entry {name!r} lacks digest, sizeBytes or key")
         parse_digest(digest)
         gguf, source = entry.get("gguf", {}), entry.get("source", {})
+        shards = entry.get("shards", [])
+        if not isinstance(shards, list):
+            raise StoreError(f"manifest entry {name!r}: shards is not a list")
         return cls(
             digest=digest,
             size_bytes=size,
             key=key,
             gguf=cast(dict[str, object], gguf) if isinstance(gguf, dict) else {},
             source=cast(dict[str, object], source) if isinstance(source, dict) else {},
+            shards=tuple(ShardEntry.from_json(name, shard) for shard in cast(list[object], shards)),
         )
 
     def encode(self) -> bytes:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
 from llamafleet.modelsync.digest import format_digest, hash_file
 from llamafleet.modelsync.errors import DigestMismatchError, SourceError
 from llamafleet.modelsync.hashcache import CachedDigest, FileIdentity, HashCache
-from llamafleet.modelsync.manifest import Manifest, ModelEntry
+from llamafleet.modelsync.manifest import Manifest, ModelEntry, ShardEntry
 from llamafleet.modelsync.progress import NoProgress, ProgressSink
 from llamafleet.modelsync.servable import read_servable_header
 from llamafleet.modelsync.sources import ModelSource
@@ -51,11 +51,16 @@ class LocalState:
 
 @dataclass(frozen=True)
 class PlannedModel:
-    """One source and what the sync will do for it; `local` is None when the file is absent."""
+    """One source and what the sync will do for it; `local` is None when the file is absent.
+
+    A split model's is its first shard's, with its other shards in `shards` (each planned as a
+    file of its own: uploaded when the store lacks it) and an action for the whole set.
+    """
 
     source: ModelSource
     action: Action
     local: LocalState | None  # None when absent
+    shards: tuple[PlannedModel, ...] = ()
 
     @property
     def name(self) -> str:
@@ -77,10 +82,25 @@ class PlannedModel:
             key=location.object_key(digest),
             gguf=self.local.cached.gguf,
             source=self.source.origin,
+            shards=tuple(shard.shard_entry(location) for shard in self.shards),
+        )
+
+    def shard_entry(self, location: StoreLocation) -> ShardEntry:
+        """This shard's place in its model's entry.
+
+        Raises:
+            SourceError: the shard is absent locally.
+        """
+        if self.local is None:
+            raise SourceError(f"{self.source.path}: shard of {self.source.member_of} vanished")
+        digest = self.local.cached.digest
+        return ShardEntry(
+            format_digest(digest), self.local.identity.size, location.object_key(digest)
         )
 
     def to_json(self) -> dict[str, object]:
-        """`action` and `path`, plus `digest`, `sizeBytes` and `rehashed` when the file exists."""
+        """`action` and `path`, plus `digest`, `sizeBytes` and `rehashed` when the file exists,
+        and a split model's `shards` (each `path`, `digest`, `sizeBytes`, `rehashed`)."""
         data: dict[str, object] = {"action": self.action.value, "path": str(self.source.path)}
         if self.local is not None:
             data |= {
@@ -88,6 +108,11 @@ class PlannedModel:
                 "sizeBytes": self.local.identity.size,
                 "rehashed": self.local.rehashed,
             }
+        if self.shards:
+            data["shards"] = [
+                {key: value for key, value in shard.to_json().items() if key != "action"}
+                for shard in self.shards
+            ]
         return data
 
 
@@ -175,6 +200,9 @@ def identify_locals(
         states[source.name] = None
         if identity is not None and cached is not None:
             states[source.name] = LocalState(identity, cached, rehashed=False)
+        elif identity is not None and source.member_of is not None:
+            # Its set was checked whole when it was found (splits.with_split_shards).
+            pending.append(PendingHash(source, identity, {}))
         elif identity is not None:
             header = read_servable_header(source.path)
             pending.append(PendingHash(source, identity, header.to_json()))
@@ -244,6 +272,45 @@ def decide(
     return Action.RECORD
 
 
+def fold_split_models(
+    units: list[PlannedModel], manifest: Manifest, location: StoreLocation
+) -> tuple[PlannedModel, ...]:
+    """The planned models: each split model's other shards (sources with `member_of`) folded into
+    its first shard's PlannedModel, whose action becomes the set's: an upload when the store
+    lacks any shard, unchanged when the manifest names the same files, else a record. A shard
+    that vanished since its set was found raises SourceError.
+    """
+    members: dict[str, list[PlannedModel]] = {}
+    for unit in units:
+        if unit.source.member_of is not None:
+            members.setdefault(unit.source.member_of, []).append(unit)
+    folded: list[PlannedModel] = []
+    for unit in units:
+        shards = tuple(members.get(unit.name, ()))
+        if unit.source.member_of is not None:
+            continue
+        if shards and unit.local is not None:
+            whole = replace(unit, shards=shards)
+            folded.append(replace(whole, action=_set_action(whole, manifest, location)))
+        else:
+            folded.append(unit)
+    return tuple(folded)
+
+
+def _set_action(model: PlannedModel, manifest: Manifest, location: StoreLocation) -> Action:
+    if any(unit.action is Action.UPLOAD for unit in (model, *model.shards)):
+        return Action.UPLOAD
+    planned, stored = model.entry(location), manifest.models.get(model.name)
+    sizes = (planned.size_bytes, *(shard.size_bytes for shard in planned.shards))
+    if (
+        stored is not None
+        and stored.digests == planned.digests
+        and (stored.size_bytes, *(shard.size_bytes for shard in stored.shards)) == sizes
+    ):
+        return Action.UNCHANGED
+    return Action.RECORD
+
+
 def plan_sync(
     sources: list[ModelSource],
     store: RemoteStore,
@@ -255,10 +322,10 @@ def plan_sync(
     states = inspect_locals(sources, cache or HashCache(), verify_known, progress)
     manifest = store.read_manifest()
     sizes = store.list_objects()
-    planned = tuple(
+    planned = [
         PlannedModel(
             source, decide(states[source.name], source.name, manifest, sizes), states[source.name]
         )
         for source in sources
-    )
-    return SyncPlan(store.location, planned, manifest)
+    ]
+    return SyncPlan(store.location, fold_split_models(planned, manifest, store.location), manifest)

@@ -7,36 +7,37 @@ from pathlib import Path
 
 from llamafleet.modelsync.errors import GgufError
 from llamafleet.modelsync.gguf import GgufHeader, SplitInfo, read_header
-from llamafleet.modelsync.splits import shard_set
+from llamafleet.modelsync.splits import shard_set, split_name
 
 
-def _set_state(path: Path, split: SplitInfo) -> str:
-    """` (a complete set of N shards, B bytes)`, or why the set is not one, for shard 1."""
+def _split_problem(path: Path, split: SplitInfo) -> str | None:
+    """Why llama-server would not load shard `path` as --model; None for shard 1 of a complete
+    set named as llama-gguf-split names it."""
     if split.number != 0:
-        return ""
+        return (
+            f"{path}: shard {split.number + 1} of {split.count} of a split model: a split model "
+            f"loads from its first shard ({split_name('<prefix>', 0, split.count)}), the others "
+            "beside it; give that one"
+        )
     try:
-        found = shard_set(path)
+        shard_set(path)
     except GgufError as err:
-        return f" ({str(err).removeprefix(f'{path}: ')})"
-    return f" (a complete set of {len(found.shards)} shards, {found.size_bytes} bytes)"
+        return str(err)
+    return None
 
 
 def servable_problem(header: GgufHeader, path: Path) -> str | None:
     """Why the pinned llama-server would refuse `path` as its --model (None when it would load):
 
-    - a shard of a split model (`split.count` > 1): llama.cpp loads shard 1 only with its
-      siblings beside it under llama-gguf-split's names (src/llama-model-loader.cpp);
+    - a shard of a split model (`split.count` > 1) other than the first of a complete set:
+      llama.cpp loads shard 1 and finds its siblings beside it under llama-gguf-split's names
+      (llama_get_list_splits, src/llama-model-loader.cpp of the pinned build);
     - vision-tower tensors (`v.*`, `mm.*`) inside the model GGUF, as in Ollama's merged blobs:
       the text model's loader creates no such tensors and stops with "wrong number of tensors"
       (src/llama-model-loader.cpp); vision needs a text-only GGUF plus --mmproj.
     """
-    split = header.split
-    if split is not None:
-        return (
-            f"{path}: shard {split.number + 1} of {split.count} of a split model"
-            f"{_set_state(path, split)}: split models are not supported yet; merge the shards "
-            "(llama-gguf-split --merge FIRST-SHARD OUT) and use the merged file"
-        )
+    if header.split is not None and (problem := _split_problem(path, header.split)):
+        return problem
     if header.vision_tensors:
         shown = ", ".join(header.vision_tensors[:2])
         return (
@@ -52,7 +53,8 @@ def read_servable_header(path: str | os.PathLike[str]) -> GgufHeader:
     """`read_header`, then refuse what the pinned llama-server would not load as --model.
 
     Raises:
-        GgufError: as read_header, or the file is a split shard or holds a vision tower
+        GgufError: as read_header, or the file is a split shard llama-server would not load
+            (not the first, or its set incomplete or mixed), or it holds a vision tower
             (`servable_problem`).
     """
     header = read_header(path)

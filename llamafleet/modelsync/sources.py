@@ -17,6 +17,9 @@ class ModelSource:
     origin: dict[str, object] = field(default_factory=dict[str, object])
     # Hex digest the source vouches for (an Ollama blob's name); trusted unless verifying.
     known_digest: str | None = None
+    # For shards 2..N of a split model: the name of the model whose entry lists this shard
+    # (its first shard's source); such a source gets no manifest entry of its own.
+    member_of: str | None = None
 
     @classmethod
     def from_file(cls, path: Path) -> ModelSource:

@@ -9,12 +9,13 @@ tensors adding up to `split.tensors.count`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
 from typing import Final
 
 from llamafleet.modelsync.errors import GgufError
 from llamafleet.modelsync.gguf import SplitInfo, read_raw, split_info
+from llamafleet.modelsync.sources import ModelSource
 
 _SPLIT_NAME_RE: Final = re.compile(r"^(?P<prefix>.+)-(?P<number>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
@@ -95,3 +96,67 @@ def shard_set(first: Path) -> ShardSet:
             f"{split.tensor_count}"
         )
     return ShardSet(prefix, tuple(shards))
+
+
+def _first_shard_set(path: Path) -> ShardSet | None:
+    """The set `path` begins when it is named and keyed as shard 1 of a split model; None for a
+    file that is not (a plain GGUF, even one whose name looks like a shard's). Shard 1 of an
+    incomplete or mixed set raises GgufError, as shard_set does.
+    """
+    named = _SPLIT_NAME_RE.match(path.name)
+    if named is None or named["number"] != "00001" or int(named["count"]) < 2:
+        return None
+    if split_info(path, read_raw(path).metadata) is None:
+        return None
+    return shard_set(path)
+
+
+def member_name(model: str, number: int) -> str:
+    """The source name of shard `number` (0-based, > 0) of split model `model`: `model#2`.
+    Never a manifest name (`#` is not allowed in one)."""
+    return f"{model}#{number + 1}"
+
+
+def with_split_shards(sources: list[ModelSource], name_by_prefix: bool) -> list[ModelSource]:
+    """`sources`, each first shard of a split model followed by its other shards (sources with
+    `member_of` set, named by `member_name`); a shard that is already listed (a folder holds the
+    whole set) is folded into its set instead of standing alone. With `name_by_prefix`, a first
+    shard named by its file stem is renamed to the set's prefix (`m-00001-of-00003.gguf` is
+    model `m`). Reads the shards' headers only. Shard 1 of an incomplete or mixed set raises
+    GgufError (one line, naming the shard).
+    """
+    sets: dict[Path, ShardSet] = {}
+    for source in sources:
+        found = None if source.member_of is not None else _first_shard_set(source.path)
+        if found is not None:
+            sets[source.path] = found
+    members = {path.resolve() for found in sets.values() for path in found.shards[1:]}
+    expanded: list[ModelSource] = []
+    for source in sources:
+        if source.path.resolve() in members and source.path not in sets:
+            continue
+        found = sets.get(source.path)
+        if found is None:
+            expanded.append(source)
+            continue
+        renamed = name_by_prefix and source.name == source.path.stem
+        first = replace(source, name=found.prefix) if renamed else source
+        expanded.append(first)
+        expanded += [
+            ModelSource(
+                member_name(first.name, number),
+                path,
+                {"kind": "file", "path": str(path)},
+                member_of=first.name,
+            )
+            for number, path in enumerate(found.shards[1:], start=1)
+        ]
+    return expanded
+
+
+def split_layout(first_hex: str, count: int, number: int = 0) -> PurePosixPath:
+    """Where, relative to a fetch cache folder, shard `number` (0-based) of the `count`-shard
+    model whose first shard hashes to `first_hex` lies under its split name, beside the others:
+    `split/<first_hex>/model-00001-of-00003.gguf` (the prefix is ours; llama.cpp needs only
+    the `-NNNNN-of-NNNNN.gguf` names to agree)."""
+    return PurePosixPath("split", first_hex, split_name("model", number, count))

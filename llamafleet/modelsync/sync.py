@@ -18,6 +18,7 @@ from llamafleet.modelsync.plan import (
     PlannedModel,
     SyncPlan,
     decide,
+    fold_split_models,
     hash_pending,
     identify_locals,
 )
@@ -68,10 +69,13 @@ class ModelResult:
     rehashed: bool
     bytes_uploaded: int
     resumed_parts: int
+    # A split model's shards 2..N: (digest, size in bytes), in order; `digest` is shard 1's.
+    shards: tuple[tuple[str, int], ...] = ()
 
     def to_json(self) -> dict[str, object]:
-        """The result in camelCase JSON, without the name (which keys it in SyncResult's)."""
-        return {
+        """The result in camelCase JSON, without the name (which keys it in SyncResult's);
+        `shards` (each `digest`, `sizeBytes`) only for a split model."""
+        document: dict[str, object] = {
             "action": self.action,
             "digest": self.digest,
             "sizeBytes": self.size_bytes,
@@ -79,6 +83,9 @@ class ModelResult:
             "bytesUploaded": self.bytes_uploaded,
             "resumedParts": self.resumed_parts,
         }
+        if self.shards:
+            document["shards"] = [{"digest": d, "sizeBytes": size} for d, size in self.shards]
+        return document
 
 
 @dataclass(frozen=True)
@@ -114,16 +121,24 @@ class SyncResult:
         }
 
 
-def _result(model: PlannedModel, outcome: UploadOutcome | None) -> ModelResult:
+def _result(model: PlannedModel, outcomes: dict[str, UploadOutcome]) -> ModelResult:
+    """A split model's result counts the bytes sent for every shard."""
     local = model.local
+    files = (model, *model.shards)
+    sent = [outcome for unit in files if (outcome := outcomes.get(unit.name)) is not None]
     return ModelResult(
         name=model.name,
         action=model.action.value,
         digest=None if local is None else format_digest(local.cached.digest),
         size_bytes=None if local is None else local.identity.size,
-        rehashed=local is not None and local.rehashed,
-        bytes_uploaded=0 if outcome is None else outcome.bytes_sent,
-        resumed_parts=0 if outcome is None else outcome.resumed_parts,
+        rehashed=any(unit.local is not None and unit.local.rehashed for unit in files),
+        bytes_uploaded=sum(outcome.bytes_sent for outcome in sent),
+        resumed_parts=sum(outcome.resumed_parts for outcome in sent),
+        shards=tuple(
+            (format_digest(shard.local.cached.digest), shard.local.identity.size)
+            for shard in model.shards
+            if shard.local is not None
+        ),
     )
 
 
@@ -221,7 +236,8 @@ def run_sync(
     settings = tuning or SyncTuning()
     with _upload_queue(store, progress or NoProgress(), settings) as queue:
         for model in plan.models:
-            queue.offer(model)
+            for unit in (model, *model.shards):
+                queue.offer(unit)
         outcomes = queue.outcomes()
     return _finish(plan, store, outcomes)
 
@@ -270,7 +286,8 @@ def sync_sources(
             on_hashed=lambda source, local: queue.offer(plan_model(source, local)),
         )
         outcomes = queue.outcomes()
-    plan = SyncPlan(store.location, tuple(planned[source.name] for source in sources), manifest)
+    units = [planned[source.name] for source in sources]
+    plan = SyncPlan(store.location, fold_split_models(units, manifest, store.location), manifest)
     return _finish(plan, store, outcomes)
 
 
@@ -290,7 +307,7 @@ def _finish(plan: SyncPlan, store: RemoteStore, outcomes: dict[str, UploadOutcom
     written = _write_manifest(plan, store) if plan.has_changes else False
     return SyncResult(
         plan.location.url,
-        tuple(_result(model, outcomes.get(model.name)) for model in plan.models),
+        tuple(_result(model, outcomes) for model in plan.models),
         written,
     )
 

@@ -11,6 +11,7 @@ from llamafleet.modelsync.download import stream_object
 from llamafleet.modelsync.errors import SourceError, StoreError
 from llamafleet.modelsync.manifest import ModelEntry
 from llamafleet.modelsync.progress import NoProgress, ProgressSink
+from llamafleet.modelsync.splits import member_name
 from llamafleet.modelsync.store import RemoteStore
 
 
@@ -63,7 +64,8 @@ def verify_remote_entry(
 def verify_remote(
     store: RemoteStore, names: list[str] | None = None, progress: ProgressSink | None = None
 ) -> list[VerifyResult]:
-    """Re-hash the stored object of each named model (all when none named).
+    """Re-hash the stored object of each named model (all when none named), and each shard of a
+    split model (reported as `model#2` and on).
 
     Raises:
         StoreError: a named model is not in the manifest.
@@ -73,7 +75,16 @@ def verify_remote(
     unknown = [name for name in wanted if name not in manifest.models]
     if unknown:
         raise StoreError(f"not in the manifest of {store.location.url}: {', '.join(unknown)}")
-    return [verify_remote_entry(store, name, manifest.models[name], progress) for name in wanted]
+    results: list[VerifyResult] = []
+    for name in wanted:
+        entry = manifest.models[name]
+        results.append(verify_remote_entry(store, name, entry, progress))
+        for number, shard in enumerate(entry.shards, start=1):
+            as_entry = ModelEntry(shard.digest, shard.size_bytes, shard.key, {}, {})
+            results.append(
+                verify_remote_entry(store, member_name(name, number), as_entry, progress)
+            )
+    return results
 
 
 def verify_local(path: Path, digest: str) -> VerifyResult:

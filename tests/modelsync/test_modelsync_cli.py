@@ -165,7 +165,7 @@ def test_inspect_notes_a_missing_chat_template_on_stderr(
 @pytest.mark.parametrize(
     "case",
     [
-        ({"split": (0, 2, 2)}, "shard 1 of 2 of a split model"),
+        ({"split": (0, 2, 2)}, "shard 1 of 2 must be named <prefix>-00001-of-00002.gguf"),
         ({"tensors": ["token_embd.weight", "v.patch_embd.weight"]}, "holds a vision tower"),
     ],
     ids=["split-shard", "merged-vision"],

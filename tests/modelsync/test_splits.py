@@ -86,11 +86,12 @@ def test_a_later_shard_or_a_renamed_first_is_refused(tmp_path: Path) -> None:
         shard_set(renamed)
 
 
-def test_the_refusal_says_whether_the_set_is_complete(tmp_path: Path) -> None:
+def test_shard_1_of_a_complete_set_is_servable_and_no_other_shard_is(tmp_path: Path) -> None:
+    """llama-server loads a split model from its first shard, the others beside it."""
     shards = write_set(tmp_path)
-    size = sum(path.stat().st_size for path in shards)
-    with pytest.raises(GgufError, match=rf"a complete set of 3 shards, {size} bytes\): split"):
-        read_servable_header(shards[0])
+    assert read_servable_header(shards[0]).split is not None
+    with pytest.raises(GgufError, match=r"shard 2 of 3 of a split model: .*give that one"):
+        read_servable_header(shards[1])
     shards[2].unlink()
-    with pytest.raises(GgufError, match=r"\(incomplete split model: shard 3 of 3"):
+    with pytest.raises(GgufError, match=r"incomplete split model: shard 3 of 3"):
         read_servable_header(shards[0])
