@@ -153,6 +153,7 @@ def _fetcher(inputs: PodInputs) -> dict[str, Any]:
         "fetch",
         *("--store", store.location.url),
         *("--digest", inputs.server.digest),
+        *(arg for shard in inputs.server.shard_digests for arg in ("--shard", shard)),
         *("--cache-dir", MODEL_DIR),
     ]
     if store.endpoint_url:

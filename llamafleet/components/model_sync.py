@@ -24,6 +24,7 @@ from llamafleet.components.model_sources import (
     resolve_sources,
 )
 from llamafleet.components.model_sync_provider import ModelSyncProvider
+from llamafleet.modelsync.splits import member_name
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,11 @@ class ModelSync(pulumi.ComponentResource):
         )
         self.manifest = resource.manifest
         self.digests = resource.manifest.apply(
-            lambda models: {name: str(entry["digest"]) for name, entry in (models or {}).items()}
+            lambda models: {
+                key: digest
+                for name, entry in (models or {}).items()
+                for key, digest in file_digests(name, entry).items()
+            }
         )
         self.register_outputs({"manifest": self.manifest, "digests": self.digests})
 
@@ -107,3 +112,12 @@ class ModelSync(pulumi.ComponentResource):
                 " (nothing is uploaded or deleted)",
                 resource=self,
             )
+
+
+def file_digests(name: str, entry: dict[str, Any]) -> dict[str, str]:
+    """`{name: digest}` of a manifest entry, plus `{name#K: digest}` for shard K of a split
+    model (`splits.member_name`), so single-file models read as before."""
+    digests = {name: str(entry["digest"])}
+    for number, shard in enumerate(entry.get("shards") or [], start=1):
+        digests[member_name(name, number)] = str(shard["digest"])
+    return digests

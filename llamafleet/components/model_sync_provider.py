@@ -144,7 +144,7 @@ class ModelSyncProvider(ResourceProvider):
         manifest = previous_manifest(props)
         kept = {name: data for name, data in manifest.items() if _stored(data, sizes)}
         for name in sorted(set(manifest) - set(kept)):
-            pulumi.log.warn(f"model {name}: the store no longer holds {manifest[name]['digest']}")
+            pulumi.log.warn(f"model {name}: the store no longer holds every file of it")
         return ReadResult(id_, {**props, "manifest": kept})
 
     def delete(self, _id: str, _props: Props) -> None:
@@ -153,12 +153,18 @@ class ModelSyncProvider(ResourceProvider):
 
 
 def _stored(entry: dict[str, object], sizes: dict[str, int]) -> bool:
-    """Whether the store holds the object of a manifest entry of the state, at its size (the
-    engine hands numbers back as floats)."""
-    digest, size = entry.get("digest"), entry.get("sizeBytes")
-    if not isinstance(digest, str) or not isinstance(size, int | float):
-        return False
-    return sizes.get(parse_digest(digest)) == int(size)
+    """Whether the store holds every object of a manifest entry of the state (a split model's
+    shards too), each at its size (the engine hands numbers back as floats)."""
+    shards = entry.get("shards", [])
+    files = [entry, *(cast(list[object], shards) if isinstance(shards, list) else [None])]
+    for item in files:
+        fields = cast(dict[str, object], item) if isinstance(item, dict) else {}
+        digest, size = fields.get("digest"), fields.get("sizeBytes")
+        if not isinstance(digest, str) or not isinstance(size, int | float):
+            return False
+        if sizes.get(parse_digest(digest)) != int(size):
+            return False
+    return True
 
 
 def drift(request: SyncRequest, previous: dict[str, dict[str, object]]) -> list[str]:

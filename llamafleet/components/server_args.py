@@ -13,6 +13,7 @@ from pydantic import AfterValidator, Field, StringConstraints
 
 from llamafleet.components.config import ComponentConfig
 from llamafleet.components.sizing import ServingShape, TierKind
+from llamafleet.modelsync.splits import split_layout
 
 LoadMode = Literal["mmap", "mlock", "mmap+mlock", "none"]
 
@@ -91,9 +92,12 @@ class SamplingDefaults(ComponentConfig):
     )
 
 
-def model_path(digest: str) -> str:
-    """Where the fetcher leaves a verified model: content-addressed, like the store."""
+def model_path(digest: str, shard_count: int = 1) -> str:
+    """Where the fetcher leaves a verified model: content-addressed, like the store; a split
+    model's first shard under its split name, the others beside it (splits.split_layout)."""
     algorithm, hexdigest = digest.split(":", 1)
+    if shard_count > 1:
+        return f"{MODEL_DIR}/{split_layout(hexdigest, shard_count)}"
     return f"{MODEL_DIR}/{algorithm}/{hexdigest}.gguf"
 
 
@@ -104,6 +108,8 @@ class ServerOptions:
     Attributes:
         alias: The model name clients ask for (--alias).
         digest: The GGUF's digest ALGORITHM:HEX (e.g. sha256:...); names the file (--model).
+        shard_digests: A split model's shards 2..N (digest is shard 1's), in order; the
+            fetcher fetches each and --model names shard 1 under its split name.
         shape: Slots, context, threads and caches (--parallel, --ctx-size, --threads, ...).
         tier_kind: gpu adds --n-gpu-layers 999 (every layer offloaded).
         request_timeout_seconds: --timeout, seconds; also part of the pod's drain window.
@@ -119,6 +125,7 @@ class ServerOptions:
     shape: ServingShape
     tier_kind: TierKind
     request_timeout_seconds: int
+    shard_digests: tuple[str, ...] = ()
     load_mode: LoadMode = "mmap"
     chat_template: str | None = None
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
@@ -154,7 +161,7 @@ def server_args(opts: ServerOptions) -> list[str]:
     args = [
         # Explicit: the default binds to loopback, and the default port is moving to 9931.
         *("--host", "0.0.0.0", "--port", str(SERVER_PORT)),  # noqa: S104 (pod IP, policed)
-        *("--model", model_path(opts.digest)),
+        *("--model", model_path(opts.digest, 1 + len(opts.shard_digests))),
         # Clients ask for the model by its settings name, not the file name.
         *("--alias", opts.alias),
         # llama-server ignores cgroup quotas; one thread per host core collapses throughput.

@@ -128,6 +128,8 @@ class GgufHeader:
             block["slidingWindow"] = self.sliding_window
         if self.sliding_window_layers is not None:
             block["slidingWindowPattern"] = list(self.sliding_window_layers)
+        if self.split is not None:
+            block["splitCount"] = self.split.count
         return block
 
 

@@ -16,6 +16,7 @@ from llamafleet.components.model_store import ModelStore
 from llamafleet.components.model_sync import ModelSync, ModelSyncArgs
 from llamafleet.components.server_args import ServerOptions
 from llamafleet.components.tenant import StoreCredentials, Tenant, TenantArgs
+from llamafleet.modelsync.splits import member_name
 from llamafleet.program.clusters import ProvisionedCluster, provision
 from llamafleet.program.images import ImageRefs, image_refs
 from llamafleet.settings.load import SettingsError, pulumi_settings, settings_source
@@ -156,24 +157,47 @@ def _model_sync(
 def _pins_checked(models: Mapping[str, Model], sync: ModelSync) -> pulumi.Output[ModelSync]:
     """`sync`, once every digest it synced matches the stack file's pin. Deployments wait on
     it: a sync of other bytes fails it, so the update stops and no pod changes."""
-    pins = {name: model.digest for name, model in models.items() if model.source}
+    pins = {
+        key: digest
+        for name, model in models.items()
+        if model.source
+        for key, digest in model_pins(name, model).items()
+    }
     return sync.digests.apply(lambda synced: check_pins(pins, synced, sync))
 
 
-def check_pins(pins: dict[str, str], synced: dict[str, str], sync: ModelSync) -> ModelSync:
+def model_pins(name: str, model: Model) -> dict[str, Pin]:
+    """What the stack file pins for model `name`, keyed as ModelSync's `digests` output keys
+    the synced files: `name`, and `name#K` for shard K of a split model."""
+    pins = {name: Pin(f"models.{name}.digest", model.digest)}
+    for index, shard in enumerate(model.shards):
+        key = member_name(name, index + 1)
+        pins[key] = Pin(f"models.{name}.shards[{index}].digest", shard.digest)
+    return pins
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A digest the stack file pins, and the key path that pins it (`models.m.digest`)."""
+
+    key_path: str
+    digest: str
+
+
+def check_pins(pins: dict[str, Pin], synced: dict[str, str], sync: ModelSync) -> ModelSync:
     """Pods serve the digest the stack file pins: a sync of other bytes stops the update.
     Returns `sync`; raises RunError with one line per model that differs.
 
     Raises:
-        RunError: a synced digest differs from its pin; one line per model, naming the stack
-            file and `llamafleet:models.<name>.digest`.
+        RunError: a synced digest differs from its pin; one line per file, naming the stack
+            file and `llamafleet:models.<name>.digest` (`…shards[K].digest` for a shard).
     """
     wrong = [
-        f"{settings_source()}: llamafleet:models.{name}.digest: the stack pins {pin} but its "
+        f"{settings_source()}: llamafleet:{pin.key_path}: the stack pins {pin.digest} but its "
         f"source synced {synced[name]}; serve those bytes by updating the pin (`llamafleet "
         "models inspect --digest`), or restore the file"
         for name, pin in sorted(pins.items())
-        if name in synced and synced[name] != pin
+        if name in synced and synced[name] != pin.digest
     ]
     if wrong:
         raise pulumi.RunError("\n".join(wrong))
@@ -276,6 +300,7 @@ def _server_options(serving: Serving, placement: Placement) -> ServerOptions:
     return ServerOptions(
         alias=placement.model_name,
         digest=model.digest,
+        shard_digests=tuple(shard.digest for shard in model.shards),
         shape=serving_shape(model, placement.tier.kind),
         tier_kind="gpu" if placement.tier.kind == "gpu" else "cpu",
         request_timeout_seconds=serving.request_timeout_seconds,

@@ -36,8 +36,9 @@ class Placement:
 
 
 def gguf_facts(model: Model) -> GgufFacts:
-    """What sizing needs of the GGUF file: `sizeBytes` and the `gguf` header facts."""
-    return facts_of(model.gguf, model.size_bytes)
+    """What sizing needs of the model: its bytes (every shard of a split model) and the `gguf`
+    header facts."""
+    return facts_of(model.gguf, model.size_bytes + sum(shard.size_bytes for shard in model.shards))
 
 
 def facts_of(g: GgufMetadata, size_bytes: int) -> GgufFacts:

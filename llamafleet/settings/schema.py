@@ -291,6 +291,13 @@ class GgufMetadata(Strict):
         description="Per layer, whether it uses the sliding window (inspect resolves the "
         "pinned build's pattern); absent: every layer is sized for the whole context.",
     )
+    split_count: int | None = Field(
+        default=None,
+        ge=2,
+        le=99999,
+        description="split.count of a split model (llama-gguf-split's shards; inspect prints "
+        "it for shard 1): the model's `shards` pin the other split.count - 1 files.",
+    )
 
     @model_validator(mode="after")
     def _one_entry_per_layer(self) -> GgufMetadata:
@@ -309,13 +316,30 @@ class GgufMetadata(Strict):
         return self
 
 
+class ModelFile(Strict):
+    """Another file of a model, pinned as `llamafleet models inspect --json --digest` prints
+    it."""
+
+    digest: Digest = Field(description="sha256 of the file, as stored.")
+    size_bytes: int = Field(ge=1, description="Size of the file in bytes.")
+
+
 class Model(Strict):
-    """`llamafleet:models.<name>`: one GGUF model: its file, pinned by digest, the tiers that
+    """`llamafleet:models.<name>`: one GGUF model: its files, pinned by digest, the tiers that
     serve it, and how each replica serves it (slots, context, CPUs, caches, replicas)."""
 
-    digest: Digest = Field(description="sha256 of the GGUF file, as stored.")
+    digest: Digest = Field(
+        description="sha256 of the GGUF file (of shard 1 for a split model), as stored."
+    )
 
-    size_bytes: int = Field(ge=1, description="Size of the GGUF file.")
+    size_bytes: int = Field(ge=1, description="Size of the GGUF file (of shard 1), bytes.")
+    shards: list[ModelFile] = Field(
+        default_factory=list[ModelFile],
+        description="A split model's shards 2..N in order (llama-gguf-split's "
+        "-0000K-of-0000N.gguf files), as inspect prints them for shard 1; `source` names shard "
+        "1 and the others are synced from beside it. Pods fetch each, verified, and llama-server "
+        "loads them under their split names.",
+    )
     gguf: GgufMetadata = Field(description="Header facts sizing needs.")
     source: str | None = Field(
         default=None,
@@ -367,6 +391,22 @@ class Model(Strict):
                 f"({', '.join(uneven)}): llama-server refuses to start; use f16"
             )
         return kv_type
+
+    @model_validator(mode="after")
+    def _every_shard_pinned(self) -> Model:
+        count = self.gguf.split_count
+        if count is not None and len(self.shards) != count - 1:
+            raise ValueError(
+                f"gguf.splitCount is {count}: pin shards 2..{count} under shards "
+                f"({len(self.shards)} given; `llamafleet models inspect --json --digest` on "
+                "shard 1 prints them)"
+            )
+        if count is None and self.shards:
+            raise ValueError(
+                "shards pins a split model's other files, but gguf.splitCount is absent "
+                "(inspect prints it for shard 1)"
+            )
+        return self
 
     @field_validator("source")
     @classmethod

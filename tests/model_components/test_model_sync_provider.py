@@ -16,6 +16,7 @@ import boto3
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime.rpc import UNKNOWN
+from support.reference_gguf import write_set
 
 from llamafleet.components import model_sync_provider
 from llamafleet.components.model_sources import OLLAMA_SCHEME, SourceSpec, SyncRequest
@@ -421,3 +422,43 @@ def test_provider_pickles_without_clients_or_credentials(make_props: Callable[..
     for credential in (ACCESS_KEY, SECRET_KEY):
         assert credential.encode() not in serialized
         assert credential not in json.dumps(outs)
+
+
+def test_a_split_model_syncs_whole_and_a_lost_shard_is_drift(
+    make_props: Callable[..., Props], folder: Path, remote: Remote
+) -> None:
+    """../shared/cases/c01: the settings name shard 1; the provider syncs the set, its state
+    entry names every shard, and a shard the store lost is found by diff and by refresh."""
+    shards = write_set(folder / "split", prefix="big")
+    props = make_props({"big": str(shards[0])})
+    provider = ModelSyncProvider()
+
+    state = provider.create(props).outs or {}
+
+    entry = state["manifest"]["big"]
+    assert entry["digest"] == f"sha256:{sha256(shards[0])}"
+    assert [shard["digest"] for shard in entry["shards"]] == [
+        f"sha256:{sha256(path)}" for path in shards[1:]
+    ]
+    assert all(
+        remote.read(shard["key"]) == path.read_bytes()
+        for shard, path in zip(entry["shards"], shards[1:], strict=True)
+    )
+    assert provider.diff("id", state, props).changes is False
+    client = boto3.client("s3", endpoint_url=remote.endpoint)
+    client.delete_object(Bucket=remote.bucket, Key=entry["shards"][1]["key"])
+    assert provider.diff("id", state, props).changes is True
+    assert (provider.read("id", state).outs or {})["manifest"] == {}
+    assert provider.update("id", state, props).outs == state
+    assert remote.read(entry["shards"][1]["key"]) == shards[2].read_bytes()
+
+
+def test_an_incomplete_split_model_fails_before_any_upload(
+    make_props: Callable[..., Props], folder: Path, remote: Remote
+) -> None:
+    shards = write_set(folder / "split", prefix="big")
+    shards[2].unlink()
+
+    with pytest.raises(GgufError, match="incomplete split model: shard 3 of 3"):
+        ModelSyncProvider().create(make_props({"big": str(shards[0])}))
+    assert remote.objects() == {}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+from support.reference_gguf import write_reference
 from support.synthetic_gguf import GgufSpec, write_gguf
-from test_gguf_header import write_reference
 
 from llamafleet.modelsync.cli import build_parser, main
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from test_gguf_header import write_reference
+from support.reference_gguf import write_reference, write_set
 from test_modelsync_cli import run
-from test_splits import write_set
 
 from llamafleet.modelsync.digest import format_digest, hash_file
 from llamafleet.modelsync.errors import GgufError, StoreError

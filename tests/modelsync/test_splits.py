@@ -6,28 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_gguf_header import write_reference
+from support.reference_gguf import write_reference, write_set
 
 from llamafleet.modelsync.errors import GgufError
 from llamafleet.modelsync.servable import read_servable_header
 from llamafleet.modelsync.splits import shard_set, split_name
-
-
-def write_set(
-    folder: Path, count: int = 3, prefix: str = "m", declared: int | None = None
-) -> list[Path]:
-    """`count` shards of one tensor each, named and keyed as llama-gguf-split writes them."""
-    folder.mkdir(parents=True, exist_ok=True)
-    total = count if declared is None else declared
-    return [
-        write_reference(
-            folder / split_name(prefix, number, count),
-            "llama",
-            split=(number, count, total),
-            tensors=[f"blk.{number}.weight"],
-        )
-        for number in range(count)
-    ]
 
 
 def test_names_are_llama_cpps() -> None:

@@ -16,10 +16,11 @@ from support.stack_renders import rendered_stack
 from llamafleet.command.mock_run import API_KEY_TYPE
 from llamafleet.command.render import Rendered, render, write
 from llamafleet.policy.rules import violations
-from llamafleet.program.stack import check_pins
+from llamafleet.program.stack import check_pins, model_pins
 from llamafleet.settings.load import load_stack_file, stack_file
 from llamafleet.settings.names import team_namespace
 from llamafleet.settings.placement import placements
+from llamafleet.settings.schema import Model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -214,13 +215,28 @@ def test_fetchers_read_the_store_with_a_role_or_the_stack_credentials(
             assert "AWS_SHARED_CREDENTIALS_FILE" not in env
 
 
-def test_check_pins_names_each_model_whose_synced_digest_differs() -> None:
+def model_with(**fields: Any) -> Model:
+    """The local stack's model with `fields` (stack-file keys) replaced; `gguf` merged."""
+    model = load_stack_file(stack_file("local")).models["gemma3-270m"]
+    data = model.model_dump(by_alias=True, exclude_none=True)
+    data["gguf"] |= fields.pop("gguf", {})
+    return Model.model_validate(data | fields)
+
+
+def test_check_pins_names_each_file_whose_synced_digest_differs() -> None:
     sync: Any = object()
-    assert check_pins({"m": "sha256:aa"}, {"m": "sha256:aa", "other": "sha256:bb"}, sync) is sync
+    one = model_pins("m", model_with(digest="sha256:" + "a" * 64))
+    assert check_pins(one, {"m": "sha256:" + "a" * 64, "other": "sha256:bb"}, sync) is sync
+    split = model_with(
+        digest="sha256:" + "a" * 64,
+        shards=[{"digest": "sha256:" + "b" * 64, "sizeBytes": 1}] * 2,
+        gguf={"splitCount": 3},
+    )
+    synced = {"m": "sha256:" + "a" * 64, "m#2": "sha256:" + "b" * 64, "m#3": "sha256:cc"}
     with pytest.raises(pulumi.RunError) as raised:
-        check_pins({"m": "sha256:aa", "n": "sha256:dd"}, {"m": "sha256:cc", "n": "sha256:dd"}, sync)
+        check_pins(model_pins("m", split), synced, sync)
     (line,) = str(raised.value).splitlines()
-    assert "llamafleet:models.m.digest: the stack pins sha256:aa but its source synced" in line
+    assert f"llamafleet:models.m.shards[1].digest: the stack pins sha256:{'b' * 64} but" in line
 
 
 def test_a_team_spanning_clusters_renders_under_each_cluster(tmp_path: Path) -> None:
@@ -312,3 +328,31 @@ def test_a_store_without_checksum_headers_turns_them_off_in_every_client(tmp_pat
         for deployment in deployments:
             fetch = deployment["spec"]["template"]["spec"]["initContainers"][0]["command"]
             assert ("--no-checksum-headers" in fetch) is off
+
+
+def test_a_split_model_is_fetched_whole_and_served_from_its_first_shard(tmp_path: Path) -> None:
+    """Every shard pinned in settings is fetched (each verified by the fetcher) and llama-server
+    is given shard 1 under its split name, the others beside it (../shared/cases/c01)."""
+    config = yaml.safe_load(stack_file("local").read_text())
+    model = config["config"]["llamafleet:models"]["gemma3-270m"]
+    shards = [{"digest": f"sha256:{c * 64}", "sizeBytes": 300 * 2**20} for c in "bc"]
+    model["shards"], model["gguf"]["splitCount"] = shards, 3
+    path = tmp_path / "Pulumi.local.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    rendered = render(str(path))
+
+    (deployment,) = objects_of(rendered, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    fetch = pod["initContainers"][0]["command"]
+    assert [fetch[i + 1] for i, arg in enumerate(fetch) if arg == "--shard"] == [
+        shard["digest"] for shard in shards
+    ]
+    first = model["digest"].split(":")[1]
+    assert flag(pod["containers"][0]["args"], "--model").endswith(
+        f"/split/{first}/model-00001-of-00003.gguf"
+    )
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "models"]
+    total_mib = (model["sizeBytes"] + 600 * 2**20) / 2**20
+    assert int(volume["emptyDir"]["sizeLimit"].removesuffix("Mi")) > total_mib
+    assert violations(rendered.kubernetes_objects) == []

@@ -388,6 +388,30 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
         "q8_0 stores 32-value blocks, which must divide each head (keyLength 80)",
     ),
     (
+        "shards of a model that is not split",
+        _set("models.gemma3-270m.shards", [{"digest": "sha256:" + "b" * 64, "sizeBytes": 9}]),
+        "llamafleet:models.gemma3-270m",
+        "shards pins a split model's other files, but gguf.splitCount is absent",
+    ),
+    (
+        "a split model with a shard left out",
+        _both(
+            _set("models.gemma3-270m.gguf.splitCount", 3),
+            _set("models.gemma3-270m.shards", [{"digest": "sha256:" + "b" * 64, "sizeBytes": 9}]),
+        ),
+        "llamafleet:models.gemma3-270m",
+        "gguf.splitCount is 3: pin shards 2..3 under shards (1 given",
+    ),
+    (
+        "a shard pinned by a bad digest",
+        _both(
+            _set("models.gemma3-270m.gguf.splitCount", 2),
+            _set("models.gemma3-270m.shards", [{"digest": "sha256:b", "sizeBytes": 9}]),
+        ),
+        "llamafleet:models.gemma3-270m.shards[0].digest",
+        "should match pattern",
+    ),
+    (
         "build registry not a host",
         _set("images.build.registry", "https://registry/x"),
         "llamafleet:images.build.registry",
