@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import uuid
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
@@ -43,11 +44,14 @@ class Declared:
     provider: str = ""
     # The resource options the engine would act on, as registered: URNs this resource waits for
     # (`depends_on`, plus those its inputs carry), property paths `ignore_changes` names,
-    # `protect`, `retain_on_delete`, and the names of `aliases` (URN or name strings).
+    # `protect`, `retain_on_delete`, `delete_before_replace`, property paths
+    # `replace_on_changes` names, and the names of `aliases` (URN or name strings).
     depends_on: tuple[str, ...] = ()
     ignore_changes: tuple[str, ...] = ()
     protect: bool = False
     retain_on_delete: bool = False
+    delete_before_replace: bool = False
+    replace_on_changes: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
 
     @property
@@ -88,6 +92,14 @@ def provider_computed(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
     if args.typ == "docker-build:index:Image":
         # A stand-in content digest, stable per resource name.
         return {"digest": "sha256:" + hashlib.sha256(args.name.encode()).hexdigest()}
+    if args.typ.startswith("aws:"):
+        return _aws_computed(args)
+    if args.typ.startswith("kubernetes:"):
+        return _kubernetes_computed(args)
+    return {}
+
+
+def _aws_computed(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
     if args.typ == "aws:ecr/repository:Repository":
         registry = f"{MOCK_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
         return {
@@ -96,10 +108,17 @@ def provider_computed(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
         }
     if args.typ == "aws:s3/bucket:Bucket":
         return {"arn": f"arn:aws:s3:::{args.inputs.get('bucket', args.name)}"}
-    if args.typ.startswith("aws:"):
-        service = args.typ.split(":")[1].split("/")[0]
-        return {"arn": f"arn:aws:{service}:us-east-1:{MOCK_ACCOUNT}:{args.name}"}
-    return {}
+    service = args.typ.split(":")[1].split("/")[0]
+    return {"arn": f"arn:aws:{service}:us-east-1:{MOCK_ACCOUNT}:{args.name}"}
+
+
+def _kubernetes_computed(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+    metadata = args.inputs.get("metadata")
+    if not isinstance(metadata, dict):
+        return {}
+    # The API server gives every object a uid (ownerReferences name their owner by it).
+    uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{args.typ}/{args.name}"))
+    return {"metadata": {**cast(dict[str, Any], metadata), "uid": uid}}
 
 
 class _Mocks(pulumi_mocks.Mocks):
@@ -142,6 +161,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     ignore_changes=tuple(request.ignoreChanges),
                     protect=bool(request.protect),
                     retain_on_delete=bool(request.retainOnDelete),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
+                    replace_on_changes=tuple(request.replaceOnChanges),
                     aliases=tuple(_alias_names(request)),
                 )
             )

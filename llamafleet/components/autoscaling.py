@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 QUEUE_METRIC = "llamacpp:requests_deferred"
+# KEDA's ownership transfer (apis/keda/v1alpha1/scaledobject_webhook.go, verifyHpas, of the
+# pinned KEDA): with it, and horizontalPodAutoscalerConfig.name naming an HPA that already scales
+# the workload, the webhook admits the ScaledObject and KEDA takes that HPA over instead of
+# denying "already managed by the hpa".
+TRANSFER_HPA_OWNERSHIP = "scaledobject.keda.sh/transfer-hpa-ownership"
 # Loading a model costs minutes: scale down slowly, one pod at a time.
 SCALE_DOWN_WINDOW_SECONDS = 300
 CPU_TARGET_PERCENT = 80
@@ -53,15 +58,28 @@ def queue_query(namespace: str, service: str) -> str:
     return f'sum({QUEUE_METRIC}{{namespace="{namespace}",service="{service}"}})'
 
 
+def scaled_object_annotations() -> dict[str, str]:
+    """A ScaledObject's annotations: it adopts the HPA `hpa_spec` made for its Deployment where a
+    cluster switches from `hpa` to `keda` (TRANSFER_HPA_OWNERSHIP), so one `up` switches."""
+    return {TRANSFER_HPA_OWNERSHIP: "true"}
+
+
 def scaled_object_spec(
-    deployment: str, namespace: str, service: str, scaling: ScalingRange, prometheus_url: str
+    deployment: str,
+    namespace: str,
+    service: str,
+    scaling: ScalingRange,
+    prometheus_url: str,
+    *,
+    hpa_name: str,
 ) -> dict[str, Any]:
     """The `spec` of a KEDA ScaledObject (keda.sh/v1alpha1) that scales Deployment `deployment`.
 
     One Prometheus trigger: `queue_query(namespace, service)` against `prometheus_url`, polled
-    every 15 s, active above 0. The HPA that KEDA makes adds at most 2 pods a minute and removes
-    at most 1 per 2 minutes after a 300 s window; `cooldownPeriod` (300 s) is KEDA's wait before
-    scaling to zero.
+    every 15 s, active above 0. The HPA that KEDA makes is named `hpa_name`, the name the `hpa`
+    autoscaler gives its own, so a switch adopts that one (with `scaled_object_annotations`); it
+    adds at most 2 pods a minute and removes at most 1 per 2 minutes after a 300 s window;
+    `cooldownPeriod` (300 s) is KEDA's wait before scaling to zero.
     """
     return {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
@@ -69,7 +87,7 @@ def scaled_object_spec(
         "maxReplicaCount": scaling.max_replicas,
         "pollingInterval": 15,
         "cooldownPeriod": SCALE_DOWN_WINDOW_SECONDS,
-        "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior()}},
+        "advanced": {"horizontalPodAutoscalerConfig": {"name": hpa_name, "behavior": _behavior()}},
         "triggers": [
             {
                 "type": "prometheus",

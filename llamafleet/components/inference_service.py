@@ -14,12 +14,20 @@ from typing import Any, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from llamafleet.components.autoscaling import ScalingRange, hpa_spec, scaled_object_spec
+from llamafleet.components.autoscaling import (
+    ScalingRange,
+    hpa_spec,
+    scaled_object_annotations,
+    scaled_object_spec,
+)
 from llamafleet.components.inference_pod import PodInputs, pod_labels, pod_spec, selector_labels
 from llamafleet.components.manifest import manifest
 from llamafleet.components.server_args import SERVER_PORT
 
 IMDS_CIDR = "169.254.169.254/32"
+
+# The Pulumi type of a ScaledObject (a CustomResource of keda.sh/v1alpha1).
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 
 
 @dataclass(frozen=True)
@@ -184,21 +192,45 @@ class InferenceService(pulumi.ComponentResource):
         args = self._args
         if args.autoscaler == "keda":
             k8s.apiextensions.CustomResource(
-                f"{name}-scaledobject",
+                f"{name}-scaledobject",  # an alias of the HPA's: keep the two names together
                 api_version="keda.sh/v1alpha1",
                 kind="ScaledObject",
-                metadata=manifest(meta),
+                metadata=manifest(meta | {"annotations": scaled_object_annotations()}),
                 spec=scaled_object_spec(
-                    instance, args.namespace, instance, args.scaling, args.prometheus_url
+                    instance,
+                    args.namespace,
+                    instance,
+                    args.scaling,
+                    args.prometheus_url,
+                    hpa_name=instance,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.deployment]),
             )
         else:
+            # Owned by its Deployment, so Kubernetes deletes it with the Deployment; Pulumi
+            # never deletes it itself: when the cluster switches to KEDA, the ScaledObject has
+            # taken this HPA over by the time Pulumi would delete it. Switching back, it
+            # replaces the ScaledObject (the alias), which goes first: KEDA then deletes the HPA
+            # of the same name it made, before this one is created (README: autoscalers).
+            owner = {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": self.deployment.metadata["name"],
+                "uid": self.deployment.metadata.apply(lambda meta: meta.uid),
+            }
             k8s.autoscaling.v2.HorizontalPodAutoscaler(
                 f"{name}-hpa",
-                metadata=manifest(meta),
+                metadata=manifest(meta | {"ownerReferences": [owner]}),
                 spec=manifest(hpa_spec(instance, args.scaling)),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.deployment]),
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[self.deployment],
+                    retain_on_delete=True,
+                    aliases=[pulumi.Alias(name=f"{name}-scaledobject", type_=SCALED_OBJECT)],
+                    # The provider would patch the ScaledObject into an HPA in place.
+                    replace_on_changes=["kind"],
+                    delete_before_replace=True,
+                ),
             )
 
     def _service_monitor(self, name: str, instance: str, meta: dict[str, Any]) -> None:

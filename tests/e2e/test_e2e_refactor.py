@@ -1,6 +1,7 @@
 """Live state survives refactors and renames, through the real engine: a `local`-style stack
-deployed by the tree before it (4291b03, from git) previews with no change after it, then
-refreshes with no drift and destroys. The dynamic providers (ApiKey, StoreBucket, ModelSync) are
+deployed by the tree before it (4291b03, from git) previews no change after it but the one made
+on purpose since (HPAs owned by their Deployments), refreshes with no drift, and after an `up`
+previews no change at all; then destroys. The dynamic providers (ApiKey, StoreBucket, ModelSync) are
 pickled into the state by module path, so this also proves the new tree still loads them."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import base64
 import copy
 import json
 import pickletools
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,7 @@ from e2e_support import REPO, TEAM_B, Project, ProjectFactory, small_config
 pytestmark = pytest.mark.e2e
 
 BEFORE = "4291b03"  # main before issue 13 (one source of truth)
+HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +62,13 @@ def test_a_stack_deployed_before_the_refactor_previews_no_change_after_it(
     assert old.returncode == 0, old.stdout[-4000:] + old.stderr[-4000:]
     try:
         project.write_config(config)
-        preview = project.llamafleet("preview", after=["--expect-no-changes"], check=False)
-        assert preview.returncode == 0, preview.stdout[-4000:] + preview.stderr[-4000:]
-        assert f"{project.stack}: no changes" in preview.stdout.splitlines(), preview.stdout
+        preview = project.llamafleet("preview")
+        # One change since that tree, made on purpose: each HPA is now owned by its Deployment
+        # (tests/e2e/test_e2e_keda_switch.py says why); nothing else may change.
+        steps = re.findall(r"^\s+([~+-]+) (\S+): \((\S+)\)$", preview.stdout, re.M)
+        assert set(steps) == {("~", HPA, "update")}, preview.stdout
+        changed = {name for _, name in re.findall(r"^\s+([~+-]) (\w+)\s*: ", preview.stdout, re.M)}
+        assert changed <= {"metadata", "ownerReferences", "apiVersion", "kind", "name", "uid"}
         # Only the dynamic providers' default provider is listed: it gets the stack's whole
         # config, which lost endpointPort; the engine counts no resource change.
         assert _provider_modules(project) == {
@@ -81,6 +88,10 @@ def test_a_stack_deployed_before_the_refactor_previews_no_change_after_it(
         }
         again = project.llamafleet("refresh")
         assert "moved them" not in again.stderr
+        project.llamafleet("up")
+        after = project.llamafleet("preview", after=["--expect-no-changes"], check=False)
+        assert after.returncode == 0, after.stdout[-4000:] + after.stderr[-4000:]
+        assert f"{project.stack}: no changes" in after.stdout.splitlines(), after.stdout
     finally:
         project.llamafleet("destroy")
 

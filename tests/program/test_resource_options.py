@@ -148,3 +148,35 @@ def test_protection_is_settable_per_stack(tmp_path: Path) -> None:
 def test_the_on_prem_bucket_is_not_protected_because_destroy_keeps_it() -> None:
     declared = run_program(program_main, "local", engine_config(stack_file("local")))
     assert [d.name for d in declared if d.protect] == []
+
+
+HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+
+
+def test_pulumi_never_deletes_an_hpa_and_its_deployment_owns_it() -> None:
+    """Switching a cluster to KEDA removes the HPA from the program after the ScaledObject took
+    it over (../shared/cases/c17): Pulumi must leave it to KEDA (retain_on_delete); Kubernetes
+    deletes it with its Deployment when the model goes (ownerReferences, by uid)."""
+    declared = run_program(program_main, "local", engine_config(stack_file("local")))
+    by_urn = {d.urn: d for d in declared}
+    hpas = [d for d in declared if d.type == HPA]
+    assert hpas
+    for hpa in hpas:
+        assert hpa.retain_on_delete, hpa.name
+        # Switching back from KEDA: the HPA replaces its ScaledObject, which goes first.
+        scaled_object = hpa.name.removesuffix("-hpa") + "-scaledobject"
+        assert f"name={scaled_object},type={SCALED_OBJECT}" in hpa.aliases
+        assert hpa.delete_before_replace and hpa.replace_on_changes == ("kind",), hpa.name
+        (deployment,) = [d for d in declared if d.type == DEPLOYMENT and d.parent == hpa.parent]
+        assert by_urn[hpa.parent].type == SERVICE
+        (owner,) = hpa.inputs["metadata"]["ownerReferences"]
+        assert owner["kind"] == "Deployment"
+        assert owner["name"] == deployment.inputs["metadata"]["name"]
+        assert owner["uid"], "the Deployment's uid, from the API server"
+
+
+def test_nothing_else_is_left_behind_on_delete(stack: str) -> None:
+    """The control: retain_on_delete is the HPA's alone."""
+    declared = run_program(program_main, stack, engine_config(stack_file(stack)))
+    assert {d.type for d in declared if d.retain_on_delete} <= {HPA}

@@ -104,10 +104,21 @@ def test_autoscaler_follows_the_queue_or_falls_back_to_cpu(stack: str, rendered:
     settings = load_stack_file(stack_file(stack))
     keda = {c.autoscaler for c in settings.clusters.values()} == {"keda"}
     for scaled in objects_of(rendered, "ScaledObject"):
+        # It adopts the HPA the `hpa` autoscaler made for the same Deployment (c17).
+        annotations = scaled["metadata"]["annotations"]
+        assert annotations["scaledobject.keda.sh/transfer-hpa-ownership"] == "true"
+        hpa_config = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]
+        assert hpa_config["name"] == scaled["spec"]["scaleTargetRef"]["name"]
         (trigger,) = scaled["spec"]["triggers"]
         assert "llamacpp:requests_deferred" in trigger["metadata"]["query"]
         assert "requests_processing" not in trigger["metadata"]["query"]
     assert bool(objects_of(rendered, "ScaledObject")) == keda
+    for hpa in objects_of(rendered, "HorizontalPodAutoscaler"):
+        (owner,) = hpa["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"]) == (
+            "Deployment",
+            hpa["spec"]["scaleTargetRef"]["name"],
+        )
     assert bool(objects_of(rendered, "HorizontalPodAutoscaler")) == (not keda)
 
 
