@@ -154,6 +154,7 @@ def _fetcher(inputs: PodInputs) -> dict[str, Any]:
         *("--store", store.location.url),
         *("--digest", inputs.server.digest),
         *(arg for shard in inputs.server.shard_digests for arg in ("--shard", shard)),
+        *(arg for part in inputs.server.part_digests for arg in ("--file", part)),
         *("--cache-dir", MODEL_DIR),
     ]
     if store.endpoint_url:

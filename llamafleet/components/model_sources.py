@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -20,11 +20,14 @@ from llamafleet.modelsync.ollama import (
     model_source,
     normalise_request,
 )
+from llamafleet.modelsync.parts import ModelParts, with_parts
 from llamafleet.modelsync.sources import ModelSource
 from llamafleet.modelsync.splits import with_split_shards
 from llamafleet.modelsync.store import StoreLocation
 
 OLLAMA_SCHEME: Final = "ollama://"
+# A stack file has no source directory: what to do about a relative path in it.
+SETTINGS_RELATIVE_FIX: Final = "give an absolute path or one under ~/"
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 
 
@@ -37,6 +40,29 @@ class RequestError(ValueError):
 
 
 @dataclass(frozen=True)
+class PartSources:
+    """A model's files beside its weights, as paths on this machine (absolute, under ~/, or
+    relative to the source directory): LoRA adapters in order, and a projector."""
+
+    adapters: tuple[str, ...] = ()
+    projector: str | None = None
+
+    def to_props(self) -> dict[str, Any]:
+        """`{"adapters": [...], "projector": ...}`, each key only where set."""
+        props: dict[str, Any] = {}
+        if self.adapters:
+            props["adapters"] = list(self.adapters)
+        if self.projector is not None:
+            props["projector"] = self.projector
+        return props
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every part, adapters first."""
+        return (*self.adapters, *((self.projector,) if self.projector is not None else ()))
+
+
+@dataclass(frozen=True)
 class SourceSpec:
     """Which models to sync and where this machine keeps them."""
 
@@ -44,6 +70,8 @@ class SourceSpec:
     models: Mapping[str, str]
     source_dir: str | None = None
     ollama_models: str | None = None  # default: $OLLAMA_MODELS or ~/.ollama/models, at run time
+    # Manifest name -> its adapters and projector, for models that have them.
+    parts: Mapping[str, PartSources] = field(default_factory=dict[str, PartSources])
 
 
 def request_props(
@@ -54,8 +82,8 @@ def request_props(
     checksum_headers: bool = True,
 ) -> dict[str, Any]:
     """The provider's input properties (`store_url` may be a pulumi Output). `checksumHeaders`
-    is present only when off, so stacks that keep the default record the same inputs as
-    before the setting existed."""
+    is present only when off, and `parts` only where a model has adapters or a projector, so
+    stacks that use neither record the same inputs as before these existed."""
     props: dict[str, Any] = {
         "storeUrl": store_url,
         "models": dict(spec.models),
@@ -66,6 +94,8 @@ def request_props(
     }
     if not checksum_headers:
         props["checksumHeaders"] = False
+    if spec.parts:
+        props["parts"] = {name: parts.to_props() for name, parts in spec.parts.items()}
     return props
 
 
@@ -98,13 +128,19 @@ class SyncRequest:
             props.get("ollamaModels"),
             props.get("endpointUrl"),
             props.get("region"),
+            parts=props.get("parts"),
         ) + store_url_failures(props.get("storeUrl"))
         if failures:
             raise RequestError(failures)
+        parts = cast(Mapping[str, Mapping[str, Any]], props.get("parts") or {})
         spec = SourceSpec(
             models=dict(cast(Mapping[str, str], props["models"])),
             source_dir=props.get("sourceDir"),
             ollama_models=props.get("ollamaModels"),
+            parts={
+                name: PartSources(tuple(part.get("adapters") or ()), part.get("projector"))
+                for name, part in parts.items()
+            },
         )
         return cls(
             str(props["storeUrl"]),
@@ -133,9 +169,11 @@ def plain_failures(
     ollama_models: object,
     endpoint_url: object,
     region: object,
+    *,
+    parts: object = None,
 ) -> list[tuple[str, str]]:
     """Every problem with the plain (never unknown) inputs, as (property, reason)."""
-    failures = _models_failures(models, source_dir)
+    failures = _models_failures(models, source_dir) + _parts_failures(parts, models, source_dir)
     for prop, value in (("sourceDir", source_dir), ("ollamaModels", ollama_models)):
         if value is not None and not (isinstance(value, str) and Path(value).is_absolute()):
             failures.append((prop, "must be an absolute path"))
@@ -167,9 +205,17 @@ def source_problem(source: object, relative_fix: str | None) -> str | None:
     return None
 
 
+def part_source_problem(source: object, relative_fix: str | None) -> str | None:
+    """`source_problem` for a model's adapter or projector: a file, never ollama://."""
+    problem = source_problem(source, relative_fix)
+    if problem is None and str(source).startswith(OLLAMA_SCHEME):
+        return "adapters and projectors sync from files, not ollama://"
+    return problem
+
+
 def settings_source_problem(source: str) -> str | None:
     """`source_problem` for a stack file's `models.<name>.source` (no source directory)."""
-    return source_problem(source, relative_fix="give an absolute path or one under ~/")
+    return source_problem(source, SETTINGS_RELATIVE_FIX)
 
 
 def source_path(source: str, source_dir: str | None = None) -> Path:
@@ -192,6 +238,33 @@ def _models_failures(models: object, source_dir: object) -> list[tuple[str, str]
     return failures
 
 
+def _parts_failures(parts: object, models: object, source_dir: object) -> list[tuple[str, str]]:
+    """Problems with `parts`: {model: {"adapters": [path...], "projector": path}}, each model
+    one of `models`, each path a file path (never ollama://)."""
+    if parts is None:
+        return []
+    if not isinstance(parts, Mapping):
+        return [("parts", "must map model names to their adapters and projector")]
+    known = cast(Mapping[object, object], models) if isinstance(models, Mapping) else {}
+    relative_fix = None if source_dir is not None else "set sourceDir"
+    failures: list[tuple[str, str]] = []
+    for name, part in cast(Mapping[object, object], parts).items():
+        fields = cast(Mapping[object, object], part) if isinstance(part, Mapping) else None
+        adapters = fields.get("adapters", []) if fields is not None else None
+        if name not in known or fields is None or not isinstance(adapters, list):
+            failures.append(("parts", f"{name!r}: not a model with adapters and a projector"))
+            continue
+        paths = [
+            *cast(list[object], adapters),
+            *([fields["projector"]] if "projector" in fields else []),
+        ]
+        for path in paths:
+            problem = part_source_problem(path, relative_fix)
+            if problem is not None:
+                failures.append((f"parts.{name}", problem))
+    return failures
+
+
 @dataclass(frozen=True)
 class ResolvedSources:
     """The requested models, split by whether this machine holds them (`resolve_sources`)."""
@@ -202,9 +275,11 @@ class ResolvedSources:
 
 def resolve_sources(spec: SourceSpec) -> ResolvedSources:
     """The requested models this machine holds, and why it lacks the others; a split model's
-    first shard is followed by its other shards (`splits.with_split_shards`). Reads no model
-    bytes: a stat per file, the headers of split shards and, for Ollama, the small manifest
-    files. Shard 1 of an incomplete or mixed split model raises GgufError.
+    first shard is followed by its other shards (`splits.with_split_shards`), then its adapters
+    and projector (`parts.with_parts`; a model one of whose parts is missing here is absent).
+    Reads no model bytes: a stat per file, the headers of split shards and parts and, for
+    Ollama, the small manifest files. Shard 1 of an incomplete or mixed split model, or a part
+    llama-server would refuse, raises GgufError.
     """
     present: list[ModelSource] = []
     absent: dict[str, str] = {}
@@ -213,11 +288,30 @@ def resolve_sources(spec: SourceSpec) -> ResolvedSources:
             found = _ollama_source(spec, name, source.removeprefix(OLLAMA_SCHEME))
         else:
             found = _file_source(spec, name, source)
+        missing = [
+            path
+            for path in spec.parts.get(name, PartSources()).paths
+            if not source_path(path, spec.source_dir).exists()
+        ]
         if isinstance(found, str):
             absent[name] = found
+        elif missing:
+            absent[name] = (
+                f"{source_path(missing[0], spec.source_dir)}: no such file on this machine"
+            )
         else:
             present.append(found)
-    return ResolvedSources(with_split_shards(present, name_by_prefix=False), absent)
+    parts = {
+        name: ModelParts(
+            tuple(source_path(path, spec.source_dir) for path in part.adapters),
+            None if part.projector is None else source_path(part.projector, spec.source_dir),
+        )
+        for name, part in spec.parts.items()
+        if name not in absent
+    }
+    return ResolvedSources(
+        with_parts(with_split_shards(present, name_by_prefix=False), parts), absent
+    )
 
 
 def _file_source(spec: SourceSpec, name: str, source: str) -> ModelSource | str:

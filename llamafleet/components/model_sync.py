@@ -10,13 +10,14 @@ running `pulumi up`, and never reach the state.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pulumi.dynamic
 
 from llamafleet.components.model_sources import (
+    PartSources,
     RequestError,
     SourceSpec,
     plain_failures,
@@ -24,7 +25,7 @@ from llamafleet.components.model_sources import (
     resolve_sources,
 )
 from llamafleet.components.model_sync_provider import ModelSyncProvider
-from llamafleet.modelsync.splits import member_name
+from llamafleet.modelsync.manifest import ModelEntry
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,19 @@ class ModelSyncArgs:
     endpoint_url: str | None = None  # S3-compatible endpoint (on-prem); default: AWS S3
     region: str | None = None  # the store's region; default: boto3's (AWS_REGION, profile)
     checksum_headers: bool = True  # False: no x-amz-checksum-* headers (RemoteStore)
+    # Manifest name -> the model's LoRA adapters and projector (file paths), synced into its
+    # entry; only for models that have them.
+    parts: Mapping[str, PartSources] = field(default_factory=dict[str, PartSources])
 
     def __post_init__(self) -> None:
+        parts = {name: part.to_props() for name, part in self.parts.items()}
         failures = plain_failures(
-            self.models, self.source_dir, self.ollama_models, self.endpoint_url, self.region
+            self.models,
+            self.source_dir,
+            self.ollama_models,
+            self.endpoint_url,
+            self.region,
+            parts=parts or None,
         )
         if failures:
             raise RequestError(failures)
@@ -85,7 +95,7 @@ class ModelSync(pulumi.ComponentResource):
         self, name: str, args: ModelSyncArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("llamafleet:models:ModelSync", name, None, opts)
-        spec = SourceSpec(args.models, args.source_dir, args.ollama_models)
+        spec = SourceSpec(args.models, args.source_dir, args.ollama_models, args.parts)
         self._warn_absent(spec)
         resource = ModelManifest(
             f"{name}-manifest",
@@ -115,9 +125,10 @@ class ModelSync(pulumi.ComponentResource):
 
 
 def file_digests(name: str, entry: dict[str, Any]) -> dict[str, str]:
-    """`{name: digest}` of a manifest entry, plus `{name#K: digest}` for shard K of a split
-    model (`splits.member_name`), so single-file models read as before."""
-    digests = {name: str(entry["digest"])}
-    for number, shard in enumerate(entry.get("shards") or [], start=1):
-        digests[member_name(name, number)] = str(shard["digest"])
-    return digests
+    """`{name: digest}` of a manifest entry, plus one key per other file by its member name
+    (`name#2` for shard 2, `name#adapter1`, `name#projector`: ModelEntry.named_files), so
+    single-file models read as before."""
+    parsed = ModelEntry.from_json(name, entry)
+    return {name: parsed.digest} | {
+        member: file.digest for member, file in parsed.named_files(name)
+    }

@@ -44,8 +44,9 @@ from llamafleet.components.model_sources import (
     store_url_failures,
 )
 from llamafleet.modelsync.digest import format_digest, parse_digest
-from llamafleet.modelsync.errors import SourceError
+from llamafleet.modelsync.errors import ModelSyncError, SourceError
 from llamafleet.modelsync.hashcache import FileIdentity, HashCache
+from llamafleet.modelsync.manifest import ModelEntry
 from llamafleet.modelsync.plan import SyncPlan, plan_sync
 from llamafleet.modelsync.sources import ModelSource
 from llamafleet.modelsync.store import RemoteStore
@@ -60,6 +61,7 @@ INPUT_KEYS = (
     "endpointUrl",
     "region",
     "checksumHeaders",
+    "parts",
 )
 # Another store is another resource: replacing it syncs there and forgets (not deletes) the old.
 REPLACE_KEYS = ("storeUrl", "endpointUrl")
@@ -83,6 +85,21 @@ def names(props: Props) -> list[str]:
     return sorted(cast(dict[str, str], models)) if isinstance(models, dict) else []
 
 
+def part_counts(props: Props) -> dict[str, tuple[int, bool]]:
+    """Per model in `props["parts"]`: how many adapters, and whether it has a projector (where
+    the files are differs between machines; what the model is made of does not)."""
+    parts = props.get("parts")
+    if not isinstance(parts, dict):
+        return {}
+    counts: dict[str, tuple[int, bool]] = {}
+    for name, part in cast(dict[str, object], parts).items():
+        fields = cast(dict[str, object], part) if isinstance(part, dict) else {}
+        adapters = fields.get("adapters")
+        count = len(cast(list[object], adapters)) if isinstance(adapters, list) else 0
+        counts[name] = (count, fields.get("projector") is not None)
+    return counts
+
+
 def previous_manifest(state: Props) -> dict[str, dict[str, object]]:
     """The `manifest` output in `state` ({} when there is none)."""
     manifest = state.get("manifest")
@@ -99,7 +116,7 @@ class ModelSyncProvider(ResourceProvider):
         """Validate the inputs, one failure per problem; a `storeUrl` still unknown (a bucket
         not made yet) is not checked."""
         plain = ("models", "sourceDir", "ollamaModels", "endpointUrl", "region")
-        failures = plain_failures(*(news.get(key) for key in plain))
+        failures = plain_failures(*(news.get(key) for key in plain), parts=news.get("parts"))
         if news.get("checksumHeaders") not in (None, True, False):
             failures.append(("checksumHeaders", "must be true or false"))
         if news.get("storeUrl") != UNKNOWN:  # from a bucket not created yet
@@ -119,7 +136,7 @@ class ModelSyncProvider(ResourceProvider):
         # one checkout to the next; only the set of names, the region and the content count.
         if any(olds.get(key) != news.get(key) for key in ("region", "checksumHeaders")):
             return DiffResult(changes=True)
-        if names(olds) != names(news):
+        if names(olds) != names(news) or part_counts(olds) != part_counts(news):
             return DiffResult(changes=True)
         reasons = drift(SyncRequest.from_props(news), previous_manifest(olds))
         for reason in reasons:
@@ -153,18 +170,13 @@ class ModelSyncProvider(ResourceProvider):
 
 
 def _stored(entry: dict[str, object], sizes: dict[str, int]) -> bool:
-    """Whether the store holds every object of a manifest entry of the state (a split model's
-    shards too), each at its size (the engine hands numbers back as floats)."""
-    shards = entry.get("shards", [])
-    files = [entry, *(cast(list[object], shards) if isinstance(shards, list) else [None])]
-    for item in files:
-        fields = cast(dict[str, object], item) if isinstance(item, dict) else {}
-        digest, size = fields.get("digest"), fields.get("sizeBytes")
-        if not isinstance(digest, str) or not isinstance(size, int | float):
-            return False
-        if sizes.get(parse_digest(digest)) != int(size):
-            return False
-    return True
+    """Whether the store holds every object of a manifest entry of the state (its shards,
+    adapters and projector too), each at its size."""
+    try:
+        files = ModelEntry.from_json("state", entry).files
+    except ModelSyncError:
+        return False
+    return all(sizes.get(parse_digest(file.digest)) == file.size_bytes for file in files)
 
 
 def drift(request: SyncRequest, previous: dict[str, dict[str, object]]) -> list[str]:
@@ -203,15 +215,12 @@ def drift(request: SyncRequest, previous: dict[str, dict[str, object]]) -> list[
     return reasons
 
 
-def _named_digests(entry: dict[str, object]) -> set[object]:
-    """The digests a manifest entry of the state names: its own and its shards'."""
-    shards = entry.get("shards")
-    named = (
-        {shard.get("digest") for shard in shards if isinstance(shard, dict)}
-        if isinstance(shards, list)
-        else set()
-    )
-    return named | {entry.get("digest")}
+def _named_digests(entry: dict[str, object]) -> set[str]:
+    """The digests (`sha256:<hex>`) a manifest entry of the state names: every file's."""
+    try:
+        return {file.digest for file in ModelEntry.from_json("state", entry).files}
+    except ModelSyncError:
+        return set()
 
 
 def cached_digest(source: ModelSource, cache: HashCache) -> tuple[str, int] | None:

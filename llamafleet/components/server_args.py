@@ -110,6 +110,9 @@ class ServerOptions:
         digest: The GGUF's digest ALGORITHM:HEX (e.g. sha256:...); names the file (--model).
         shard_digests: A split model's shards 2..N (digest is shard 1's), in order; the
             fetcher fetches each and --model names shard 1 under its split name.
+        adapters: LoRA adapters, each (digest, scale), in order: --lora FILE at scale 1,
+            else --lora-scaled FILE:SCALE (common/arg.cpp of the pinned build).
+        projector_digest: A multimodal projector's digest (--mmproj FILE), or None.
         shape: Slots, context, threads and caches (--parallel, --ctx-size, --threads, ...).
         tier_kind: gpu adds --n-gpu-layers 999 (every layer offloaded).
         request_timeout_seconds: --timeout, seconds; also part of the pod's drain window.
@@ -126,9 +129,31 @@ class ServerOptions:
     tier_kind: TierKind
     request_timeout_seconds: int
     shard_digests: tuple[str, ...] = ()
+    adapters: tuple[tuple[str, float], ...] = ()
+    projector_digest: str | None = None
     load_mode: LoadMode = "mmap"
+
+    @property
+    def part_digests(self) -> tuple[str, ...]:
+        """The digests of the files served beside the model: adapters, then the projector."""
+        projector = (self.projector_digest,) if self.projector_digest is not None else ()
+        return (*(digest for digest, _ in self.adapters), *projector)
+
     chat_template: str | None = None
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
+
+
+def part_args(opts: ServerOptions) -> list[str]:
+    """--lora/--lora-scaled per adapter and --mmproj for a projector, each naming its fetched
+    file (model_path). --lora splits its value at commas and --lora-scaled at the colon before
+    the scale; content-addressed paths hold neither."""
+    args: list[str] = []
+    for digest, scale in opts.adapters:
+        path = model_path(digest)
+        args += ["--lora", path] if scale == 1 else ["--lora-scaled", f"{path}:{scale:g}"]
+    if opts.projector_digest is not None:
+        args += ["--mmproj", model_path(opts.projector_digest)]
+    return args
 
 
 def chat_template_args(name: str | None) -> list[str]:
@@ -162,6 +187,7 @@ def server_args(opts: ServerOptions) -> list[str]:
         # Explicit: the default binds to loopback, and the default port is moving to 9931.
         *("--host", "0.0.0.0", "--port", str(SERVER_PORT)),  # noqa: S104 (pod IP, policed)
         *("--model", model_path(opts.digest, 1 + len(opts.shard_digests))),
+        *part_args(opts),
         # Clients ask for the model by its settings name, not the file name.
         *("--alias", opts.alias),
         # llama-server ignores cgroup quotas; one thread per host core collapses throughput.

@@ -13,9 +13,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from llamafleet.modelsync.digest import format_digest, hash_file, parse_digest
 from llamafleet.modelsync.errors import ModelSyncError, SourceError
-from llamafleet.modelsync.fetch import fetch_model_files
+from llamafleet.modelsync.fetch import fetch_model, fetch_model_files
 from llamafleet.modelsync.hashcache import HashCache
 from llamafleet.modelsync.ollama import default_models_dir, discover_ollama
+from llamafleet.modelsync.parts import ModelParts, part_role, with_parts
 from llamafleet.modelsync.plan import plan_sync
 from llamafleet.modelsync.progress import progress_for
 from llamafleet.modelsync.servable import read_servable_header
@@ -47,6 +48,11 @@ def _human_size(size: int) -> str:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    role = part_role(path)
+    if role is not None:
+        document = {"role": role, **_file_facts(path, args.digest)}
+        _emit(args, document, [f"{key}: {value}" for key, value in document.items()])
+        return 0
     header = read_servable_header(path)
     if not header.has_chat_template:
         print(
@@ -133,6 +139,18 @@ def _sync_sources(
 
 def _cmd_sync(args: argparse.Namespace) -> int:
     sources = with_split_shards(discover_files(Path(args.source)), name_by_prefix=True)
+    if args.adapter or args.projector:
+        models = [source.name for source in sources if source.member_of is None]
+        if len(models) != 1:
+            raise SourceError(
+                f"{args.source}: --adapter and --projector belong to one model; give its file "
+                f"(or a split model's first shard), not a folder of {len(models)}"
+            )
+        parts = ModelParts(
+            tuple(Path(path) for path in args.adapter or ()),
+            Path(args.projector) if args.projector else None,
+        )
+        sources = with_parts(sources, {models[0]: parts})
     return _sync_sources(args, sources, verify=False)
 
 
@@ -189,7 +207,15 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     with progress_for(args.json) as progress:
         shards = None if args.shard is None else [parse_digest(d) for d in args.shard]
         result = fetch_model_files(store, hex_digest, Path(args.cache_dir), shards, progress)
-    _emit(args, result.to_json(), [f"{result.status}: {result.path}"])
+        files = [
+            fetch_model(store, parse_digest(digest), Path(args.cache_dir), progress)
+            for digest in args.file or ()
+        ]
+    document = result.to_json()
+    if files:
+        document["files"] = [file.to_json() for file in files]
+    lines = [f"{fetched.status}: {fetched.path}" for fetched in (result, *files)]
+    _emit(args, document, lines)
     return 0
 
 
@@ -286,6 +312,18 @@ def build_parser(prog: str = "modelsync") -> argparse.ArgumentParser:
     sync = commands.add_parser("sync", parents=[common], help="upload GGUF files to a store")
     sync.add_argument("source", help="a GGUF file or a folder of them")
     sync.add_argument("store", help="s3://BUCKET/PREFIX")
+    sync.add_argument(
+        "--adapter",
+        action="append",
+        metavar="PATH",
+        help="a LoRA adapter GGUF of the model (llama-server --lora), stored in its entry; "
+        "repeat for several, in order",
+    )
+    sync.add_argument(
+        "--projector",
+        metavar="PATH",
+        help="the model's multimodal projector GGUF (llama-server --mmproj), stored in its entry",
+    )
     _add_sync_options(sync)
     sync.set_defaults(handler=_cmd_sync)
 
@@ -309,6 +347,13 @@ def build_parser(prog: str = "modelsync") -> argparse.ArgumentParser:
         action="append",
         metavar="DIGEST",
         help="a split model's shards 2..N, in order (default: as the manifest names them)",
+    )
+    fetch.add_argument(
+        "--file",
+        action="append",
+        metavar="DIGEST",
+        help="another file of the model (a LoRA adapter, a projector) to fetch, verified, "
+        "beside it as sha256/<hex>.gguf; repeatable",
     )
     fetch.add_argument("--cache-dir", required=True, help="node-local model cache folder")
     _add_store_options(fetch)

@@ -314,7 +314,12 @@ def read_raw(path: str | os.PathLike[str]) -> RawGguf:
 def read_header(path: str | os.PathLike[str]) -> GgufHeader:
     """Read and check the header of the GGUF file at `path`: GgufError (one line) as read_raw
     raises it, or where the header names no architecture."""
-    raw = read_raw(path)
+    return header_of(read_raw(path))
+
+
+def header_of(raw: RawGguf) -> GgufHeader:
+    """The model facts of a GGUF header read by read_raw: GgufError (one line) where it names
+    no architecture."""
     header = _header_from_metadata(
         raw.path, raw.version, raw.tensor_count, raw.metadata, raw.data_end
     )

@@ -11,13 +11,15 @@ from typing import Final, cast
 
 from llamafleet.modelsync.digest import parse_digest
 from llamafleet.modelsync.errors import StoreError
+from llamafleet.modelsync.sources import adapter_member, member_name, projector_member
 
 MANIFEST_VERSION: Final = 1
 
 
 @dataclass(frozen=True)
-class ShardEntry:
-    """Shard 2..N of a split model: its object, and its size in bytes."""
+class FileEntry:
+    """Another file of a model (a shard 2..N, a LoRA adapter, a vision projector): its object,
+    and its size in bytes."""
 
     digest: str  # "sha256:<hex>"
     size_bytes: int
@@ -28,19 +30,28 @@ class ShardEntry:
         return {"digest": self.digest, "sizeBytes": self.size_bytes, "key": self.key}
 
     @classmethod
-    def from_json(cls, name: str, data: object) -> ShardEntry:
-        """A shard of model `name` from its manifest value.
+    def from_json(cls, name: str, data: object) -> FileEntry:
+        """A file of model `name` from its manifest value.
 
         Raises:
             StoreError: not an object with a string `digest`, an integer `sizeBytes` and a
                 string `key`.
         """
         fields = cast(dict[str, object], data) if isinstance(data, dict) else {}
-        digest, size, key = fields.get("digest"), fields.get("sizeBytes"), fields.get("key")
-        if not isinstance(digest, str) or not isinstance(size, int) or not isinstance(key, str):
-            raise StoreError(f"manifest entry {name!r}: a shard lacks digest, sizeBytes or key")
+        digest, size, key = fields.get("digest"), _size(fields), fields.get("key")
+        if not isinstance(digest, str) or size is None or not isinstance(key, str):
+            raise StoreError(f"manifest entry {name!r}: a file lacks digest, sizeBytes or key")
         parse_digest(digest)
         return cls(digest, size, key)
+
+
+def _size(fields: dict[str, object]) -> int | None:
+    """`sizeBytes` as an integer; a whole float counts (the Pulumi engine hands numbers of the
+    state back as floats)."""
+    size = fields.get("sizeBytes")
+    if isinstance(size, bool) or not isinstance(size, int | float) or size != int(size):
+        return None
+    return int(size)
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,8 @@ class ModelEntry:
 
     `key` is the object's S3 key (`PREFIX/sha256/<hex>.gguf`); `gguf` is `GgufHeader.to_json()`;
     `source` is the ModelSource's origin. A split model's entry is its first shard's, with
-    `shards` 2..N in order (llama-gguf-split's sets; empty for a single file).
+    `shards` 2..N in order (llama-gguf-split's sets; empty for a single file); `adapters` are
+    LoRA adapters (--lora), in order, and `projector` a vision projector (--mmproj).
     """
 
     digest: str  # "sha256:<hex>"
@@ -57,7 +69,9 @@ class ModelEntry:
     key: str
     gguf: dict[str, object]
     source: dict[str, object]
-    shards: tuple[ShardEntry, ...] = ()
+    shards: tuple[FileEntry, ...] = ()
+    adapters: tuple[FileEntry, ...] = ()
+    projector: FileEntry | None = None
 
     @property
     def hex_digest(self) -> str:
@@ -65,13 +79,29 @@ class ModelEntry:
         return parse_digest(self.digest)
 
     @property
+    def files(self) -> tuple[FileEntry, ...]:
+        """Every file of the model: its own (shard 1's), its other shards, its adapters, then
+        its projector."""
+        first = FileEntry(self.digest, self.size_bytes, self.key)
+        return (first, *self.shards, *self.adapters, *([self.projector] if self.projector else []))
+
+    @property
     def digests(self) -> tuple[str, ...]:
-        """The hex digest of every file of the model: the first shard's, then the others'."""
-        return (self.hex_digest, *(parse_digest(shard.digest) for shard in self.shards))
+        """The hex digest of every file of the model, in `files` order."""
+        return tuple(parse_digest(file.digest) for file in self.files)
+
+    def named_files(self, name: str) -> list[tuple[str, FileEntry]]:
+        """Every file of model `name` but the first, by its member name (`name#2` for shard 2,
+        `name#adapter1`, `name#projector`: sources.member_name and the like)."""
+        return [
+            *((member_name(name, n), shard) for n, shard in enumerate(self.shards, start=1)),
+            *((adapter_member(name, i), adapter) for i, adapter in enumerate(self.adapters)),
+            *([(projector_member(name), self.projector)] if self.projector else []),
+        ]
 
     def to_json(self) -> dict[str, object]:
-        """The entry as manifest.json holds it (camelCase `sizeBytes`; `shards` only for a
-        split model, so single-file entries read as before)."""
+        """The entry as manifest.json holds it (camelCase `sizeBytes`; `shards`, `adapters` and
+        `projector` only where the model has them, so single-file entries read as before)."""
         document: dict[str, object] = {
             "digest": self.digest,
             "sizeBytes": self.size_bytes,
@@ -81,6 +111,10 @@ class ModelEntry:
         }
         if self.shards:
             document["shards"] = [shard.to_json() for shard in self.shards]
+        if self.adapters:
+            document["adapters"] = [adapter.to_json() for adapter in self.adapters]
+        if self.projector is not None:
+            document["projector"] = self.projector.to_json()
         return document
 
     @classmethod
@@ -90,26 +124,28 @@ class ModelEntry:
 
         Raises:
             StoreError: `data` is not an object, or lacks a string `digest`, an integer
-                `sizeBytes` or a string `key`, or has `shards` that are not a list of such.
+                `sizeBytes` or a string `key`, or has `shards` or `adapters` that are not lists of
+                such, or a `projector` that is not one.
         """
         if not isinstance(data, dict):
             raise StoreError(f"manifest entry {name!r} is not an object")
         entry = cast(dict[str, object], data)
-        digest, size, key = entry.get("digest"), entry.get("sizeBytes"), entry.get("key")
-        if not isinstance(digest, str) or not isinstance(size, int) or not isinstance(key, str):
+        digest, size, key = entry.get("digest"), _size(entry), entry.get("key")
+        if not isinstance(digest, str) or size is None or not isinstance(key, str):
             raise StoreError(f"manifest entry {name!r} lacks digest, sizeBytes or key")
         parse_digest(digest)
         gguf, source = entry.get("gguf", {}), entry.get("source", {})
-        shards = entry.get("shards", [])
-        if not isinstance(shards, list):
-            raise StoreError(f"manifest entry {name!r}: shards is not a list")
+        shards, adapters = (_file_list(name, entry, key) for key in ("shards", "adapters"))
+        projector = entry.get("projector")
         return cls(
             digest=digest,
             size_bytes=size,
             key=key,
             gguf=cast(dict[str, object], gguf) if isinstance(gguf, dict) else {},
             source=cast(dict[str, object], source) if isinstance(source, dict) else {},
-            shards=tuple(ShardEntry.from_json(name, shard) for shard in cast(list[object], shards)),
+            shards=shards,
+            adapters=adapters,
+            projector=None if projector is None else FileEntry.from_json(name, projector),
         )
 
     def encode(self) -> bytes:
@@ -131,6 +167,13 @@ class ModelEntry:
         if not isinstance(data, dict) or cast(dict[str, object], data).get("version") != 1:
             raise StoreError(f"{where}: not a version {MANIFEST_VERSION} manifest entry")
         return cls.from_json(name, cast(dict[str, object], data).get("entry"))
+
+
+def _file_list(name: str, entry: dict[str, object], key: str) -> tuple[FileEntry, ...]:
+    files = entry.get(key, [])
+    if not isinstance(files, list):
+        raise StoreError(f"manifest entry {name!r}: {key} is not a list")
+    return tuple(FileEntry.from_json(name, item) for item in cast(list[object], files))
 
 
 @dataclass

@@ -9,19 +9,20 @@ A source missing locally is reported `absent` and keeps its remote entry: never 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import cast
 
 from llamafleet.modelsync.digest import format_digest, hash_file
 from llamafleet.modelsync.errors import DigestMismatchError, SourceError
 from llamafleet.modelsync.hashcache import CachedDigest, FileIdentity, HashCache
-from llamafleet.modelsync.manifest import Manifest, ModelEntry, ShardEntry
+from llamafleet.modelsync.manifest import FileEntry, Manifest, ModelEntry
 from llamafleet.modelsync.progress import NoProgress, ProgressSink
 from llamafleet.modelsync.servable import read_servable_header
-from llamafleet.modelsync.sources import ModelSource
+from llamafleet.modelsync.sources import MemberRole, ModelSource
 from llamafleet.modelsync.store import RemoteStore, StoreLocation
 
 HASH_WORKERS = 2
@@ -53,54 +54,65 @@ class LocalState:
 class PlannedModel:
     """One source and what the sync will do for it; `local` is None when the file is absent.
 
-    A split model's is its first shard's, with its other shards in `shards` (each planned as a
-    file of its own: uploaded when the store lacks it) and an action for the whole set.
+    A model of several files is its first file's, with its other files in `members` (a split
+    model's shards 2..N, LoRA adapters, a vision projector, each planned as a file of its own:
+    uploaded when the store lacks it) and an action for the whole model.
     """
 
     source: ModelSource
     action: Action
     local: LocalState | None  # None when absent
-    shards: tuple[PlannedModel, ...] = ()
+    members: tuple[PlannedModel, ...] = ()
 
     @property
     def name(self) -> str:
         """The model's manifest name (its source's name)."""
         return self.source.name
 
-    def entry(self, location: StoreLocation) -> ModelEntry:
-        """The manifest entry for the local file, keyed under the store at `location`.
+    def role_members(self, role: MemberRole) -> tuple[PlannedModel, ...]:
+        """The members that are `role` to this model, in order."""
+        return tuple(member for member in self.members if member.source.role == role)
 
-        Raises:
-            SourceError: the model is absent locally.
-        """
-        if self.local is None:
-            raise SourceError(f"{self.name}: absent locally, no entry to write")
-        digest = self.local.cached.digest
+    def entry(self, location: StoreLocation) -> ModelEntry:
+        """The manifest entry for the local file, keyed under the store at `location`; a model
+        or member absent locally raises SourceError (`file_entry`)."""
+        first = self.file_entry(location)
+        projectors = self.role_members("projector")
         return ModelEntry(
-            digest=format_digest(digest),
-            size_bytes=self.local.identity.size,
-            key=location.object_key(digest),
-            gguf=self.local.cached.gguf,
+            digest=first.digest,
+            size_bytes=first.size_bytes,
+            key=first.key,
+            gguf=self.local.cached.gguf if self.local is not None else {},
             source=self.source.origin,
-            shards=tuple(shard.shard_entry(location) for shard in self.shards),
+            shards=tuple(shard.file_entry(location) for shard in self.role_members("shard")),
+            adapters=tuple(
+                adapter.file_entry(location) for adapter in self.role_members("adapter")
+            ),
+            projector=projectors[0].file_entry(location) if projectors else None,
         )
 
-    def shard_entry(self, location: StoreLocation) -> ShardEntry:
-        """This shard's place in its model's entry.
+    def file_entry(self, location: StoreLocation) -> FileEntry:
+        """This file's object and size, keyed under the store at `location`.
 
         Raises:
-            SourceError: the shard is absent locally.
+            SourceError: the file is absent locally.
         """
         if self.local is None:
-            raise SourceError(f"{self.source.path}: shard of {self.source.member_of} vanished")
+            owner = self.source.member_of
+            raise SourceError(
+                f"{self.source.path}: {self.source.role} of {owner} vanished"
+                if owner is not None
+                else f"{self.name}: absent locally, no entry to write"
+            )
         digest = self.local.cached.digest
-        return ShardEntry(
+        return FileEntry(
             format_digest(digest), self.local.identity.size, location.object_key(digest)
         )
 
     def to_json(self) -> dict[str, object]:
         """`action` and `path`, plus `digest`, `sizeBytes` and `rehashed` when the file exists,
-        and a split model's `shards` (each `path`, `digest`, `sizeBytes`, `rehashed`)."""
+        and the model's other files as `shards`, `adapters` (lists) and `projector`, each
+        `path`, `digest`, `sizeBytes`, `rehashed`."""
         data: dict[str, object] = {"action": self.action.value, "path": str(self.source.path)}
         if self.local is not None:
             data |= {
@@ -108,12 +120,24 @@ class PlannedModel:
                 "sizeBytes": self.local.identity.size,
                 "rehashed": self.local.rehashed,
             }
-        if self.shards:
-            data["shards"] = [
-                {key: value for key, value in shard.to_json().items() if key != "action"}
-                for shard in self.shards
-            ]
-        return data
+        return data | members_json((m.source.role, m.file_json()) for m in self.members)
+
+    def file_json(self) -> dict[str, object]:
+        """`to_json` without the action: one member file."""
+        return {key: value for key, value in self.to_json().items() if key != "action"}
+
+
+def members_json(files: Iterable[tuple[MemberRole, dict[str, object]]]) -> dict[str, object]:
+    """A model's other files, each (its role, its JSON), as JSON keys: `shards` and `adapters`
+    (lists, in order) and `projector` (one), each only where the model has it."""
+    document: dict[str, object] = {}
+    for role, data in files:
+        if role == "projector":
+            document["projector"] = data
+        else:
+            listed = document.setdefault(f"{role}s", [])
+            cast(list[object], listed).append(data)
+    return document
 
 
 @dataclass(frozen=True)
@@ -272,13 +296,14 @@ def decide(
     return Action.RECORD
 
 
-def fold_split_models(
+def fold_members(
     units: list[PlannedModel], manifest: Manifest, location: StoreLocation
 ) -> tuple[PlannedModel, ...]:
-    """The planned models: each split model's other shards (sources with `member_of`) folded into
-    its first shard's PlannedModel, whose action becomes the set's: an upload when the store
-    lacks any shard, unchanged when the manifest names the same files, else a record. A shard
-    that vanished since its set was found raises SourceError.
+    """The planned models: each model's other files (sources with `member_of`: shards 2..N,
+    adapters, a projector) folded into its first file's PlannedModel, whose action becomes the
+    whole model's: an upload when the store lacks any file, unchanged when the manifest names
+    the same files, else a record. A member that vanished since it was found raises
+    SourceError.
     """
     members: dict[str, list[PlannedModel]] = {}
     for unit in units:
@@ -286,27 +311,23 @@ def fold_split_models(
             members.setdefault(unit.source.member_of, []).append(unit)
     folded: list[PlannedModel] = []
     for unit in units:
-        shards = tuple(members.get(unit.name, ()))
+        found = tuple(members.get(unit.name, ()))
         if unit.source.member_of is not None:
             continue
-        if shards and unit.local is not None:
-            whole = replace(unit, shards=shards)
-            folded.append(replace(whole, action=_set_action(whole, manifest, location)))
+        if found and unit.local is not None:
+            whole = replace(unit, members=found)
+            folded.append(replace(whole, action=_whole_action(whole, manifest, location)))
         else:
             folded.append(unit)
     return tuple(folded)
 
 
-def _set_action(model: PlannedModel, manifest: Manifest, location: StoreLocation) -> Action:
-    if any(unit.action is Action.UPLOAD for unit in (model, *model.shards)):
+def _whole_action(model: PlannedModel, manifest: Manifest, location: StoreLocation) -> Action:
+    if any(unit.action is Action.UPLOAD for unit in (model, *model.members)):
         return Action.UPLOAD
     planned, stored = model.entry(location), manifest.models.get(model.name)
-    sizes = (planned.size_bytes, *(shard.size_bytes for shard in planned.shards))
-    if (
-        stored is not None
-        and stored.digests == planned.digests
-        and (stored.size_bytes, *(shard.size_bytes for shard in stored.shards)) == sizes
-    ):
+    sizes = [(file.digest, file.size_bytes) for file in planned.files]
+    if stored is not None and [(file.digest, file.size_bytes) for file in stored.files] == sizes:
         return Action.UNCHANGED
     return Action.RECORD
 
@@ -328,4 +349,4 @@ def plan_sync(
         )
         for source in sources
     ]
-    return SyncPlan(store.location, fold_split_models(planned, manifest, store.location), manifest)
+    return SyncPlan(store.location, fold_members(planned, manifest, store.location), manifest)

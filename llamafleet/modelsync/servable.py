@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 from llamafleet.modelsync.errors import GgufError
-from llamafleet.modelsync.gguf import GgufHeader, SplitInfo, read_header
+from llamafleet.modelsync.gguf import GgufHeader, SplitInfo, header_of, read_raw
+from llamafleet.modelsync.parts import role_of
 from llamafleet.modelsync.splits import shard_set, split_name
 
 
@@ -53,11 +54,21 @@ def read_servable_header(path: str | os.PathLike[str]) -> GgufHeader:
     """`read_header`, then refuse what the pinned llama-server would not load as --model.
 
     Raises:
-        GgufError: as read_header, or the file is a split shard llama-server would not load
+        GgufError: as read_header, or the file is a LoRA adapter or a projector (part of a
+            model, not one), or a split shard llama-server would not load
             (not the first, or its set incomplete or mixed), or it holds a vision tower
             (`servable_problem`).
     """
-    header = read_header(path)
+    raw = read_raw(path)
+    role = role_of(raw.metadata)
+    if role is not None:
+        what = "a LoRA adapter" if role == "adapter" else "a multimodal projector (mmproj)"
+        key = "adapter" if role == "adapter" else "projector"
+        raise GgufError(
+            f"{path}: {what}, not a model: sync it with its model (--{key}; settings: "
+            f"models.<name>.{'adapters' if role == 'adapter' else 'projector'})"
+        )
+    header = header_of(raw)
     problem = servable_problem(header, Path(path))
     if problem is not None:
         raise GgufError(problem)

@@ -15,7 +15,7 @@ from typing import Final
 
 from llamafleet.modelsync.errors import GgufError
 from llamafleet.modelsync.gguf import SplitInfo, read_raw, split_info
-from llamafleet.modelsync.sources import ModelSource
+from llamafleet.modelsync.sources import ModelSource, member_name
 
 _SPLIT_NAME_RE: Final = re.compile(r"^(?P<prefix>.+)-(?P<number>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
@@ -109,12 +109,6 @@ def _first_shard_set(path: Path) -> ShardSet | None:
     if split_info(path, read_raw(path).metadata) is None:
         return None
     return shard_set(path)
-
-
-def member_name(model: str, number: int) -> str:
-    """The source name of shard `number` (0-based, > 0) of split model `model`: `model#2`.
-    Never a manifest name (`#` is not allowed in one)."""
-    return f"{model}#{number + 1}"
 
 
 def with_split_shards(sources: list[ModelSource], name_by_prefix: bool) -> list[ModelSource]:

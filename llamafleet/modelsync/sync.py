@@ -18,12 +18,13 @@ from llamafleet.modelsync.plan import (
     PlannedModel,
     SyncPlan,
     decide,
-    fold_split_models,
+    fold_members,
     hash_pending,
     identify_locals,
+    members_json,
 )
 from llamafleet.modelsync.progress import NoProgress, ProgressSink
-from llamafleet.modelsync.sources import ModelSource
+from llamafleet.modelsync.sources import MemberRole, ModelSource
 from llamafleet.modelsync.store import ManifestChangedError, RemoteStore
 from llamafleet.modelsync.upload import (
     DEFAULT_MEMORY_BUDGET,
@@ -69,12 +70,14 @@ class ModelResult:
     rehashed: bool
     bytes_uploaded: int
     resumed_parts: int
-    # A split model's shards 2..N: (digest, size in bytes), in order; `digest` is shard 1's.
-    shards: tuple[tuple[str, int], ...] = ()
+    # The model's other files: (role, digest, size in bytes), in order (a split model's shards
+    # 2..N, adapters, a projector); `digest` is the first file's.
+    members: tuple[tuple[MemberRole, str, int], ...] = ()
 
     def to_json(self) -> dict[str, object]:
         """The result in camelCase JSON, without the name (which keys it in SyncResult's);
-        `shards` (each `digest`, `sizeBytes`) only for a split model."""
+        `shards`, `adapters` (each `digest`, `sizeBytes`) and `projector` where the model has
+        them."""
         document: dict[str, object] = {
             "action": self.action,
             "digest": self.digest,
@@ -83,9 +86,9 @@ class ModelResult:
             "bytesUploaded": self.bytes_uploaded,
             "resumedParts": self.resumed_parts,
         }
-        if self.shards:
-            document["shards"] = [{"digest": d, "sizeBytes": size} for d, size in self.shards]
-        return document
+        return document | members_json(
+            (role, {"digest": digest, "sizeBytes": size}) for role, digest, size in self.members
+        )
 
 
 @dataclass(frozen=True)
@@ -122,9 +125,9 @@ class SyncResult:
 
 
 def _result(model: PlannedModel, outcomes: dict[str, UploadOutcome]) -> ModelResult:
-    """A split model's result counts the bytes sent for every shard."""
+    """A model of several files counts the bytes sent for every file."""
     local = model.local
-    files = (model, *model.shards)
+    files = (model, *model.members)
     sent = [outcome for unit in files if (outcome := outcomes.get(unit.name)) is not None]
     return ModelResult(
         name=model.name,
@@ -134,10 +137,14 @@ def _result(model: PlannedModel, outcomes: dict[str, UploadOutcome]) -> ModelRes
         rehashed=any(unit.local is not None and unit.local.rehashed for unit in files),
         bytes_uploaded=sum(outcome.bytes_sent for outcome in sent),
         resumed_parts=sum(outcome.resumed_parts for outcome in sent),
-        shards=tuple(
-            (format_digest(shard.local.cached.digest), shard.local.identity.size)
-            for shard in model.shards
-            if shard.local is not None
+        members=tuple(
+            (
+                member.source.role,
+                format_digest(member.local.cached.digest),
+                member.local.identity.size,
+            )
+            for member in model.members
+            if member.local is not None
         ),
     )
 
@@ -236,7 +243,7 @@ def run_sync(
     settings = tuning or SyncTuning()
     with _upload_queue(store, progress or NoProgress(), settings) as queue:
         for model in plan.models:
-            for unit in (model, *model.shards):
+            for unit in (model, *model.members):
                 queue.offer(unit)
         outcomes = queue.outcomes()
     return _finish(plan, store, outcomes)
@@ -287,7 +294,7 @@ def sync_sources(
         )
         outcomes = queue.outcomes()
     units = [planned[source.name] for source in sources]
-    plan = SyncPlan(store.location, fold_split_models(units, manifest, store.location), manifest)
+    plan = SyncPlan(store.location, fold_members(units, manifest, store.location), manifest)
     return _finish(plan, store, outcomes)
 
 

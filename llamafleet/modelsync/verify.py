@@ -11,7 +11,6 @@ from llamafleet.modelsync.download import stream_object
 from llamafleet.modelsync.errors import SourceError, StoreError
 from llamafleet.modelsync.manifest import ModelEntry
 from llamafleet.modelsync.progress import NoProgress, ProgressSink
-from llamafleet.modelsync.splits import member_name
 from llamafleet.modelsync.store import RemoteStore
 
 
@@ -64,8 +63,9 @@ def verify_remote_entry(
 def verify_remote(
     store: RemoteStore, names: list[str] | None = None, progress: ProgressSink | None = None
 ) -> list[VerifyResult]:
-    """Re-hash the stored object of each named model (all when none named), and each shard of a
-    split model (reported as `model#2` and on).
+    """Re-hash the stored object of each named model (all when none named), and each of its
+    other files (reported by member name: `model#2` for shard 2, `model#adapter1`,
+    `model#projector`).
 
     Raises:
         StoreError: a named model is not in the manifest.
@@ -79,11 +79,9 @@ def verify_remote(
     for name in wanted:
         entry = manifest.models[name]
         results.append(verify_remote_entry(store, name, entry, progress))
-        for number, shard in enumerate(entry.shards, start=1):
-            as_entry = ModelEntry(shard.digest, shard.size_bytes, shard.key, {}, {})
-            results.append(
-                verify_remote_entry(store, member_name(name, number), as_entry, progress)
-            )
+        for member, file in entry.named_files(name):
+            as_entry = ModelEntry(file.digest, file.size_bytes, file.key, {}, {})
+            results.append(verify_remote_entry(store, member, as_entry, progress))
     return results
 
 

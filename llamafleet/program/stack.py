@@ -12,11 +12,12 @@ from llamafleet.components.autoscaling import ScalingRange
 from llamafleet.components.inference_pod import PodInputs
 from llamafleet.components.inference_service import InferenceService, InferenceServiceArgs
 from llamafleet.components.labels import IRSA_ROLE_ANNOTATION
+from llamafleet.components.model_sources import PartSources
 from llamafleet.components.model_store import ModelStore
 from llamafleet.components.model_sync import ModelSync, ModelSyncArgs
 from llamafleet.components.server_args import ServerOptions
 from llamafleet.components.tenant import StoreCredentials, Tenant, TenantArgs
-from llamafleet.modelsync.splits import member_name
+from llamafleet.modelsync.sources import adapter_member, member_name, projector_member
 from llamafleet.program.clusters import ProvisionedCluster, provision
 from llamafleet.program.images import ImageRefs, image_refs
 from llamafleet.settings.load import SettingsError, pulumi_settings, settings_source
@@ -147,6 +148,14 @@ def _model_sync(
             endpoint_url=store.endpoint_url,
             region=None if store.endpoint_url else store.region,
             checksum_headers=store.checksum_headers,
+            parts={
+                name: PartSources(
+                    tuple(adapter.source for adapter in model.adapters if adapter.source),
+                    model.projector.source if model.projector is not None else None,
+                )
+                for name, model in models.items()
+                if model.source is not None and (model.adapters or model.projector)
+            },
         ),
         # Into the bucket once it exists.
         opts=pulumi.ResourceOptions(depends_on=[model_store]),
@@ -168,11 +177,18 @@ def _pins_checked(models: Mapping[str, Model], sync: ModelSync) -> pulumi.Output
 
 def model_pins(name: str, model: Model) -> dict[str, Pin]:
     """What the stack file pins for model `name`, keyed as ModelSync's `digests` output keys
-    the synced files: `name`, and `name#K` for shard K of a split model."""
+    the synced files: `name`, `name#K` for shard K of a split model, `name#adapterK` and
+    `name#projector`."""
     pins = {name: Pin(f"models.{name}.digest", model.digest)}
     for index, shard in enumerate(model.shards):
         key = member_name(name, index + 1)
         pins[key] = Pin(f"models.{name}.shards[{index}].digest", shard.digest)
+    for index, adapter in enumerate(model.adapters):
+        key = adapter_member(name, index)
+        pins[key] = Pin(f"models.{name}.adapters[{index}].digest", adapter.digest)
+    if model.projector is not None:
+        key = projector_member(name)
+        pins[key] = Pin(f"models.{name}.projector.digest", model.projector.digest)
     return pins
 
 
@@ -301,6 +317,8 @@ def _server_options(serving: Serving, placement: Placement) -> ServerOptions:
         alias=placement.model_name,
         digest=model.digest,
         shard_digests=tuple(shard.digest for shard in model.shards),
+        adapters=tuple((adapter.digest, adapter.scale) for adapter in model.adapters),
+        projector_digest=model.projector.digest if model.projector is not None else None,
         shape=serving_shape(model, placement.tier.kind),
         tier_kind="gpu" if placement.tier.kind == "gpu" else "cpu",
         request_timeout_seconds=serving.request_timeout_seconds,

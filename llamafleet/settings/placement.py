@@ -36,9 +36,9 @@ class Placement:
 
 
 def gguf_facts(model: Model) -> GgufFacts:
-    """What sizing needs of the model: its bytes (every shard of a split model) and the `gguf`
-    header facts."""
-    return facts_of(model.gguf, model.size_bytes + sum(shard.size_bytes for shard in model.shards))
+    """What sizing needs of the model: the bytes of every file it is served from (every shard,
+    adapter and projector: Model.files_size_bytes) and the `gguf` header facts."""
+    return facts_of(model.gguf, model.files_size_bytes)
 
 
 def facts_of(g: GgufMetadata, size_bytes: int) -> GgufFacts:

@@ -21,7 +21,11 @@ from pydantic import (
 from llamafleet.components.cluster_addons import ClusterAddonsConfig
 from llamafleet.components.config import ComponentConfig, ServiceUrl
 from llamafleet.components.llama_cpp_image import ImageBuildConfig
-from llamafleet.components.model_sources import settings_source_problem
+from llamafleet.components.model_sources import (
+    SETTINGS_RELATIVE_FIX,
+    part_source_problem,
+    settings_source_problem,
+)
 from llamafleet.components.model_store import ModelStoreConfig
 from llamafleet.components.server_args import BuiltinChatTemplate, SamplingDefaults
 from llamafleet.components.sizing import QUANTISED_KV_BLOCK
@@ -324,6 +328,43 @@ class ModelFile(Strict):
     size_bytes: int = Field(ge=1, description="Size of the file in bytes.")
 
 
+class ModelPart(ModelFile):
+    """A file the model is served with (an adapter, a projector), pinned like its other files."""
+
+    source: str | None = Field(
+        default=None,
+        description="Where `pulumi up` syncs it from, with the model: an absolute path or one "
+        "under ~/ (given exactly when the model has a `source`).",
+    )
+
+    @field_validator("source")
+    @classmethod
+    def _file_source(cls, source: str | None) -> str | None:
+        problem = None if source is None else part_source_problem(source, SETTINGS_RELATIVE_FIX)
+        if problem is not None:
+            raise ValueError(problem)
+        return source
+
+
+class Adapter(ModelPart):
+    """`models.<name>.adapters[K]`: a LoRA adapter GGUF (llama-server --lora, or --lora-scaled
+    FILE:SCALE when `scale` is not 1), for the model's architecture; `llamafleet models inspect
+    --json --digest` on it prints `digest` and `sizeBytes`."""
+
+    scale: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        allow_inf_nan=False,
+        description="How strongly the adapter applies (--lora-scaled FILE:SCALE; 1: --lora).",
+    )
+
+
+class Projector(ModelPart):
+    """`models.<name>.projector`: a multimodal projector GGUF (llama-server --mmproj), the
+    model's vision or audio encoder, as `llamafleet models inspect --json --digest` pins it."""
+
+
 class Model(Strict):
     """`llamafleet:models.<name>`: one GGUF model: its files, pinned by digest, the tiers that
     serve it, and how each replica serves it (slots, context, CPUs, caches, replicas)."""
@@ -339,6 +380,16 @@ class Model(Strict):
         "-0000K-of-0000N.gguf files), as inspect prints them for shard 1; `source` names shard "
         "1 and the others are synced from beside it. Pods fetch each, verified, and llama-server "
         "loads them under their split names.",
+    )
+    adapters: list[Adapter] = Field(
+        default_factory=list[Adapter],
+        max_length=8,
+        description="LoRA adapters applied to every request, in order (--lora/--lora-scaled); "
+        "each fetched, verified, beside the model.",
+    )
+    projector: Projector | None = Field(
+        default=None,
+        description="A multimodal projector (--mmproj): vision or audio input for the model.",
     )
     gguf: GgufMetadata = Field(description="Header facts sizing needs.")
     source: str | None = Field(
@@ -407,6 +458,34 @@ class Model(Strict):
                 "(inspect prints it for shard 1)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _parts_sync_with_the_model(self) -> Model:
+        parts = [f"adapters[{i}]" for i in range(len(self.adapters))]
+        parts += ["projector"] if self.projector is not None else []
+        files = [*self.adapters, *([self.projector] if self.projector is not None else [])]
+        if self.source is not None:
+            unsourced = [key for key, part in zip(parts, files, strict=True) if part.source is None]
+            if unsourced:
+                raise ValueError(
+                    f"the model has a source, so {', '.join(unsourced)} need one too: `pulumi "
+                    "up` syncs a model's files together"
+                )
+        else:
+            sourced = [key for key, part in zip(parts, files, strict=True) if part.source]
+            if sourced:
+                raise ValueError(
+                    f"{', '.join(sourced)} name a source but the model has none: give the "
+                    "model's source too, or none (already in the store)"
+                )
+        return self
+
+    @property
+    def files_size_bytes(self) -> int:
+        """Bytes of every file the model is served from: its own (every shard), its adapters
+        and its projector."""
+        parts = [*self.shards, *self.adapters, *([self.projector] if self.projector else [])]
+        return self.size_bytes + sum(part.size_bytes for part in parts)
 
     @field_validator("source")
     @classmethod

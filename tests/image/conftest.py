@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 from llama_server import (
     LlamaServer,
@@ -16,7 +17,7 @@ from llama_server import (
     localize_argv,
 )
 from rendered_argv import local_argv
-from support.loopback import free_port
+from support.loopback import free_port, moto_server
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +88,14 @@ def make_server(
     for server in started:
         if server.process is not None:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[str]:
+    """moto on loopback, with the local stack's bucket; any key pair (inherited by the CLIs)."""
+    with pytest.MonkeyPatch.context() as patch, moto_server() as url:
+        for name, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
+            patch.setenv(name, value)
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        boto3.client("s3", endpoint_url=url).create_bucket(Bucket="llamafleet-models")
+        yield url

@@ -5,20 +5,13 @@ pinned, each verified) and served by the pinned llama-server from the rendered a
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 import yaml
-from llama_server import REPO, LlamaServer, localize_argv
-from support.loopback import free_port, moto_server
+from llama_server import LlamaServer
+from model_files import fetch_as_pod, modelsync, rendered_pod, server_argv_as_pod
 
-from llamafleet.command.render import render
-from llamafleet.components.server_args import API_KEY_FILE
 from llamafleet.settings.load import stack_file
 
 pytestmark = [pytest.mark.image, pytest.mark.s3]
@@ -40,39 +33,6 @@ def split_with_gguf_writer(model: Path, out: Path) -> list[Path]:
     return sorted(out.glob(f"gemma3-270m-*-of-{SHARDS:05d}.gguf"))
 
 
-def modelsync(*args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "llamafleet.modelsync", *args, "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr
-    return yaml.safe_load(done.stdout)
-
-
-@pytest.fixture(scope="module")
-def store() -> Iterator[str]:
-    """moto on loopback, with the local stack's bucket; any key pair (inherited by the CLIs)."""
-    with pytest.MonkeyPatch.context() as patch, moto_server() as url:
-        for name, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
-            patch.setenv(name, value)
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        boto3.client("s3", endpoint_url=url).create_bucket(Bucket="llamafleet-models")
-        yield url
-
-
-def _pod(rendered: Any) -> dict[str, Any]:
-    (deployment,) = [o for o in rendered.kubernetes_objects if o["kind"] == "Deployment"]
-    return deployment["spec"]["template"]["spec"]
-
-
-def _with(argv: list[str], flag: str, value: str) -> list[str]:
-    index = argv.index(flag)
-    return [*argv[: index + 1], value, *argv[index + 2 :]]
-
-
 def test_llama_server_serves_the_split_model_its_pod_fetched(
     tmp_path: Path, payload: Path, gemma: Path, store: str, api_key: str
 ) -> None:
@@ -91,26 +51,11 @@ def test_llama_server_serves_the_split_model_its_pod_fetched(
     )
     assert synced["uploaded"] == ["gemma3-270m"]
 
-    pod = _pod(render(str(stack)))
-    fetch = pod["initContainers"][0]["command"]
-    assert fetch[:2] == ["modelsync", "fetch"]
-    cache = tmp_path / "pod-models"
-    local_fetch = _with(_with(fetch[2:], "--endpoint-url", store), "--cache-dir", str(cache))
-    fetched = modelsync("fetch", *local_fetch)
+    pod = rendered_pod(stack)
+    fetched = fetch_as_pod(pod, store, tmp_path / "pod-models")
     assert fetched["bytesDownloaded"] == sum(path.stat().st_size for path in shards)
 
-    (server_container,) = pod["containers"]
-    key_file = tmp_path / "api-keys" / Path(API_KEY_FILE).name
-    key_file.parent.mkdir()
-    key_file.write_text(f"{api_key}\n")
-    port = free_port()
-    argv = localize_argv(
-        [*server_container["command"], *server_container["args"]],
-        model_root=cache,
-        key_file=key_file,
-        port=port,
-    )
-    argv[0] = str(payload / "llama-server")
+    argv, port = server_argv_as_pod(pod, tmp_path / "pod-models", tmp_path, api_key, payload)
     assert argv[argv.index("--model") + 1] == fetched["path"]
     verbose = ["-lv", "4"]  # the loader's lines
     with LlamaServer([*argv, *verbose], port, tmp_path / "server.log") as server:

@@ -16,7 +16,7 @@ import boto3
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime.rpc import UNKNOWN
-from support.reference_gguf import write_set
+from support.reference_gguf import write_adapter, write_projector, write_reference, write_set
 
 from llamafleet.components import model_sync_provider
 from llamafleet.components.model_sources import OLLAMA_SCHEME, SourceSpec, SyncRequest
@@ -445,12 +445,19 @@ def test_a_split_model_syncs_whole_and_a_lost_shard_is_drift(
         for shard, path in zip(entry["shards"], shards[1:], strict=True)
     )
     assert provider.diff("id", state, props).changes is False
-    client = boto3.client("s3", endpoint_url=remote.endpoint)
-    client.delete_object(Bucket=remote.bucket, Key=entry["shards"][1]["key"])
+    _lose_and_recover(provider, state, props, remote, entry["shards"][1]["key"])
+    assert remote.read(entry["shards"][1]["key"]) == shards[2].read_bytes()
+
+
+def _lose_and_recover(
+    provider: ModelSyncProvider, state: Props, props: Props, remote: Remote, key: str
+) -> None:
+    """The store loses object `key`: diff finds it, refresh forgets the model, update restores
+    the state as it was."""
+    boto3.client("s3", endpoint_url=remote.endpoint).delete_object(Bucket=remote.bucket, Key=key)
     assert provider.diff("id", state, props).changes is True
     assert (provider.read("id", state).outs or {})["manifest"] == {}
     assert provider.update("id", state, props).outs == state
-    assert remote.read(entry["shards"][1]["key"]) == shards[2].read_bytes()
 
 
 def test_an_incomplete_split_model_fails_before_any_upload(
@@ -462,3 +469,71 @@ def test_an_incomplete_split_model_fails_before_any_upload(
     with pytest.raises(GgufError, match="incomplete split model: shard 3 of 3"):
         ModelSyncProvider().create(make_props({"big": str(shards[0])}))
     assert remote.objects() == {}
+
+
+def test_adapters_and_projector_sync_with_their_model_and_a_lost_one_is_drift(
+    make_props: Callable[..., Props], folder: Path, remote: Remote
+) -> None:
+    model = write_reference(folder / "chat.gguf", "llama")
+    adapter = write_adapter(folder / "tone.gguf", "llama")
+    projector = write_projector(folder / "mmproj.gguf")
+    parts = {"chat": {"adapters": ["tone.gguf"], "projector": str(projector)}}
+    props = make_props({"chat": "chat.gguf"}, parts=parts)
+    provider = ModelSyncProvider()
+    assert provider.check({}, props).failures == []
+
+    state = provider.create(props).outs or {}
+
+    entry = state["manifest"]["chat"]
+    assert entry["digest"] == f"sha256:{sha256(model)}"
+    assert [a["digest"] for a in entry["adapters"]] == [f"sha256:{sha256(adapter)}"]
+    assert entry["projector"]["digest"] == f"sha256:{sha256(projector)}"
+    assert remote.read(entry["projector"]["key"]) == projector.read_bytes()
+    assert provider.diff("id", state, props).changes is False
+    without_projector = make_props(
+        {"chat": "chat.gguf"}, parts={"chat": {"adapters": ["tone.gguf"]}}
+    )
+    assert provider.diff("id", state, without_projector).changes is True
+    _lose_and_recover(provider, state, props, remote, entry["adapters"][0]["key"])
+
+
+def test_a_missing_part_keeps_the_models_last_entry(
+    make_props: Callable[..., Props], folder: Path, remote: Remote
+) -> None:
+    write_reference(folder / "chat.gguf", "llama")
+    adapter = write_adapter(folder / "tone.gguf", "llama")
+    props = make_props({"chat": "chat.gguf"}, parts={"chat": {"adapters": ["tone.gguf"]}})
+    provider = ModelSyncProvider()
+    state = provider.create(props).outs or {}
+    adapter.unlink()
+
+    assert provider.diff("id", state, props).changes is False
+    assert (provider.update("id", state, props).outs or {})["manifest"] == state["manifest"]
+
+
+def test_an_adapter_for_another_architecture_fails_before_any_upload(
+    make_props: Callable[..., Props], folder: Path, remote: Remote
+) -> None:
+    write_reference(folder / "chat.gguf", "llama")
+    write_adapter(folder / "tone.gguf", "gemma3")
+    props = make_props({"chat": "chat.gguf"}, parts={"chat": {"adapters": ["tone.gguf"]}})
+
+    with pytest.raises(GgufError, match="an adapter for 'gemma3', the model is 'llama'"):
+        ModelSyncProvider().create(props)
+    assert remote.objects() == {}
+
+
+@pytest.mark.parametrize(
+    ("parts", "prop", "reason"),
+    [
+        ({"other": {"adapters": ["a.gguf"]}}, "parts", "not a model with adapters"),
+        ({"alpha": {"adapters": "a.gguf"}}, "parts", "not a model with adapters"),
+        ({"alpha": {"adapters": ["ollama://x"]}}, "parts.alpha", "from files, not ollama://"),
+        ({"alpha": {"projector": "pypi://x"}}, "parts.alpha", "only paths"),
+    ],
+)
+def test_check_reports_each_bad_part(
+    make_props: Callable[..., Props], parts: Props, prop: str, reason: str
+) -> None:
+    failures = ModelSyncProvider().check({}, make_props(parts=parts)).failures
+    assert [(f.property, reason in f.reason) for f in failures] == [(prop, True)]

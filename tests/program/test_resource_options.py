@@ -67,11 +67,15 @@ def test_deployment_replicas_are_left_to_the_autoscaler(rendered: Rendered) -> N
         assert deployment.ignore_changes == ("spec.replicas",), deployment.name
 
 
+def _entry(digest: str) -> dict[str, Any]:
+    """A manifest entry as the ModelSync provider outputs one, for `digest` (sha256:<hex>)."""
+    hex_digest = digest.removeprefix("sha256:")
+    return {"digest": digest, "sizeBytes": 1, "key": f"models/sha256/{hex_digest}.gguf"}
+
+
 def _synced_other_bytes(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
     if args.typ == MANIFEST:
-        return {
-            "manifest": {name: {"digest": "sha256:" + "e" * 64} for name in args.inputs["models"]}
-        }
+        return {"manifest": {name: _entry("sha256:" + "e" * 64) for name in args.inputs["models"]}}
     return {}
 
 
@@ -102,7 +106,7 @@ def test_the_pinned_digest_lets_the_update_through() -> None:
 
     def synced_pinned(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
         if args.typ == MANIFEST:
-            return {"manifest": {name: {"digest": pinned} for name in args.inputs["models"]}}
+            return {"manifest": {name: _entry(pinned) for name in args.inputs["models"]}}
         return {}
 
     declared = run_program(

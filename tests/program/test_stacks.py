@@ -250,6 +250,42 @@ def test_check_pins_names_each_file_whose_synced_digest_differs() -> None:
     assert f"llamafleet:models.m.shards[1].digest: the stack pins sha256:{'b' * 64} but" in line
 
 
+def test_adapters_and_projector_are_pinned_fetched_and_served(tmp_path: Path) -> None:
+    adapters = [
+        {"digest": "sha256:" + "b" * 64, "sizeBytes": 100, "source": "/adapters/a.gguf"},
+        {"digest": "sha256:" + "c" * 64, "sizeBytes": 200, "scale": 0.5, "source": "/a/b.gguf"},
+    ]
+    projector = {"digest": "sha256:" + "d" * 64, "sizeBytes": 300, "source": "/p/mmproj.gguf"}
+    model = model_with(digest="sha256:" + "a" * 64, adapters=adapters, projector=projector)
+    pins = model_pins("m", model)
+    assert {key: pin.key_path for key, pin in pins.items() if key != "m"} == {
+        "m#adapter1": "models.m.adapters[0].digest",
+        "m#adapter2": "models.m.adapters[1].digest",
+        "m#projector": "models.m.projector.digest",
+    }
+    assert model.files_size_bytes == model.size_bytes + 600
+
+    config = yaml.safe_load(stack_file("local").read_text())
+    config["config"]["llamafleet:models"]["gemma3-270m"] |= {
+        "adapters": adapters,
+        "projector": projector,
+    }
+    stack = tmp_path / "Pulumi.local.yaml"
+    stack.write_text(yaml.safe_dump(config))
+    (deployment,) = [o for o in render(str(stack)).kubernetes_objects if o["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    fetch = pod["initContainers"][0]["command"]
+    assert [fetch[i + 1] for i, arg in enumerate(fetch) if arg == "--file"] == [
+        "sha256:" + "b" * 64,
+        "sha256:" + "c" * 64,
+        "sha256:" + "d" * 64,
+    ]
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--lora") + 1] == f"/models/sha256/{'b' * 64}.gguf"
+    assert args[args.index("--lora-scaled") + 1] == f"/models/sha256/{'c' * 64}.gguf:0.5"
+    assert args[args.index("--mmproj") + 1] == f"/models/sha256/{'d' * 64}.gguf"
+
+
 def test_a_team_spanning_clusters_renders_under_each_cluster(tmp_path: Path) -> None:
     rendered = rendered_stack("hybrid")
     write(rendered, tmp_path)

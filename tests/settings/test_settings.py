@@ -412,6 +412,45 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
         "should match pattern",
     ),
     (
+        "an adapter without a source for a model synced from one",
+        _both(
+            _set("models.gemma3-270m.source", "/models/gemma.gguf"),
+            _set("models.gemma3-270m.adapters", [{"digest": "sha256:" + "b" * 64, "sizeBytes": 9}]),
+        ),
+        "llamafleet:models.gemma3-270m",
+        "the model has a source, so adapters[0] need one too",
+    ),
+    (
+        "a projector with a source for a model already in the store",
+        _set(
+            "models.gemma3-270m.projector",
+            {"digest": "sha256:" + "b" * 64, "sizeBytes": 9, "source": "/m/mmproj.gguf"},
+        ),
+        "llamafleet:models.gemma3-270m",
+        "projector name a source but the model has none",
+    ),
+    (
+        "an adapter from Ollama",
+        _both(
+            _set("models.gemma3-270m.source", "/models/gemma.gguf"),
+            _set(
+                "models.gemma3-270m.adapters",
+                [{"digest": "sha256:" + "b" * 64, "sizeBytes": 9, "source": "ollama://x"}],
+            ),
+        ),
+        "llamafleet:models.gemma3-270m.adapters[0].source",
+        "adapters and projectors sync from files, not ollama://",
+    ),
+    (
+        "an adapter scale of zero",
+        _set(
+            "models.gemma3-270m.adapters",
+            [{"digest": "sha256:" + "b" * 64, "sizeBytes": 9, "scale": 0}],
+        ),
+        "llamafleet:models.gemma3-270m.adapters[0].scale",
+        "greater than 0",
+    ),
+    (
         "build registry not a host",
         _set("images.build.registry", "https://registry/x"),
         "llamafleet:images.build.registry",

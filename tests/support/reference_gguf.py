@@ -64,3 +64,50 @@ def write_set(
         )
         for number in range(count)
     ]
+
+
+def write_adapter(
+    path: Path,
+    arch: str,
+    tensors: dict[str, tuple[int, ...]] | None = None,
+    adapter_type: str = "lora",
+    general_type: str = "adapter",
+) -> Path:
+    """A LoRA adapter GGUF as convert_lora_to_gguf.py writes one (general.type adapter,
+    adapter.type, adapter.lora.alpha) for architecture `arch`; `tensors` maps each name to its
+    numpy shape (zeros: an adapter that changes nothing)."""
+    import gguf  # noqa: PLC0415
+    import numpy  # noqa: PLC0415
+
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_string(gguf.Keys.General.TYPE, general_type)
+    writer.add_string(gguf.Keys.Adapter.TYPE, adapter_type)
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 8.0)
+    shapes = tensors or {
+        "blk.0.attn_q.weight.lora_a": (8, 32),
+        "blk.0.attn_q.weight.lora_b": (32, 8),
+    }
+    for name, shape in shapes.items():
+        writer.add_tensor(name, numpy.zeros(shape, dtype=numpy.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def write_projector(path: Path, vision: bool = True) -> Path:
+    """A multimodal projector GGUF's header as llama.cpp's mmproj converters write it
+    (architecture clip, clip.has_vision_encoder, clip.projector_type) with one tensor."""
+    import gguf  # noqa: PLC0415
+    import numpy  # noqa: PLC0415
+
+    writer = gguf.GGUFWriter(str(path), "clip")
+    writer.add_bool("clip.has_vision_encoder", vision)
+    writer.add_string("clip.projector_type", "gemma3")
+    writer.add_tensor("v.patch_embd.weight", numpy.ones((4, 32), dtype=numpy.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
