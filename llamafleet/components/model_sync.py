@@ -128,7 +128,4 @@ def file_digests(name: str, entry: dict[str, Any]) -> dict[str, str]:
     """`{name: digest}` of a manifest entry, plus one key per other file by its member name
     (`name#2` for shard 2, `name#adapter1`, `name#projector`: ModelEntry.named_files), so
     single-file models read as before."""
-    parsed = ModelEntry.from_json(name, entry)
-    return {name: parsed.digest} | {
-        member: file.digest for member, file in parsed.named_files(name)
-    }
+    return ModelEntry.from_json(name, entry).digests_by_member(name)

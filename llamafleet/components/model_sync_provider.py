@@ -205,22 +205,23 @@ def drift(request: SyncRequest, previous: dict[str, dict[str, object]]) -> list[
     remote = store.read_manifest()
     owners = {source.name: source.member_of or source.name for source in sources.present}
     for name, (digest, size) in known.items():
-        entry = remote.models.get(owners[name])
+        owner, pinned = owners[name], format_digest(digest)
+        stored = remote.models.get(owner)
         if sizes.get(digest) != size:
             reasons.append(f"{name}: the store lacks sha256:{digest}")
-        elif entry is None or digest not in entry.digests:
-            reasons.append(f"{name}: the store's manifest does not name sha256:{digest}")
-        elif format_digest(digest) not in _named_digests(previous.get(owners[name], {})):
-            reasons.append(f"{name}: the stack's manifest does not name sha256:{digest}")
+        elif stored is None or stored.digests_by_member(owner).get(name) != pinned:
+            reasons.append(f"{name}: the store's manifest does not name sha256:{digest} there")
+        elif _state_digests(owner, previous.get(owner, {})).get(name) != pinned:
+            reasons.append(f"{name}: the stack's manifest does not name sha256:{digest} there")
     return reasons
 
 
-def _named_digests(entry: dict[str, object]) -> set[str]:
-    """The digests (`sha256:<hex>`) a manifest entry of the state names: every file's."""
+def _state_digests(name: str, entry: dict[str, object]) -> dict[str, str]:
+    """ModelEntry.digests_by_member of a manifest entry of the state ({} when it is not one)."""
     try:
-        return {file.digest for file in ModelEntry.from_json("state", entry).files}
+        return ModelEntry.from_json(name, entry).digests_by_member(name)
     except ModelSyncError:
-        return set()
+        return {}
 
 
 def cached_digest(source: ModelSource, cache: HashCache) -> tuple[str, int] | None:

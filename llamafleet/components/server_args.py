@@ -146,7 +146,8 @@ class ServerOptions:
 def part_args(opts: ServerOptions) -> list[str]:
     """--lora/--lora-scaled per adapter and --mmproj for a projector, each naming its fetched
     file (model_path). --lora splits its value at commas and --lora-scaled at the colon before
-    the scale; content-addressed paths hold neither."""
+    the scale (common/arg.cpp); the pod's content-addressed paths hold neither (`llamafleet
+    serve` maps them under its cache folder, which must not either)."""
     args: list[str] = []
     for digest, scale in opts.adapters:
         path = model_path(digest)

@@ -14,9 +14,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from llamafleet.modelsync.digest import format_digest, hash_file, parse_digest
 from llamafleet.modelsync.errors import ModelSyncError, SourceError
 from llamafleet.modelsync.fetch import fetch_model, fetch_model_files
+from llamafleet.modelsync.gguf import read_raw
 from llamafleet.modelsync.hashcache import HashCache
 from llamafleet.modelsync.ollama import default_models_dir, discover_ollama
-from llamafleet.modelsync.parts import ModelParts, part_role, with_parts
+from llamafleet.modelsync.parts import ModelParts, check_part, part_role, with_parts
 from llamafleet.modelsync.plan import plan_sync
 from llamafleet.modelsync.progress import progress_for
 from llamafleet.modelsync.servable import read_servable_header
@@ -50,7 +51,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     path = Path(args.file)
     role = part_role(path)
     if role is not None:
-        document = {"role": role, **_file_facts(path, args.digest)}
+        # The model is not at hand: its architecture is matched when they sync together.
+        check_part(path, role, None)
+        architecture = read_raw(path).metadata.get("general.architecture")
+        document = {"role": role, "architecture": architecture, **_file_facts(path, args.digest)}
         _emit(args, document, [f"{key}: {value}" for key, value in document.items()])
         return 0
     header = read_servable_header(path)
@@ -140,6 +144,9 @@ def _sync_sources(
 def _cmd_sync(args: argparse.Namespace) -> int:
     sources = with_split_shards(discover_files(Path(args.source)), name_by_prefix=True)
     if args.adapter or args.projector:
+        given = {Path(path).resolve() for path in [*(args.adapter or ()), args.projector] if path}
+        # A folder holding the model and its parts: the parts are not models of their own.
+        sources = [source for source in sources if source.path.resolve() not in given]
         models = [source.name for source in sources if source.member_of is None]
         if len(models) != 1:
             raise SourceError(
@@ -206,11 +213,9 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     store = RemoteStore.open(args.store, args.endpoint_url, checksum_headers=args.checksum_headers)
     with progress_for(args.json) as progress:
         shards = None if args.shard is None else [parse_digest(d) for d in args.shard]
+        parts = [parse_digest(digest) for digest in args.file or ()]  # all checked first
         result = fetch_model_files(store, hex_digest, Path(args.cache_dir), shards, progress)
-        files = [
-            fetch_model(store, parse_digest(digest), Path(args.cache_dir), progress)
-            for digest in args.file or ()
-        ]
+        files = [fetch_model(store, part, Path(args.cache_dir), progress) for part in parts]
     document = result.to_json()
     if files:
         document["files"] = [file.to_json() for file in files]

@@ -90,6 +90,11 @@ class ModelEntry:
         """The hex digest of every file of the model, in `files` order."""
         return tuple(parse_digest(file.digest) for file in self.files)
 
+    def digests_by_member(self, name: str) -> dict[str, str]:
+        """Each file of model `name` (`sha256:<hex>`) by its member name: `name` for the first,
+        then as `named_files`; a file in another place (adapters reordered) reads as changed."""
+        return {name: self.digest} | {member: f.digest for member, f in self.named_files(name)}
+
     def named_files(self, name: str) -> list[tuple[str, FileEntry]]:
         """Every file of model `name` but the first, by its member name (`name#2` for shard 2,
         `name#adapter1`, `name#projector`: sources.member_name and the like)."""

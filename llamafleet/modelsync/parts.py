@@ -114,12 +114,20 @@ def with_parts(sources: list[ModelSource], parts: Mapping[str, ModelParts]) -> l
     refuse raises GgufError (`check_part`).
 
     Raises:
-        SourceError: `parts` names a model that is not among `sources`.
+        SourceError: `parts` names a model that is not among `sources`, or gives a model the
+            same adapter twice.
     """
     models = {source.name: source.path for source in sources if source.member_of is None}
     unknown = sorted(set(parts) - set(models))
     if unknown:
         raise SourceError(f"adapters or projector given for no model: {', '.join(unknown)}")
+    for name, found in parts.items():
+        adapters = [path.resolve() for path in found.adapters]
+        twice = sorted({str(path) for path in adapters if adapters.count(path) > 1})
+        if twice:
+            raise SourceError(
+                f"{name}: adapter {twice[0]} given twice; llama-server would apply it twice"
+            )
     expanded: list[ModelSource] = []
     for index, source in enumerate(sources):
         expanded.append(source)

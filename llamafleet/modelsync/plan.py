@@ -222,14 +222,25 @@ def identify_locals(
         identity = _identify(source.path)
         cached = None if identity is None or verify_known else cache.lookup(identity)
         states[source.name] = None
-        if identity is not None and cached is not None:
+        if identity is None:
+            continue
+        if source.member_of is not None:
+            # Checked with its model when it was found (with_split_shards, parts.with_parts).
+            if cached is not None:
+                states[source.name] = LocalState(identity, cached, rehashed=False)
+            else:
+                pending.append(PendingHash(source, identity, {}))
+        elif cached is not None and cached.gguf:
             states[source.name] = LocalState(identity, cached, rehashed=False)
-        elif identity is not None and source.member_of is not None:
-            # Its set was checked whole when it was found (splits.with_split_shards).
-            pending.append(PendingHash(source, identity, {}))
-        elif identity is not None:
-            header = read_servable_header(source.path)
-            pending.append(PendingHash(source, identity, header.to_json()))
+        else:
+            # A hit without a header was hashed as another model's file (a later shard, an
+            # adapter, a projector): given as a model now, it is checked as one.
+            header = read_servable_header(source.path).to_json()
+            if cached is not None:
+                hit = CachedDigest(cached.digest, header)
+                states[source.name] = LocalState(identity, hit, rehashed=False)
+            else:
+                pending.append(PendingHash(source, identity, header))
     return states, pending
 
 
@@ -302,8 +313,8 @@ def fold_members(
     """The planned models: each model's other files (sources with `member_of`: shards 2..N,
     adapters, a projector) folded into its first file's PlannedModel, whose action becomes the
     whole model's: an upload when the store lacks any file, unchanged when the manifest names
-    the same files, else a record. A member that vanished since it was found raises
-    SourceError.
+    the same files in the same places (no more, no fewer), else a record. A member that
+    vanished since it was found raises SourceError.
     """
     members: dict[str, list[PlannedModel]] = {}
     for unit in units:
@@ -314,7 +325,8 @@ def fold_members(
         found = tuple(members.get(unit.name, ()))
         if unit.source.member_of is not None:
             continue
-        if found and unit.local is not None:
+        if unit.local is not None:
+            # Also for a model with no other files now: an entry that still lists some changes.
             whole = replace(unit, members=found)
             folded.append(replace(whole, action=_whole_action(whole, manifest, location)))
         else:
@@ -326,10 +338,15 @@ def _whole_action(model: PlannedModel, manifest: Manifest, location: StoreLocati
     if any(unit.action is Action.UPLOAD for unit in (model, *model.members)):
         return Action.UPLOAD
     planned, stored = model.entry(location), manifest.models.get(model.name)
-    sizes = [(file.digest, file.size_bytes) for file in planned.files]
-    if stored is not None and [(file.digest, file.size_bytes) for file in stored.files] == sizes:
+    if stored is not None and _placed(model.name, stored) == _placed(model.name, planned):
         return Action.UNCHANGED
     return Action.RECORD
+
+
+def _placed(name: str, entry: ModelEntry) -> list[tuple[str, str, int]]:
+    """(member name, digest, size) of every file of the entry, the first as `name`."""
+    first = (name, entry.digest, entry.size_bytes)
+    return [first, *((m, f.digest, f.size_bytes) for m, f in entry.named_files(name))]
 
 
 def plan_sync(

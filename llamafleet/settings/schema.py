@@ -459,6 +459,15 @@ class Model(Strict):
             )
         return self
 
+    @field_validator("adapters")
+    @classmethod
+    def _each_adapter_once(cls, adapters: list[Adapter]) -> list[Adapter]:
+        digests = [adapter.digest for adapter in adapters]
+        twice = sorted({digest for digest in digests if digests.count(digest) > 1})
+        if twice:
+            raise ValueError(f"{twice[0]} is listed twice; llama-server would apply it twice")
+        return adapters
+
     @model_validator(mode="after")
     def _parts_sync_with_the_model(self) -> Model:
         parts = [f"adapters[{i}]" for i in range(len(self.adapters))]

@@ -497,6 +497,24 @@ def test_adapters_and_projector_sync_with_their_model_and_a_lost_one_is_drift(
     _lose_and_recover(provider, state, props, remote, entry["adapters"][0]["key"])
 
 
+def test_adapters_in_another_order_are_a_change(
+    make_props: Callable[..., Props], folder: Path, remote: Remote
+) -> None:
+    write_reference(folder / "chat.gguf", "llama")
+    write_adapter(folder / "a.gguf", "llama")
+    write_adapter(folder / "b.gguf", "llama", {"blk.1.attn_q.weight.lora_a": (4, 32)})
+    props = make_props({"chat": "chat.gguf"}, parts={"chat": {"adapters": ["a.gguf", "b.gguf"]}})
+    provider = ModelSyncProvider()
+    state = provider.create(props).outs or {}
+    swapped = make_props({"chat": "chat.gguf"}, parts={"chat": {"adapters": ["b.gguf", "a.gguf"]}})
+
+    assert provider.diff("id", state, props).changes is False
+    assert provider.diff("id", state, swapped).changes is True
+    updated = provider.update("id", state, swapped).outs or {}
+    before = [a["digest"] for a in state["manifest"]["chat"]["adapters"]]
+    assert [a["digest"] for a in updated["manifest"]["chat"]["adapters"]] == before[::-1]
+
+
 def test_a_missing_part_keeps_the_models_last_entry(
     make_props: Callable[..., Props], folder: Path, remote: Remote
 ) -> None:

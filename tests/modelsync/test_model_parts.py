@@ -194,6 +194,51 @@ def test_sync_stores_the_parts_in_the_model_entry(
     code, out, _ = run(_sync_argv(store, endpoint, str(model), "--adapter", str(first)), capsys)
     assert json.loads(out)["recorded"] == ["chat"]  # same objects, fewer files in the entry
     assert store.read_manifest().models["chat"].projector is None
+    code, out, _ = run(_sync_argv(store, endpoint, str(model)), capsys)
+    assert json.loads(out)["recorded"] == ["chat"]  # the model alone now
+    assert store.read_manifest().models["chat"].files == (
+        FileEntry(
+            digests_of(model), model.stat().st_size, store.location.object_key(hash_file(model))
+        ),
+    )
+
+
+def digests_of(path: Path) -> str:
+    return format_digest(hash_file(path))
+
+
+def test_a_part_hashed_with_its_model_is_still_refused_as_a_model_of_its_own(
+    tmp_path: Path, store: RemoteStore, endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, adapter, _, projector = _model_with_parts(tmp_path / "m")
+    parts = ["--adapter", str(adapter), "--projector", str(projector)]
+    assert run(_sync_argv(store, endpoint, str(model), *parts), capsys)[0] == 0  # now cached
+
+    for part in (adapter, projector):
+        code, _, err = run(_sync_argv(store, endpoint, str(part)), capsys)
+        assert code == 1
+        assert "not a model: sync it with its model" in err
+    assert list(store.read_manifest().models) == ["chat"]
+
+
+def test_the_same_adapter_twice_is_refused(tmp_path: Path) -> None:
+    model, adapter, _, _ = _model_with_parts(tmp_path)
+
+    with pytest.raises(SourceError, match=r"tone\.gguf given twice; llama-server would apply it"):
+        with_parts([ModelSource("chat", model)], {"chat": ModelParts((adapter, adapter))})
+
+
+def test_a_folder_holding_the_model_and_its_parts_syncs_with_them_named(
+    tmp_path: Path, store: RemoteStore, endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, adapter, _, projector = _model_with_parts(tmp_path / "m")
+    (tmp_path / "m" / "style.gguf").unlink()
+    parts = ["--adapter", str(adapter), "--projector", str(projector)]
+
+    code, out, err = run(_sync_argv(store, endpoint, str(tmp_path / "m"), *parts), capsys)
+
+    assert code == 0, err
+    assert json.loads(out)["uploaded"] == [model.stem]
 
 
 @pytest.mark.parametrize(
@@ -239,9 +284,21 @@ def test_inspect_pins_a_part_by_digest_and_size(
     assert code == 0
     assert json.loads(out) == {
         "role": "adapter",
+        "architecture": "llama",
         "digest": format_digest(hash_file(adapter)),
         "sizeBytes": adapter.stat().st_size,
     }
+
+
+def test_inspect_refuses_a_part_llama_server_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    adapter = write_adapter(tmp_path / "tone.gguf", "llama", adapter_type="control_vector")
+
+    code, out, err = run(["inspect", "--json", str(adapter)], capsys)
+
+    assert (code, out) == (1, "")
+    assert "cannot be the model's adapter: adapter.type is 'control_vector'" in err
 
 
 def test_verify_and_fetch_cover_every_part(

@@ -442,6 +442,15 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
         "adapters and projectors sync from files, not ollama://",
     ),
     (
+        "the same adapter twice",
+        _set(
+            "models.gemma3-270m.adapters",
+            [{"digest": "sha256:" + "b" * 64, "sizeBytes": 9}] * 2,
+        ),
+        "llamafleet:models.gemma3-270m.adapters",
+        "is listed twice; llama-server would apply it twice",
+    ),
+    (
         "an adapter scale of zero",
         _set(
             "models.gemma3-270m.adapters",
