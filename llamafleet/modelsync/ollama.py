@@ -3,8 +3,9 @@
 Layout: `manifests/<registry>/<namespace>/<model>/<tag>` (Docker v2 JSON) and
 `blobs/sha256-<hex>`. The weights are the layer of media type
 `application/vnd.ollama.image.model`. A model with a projector (vision) or adapter (LoRA) layer
-is refused: importing its base weights alone would serve the base model under the fine-tuned or
-multimodal name. The params layer (Ollama's Modelfile PARAMETERs) is mapped to the llama-server
+is skipped, naming the `sync` command that stores it whole from its blobs: importing its base
+weights alone would serve the base model under the fine-tuned or multimodal name. The params
+layer (Ollama's Modelfile PARAMETERs) is mapped to the llama-server
 settings it has (`suggested_settings`); the rest is listed as dropped.
 """
 
@@ -164,15 +165,21 @@ def model_source(models_dir: Path, ref: OllamaRef) -> ModelSource:
             " (a cloud-only model or an incomplete pull has none)"
         )
     extras = {
-        "a LoRA adapter": _layer_digests(layers, ADAPTER_MEDIA_TYPE),
-        "a vision projector": _layer_digests(layers, PROJECTOR_MEDIA_TYPE),
+        "adapter": _layer_digests(layers, ADAPTER_MEDIA_TYPE),
+        "projector": _layer_digests(layers, PROJECTOR_MEDIA_TYPE),
     }
-    extra = [what for what, digests in extras.items() if digests]
-    if extra:
+    if any(extras.values()):
+        blobs = models_dir / "blobs"
+        options = " ".join(
+            f"--{option} {blobs / digest.replace(':', '-', 1)}"
+            for option, digests in extras.items()
+            for digest in digests
+        )
+        model_blob = blobs / str(model_layers[0].get("digest")).replace(":", "-", 1)
         raise SourceError(
-            f"{ref.name}: has {' and '.join(extra)} layer; importing the base weights alone "
-            "would serve the base model under this name, and adapters and projectors are not "
-            "served yet"
+            f"{ref.name}: has {' and '.join(k for k, v in extras.items() if v)} layers; its "
+            "base weights alone would serve the base model under this name: sync the model "
+            f"whole from its blobs: `sync {model_blob} {options}`"
         )
     layer = model_layers[0]
     try:

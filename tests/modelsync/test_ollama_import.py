@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.reference_gguf import write_adapter, write_projector, write_reference
 from support.synthetic_gguf import GgufSpec, write_gguf
 
 from llamafleet.components.server_args import SamplingDefaults
 from llamafleet.modelsync.cli import PARTIAL_IMPORT, main
+from llamafleet.modelsync.digest import format_digest, hash_file
 from llamafleet.modelsync.errors import DigestMismatchError, SourceError
 from llamafleet.modelsync.hashcache import HashCache
 from llamafleet.modelsync.ollama import (
@@ -89,8 +91,38 @@ def test_a_model_with_an_adapter_or_projector_is_skipped_loudly(ollama_store: Pa
     scan = discover_ollama(ollama_store)
 
     reason = scan.skipped["someone/vision:latest"]
-    assert "LoRA adapter and a vision projector" in reason
+    assert "has adapter and projector layers" in reason
     assert "would serve the base model under this name" in reason
+    assert f"`sync {ollama_store / 'blobs'}/sha256-" in reason
+
+
+def test_the_skip_names_a_sync_that_stores_the_model_whole(
+    tmp_path: Path, store: RemoteStore, endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models_dir = tmp_path / "ollama" / "models"
+    files = {
+        "model": write_reference(tmp_path / "m.gguf", "llama"),
+        ADAPTER_MEDIA_TYPE: write_adapter(tmp_path / "a.gguf", "llama"),
+        PROJECTOR_MEDIA_TYPE: write_projector(tmp_path / "p.gguf"),
+    }
+    add_model(
+        models_dir,
+        ("registry.ollama.ai", "someone", "tuned", "latest"),
+        files["model"].read_bytes(),
+        {media: path.read_bytes() for media, path in files.items() if media != "model"},
+    )
+    reason = discover_ollama(models_dir).skipped["someone/tuned:latest"]
+    command = reason.split("`")[1].split()
+    assert command[0] == "sync"
+
+    argv = [*command, store.location.url, "--endpoint-url", endpoint, "--json"]
+    assert main(argv) == 0, capsys.readouterr().err
+    entry = store.read_manifest().models[Path(command[1]).stem]
+    assert entry.digest == format_digest(hash_file(files["model"]))
+    assert [a.digest for a in entry.adapters] == [
+        format_digest(hash_file(files[ADAPTER_MEDIA_TYPE]))
+    ]
+    assert entry.projector is not None
 
 
 def test_requested_models_accept_short_names(ollama_store: Path) -> None:
@@ -238,4 +270,4 @@ def test_nothing_importable_is_one_error(
 
     assert main(argv) == 1
     _, err = capsys.readouterr()
-    assert err.count("\n") == 1 and "no model in" in err and "LoRA adapter" in err
+    assert err.count("\n") == 1 and "no model in" in err and "adapter and projector" in err
