@@ -10,7 +10,7 @@ from pathlib import Path
 
 from llamafleet.command import engine
 from llamafleet.components.server_args import SERVER_PORT
-from llamafleet.settings.load import SettingsError, load_stack_file
+from llamafleet.settings.load import SettingsError, load_stack_file, resolve_stack_file
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llamafleet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="check a stack file's settings only")
-    validate.add_argument("stack_file", type=Path)
+    validate.add_argument("stack", help="stack name (stacks/Pulumi.<stack>.yaml) or file path")
     validate.set_defaults(handler=_validate)
     render = commands.add_parser(
         "render", help="run the program under Pulumi's mock monitor and write what it declares"
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         "local-tiers",
         help="print a stack's tiers as fake nodes, the JSON scripts/local-cluster takes",
     )
-    tiers.add_argument("stack_file", type=Path)
+    tiers.add_argument("stack", help="stack name (stacks/Pulumi.<stack>.yaml) or file path")
     tiers.set_defaults(handler=_local_tiers)
     _add_engine_commands(commands)
     serve = commands.add_parser(
@@ -138,7 +138,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    path: Path = args.stack_file
+    _, path = resolve_stack_file(args.stack)
     settings = load_stack_file(path)
     tiers = sum(len(c.tiers) for c in settings.clusters.values())
     print(
@@ -158,7 +158,7 @@ def _render(args: argparse.Namespace) -> int:
 def _local_tiers(args: argparse.Namespace) -> int:
     from llamafleet.command.local_tiers import node_tiers  # noqa: PLC0415
 
-    print(json.dumps(node_tiers(load_stack_file(args.stack_file)), indent=2))
+    print(json.dumps(node_tiers(load_stack_file(resolve_stack_file(args.stack)[1])), indent=2))
     return 0
 
 

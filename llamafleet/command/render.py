@@ -12,7 +12,7 @@ import yaml
 
 from llamafleet.command.mock_run import Declared, run_program
 from llamafleet.program.stack import main as program_main
-from llamafleet.settings.load import engine_config, load_stack_file, stack_file
+from llamafleet.settings.load import engine_config, load_stack_file, resolve_stack_file
 
 CLUSTER_SCOPED_DIR = "_cluster"
 
@@ -38,14 +38,6 @@ def is_kubernetes_object(declared: Declared) -> bool:
 def kubernetes_object(declared: Declared) -> dict[str, Any]:
     """The object's manifest: its inputs, secrets redacted."""
     return declared.redacted_inputs
-
-
-def resolve_stack_file(stack_or_path: str) -> tuple[str, Path]:
-    """`prod` or `stacks/Pulumi.prod.yaml` -> ("prod", path)."""
-    path = Path(stack_or_path)
-    if path.suffix in (".yaml", ".yml"):
-        return path.name.removeprefix("Pulumi.").rsplit(".", 1)[0], path
-    return stack_or_path, stack_file(stack_or_path)
 
 
 def render(stack_or_path: str) -> Rendered:

@@ -42,6 +42,15 @@ def stack_file(stack: str) -> Path:
     return STACKS_DIR / f"Pulumi.{stack}.yaml"
 
 
+def resolve_stack_file(stack_or_path: str) -> tuple[str, Path]:
+    """`prod` or `stacks/Pulumi.prod.yaml` -> ("prod", path): a `.yaml`/`.yml` argument is a
+    stack file, anything else a stack name (`stack_file`)."""
+    path = Path(stack_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        return path.name.removeprefix("Pulumi.").rsplit(".", 1)[0], path
+    return stack_or_path, stack_file(stack_or_path)
+
+
 def load_stack_file(path: Path) -> Settings:
     """Settings of a stack file; raises SettingsError naming the file.
 

@@ -555,10 +555,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_validate_command_accepts_a_good_file() -> None:
-    result = run_cli("validate", "stacks/Pulumi.prod.yaml")
+@pytest.mark.parametrize("stack", ["stacks/Pulumi.prod.yaml", "prod"])
+def test_validate_command_accepts_a_good_file_or_stack_name(stack: str) -> None:
+    """Like `render` and the engine commands, `validate` takes a stack name or its file."""
+    result = run_cli("validate", stack)
     assert result.returncode == 0, result.stderr
-    assert "ok (4 models, 4 tiers, 3 teams)" in result.stdout
+    assert "Pulumi.prod.yaml: ok (4 models, 4 tiers, 3 teams)" in result.stdout
 
 
 def test_validate_command_prints_the_message_without_a_traceback(tmp_path: Path) -> None:
