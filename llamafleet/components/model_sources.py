@@ -56,11 +56,6 @@ class PartSources:
             props["projector"] = self.projector
         return props
 
-    @property
-    def paths(self) -> tuple[str, ...]:
-        """Every part, adapters first."""
-        return (*self.adapters, *((self.projector,) if self.projector is not None else ()))
-
 
 @dataclass(frozen=True)
 class SourceSpec:
@@ -132,15 +127,11 @@ class SyncRequest:
         ) + store_url_failures(props.get("storeUrl"))
         if failures:
             raise RequestError(failures)
-        parts = cast(Mapping[str, Mapping[str, Any]], props.get("parts") or {})
         spec = SourceSpec(
             models=dict(cast(Mapping[str, str], props["models"])),
             source_dir=props.get("sourceDir"),
             ollama_models=props.get("ollamaModels"),
-            parts={
-                name: PartSources(tuple(part.get("adapters") or ()), part.get("projector"))
-                for name, part in parts.items()
-            },
+            parts=part_sources(props.get("parts")),
         )
         return cls(
             str(props["storeUrl"]),
@@ -149,6 +140,22 @@ class SyncRequest:
             props.get("region"),
             props.get("checksumHeaders") is not False,
         )
+
+
+def part_sources(parts: object) -> dict[str, PartSources]:
+    """The `parts` property (`PartSources.to_props` per model) read back; entries of another
+    shape are left out (`check` reports them)."""
+    found: dict[str, PartSources] = {}
+    items = cast(Mapping[object, object], parts).items() if isinstance(parts, Mapping) else ()
+    for name, part in items:
+        fields = cast(Mapping[str, object], part) if isinstance(part, Mapping) else {}
+        adapters, projector = fields.get("adapters") or [], fields.get("projector")
+        if isinstance(name, str) and isinstance(adapters, list):
+            found[name] = PartSources(
+                tuple(str(path) for path in cast(list[object], adapters)),
+                projector if isinstance(projector, str) else None,
+            )
+    return found
 
 
 def store_url_failures(url: object) -> list[tuple[str, str]]:
@@ -283,34 +290,33 @@ def resolve_sources(spec: SourceSpec) -> ResolvedSources:
     """
     present: list[ModelSource] = []
     absent: dict[str, str] = {}
+    local_parts: dict[str, ModelParts] = {}
     for name, source in spec.models.items():
         if source.startswith(OLLAMA_SCHEME):
             found = _ollama_source(spec, name, source.removeprefix(OLLAMA_SCHEME))
         else:
             found = _file_source(spec, name, source)
-        missing = [
-            path
-            for path in spec.parts.get(name, PartSources()).paths
-            if not source_path(path, spec.source_dir).exists()
-        ]
+        parts = _local_parts(spec, name)
+        missing = [path for path in parts.paths if not path.exists()]
         if isinstance(found, str):
             absent[name] = found
         elif missing:
-            absent[name] = (
-                f"{source_path(missing[0], spec.source_dir)}: no such file on this machine"
-            )
+            absent[name] = f"{missing[0]}: no such file on this machine"
         else:
             present.append(found)
-    parts = {
-        name: ModelParts(
-            tuple(source_path(path, spec.source_dir) for path in part.adapters),
-            None if part.projector is None else source_path(part.projector, spec.source_dir),
-        )
-        for name, part in spec.parts.items()
-        if name not in absent
-    }
+            if parts.paths:
+                local_parts[name] = parts
     return ResolvedSources(
-        with_parts(with_split_shards(present, name_by_prefix=False), parts), absent
+        with_parts(with_split_shards(present, name_by_prefix=False), local_parts), absent
+    )
+
+
+def _local_parts(spec: SourceSpec, name: str) -> ModelParts:
+    """Model `name`'s adapters and projector as paths on this machine (`source_path`)."""
+    part = spec.parts.get(name, PartSources())
+    return ModelParts(
+        tuple(source_path(path, spec.source_dir) for path in part.adapters),
+        None if part.projector is None else source_path(part.projector, spec.source_dir),
     )
 
 

@@ -39,6 +39,7 @@ from pulumi.runtime.rpc import UNKNOWN
 
 from llamafleet.components.model_sources import (
     SyncRequest,
+    part_sources,
     plain_failures,
     resolve_sources,
     store_url_failures,
@@ -88,16 +89,10 @@ def names(props: Props) -> list[str]:
 def part_counts(props: Props) -> dict[str, tuple[int, bool]]:
     """Per model in `props["parts"]`: how many adapters, and whether it has a projector (where
     the files are differs between machines; what the model is made of does not)."""
-    parts = props.get("parts")
-    if not isinstance(parts, dict):
-        return {}
-    counts: dict[str, tuple[int, bool]] = {}
-    for name, part in cast(dict[str, object], parts).items():
-        fields = cast(dict[str, object], part) if isinstance(part, dict) else {}
-        adapters = fields.get("adapters")
-        count = len(cast(list[object], adapters)) if isinstance(adapters, list) else 0
-        counts[name] = (count, fields.get("projector") is not None)
-    return counts
+    return {
+        name: (len(part.adapters), part.projector is not None)
+        for name, part in part_sources(props.get("parts")).items()
+    }
 
 
 def previous_manifest(state: Props) -> dict[str, dict[str, object]]:

@@ -17,10 +17,10 @@ from llamafleet.modelsync.fetch import fetch_model, fetch_model_files
 from llamafleet.modelsync.gguf import read_raw
 from llamafleet.modelsync.hashcache import HashCache
 from llamafleet.modelsync.ollama import default_models_dir, discover_ollama
-from llamafleet.modelsync.parts import ModelParts, check_part, part_role, with_parts
+from llamafleet.modelsync.parts import ModelParts, check_part, role_of, with_parts
 from llamafleet.modelsync.plan import plan_sync
 from llamafleet.modelsync.progress import progress_for
-from llamafleet.modelsync.servable import read_servable_header
+from llamafleet.modelsync.servable import servable_header
 from llamafleet.modelsync.sources import ModelSource, discover_files
 from llamafleet.modelsync.splits import shard_set, with_split_shards
 from llamafleet.modelsync.store import RemoteStore, describe_error
@@ -49,15 +49,17 @@ def _human_size(size: int) -> str:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    role = part_role(path)
+    raw = read_raw(path)
+    metadata = raw.metadata
+    role = role_of(metadata)
     if role is not None:
         # The model is not at hand: its architecture is matched when they sync together.
-        check_part(path, role, None)
-        architecture = read_raw(path).metadata.get("general.architecture")
+        check_part(path, role, None, metadata)
+        architecture = metadata.get("general.architecture")
         document = {"role": role, "architecture": architecture, **_file_facts(path, args.digest)}
         _emit(args, document, [f"{key}: {value}" for key, value in document.items()])
         return 0
-    header = read_servable_header(path)
+    header = servable_header(raw)
     if not header.has_chat_template:
         print(
             f"note: {path} carries no chat template (tokenizer.chat_template): llama-server "

@@ -27,16 +27,10 @@ PROJECTOR_ARCHITECTURE: Final = "clip"
 _ENCODER_KEYS: Final = ("clip.has_vision_encoder", "clip.has_audio_encoder")
 
 
-def part_role(path: Path) -> PartRole | None:
-    """What `path` is beside a model: "adapter" (`general.type` adapter), "projector"
-    (`general.architecture` clip) or None for anything else (a model's own weights). A file
-    that is not a readable GGUF raises GgufError (gguf.read_raw).
-    """
-    return role_of(read_raw(path).metadata)
-
-
 def role_of(metadata: Mapping[str, object]) -> PartRole | None:
-    """`part_role` of a header's metadata, already read."""
+    """What a file is beside a model, from its header's metadata (gguf.read_raw): "adapter"
+    (`general.type` adapter), "projector" (`general.architecture` clip) or None for anything
+    else (a model's own weights)."""
     if metadata.get("general.type") == "adapter":
         return "adapter"
     if metadata.get("general.architecture") == PROJECTOR_ARCHITECTURE:
@@ -44,7 +38,12 @@ def role_of(metadata: Mapping[str, object]) -> PartRole | None:
     return None
 
 
-def check_part(path: Path, role: PartRole, model_architecture: str | None) -> None:
+def check_part(
+    path: Path,
+    role: PartRole,
+    model_architecture: str | None,
+    metadata: Mapping[str, object] | None = None,
+) -> None:
     """Refuse `path` as the model's `role` where the pinned llama-server would:
 
     - an adapter needs `general.type` adapter, `adapter.type` lora and the model's
@@ -55,31 +54,37 @@ def check_part(path: Path, role: PartRole, model_architecture: str | None) -> No
       (`clip.has_vision_encoder`, `clip.has_audio_encoder`; clip.cpp asserts one for its
       modality).
 
-    `model_architecture` None skips the architecture match (the model is not at hand).
+    `model_architecture` None skips the architecture match (the model is not at hand);
+    `metadata` is the file's header when the caller has read it already.
 
     Raises:
         GgufError: one line naming the file, what it is and why it cannot be `role`.
     """
-    metadata = read_raw(path).metadata
+    header = read_raw(path).metadata if metadata is None else metadata
+    problem = _part_problem(header, role, model_architecture)
+    if problem is not None:
+        raise GgufError(f"{path}: cannot be the model's {role}: {problem}")
+
+
+def _part_problem(
+    metadata: Mapping[str, object], role: PartRole, model_architecture: str | None
+) -> str | None:
     architecture = metadata.get("general.architecture")
     if role == "adapter":
-        problem = _adapter_problem(
+        return _adapter_problem(
             metadata.get("general.type"),
             metadata.get("adapter.type"),
             architecture,
             model_architecture,
         )
-    elif architecture != PROJECTOR_ARCHITECTURE:
-        problem = (
+    if architecture != PROJECTOR_ARCHITECTURE:
+        return (
             f"architecture {architecture!r}, not {PROJECTOR_ARCHITECTURE!r}: not a projector "
             "(mmproj) file"
         )
-    elif not any(metadata.get(key) is True for key in _ENCODER_KEYS):
-        problem = "a clip file with neither a vision nor an audio encoder"
-    else:
-        problem = None
-    if problem is not None:
-        raise GgufError(f"{path}: cannot be the model's {role}: {problem}")
+    if not any(metadata.get(key) is True for key in _ENCODER_KEYS):
+        return "a clip file with neither a vision nor an audio encoder"
+    return None
 
 
 def _adapter_problem(
@@ -104,6 +109,11 @@ class ModelParts:
 
     adapters: tuple[Path, ...] = ()
     projector: Path | None = None
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """Every part, adapters first."""
+        return (*self.adapters, *((self.projector,) if self.projector is not None else ()))
 
 
 def with_parts(sources: list[ModelSource], parts: Mapping[str, ModelParts]) -> list[ModelSource]:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from llamafleet.modelsync.errors import GgufError
-from llamafleet.modelsync.gguf import GgufHeader, SplitInfo, header_of, read_raw
+from llamafleet.modelsync.gguf import GgufHeader, RawGguf, SplitInfo, header_of, read_raw
 from llamafleet.modelsync.parts import role_of
 from llamafleet.modelsync.splits import shard_set, split_name
 
@@ -51,25 +51,30 @@ def servable_problem(header: GgufHeader, path: Path) -> str | None:
 
 
 def read_servable_header(path: str | os.PathLike[str]) -> GgufHeader:
-    """`read_header`, then refuse what the pinned llama-server would not load as --model.
+    """`read_header`, then refuse what the pinned llama-server would not load as --model
+    (`servable_header`)."""
+    return servable_header(read_raw(path))
+
+
+def servable_header(raw: RawGguf) -> GgufHeader:
+    """The model facts of a header read by read_raw, refusing what the pinned llama-server
+    would not load as --model.
 
     Raises:
-        GgufError: as read_header, or the file is a LoRA adapter or a projector (part of a
-            model, not one), or a split shard llama-server would not load
-            (not the first, or its set incomplete or mixed), or it holds a vision tower
-            (`servable_problem`).
+        GgufError: as gguf.header_of, or the file is a LoRA adapter or a projector (part of a
+            model, not one), or a split shard llama-server would not load (not the first, or
+            its set incomplete or mixed), or it holds a vision tower (`servable_problem`).
     """
-    raw = read_raw(path)
     role = role_of(raw.metadata)
     if role is not None:
         what = "a LoRA adapter" if role == "adapter" else "a multimodal projector (mmproj)"
-        key = "adapter" if role == "adapter" else "projector"
+        key = "adapters" if role == "adapter" else "projector"
         raise GgufError(
-            f"{path}: {what}, not a model: sync it with its model (--{key}; settings: "
-            f"models.<name>.{'adapters' if role == 'adapter' else 'projector'})"
+            f"{raw.path}: {what}, not a model: sync it with its model (--{role}; settings: "
+            f"models.<name>.{key})"
         )
     header = header_of(raw)
-    problem = servable_problem(header, Path(path))
+    problem = servable_problem(header, raw.path)
     if problem is not None:
         raise GgufError(problem)
     return header

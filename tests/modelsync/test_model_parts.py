@@ -14,8 +14,9 @@ from test_modelsync_cli import run
 from llamafleet.modelsync.digest import format_digest, hash_file
 from llamafleet.modelsync.errors import DigestMismatchError, GgufError, SourceError, StoreError
 from llamafleet.modelsync.fetch import fetch_model
+from llamafleet.modelsync.gguf import read_raw
 from llamafleet.modelsync.manifest import FileEntry, ModelEntry
-from llamafleet.modelsync.parts import ModelParts, check_part, part_role, with_parts
+from llamafleet.modelsync.parts import ModelParts, check_part, role_of, with_parts
 from llamafleet.modelsync.servable import read_servable_header
 from llamafleet.modelsync.sources import ModelSource
 from llamafleet.modelsync.splits import with_split_shards
@@ -41,10 +42,10 @@ def _sync_argv(store: RemoteStore, endpoint: str, *args: str) -> list[str]:
 # --- what the pinned llama-server would refuse ------------------------------------------------
 
 
-def test_part_role_tells_adapters_and_projectors_from_models(tmp_path: Path) -> None:
+def test_role_of_tells_adapters_and_projectors_from_models(tmp_path: Path) -> None:
     model, adapter, _, projector = _model_with_parts(tmp_path)
 
-    assert [part_role(path) for path in (model, adapter, projector)] == [
+    assert [role_of(read_raw(path).metadata) for path in (model, adapter, projector)] == [
         None,
         "adapter",
         "projector",
