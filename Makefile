@@ -39,8 +39,10 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The gateway's plugin is checked against the gateway's own environment (LiteLLM, its lock).
 typecheck: venv
 	$(BIN)/pyright llamafleet
+	$(BIN)/pyright -p gateway --pythonpath "$$(scripts/gateway-venv)/bin/python"
 
 unit: venv
 	$(BIN)/python -m pytest -m "not image and not e2e"

@@ -44,8 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
         "stack", help="stack name (for messages; the Deployments are found by label)"
     )
     serve.add_argument("--llama-server", type=Path, help="the native binary (not for --stop)")
-    serve.add_argument("--port", type=int, default=SERVER_PORT)
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=SERVER_PORT,
+        help="the gateway's port (the endpoint); llama-server listens on the next one",
+    )
     serve.add_argument("--stop", action="store_true", help="stop what `serve` started")
+    serve.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="Pulumi project directory, for the stack's outputs (its team keys)",
+    )
     serve.add_argument(
         "--kubeconfig",
         type=Path,
@@ -223,9 +234,16 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from llamafleet.command import serve  # noqa: PLC0415
+    from llamafleet.command import serve_gateway  # noqa: PLC0415
 
-    return serve.command(args.stack, args.llama_server, args.port, args.stop, args.kubeconfig)
+    return serve_gateway.command(
+        args.stack,
+        llama_server=args.llama_server,
+        port=args.port,
+        stop_only=args.stop,
+        kubeconfig=args.kubeconfig,
+        work_dir=args.work_dir,
+    )
 
 
 if __name__ == "__main__":

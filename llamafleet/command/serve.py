@@ -27,14 +27,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llamafleet.command.engine import cache_dir, engine_bin_dir, local_kubeconfig
-from llamafleet.components.server_args import API_KEY_FILE, SERVER_PORT
-from llamafleet.components.tenant import API_KEY_SECRET
+from llamafleet.components.server_args import SERVER_PORT
 
 READY_TIMEOUT_SECONDS = 300
 LOOPBACK = "127.0.0.1"
@@ -142,13 +141,15 @@ def _volume(
 
 def localise(argv: list[str], mounts: dict[str, str], port: int | None = None) -> list[str]:
     """Map container paths to local ones (longest prefix first) and optionally the port."""
-    local = [_local_path(arg, mounts) for arg in argv]
+    local = [local_path(arg, mounts) for arg in argv]
     if port is not None and "--port" in local:
         local[local.index("--port") + 1] = str(port)
     return local
 
 
-def _local_path(arg: str, mounts: dict[str, str]) -> str:
+def local_path(arg: str, mounts: Mapping[str, str]) -> str:
+    """`arg` with the longest container path of `mounts` that prefixes it mapped to its local
+    directory (mount path -> local path); unchanged when none does."""
     for container_path in sorted(mounts, key=len, reverse=True):
         if arg == container_path or arg.startswith(f"{container_path}/"):
             return mounts[container_path] + arg[len(container_path) :]
@@ -207,11 +208,12 @@ class Kubectl:
         return [pod_from_deployment(item, self.secret) for item in items]
 
 
-def lay_out(pod: NativePod, root: Path) -> dict[str, Path]:
-    """Each volume as a directory under `root` (Secrets as 0600 files); volume name -> dir."""
+def lay_out(volumes: Mapping[str, Volume], root: Path) -> dict[str, Path]:
+    """Each volume (name -> Volume, e.g. a NativePod's) as a directory under `root`, Secrets
+    as 0600 files; name -> its directory. A name may hold '/' (a mount path)."""
     paths: dict[str, Path] = {}
-    for name, volume in pod.volumes.items():
-        where = root / "volumes" / name
+    for name, volume in volumes.items():
+        where = root / "volumes" / name.strip("/")
         where.mkdir(parents=True, exist_ok=True, mode=0o700)
         for relative, content in (volume.files or {}).items():
             target = where / relative
@@ -238,31 +240,29 @@ def native_argv(argv: list[str], mounts: dict[str, str], port: int) -> list[str]
 
 @dataclass(frozen=True)
 class Served:
-    """A pod served natively: its OpenAI-style base URL (`…/v1`, loopback), a file holding a
-    team key, and `restarted` (False: the same pod was already running and was kept)."""
+    """A pod served natively: its OpenAI-style base URL (`…/v1`, loopback) and `restarted`
+    (False: the same pod was already running and was kept)."""
 
     pod: NativePod
     base_url: str
-    client_key_file: Path
     restarted: bool
 
 
 def start(pod: NativePod, llama_server: Path, port: int = SERVER_PORT) -> Served:
     """Fetch (verified) and start one pod's server in the background, unless it already runs
-    exactly this pod; returns where it serves and a file holding a client key. Raises
-    ServeError (one line) before stopping anything when the binaries are missing.
+    exactly this pod; returns where it serves. Raises ServeError (one line) before stopping
+    anything when the binaries are missing.
 
     Raises:
         ServeError: `llama_server` is not executable, no fetcher is next to this interpreter,
-            or the fetch failed (and, from the helpers, the port is taken, the keys Secret
-            holds no team key, or llama-server exited or was not ready in time).
+            or the fetch failed (and, from the helpers, the port is taken, or llama-server
+            exited or was not ready in time).
     """
     state = serve_root() / pod.name
     base = f"http://{LOOPBACK}:{port}"
-    client_key = state / "client-key"
     fingerprint = f"{pod.fingerprint()} {llama_server.resolve()} {port}"
-    if _running(state) and (state / "fingerprint").read_text() == fingerprint:
-        return Served(pod, f"{base}/v1", client_key, restarted=False)
+    if is_running(state) and (state / "fingerprint").read_text() == fingerprint:
+        return Served(pod, f"{base}/v1", restarted=False)
     if not os.access(llama_server, os.X_OK):
         raise ServeError(f"{llama_server} is not an executable llama-server")
     # The fetcher image's command is a console script of this package: use this environment's.
@@ -270,14 +270,13 @@ def start(pod: NativePod, llama_server: Path, port: int = SERVER_PORT) -> Served
     if fetcher is None:
         raise ServeError(f"no {pod.fetch.argv[0]} next to {sys.executable}")
     stop(state)
-    _ensure_free(port)
-    volumes = lay_out(pod, state)
-    _write_client_key(pod, volumes, client_key)
+    ensure_free(port)
+    volumes = lay_out(pod.volumes, state)
     fetch_mounts = local_mounts(pod.fetch, volumes)
     fetch = [fetcher, *localise(pod.fetch.argv[1:], fetch_mounts)]
     fetch_env = {
         **os.environ,
-        **{k: _local_path(v, fetch_mounts) for k, v in pod.fetch.env.items()},
+        **{k: local_path(v, fetch_mounts) for k, v in pod.fetch.env.items()},
     }
     done = subprocess.run(fetch, env=fetch_env, check=False)
     if done.returncode != 0:
@@ -285,22 +284,32 @@ def start(pod: NativePod, llama_server: Path, port: int = SERVER_PORT) -> Served
     argv = native_argv(pod.server.argv, local_mounts(pod.server, volumes), port)
     argv[0] = str(llama_server)
     server_env = {**_without_llama_args(os.environ), **pod.server.env}
-    with (state / "server.log").open("wb") as log:
+    process = spawn(argv, server_env, state, "server.log")
+    wait_ready(f"{base}/health", process, state / "server.log")
+    (state / "fingerprint").write_text(fingerprint)
+    return Served(pod, f"{base}/v1", restarted=True)
+
+
+def spawn(
+    argv: list[str], env: Mapping[str, str], state: Path, log: str
+) -> subprocess.Popen[bytes]:
+    """Start `argv` in the background, in a session of its own (so `stop` signals its whole
+    group), its output in `state`/`log`, its pid and start time in `state`/pid."""
+    with (state / log).open("wb") as sink:
         process = subprocess.Popen(
             argv,
-            stdout=log,
+            stdout=sink,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=server_env,
+            env=dict(env),
+            cwd=state,
             start_new_session=True,
         )
-    (state / "pid").write_text(f"{process.pid} {_start_time(process.pid)}")
-    _wait_ready(base, process, state / "server.log")
-    (state / "fingerprint").write_text(fingerprint)
-    return Served(pod, f"{base}/v1", client_key, restarted=True)
+    (state / "pid").write_text(f"{process.pid} {start_time(process.pid)}")
+    return process
 
 
-def _ensure_free(port: int) -> None:
+def ensure_free(port: int) -> None:
     """Refuse a port something listens on (a server's own earlier connections, in TIME_WAIT, do
     not count: servers bind with SO_REUSEADDR, as llama-server's HTTP library does).
 
@@ -322,22 +331,7 @@ def _without_llama_args(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if not k.startswith("LLAMA_ARG_")}
 
 
-def _write_client_key(pod: NativePod, volumes: Mapping[str, Path], target: Path) -> None:
-    """The team's oldest key (the first line of its key file; the scraper's comes last).
-
-    Raises:
-        ServeError: the key file holds fewer than two keys (no team key beside the scraper's).
-    """
-    key_file = localise([API_KEY_FILE], local_mounts(pod.server, volumes))[0]
-    lines = [line for line in Path(key_file).read_text().splitlines() if line.strip()]
-    if len(lines) < 2:
-        raise ServeError(f"{pod.name}: the {API_KEY_SECRET} Secret holds no team key")
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(lines[0] + "\n")
-
-
-def _start_time(pid: int) -> str:
+def start_time(pid: int) -> str:
     """The process's start time in clock ticks since boot (/proc/<pid>/stat, field 22): with the
     pid, it names one process, not whichever later reuses the number. "" where unknown."""
     try:
@@ -362,12 +356,13 @@ def _ours(state: Path) -> int | None:
         pid = int(pid_text)
     except (OSError, ValueError):
         return None
-    if _state_of(pid) in (None, "Z") or _start_time(pid) != started:
+    if _state_of(pid) in (None, "Z") or start_time(pid) != started:
         return None
     return pid
 
 
-def _running(state: Path) -> bool:
+def is_running(state: Path) -> bool:
+    """Whether the process `serve` started under `state` still runs, with its fingerprint."""
     return _ours(state) is not None and (state / "fingerprint").exists()
 
 
@@ -409,68 +404,44 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def stop_all(keep: str | None = None) -> list[str]:
-    """Stop every server `serve` started (but the one named `keep`); the names of those that
-    were running."""
+def stop_all(keep: Collection[str] = ()) -> list[str]:
+    """Stop every process `serve` started (but those named in `keep`); the names of those
+    that were running."""
     root = serve_root()
     states = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    return [state.name for state in states if state.name != keep and stop(state)]
+    return [state.name for state in states if state.name not in keep and stop(state)]
 
 
-def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], log: Path, what: str = "llama-server"
+) -> None:
+    """Wait until `url` (a health route of `process`) answers 200, at most
+    READY_TIMEOUT_SECONDS.
+
+    Raises:
+        ServeError: `process` exited (the tail of `log` follows) or was not ready in time.
+    """
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log.read_text(errors="replace")[-2000:]
-            raise ServeError(f"llama-server exited with {process.returncode}:\n{tail}")
+            raise ServeError(f"{what} exited with {process.returncode}:\n{tail}")
         try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
                 # Ours, not another listener's: the process must still run after its answer.
                 if response.status == 200 and process.poll() is None:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.5)
-    raise ServeError(f"llama-server not ready after {READY_TIMEOUT_SECONDS} s; see {log}")
+    raise ServeError(f"{what} not ready after {READY_TIMEOUT_SECONDS} s; see {log}")
 
 
-def client_exports(served: Served) -> str:
-    """The shell line that points the official OpenAI clients at `served`: OPENAI_BASE_URL
-    (openai-python 1.x and later, openai-node), OPENAI_API_BASE (older clients, LangChain)."""
-    url = served.base_url
+def client_exports(url: str, key_file: Path) -> str:
+    """The shell line that points the official OpenAI clients at `url` with the key in
+    `key_file`: OPENAI_BASE_URL (openai-python 1.x and later, openai-node), OPENAI_API_BASE
+    (older clients, LangChain)."""
     return (
         f"export OPENAI_BASE_URL={url} OPENAI_API_BASE={url} "
-        f"OPENAI_API_KEY=$(cat {shlex.quote(str(served.client_key_file))})"
+        f"OPENAI_API_KEY=$(cat {shlex.quote(str(key_file))})"
     )
-
-
-def command(
-    stack: str, llama_server: Path | None, port: int, stop_only: bool, kubeconfig: Path | None
-) -> int:
-    """`llamafleet serve STACK [--stop]`: serve the one llama-server Deployment the cluster holds
-    (default: the local control plane), stopping any other `serve` started.
-
-    Raises:
-        ServeError: never past this function: each (its own, Kubectl's, start's) is printed as
-            `serve <stack>: <why>` on stderr and the exit status is 1.
-    """
-    if stop_only:
-        stopped = stop_all()
-        print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
-        return 0
-    if llama_server is None:
-        print("serve: --llama-server is required to start", file=sys.stderr)
-        return 2
-    try:
-        pods = Kubectl(kubeconfig).pods()
-        if len(pods) != 1:
-            raise ServeError(f"serve runs one Deployment natively; {stack} has {len(pods)}")
-        stop_all(keep=pods[0].name)
-        served = start(pods[0], llama_server, port)
-    except ServeError as exc:
-        print(f"serve {stack}: {exc}", file=sys.stderr)
-        return 1
-    state = "is serving" if served.restarted else "was already serving (unchanged)"
-    print(f"{served.pod.namespace}/{served.pod.deployment} {state} at {served.base_url}")
-    print(client_exports(served))
-    return 0

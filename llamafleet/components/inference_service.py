@@ -20,6 +20,7 @@ from llamafleet.components.autoscaling import (
     scaled_object_annotations,
     scaled_object_spec,
 )
+from llamafleet.components.gateway import GATEWAY_APP, INTERNAL_KEY_MARK
 from llamafleet.components.inference_pod import PodInputs, pod_labels, pod_spec, selector_labels
 from llamafleet.components.manifest import manifest
 from llamafleet.components.server_args import SERVER_PORT
@@ -55,6 +56,9 @@ class InferenceServiceArgs:
     # Pods in these two namespaces may reach the server's port (8080) (NetworkPolicy ingress).
     gateway_namespace: str
     monitoring_namespace: str
+    # A non-secret mark of the key the gateway presents (gateway.keys_mark of the team's
+    # internal key): llama-server reads its key file only at start, so a new key rolls the pods.
+    internal_key_mark: pulumi.Input[str] | None = None
     # e.g. the IAM role (IRSA) the model fetcher assumes to read the store on EKS.
     service_account_annotations: Mapping[str, pulumi.Input[str]] = field(
         default_factory=dict[str, pulumi.Input[str]]
@@ -152,8 +156,15 @@ class InferenceService(pulumi.ComponentResource):
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
             "progressDeadlineSeconds": 1800,
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec(args.pod, name)},
+            "template": {
+                "metadata": {"labels": labels} | self._template_annotations(),
+                "spec": pod_spec(args.pod, name),
+            },
         }
+
+    def _template_annotations(self) -> dict[str, Any]:
+        mark = self._args.internal_key_mark
+        return {} if mark is None else {"annotations": {INTERNAL_KEY_MARK: mark}}
 
     def _network_policy(self, name: str) -> dict[str, Any]:
         args = self._args
@@ -169,7 +180,9 @@ class InferenceService(pulumi.ComponentResource):
             "ingress": [
                 {
                     "from": [
-                        from_namespace(args.gateway_namespace),
+                        # The gateway's pods, not the whole namespace.
+                        from_namespace(args.gateway_namespace)
+                        | {"podSelector": {"matchLabels": {"app.kubernetes.io/name": GATEWAY_APP}}},
                         from_namespace(args.monitoring_namespace),
                     ],
                     "ports": [{"protocol": "TCP", "port": SERVER_PORT}],

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Final
 
+# The team a namespace (and what is in it) belongs to.
+TEAM_LABEL: Final = "llamafleet.io/team"
 # The tier a node belongs to; pods select their tier's nodes by it.
 TIER_LABEL: Final = "llamafleet.io/tier"
 # The newest x86 level (llamafleet.settings.types.ISA_LEVELS) every node of the tier supports.

@@ -27,7 +27,7 @@ from llamafleet.components.config import (
     CudaArchitectures,
 )
 
-Flavour = Literal["cpu", "cuda", "fetcher"]
+Flavour = Literal["cpu", "cuda", "fetcher", "gateway", "redis"]
 # The build cache lives in the image's own repository under this tag prefix; it is the one
 # tag allowed to move in an otherwise immutable ECR repository.
 CACHE_TAG_PREFIX = "buildcache-"
@@ -82,6 +82,12 @@ FLAVOURS: Mapping[Flavour, FlavourBuild] = {
             "llamafleet/modelsync",
         ),
     ),
+    "gateway": FlavourBuild(
+        ".",
+        "images/gateway/Dockerfile",
+        ("images/gateway/Dockerfile", "gateway/requirements.lock", "llamafleet_gateway"),
+    ),
+    "redis": FlavourBuild("images/redis", "images/redis/Dockerfile", ("images/redis/Dockerfile",)),
 }
 
 

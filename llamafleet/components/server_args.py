@@ -121,6 +121,10 @@ class ServerOptions:
             build's Jinja default would compile the name as template source); None: the GGUF's
             own template, under Jinja.
         sampling: Default sampling flags; the empty config passes none.
+        max_tokens: --n-predict, the tokens a request that names no limit generates at most;
+            None: no such default. Only a default: in the pinned build a request's own
+            n_predict/max_tokens takes priority (tools/server/server-context.cpp, "the
+            per-request limit takes priority over the global one"), so the gateway caps it.
     """
 
     alias: str
@@ -141,6 +145,7 @@ class ServerOptions:
 
     chat_template: str | None = None
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
+    max_tokens: int | None = None
 
 
 def part_args(opts: ServerOptions) -> list[str]:
@@ -202,13 +207,17 @@ def server_args(opts: ServerOptions) -> list[str]:
         *("--load-mode", opts.load_mode),
         # Prometheus scrapes llamacpp:requests_deferred, the queue the autoscaler follows.
         "--metrics",
-        # Team keys come from a mounted Secret, never from argv or the environment.
+        # The keys the gateway and the scraper present, from a mounted Secret (never argv or
+        # the environment); clients' own keys end at the gateway.
         *("--api-key-file", API_KEY_FILE),
         # Nothing outlives the pod's drain window.
         *("--timeout", str(opts.request_timeout_seconds)),
         # The web UI is not an API; keep the surface small.
         "--no-ui",
     ]
+    if opts.max_tokens is not None:
+        # A request that names no limit stays bounded too (the gateway caps the others).
+        args += ["--n-predict", str(opts.max_tokens)]
     if shape.kv_cache_type != "f16":
         args += ["--cache-type-k", shape.kv_cache_type, "--cache-type-v", shape.kv_cache_type]
     if opts.tier_kind == "gpu":

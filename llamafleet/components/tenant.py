@@ -2,7 +2,9 @@
 
 Keys are named (e.g. `2026-11`), one `ApiKey` resource per name, so adding a name adds one key and
 removing a name retires only that key. They are only ever handled as secret Outputs: encrypted in
-the state, they reach pods through a Kubernetes Secret mounted as llama-server's --api-key-file.
+the state, they end at the gateway, which holds only their hashes. The team's llama-servers
+accept two other keys of the team's own (their --api-key-file, a mounted Secret): the gateway's
+internal key for the team and the metrics scraper's.
 Where pods read the model store with a shared credentials file (on-prem), the Tenant also holds
 that file as a Secret in each of its namespaces.
 """
@@ -21,7 +23,7 @@ from pydantic import Field, StringConstraints, field_validator
 from llamafleet.components.api_keys import ApiKey
 from llamafleet.components.config import DNS_1123_LABEL_PATTERN, ComponentConfig
 from llamafleet.components.inference_pod import STORE_CREDENTIALS_KEY
-from llamafleet.components.labels import GPU_RESOURCE
+from llamafleet.components.labels import GPU_RESOURCE, TEAM_LABEL
 from llamafleet.components.manifest import manifest
 from llamafleet.components.pod_security import restricted_namespace_labels
 
@@ -119,9 +121,11 @@ class TenantArgs:
 class Tenant(pulumi.ComponentResource):
     """A team: its namespace in each cluster, quota, defaults, default-deny policy and keys.
 
-    `api_keys` is a secret Output mapping each key name to its key."""
+    `api_keys` is a secret Output mapping each key name to its key; `internal_key` (secret) is
+    the key only the gateway presents to the team's llama-servers."""
 
     api_keys: pulumi.Output[dict[str, str]]
+    internal_key: pulumi.Output[str]
     namespaces: dict[str, k8s.core.v1.Namespace]
     api_key_secret_name: str = API_KEY_SECRET
     metrics_key_secret_name: str = METRICS_KEY_SECRET
@@ -133,10 +137,12 @@ class Tenant(pulumi.ComponentResource):
         self._args = args
         keys = {key: self._key(f"{name}-api-key-{key}", key) for key in args.config.api_keys}
         metrics_key = self._key(f"{name}-metrics-key", "metrics")
+        self.internal_key = self._key(f"{name}-gateway-key", "gateway")
         self.api_keys = pulumi.Output.secret(pulumi.Output.all(**keys))
-        # The scraper's key is accepted by llama-server too: it has no per-endpoint scopes.
+        # The gateway's key first; the scraper's is accepted too (llama-server has no
+        # per-endpoint scopes). Team keys are not here: they end at the gateway.
         key_file = pulumi.Output.secret(
-            pulumi.Output.all(*keys.values(), metrics_key).apply(lambda ks: "\n".join(ks) + "\n")
+            pulumi.Output.all(self.internal_key, metrics_key).apply(lambda ks: "\n".join(ks) + "\n")
         )
         self.namespaces = {
             cluster: self._namespace(f"{name}-{cluster}", provider, key_file, metrics_key)
@@ -153,7 +159,7 @@ class Tenant(pulumi.ComponentResource):
     ) -> k8s.core.v1.Namespace:
         """The team's namespace in one cluster, with its quota, defaults, policy and keys."""
         args = self._args
-        labels = {"app.kubernetes.io/part-of": "llamafleet", "llamafleet.io/team": args.team}
+        labels = {"app.kubernetes.io/part-of": "llamafleet", TEAM_LABEL: args.team}
         namespace = k8s.core.v1.Namespace(
             f"{prefix}-namespace",
             metadata=manifest(

@@ -9,13 +9,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from llamafleet.components.autoscaling import ScalingRange
+from llamafleet.components.gateway import Gateway, GatewayArgs, key_mark
+from llamafleet.components.gateway_config import Backend, TeamLimits
 from llamafleet.components.inference_pod import PodInputs
 from llamafleet.components.inference_service import InferenceService, InferenceServiceArgs
 from llamafleet.components.labels import IRSA_ROLE_ANNOTATION
 from llamafleet.components.model_sources import PartSources
 from llamafleet.components.model_store import ModelStore
 from llamafleet.components.model_sync import ModelSync, ModelSyncArgs
-from llamafleet.components.server_args import ServerOptions
+from llamafleet.components.server_args import SERVER_PORT, ServerOptions
 from llamafleet.components.tenant import StoreCredentials, Tenant, TenantArgs
 from llamafleet.modelsync.sources import adapter_member, member_name, projector_member
 from llamafleet.program.clusters import ProvisionedCluster, provision
@@ -83,6 +85,7 @@ def build(settings: Settings) -> None:
     if sync is not None:
         models_ready.append(_pins_checked(settings.models, sync))
     urls: dict[str, dict[str, pulumi.Output[str]]] = {}
+    services: list[InferenceService] = []
     for placement in placed:
         cluster = clusters[placement.cluster_name]
         tenant = settings.tenants[placement.team]
@@ -94,6 +97,7 @@ def build(settings: Settings) -> None:
                 cluster,
                 read_policy,
                 images,
+                internal_key_mark=key_mark(tenants[placement.team].internal_key),
             ),
             opts=pulumi.ResourceOptions(
                 # Children are named after the component, so they inherit these aliases.
@@ -110,12 +114,84 @@ def build(settings: Settings) -> None:
             ),
         )
         urls.setdefault(placement.team, {})[placement.name] = service.url
+        services.append(service)
+    gateways = {
+        name: _gateway(settings, cluster, images, placed=placed, tenants=tenants, services=services)
+        for name, cluster in clusters.items()
+    }
     for team, tenant in tenants.items():
         pulumi.export(f"{team}-api-keys", tenant.api_keys)
     pulumi.export("endpoints", urls)
+    # The stack's one endpoint: the first cluster's gateway (settings order: on-prem first).
+    pulumi.export("endpoint", next(iter(gateways.values())).url)
+    pulumi.export("gateways", {name: gateway.url for name, gateway in gateways.items()})
     pulumi.export("modelStore", {"url": store.store_url, "readPolicyArn": store.read_policy_arn})
     if sync is not None:
         pulumi.export("modelDigests", sync.digests)
+
+
+def _gateway(
+    settings: Settings,
+    cluster: ProvisionedCluster,
+    images: ImageRefs,
+    *,
+    placed: list[Placement],
+    tenants: Mapping[str, Tenant],
+    services: list[InferenceService],
+) -> Gateway:
+    """The gateway of one cluster, routing to the deployments placed there."""
+    cluster_name = cluster.name
+    here = [p for p in placed if p.cluster_name == cluster_name]
+    teams = sorted({p.team for p in here})
+    lb = cluster.settings.load_balancer
+    return Gateway(
+        f"{cluster_name}-gateway",
+        GatewayArgs(
+            namespace=settings.serving.gateway_namespace,
+            config=settings.serving.gateway,
+            image=images.gateway,
+            redis_image=images.redis,
+            backends=[_backend(p) for p in here],
+            limits={
+                team: TeamLimits(
+                    settings.tenants[team].limits.requests_per_minute,
+                    settings.tenants[team].limits.tokens_per_minute,
+                )
+                for team in teams
+            },
+            team_keys={
+                team: tenants[team].api_keys.apply(lambda keys: list(keys.values()))
+                for team in teams
+            },
+            internal_keys={team: tenants[team].internal_key for team in teams},
+            team_namespaces=[team_namespace(team) for team in teams],
+            monitoring_namespace=cluster.settings.monitoring_namespace,
+            request_timeout_seconds=settings.serving.request_timeout_seconds,
+            exposure=None
+            if lb.type == "ClusterIP"
+            else cluster.load_balancing(settings.serving.deregistration_seconds),
+        ),
+        opts=pulumi.ResourceOptions(
+            provider=cluster.provider, depends_on=[*cluster.depends_on, *services]
+        ),
+    )
+
+
+def _backend(placement: Placement) -> Backend:
+    """One placement as the gateway reaches it: its Service (InferenceService.url) and the
+    requests its tier serves at once at its most replicas."""
+    model = placement.model
+    return Backend(
+        team=placement.team,
+        model=placement.model_name,
+        tier=placement.tier_name,
+        base_url=(
+            f"http://{placement.name}.{team_namespace(placement.team)}.svc.cluster.local:"
+            f"{SERVER_PORT}/v1"
+        ),
+        capacity=model.replicas.max * model.parallel,
+        max_tokens=model.max_tokens,
+    )
 
 
 def _model_store(store_settings: ModelStoreSettings) -> ModelStore:
@@ -286,6 +362,8 @@ def _service_args(
     cluster: ProvisionedCluster,
     read_policy: pulumi.Output[str] | None,
     images: ImageRefs,
+    *,
+    internal_key_mark: pulumi.Output[str],
 ) -> InferenceServiceArgs:
     """One placement's InferenceService: its pods, its scaling, and what the cluster adds."""
     model = placement.model
@@ -307,6 +385,7 @@ def _service_args(
         gateway_namespace=sections.serving.gateway_namespace,
         monitoring_namespace=cluster.settings.monitoring_namespace,
         service_account_annotations={IRSA_ROLE_ANNOTATION: role} if role is not None else {},
+        internal_key_mark=internal_key_mark,
     )
 
 
@@ -325,6 +404,7 @@ def _server_options(serving: Serving, placement: Placement) -> ServerOptions:
         load_mode=model.load_mode,
         chat_template=model.chat_template,
         sampling=model.sampling,
+        max_tokens=model.max_tokens,
     )
 
 

@@ -52,6 +52,11 @@ class LoadBalancerSettings(Strict):
     """`llamafleet:clusters.<name>.loadBalancer`: how the gateway's LoadBalancer Service
     is exposed: an NLB on EKS, a MetalLB address on-prem."""
 
+    type: Literal["LoadBalancer", "ClusterIP"] = Field(
+        default="LoadBalancer",
+        description="ClusterIP: no load balancer (a cluster without one, e.g. the local control "
+        "plane); the gateway is then reached inside the cluster only.",
+    )
     scheme: Literal["internal", "internet-facing"] = Field(
         default="internal", description="EKS: NLB scheme."
     )

@@ -185,10 +185,15 @@ def _models(settings: Settings) -> Iterator[Problem]:
                 "model was trained for",
             )
             continue  # sized with a context it cannot have, it would not fit anywhere either
-        if model.replicas.min == 0 and not _keda_everywhere(settings, model, tiers):
+        if model.replicas.min == 0:
+            # The queue KEDA scales on is llama-server's own metric: at zero pods nothing
+            # reports demand, so the model would never come back (../shared/cases/c04). The
+            # gateway counts demand per tier, but does not yet hold a request while a tier
+            # wakes: until it does, a model keeps one replica.
             yield Problem(
                 f"{path}.replicas.min",
-                "0 (scale to zero) needs autoscaler: keda on every cluster serving it",
+                "0 (scale to zero) is not supported yet: at zero pods no signal wakes the model"
+                " (llama-server exports the queue itself); use min 1",
             )
         if model.accelerator == "gpu" and not has_gpu_tier:
             yield Problem(
@@ -273,26 +278,18 @@ def _has_image(settings: Settings, flavour: str) -> bool:
 def _images(settings: Settings) -> Iterator[Problem]:
     images = settings.images
     if images.build is not None:
-        for flavour in ("cpu", "cuda", "fetcher"):
+        for flavour in ("cpu", "cuda", "fetcher", "gateway", "redis"):
             if getattr(images, flavour) is not None:
                 yield Problem(
                     f"images.{flavour}", "set either images.build or references, not both"
                 )
         return
-    for flavour in ("cpu", "fetcher"):
+    for flavour in ("cpu", "fetcher", "gateway", "redis"):
         if getattr(images, flavour) is None:
             yield Problem(
                 f"images.{flavour}",
                 "is required (a reference pinned by digest) unless images.build",
             )
-
-
-def _keda_everywhere(settings: Settings, model: Model, tiers: dict[str, Tier]) -> bool:
-    return all(
-        cluster.autoscaler == "keda"
-        for cluster in settings.clusters.values()
-        if any(tier in cluster.tiers for tier in model.tiers if tier in tiers)
-    )
 
 
 def _placement(path: str, name: str, model: Model, tier_name: str, tier: Tier) -> Iterator[Problem]:

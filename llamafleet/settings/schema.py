@@ -20,6 +20,7 @@ from pydantic import (
 
 from llamafleet.components.cluster_addons import ClusterAddonsConfig
 from llamafleet.components.config import ComponentConfig, ServiceUrl
+from llamafleet.components.gateway import GatewayConfig
 from llamafleet.components.llama_cpp_image import ImageBuildConfig
 from llamafleet.components.model_sources import (
     SETTINGS_RELATIVE_FIX,
@@ -213,6 +214,12 @@ class Images(Strict):
     cpu: ImageRef | None = Field(default=None, description="llama-server CPU image, by digest.")
     cuda: ImageRef | None = Field(default=None, description="CUDA image, pinned by digest.")
     fetcher: ImageRef | None = Field(default=None, description="Model-fetcher image, by digest.")
+    gateway: ImageRef | None = Field(
+        default=None, description="Gateway image (images/gateway: LiteLLM), by digest."
+    )
+    redis: ImageRef | None = Field(
+        default=None, description="The gateway's Redis image (images/redis), by digest."
+    )
 
 
 class Serving(Strict):
@@ -229,7 +236,11 @@ class Serving(Strict):
         description="Time for endpoints and load balancers to stop sending to a stopping pod.",
     )
     gateway_namespace: Name = Field(
-        default="llamafleet-gateway", description="Namespace whose pods may call the models."
+        default="llamafleet-gateway",
+        description="The gateway's namespace: its pods are the only ones that may call models.",
+    )
+    gateway: GatewayConfig = Field(
+        default_factory=GatewayConfig, description="The gateway's replicas and size."
     )
 
 
@@ -403,6 +414,13 @@ class Model(Strict):
     min_isa: IsaLevel = Field(default="x86-64", description="Oldest CPU level worth serving on.")
     tiers: list[Name] = Field(min_length=1, description="Tiers that serve it, in order.")
     context_length: int = Field(ge=256, description="Context per parallel slot, tokens.")
+    max_tokens: int = Field(
+        default=1024,
+        ge=1,
+        description="Most tokens one request may generate: the gateway caps each request's "
+        "max_tokens (and sets it when a request omits it) and llama-server gets --n-predict, "
+        "so a request's length, and a rollout's drain, are bounded. Below contextLength.",
+    )
     parallel: int = Field(default=1, ge=1, le=64, description="Concurrent slots per replica.")
     cpus: int = Field(default=4, ge=1, le=256, description="CPU limit = threads (-t).")
     gpus: int = Field(default=1, ge=1, le=16, description="GPUs per replica on gpu tiers.")
@@ -442,6 +460,16 @@ class Model(Strict):
                 f"({', '.join(uneven)}): llama-server refuses to start; use f16"
             )
         return kv_type
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _room_for_a_prompt(cls, max_tokens: int, info: ValidationInfo) -> int:
+        context = info.data.get("context_length")
+        if isinstance(context, int) and max_tokens >= context:
+            raise ValueError(
+                f"must be below contextLength ({context}), which holds the prompt as well"
+            )
+        return max_tokens
 
     @model_validator(mode="after")
     def _every_shard_pinned(self) -> Model:
@@ -519,11 +547,26 @@ class Model(Strict):
 Quota = TenantQuota
 
 
+class RateLimits(Strict):
+    """`llamafleet:tenants.<team>.limits`: the team's limits per minute at the gateway, shared
+    by its replicas through Redis; past one, a request gets 429 with Retry-After."""
+
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, description="Requests per minute; absent: no limit."
+    )
+    tokens_per_minute: int | None = Field(
+        default=None, ge=1, description="Tokens (prompt + completion) per minute; absent: none."
+    )
+
+
 class TenantSettings(TenantConfig):
     """`llamafleet:tenants.<team>`: a team: the Tenant's config (its quota and API keys) plus
-    the models it may call."""
+    the models it may call and its limits at the gateway."""
 
     models: list[Name] = Field(min_length=1, description="Models the team may call.")
+    limits: RateLimits = Field(
+        default_factory=RateLimits, description="Requests and tokens per minute at the gateway."
+    )
     former_name: Name | None = Field(
         default=None,
         description="The name this team had before a rename: its resources carry Pulumi "

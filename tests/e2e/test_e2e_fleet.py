@@ -27,6 +27,7 @@ from e2e_support import (
 from support.tiny_llama_gguf import write_gguf
 
 from llamafleet.command.engine import engine_log
+from llamafleet_gateway.keys import key_hash
 
 pytestmark = pytest.mark.e2e
 
@@ -310,8 +311,15 @@ def keys_of(project: Project, team: str) -> dict[str, str]:
 
 
 def secret_values(cluster: Cluster, ns: str) -> set[str]:
+    """The keys the team's llama-servers accept: the gateway's internal key and the scraper's."""
     secret = cluster.get("secret", "llamafleet-api-keys", "-n", ns)
     return set(base64.b64decode(secret["data"]["keys"]).decode().split())
+
+
+def gateway_hashes(cluster: Cluster) -> dict[str, str]:
+    """The gateway's key hashes (hash -> team): where the teams' keys end."""
+    secret = cluster.get("secret", "llamafleet-gateway-keys", "-n", "llamafleet-gateway")
+    return json.loads(base64.b64decode(secret["data"]["keys.json"]))
 
 
 def test_a_key_name_added_adds_one_key_and_the_oldest_removed_retires_only_it(
@@ -321,13 +329,18 @@ def test_a_key_name_added_adds_one_key_and_the_oldest_removed_retires_only_it(
     ns = namespace(TEAM_A)
     first = keys_of(project, TEAM_A)
     assert list(first) == ["k1", "k2"]
-    assert set(first.values()) <= secret_values(local_cluster, ns)
+    hashes = gateway_hashes(local_cluster)
+    assert {hashes[key_hash(key)] for key in first.values()} == {TEAM_A}
+    # Team keys end at the gateway: the servers accept only its internal key and the scraper's.
+    served = secret_values(local_cluster, ns)
+    assert len(served) == 2 and not served & set(first.values())
     config = project.config()
     tenant = config["llamafleet:tenants"][TEAM_A]
 
     tenant["apiKeys"] = ["k1", "k2", "k3"]
     project.write_config(config)
-    # One key more, and the Secret that holds them updated in place (never deleted).
+    # One key more, and the gateway's Secret of hashes updated in place (never deleted); no
+    # model server changes.
     assert last_line(project.llamafleet("up")) == f"{project.stack}: create 1, update 1"
     added = keys_of(project, TEAM_A)
     assert list(added) == ["k1", "k2", "k3"]
@@ -339,17 +352,21 @@ def test_a_key_name_added_adds_one_key_and_the_oldest_removed_retires_only_it(
     assert last_line(project.llamafleet("up")) == f"{project.stack}: delete 1, update 1"
     retired = keys_of(project, TEAM_A)
     assert retired == {"k2": added["k2"], "k3": added["k3"]}
-    in_cluster = secret_values(local_cluster, ns)
-    assert first["k1"] not in in_cluster
-    assert {added["k2"], added["k3"]} <= in_cluster
+    in_cluster = gateway_hashes(local_cluster)
+    assert key_hash(first["k1"]) not in in_cluster
+    assert {key_hash(added["k2"]), key_hash(added["k3"])} <= set(in_cluster)
+    assert secret_values(local_cluster, ns) == served
 
 
 def test_no_key_is_in_plain_text_in_state_history_backups_output_or_render(
     deployed: tuple[Project, str], local_cluster: Cluster, tmp_path: Path
 ) -> None:
     project, _ = deployed
-    keys = set().union(*(secret_values(local_cluster, namespace(t)) for t in (TEAM_A, TEAM_B)))
-    assert len(keys) >= 4
+    keys = set().union(
+        *(secret_values(local_cluster, namespace(t)) for t in (TEAM_A, TEAM_B)),
+        *(keys_of(project, t).values() for t in (TEAM_A, TEAM_B)),
+    )
+    assert len(keys) >= 6
     kinds = {p.relative_to(project.state_dir).parts[1] for p in project.state_dir.rglob("*.json")}
     assert {"stacks", "history", "backups"} <= kinds, kinds
     state = "".join(p.read_text() for p in project.state_dir.rglob("*") if p.is_file())

@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from support.loopback import free_port
 from llamafleet.settings.load import stack_file
 
 pytestmark = [pytest.mark.e2e, pytest.mark.image]
+POD = "llamafleet-demo-gemma3-270m-cpu-small"
 
 CLIENT = """
 import json, os, openai
@@ -63,8 +66,9 @@ def local_project(
 def serve(project: Project, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**project.env, "LLAMAFLEET_CACHE": str(cache)}
     kubeconfig = project.env["KUBECONFIG"]
+    where = ["--kubeconfig", kubeconfig, "--work-dir", str(project.work_dir)]
     return subprocess.run(
-        [str(LLAMAFLEET), "serve", "local", "--kubeconfig", kubeconfig, *args],
+        [str(LLAMAFLEET), "serve", "local", *where, *args],
         env=env,
         capture_output=True,
         text=True,
@@ -97,15 +101,34 @@ def test_the_printed_line_points_the_openai_client_at_the_deployed_model(
         assert asked.returncode == 0, asked.stderr
         answer = json.loads(asked.stdout)
         assert answer["tokens"] > 0 and answer["text"].strip()
+        # The printed URL is the gateway's: the team key opens it, not llama-server (next port).
+        key = (cache / "serve" / "gateway" / "client-key").read_text().strip()
+        assert export.startswith(f"export OPENAI_BASE_URL=http://127.0.0.1:{port}/v1 ")
+        assert direct_status(int(port) + 1, key) == 401
+        assert direct_status(int(port), key) == 200
 
-        pid = next((cache / "serve").glob("*/pid")).read_text()
+        pids = {p.parent.name: p.read_text() for p in (cache / "serve").glob("*/pid")}
+        assert set(pids) == {"gateway", POD}
         again = serve(local_project, cache, "--llama-server", str(llama_server), "--port", port)
         assert "was already serving (unchanged)" in again.stdout, again.stderr
-        assert next((cache / "serve").glob("*/pid")).read_text() == pid  # no restart
+        now = {p.parent.name: p.read_text() for p in (cache / "serve").glob("*/pid")}
+        assert now == pids  # no restart of either
     finally:
         stopped = serve(local_project, cache, "--stop")
-    assert "stopped: llamafleet-demo-gemma3-270m-cpu-small" in stopped.stdout
-    assert not running(int(pid.split()[0]))
+    assert stopped.stdout.strip() == f"stopped: gateway, {POD}"
+    assert not any(running(int(pid.split()[0])) for pid in pids.values())
+
+
+def direct_status(port: int, key: str) -> int:
+    """GET /v1/models on loopback `port` with `key`: its status."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {key}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
 
 
 def running(pid: int) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from llama_server import REPO, localize_argv
 from support.loopback import free_port
+from support.stack_renders import model_objects
 
 from llamafleet.command.render import render
 from llamafleet.components.server_args import API_KEY_FILE
@@ -32,7 +33,9 @@ def modelsync(*args: str) -> dict[str, Any]:
 def rendered_pod(stack: Path) -> dict[str, Any]:
     """The pod spec of the one Deployment `stack` renders."""
     rendered = render(str(stack))
-    (deployment,) = [o for o in rendered.kubernetes_objects if o["kind"] == "Deployment"]
+    (deployment,) = [
+        o for o in model_objects(rendered.kubernetes_objects) if o["kind"] == "Deployment"
+    ]
     return deployment["spec"]["template"]["spec"]
 
 

@@ -17,6 +17,8 @@ DOCKERFILES = [
     IMAGES / "llama-cpp" / "Dockerfile.cpu",
     IMAGES / "llama-cpp" / "Dockerfile.cuda",
     IMAGES / "model-fetcher" / "Dockerfile",
+    IMAGES / "gateway" / "Dockerfile",
+    IMAGES / "redis" / "Dockerfile",
 ]
 SERVER_DOCKERFILES = DOCKERFILES[:2]
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")

@@ -178,8 +178,15 @@ def test_tenant_quota_limit_range_and_default_deny() -> None:
 def test_tenant_issues_one_key_per_name_only_as_secrets() -> None:
     declared = declare_tenant(keys=("a", "b", "c"))
     keys = {d.name: d for d in declared if d.type == API_KEY_TYPE}
-    # One resource per key name (so removing a name removes only that key) and the scraper's.
-    assert sorted(keys) == ["t-api-key-a", "t-api-key-b", "t-api-key-c", "t-metrics-key"]
+    # One resource per key name (so removing a name removes only that key), the scraper's and
+    # the gateway's internal key for the team.
+    assert sorted(keys) == [
+        "t-api-key-a",
+        "t-api-key-b",
+        "t-api-key-c",
+        "t-gateway-key",
+        "t-metrics-key",
+    ]
     assert [keys[f"t-api-key-{n}"].inputs["keyName"] for n in "abc"] == ["a", "b", "c"]
     assert all(k.inputs["length"] == 48 for k in keys.values())
     secrets = [d for d in declared if d.type == "kubernetes:core/v1:Secret"]
@@ -222,7 +229,7 @@ def test_store_credentials_become_a_secret_in_every_namespace_of_the_team() -> N
 def test_a_team_in_two_clusters_gets_one_set_of_keys_in_both() -> None:
     declared = declare_tenant(clusters=("onprem", "eks"))
     passwords = [d for d in declared if d.type == API_KEY_TYPE]
-    assert len(passwords) == 2 + 1
+    assert len(passwords) == 2 + 2
     namespaces = [d for d in declared if d.type == "kubernetes:core/v1:Namespace"]
     assert sorted(d.name for d in namespaces) == ["t-eks-namespace", "t-onprem-namespace"]
     key_secrets = [

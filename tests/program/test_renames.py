@@ -54,8 +54,8 @@ def test_a_renamed_team_aliases_its_tenant_so_its_keys_are_kept(tmp_path: Path) 
     (tenant,) = [d for d in declared if d.type == "llamafleet:tenancy:Tenant"]
     assert tenant.aliases == ("name=demo",)
     # The keys are named after the tenant: the engine carries the alias over to them.
-    keys = [d for d in declared if d.type.endswith("tenancy:ApiKey")]
-    assert keys and all(k.name.startswith("apps-") and k.parent == tenant.urn for k in keys)
+    keys = [d for d in declared if d.type.endswith("tenancy:ApiKey") and d.parent == tenant.urn]
+    assert len(keys) == 4 and all(k.name.startswith("apps-") for k in keys)
 
 
 @pytest.mark.parametrize("stack", ["prod"])

@@ -21,6 +21,8 @@ STORE = "llamafleet:models:ModelStore"
 MANIFEST = "pulumi-python:dynamic/models:ModelManifest"
 SERVICE = "llamafleet:serving:InferenceService"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 
 
 def descendants(declared: list[Declared], root: Declared) -> list[Declared]:
@@ -39,7 +41,7 @@ def test_pods_wait_for_the_model_store_and_the_synced_models(rendered: Rendered)
     (store,) = [d for d in declared if d.type == STORE]
     store_resources = {d.urn for d in descendants(declared, store) if d.custom}
     manifests = {d.urn for d in declared if d.type == MANIFEST}
-    deployments = [d for d in declared if d.type == DEPLOYMENT]
+    deployments = [d for d in declared if d.type == DEPLOYMENT and by_urn[d.parent].type == SERVICE]
     assert deployments and store_resources
     for deployment in deployments:
         # The Deployment registers only once its component has, and the component waits for
@@ -60,11 +62,22 @@ def test_stacks_with_model_sources_wire_the_pin_check() -> None:
 
 
 def test_deployment_replicas_are_left_to_the_autoscaler(rendered: Rendered) -> None:
-    deployments = [d for d in rendered.declared if d.type == DEPLOYMENT]
-    assert deployments
+    """Every Deployment an autoscaler targets (the models' and the gateway's) leaves its
+    replica count to it; one none targets (the gateway's Redis) keeps its own."""
+    declared = rendered.declared
+    targeted = {
+        (d.parent, d.inputs["spec"]["scaleTargetRef"]["name"])
+        for d in declared
+        if d.type in (HPA, SCALED_OBJECT)
+    }
+    deployments = [d for d in declared if d.type == DEPLOYMENT]
+    assert len({d.parent for d in deployments}) > 1  # models' and gateways'
     for deployment in deployments:
+        scaled = (deployment.parent, deployment.inputs["metadata"]["name"]) in targeted
         # Without it every `up` would reset what KEDA or the HPA scaled to.
-        assert deployment.ignore_changes == ("spec.replicas",), deployment.name
+        expected = ("spec.replicas",) if scaled else ()
+        assert deployment.ignore_changes == expected, deployment.name
+        assert scaled or deployment.inputs["spec"]["replicas"] == 1, deployment.name
 
 
 def _entry(digest: str) -> dict[str, Any]:
@@ -154,17 +167,13 @@ def test_the_on_prem_bucket_is_not_protected_because_destroy_keeps_it() -> None:
     assert [d.name for d in declared if d.protect] == []
 
 
-HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
-SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
-
-
 def test_pulumi_never_deletes_an_hpa_and_its_deployment_owns_it() -> None:
     """Switching a cluster to KEDA removes the HPA from the program after the ScaledObject took
     it over (../shared/cases/c17): Pulumi must leave it to KEDA (retain_on_delete); Kubernetes
     deletes it with its Deployment when the model goes (ownerReferences, by uid)."""
     declared = run_program(program_main, "local", engine_config(stack_file("local")))
     by_urn = {d.urn: d for d in declared}
-    hpas = [d for d in declared if d.type == HPA]
+    hpas = [d for d in declared if d.type == HPA and by_urn[d.parent].type == SERVICE]
     assert hpas
     for hpa in hpas:
         assert hpa.retain_on_delete, hpa.name
@@ -181,6 +190,8 @@ def test_pulumi_never_deletes_an_hpa_and_its_deployment_owns_it() -> None:
 
 
 def test_nothing_else_is_left_behind_on_delete(stack: str) -> None:
-    """The control: retain_on_delete is the HPA's alone."""
+    """The control: retain_on_delete is the models' HPAs' alone (not the gateway's)."""
     declared = run_program(program_main, stack, engine_config(stack_file(stack)))
-    assert {d.type for d in declared if d.retain_on_delete} <= {HPA}
+    by_urn = {d.urn: d for d in declared}
+    retained = [d for d in declared if d.retain_on_delete]
+    assert {(d.type, by_urn[d.parent].type) for d in retained} <= {(HPA, SERVICE)}

@@ -11,7 +11,7 @@ import pulumi
 import pytest
 import yaml
 from pulumi.runtime.rpc import is_rpc_secret
-from support.stack_renders import rendered_stack
+from support.stack_renders import model_objects, rendered_stack
 
 from llamafleet.command.mock_run import API_KEY_TYPE
 from llamafleet.command.render import Rendered, render, write
@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def objects_of(rendered: Rendered, kind: str) -> list[dict[str, Any]]:
-    return [o for o in rendered.kubernetes_objects if o["kind"] == kind]
+    """The serving objects of `kind`: those of the teams' namespaces, not the gateway's."""
+    return [o for o in model_objects(rendered.kubernetes_objects) if o["kind"] == kind]
 
 
 def by_name(rendered: Rendered, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
@@ -185,11 +186,13 @@ def test_render_writes_one_stable_file_per_object(tmp_path: Path) -> None:
     assert len(first) == len(objects)  # one file per Kubernetes object
 
 
-def test_each_team_gets_one_key_per_name_and_one_for_the_scraper() -> None:
+def test_each_team_gets_a_key_per_name_one_for_the_scraper_and_one_for_the_gateway() -> None:
     settings = load_stack_file(stack_file("prod"))
     inventory = rendered_stack("prod").declared
     keys = Counter(d.name.split("-", 1)[0] for d in inventory if d.type == API_KEY_TYPE)
-    assert keys == {team: len(t.api_keys) + 1 for team, t in settings.tenants.items()}
+    teams = {team: len(t.api_keys) + 2 for team, t in settings.tenants.items()}
+    # Each cluster's gateway: LiteLLM's master key (never handed out) and Redis's password.
+    assert keys == teams | {cluster: 2 for cluster in settings.clusters}
     assert [d.type for d in inventory].count("pulumi:providers:kubernetes") == 1
 
 
@@ -272,7 +275,9 @@ def test_adapters_and_projector_are_pinned_fetched_and_served(tmp_path: Path) ->
     }
     stack = tmp_path / "Pulumi.local.yaml"
     stack.write_text(yaml.safe_dump(config))
-    (deployment,) = [o for o in render(str(stack)).kubernetes_objects if o["kind"] == "Deployment"]
+    (deployment,) = [
+        o for o in model_objects(render(str(stack)).kubernetes_objects) if o["kind"] == "Deployment"
+    ]
     pod = deployment["spec"]["template"]["spec"]
     fetch = pod["initContainers"][0]["command"]
     assert [fetch[i + 1] for i, arg in enumerate(fetch) if arg == "--file"] == [
@@ -295,13 +300,20 @@ def test_a_team_spanning_clusters_renders_under_each_cluster(tmp_path: Path) -> 
     assert (tmp_path / "burst/llamafleet-search/Deployment-llama31-8b-aws-gpu-l4.yaml").exists()
     assert (tmp_path / "dc1/llamafleet-search/Deployment-llama31-8b-xeon-v2.yaml").exists()
     keys = [d for d in rendered.declared if d.type == API_KEY_TYPE and d.name.startswith("search-")]
-    assert len(keys) == 2 + 1  # one set for the team, whatever the number of clusters
+    # One set for the team (2 names, the scraper's, the gateway's), whatever the clusters.
+    assert len(keys) == 2 + 2
 
 
 def test_built_images_are_what_the_pods_run_by_digest() -> None:
     rendered = rendered_stack("prod")
     images = [d for d in rendered.declared if d.type == "llamafleet:images:LlamaCppImage"]
-    assert sorted(d.name for d in images) == ["image-cpu", "image-cuda", "image-fetcher"]
+    assert sorted(d.name for d in images) == [
+        "image-cpu",
+        "image-cuda",
+        "image-fetcher",
+        "image-gateway",
+        "image-redis",
+    ]
     repositories = {
         d.inputs["name"] for d in rendered.declared if d.type == "aws:ecr/repository:Repository"
     }
@@ -309,10 +321,14 @@ def test_built_images_are_what_the_pods_run_by_digest() -> None:
         "llamafleet/llama-server",
         "llamafleet/llama-server-cuda",
         "llamafleet/model-fetcher",
+        "llamafleet/gateway",
+        "llamafleet/gateway-redis",
     }
-    for deployment in objects_of(rendered, "Deployment"):
+    deployments = [o for o in rendered.kubernetes_objects if o["kind"] == "Deployment"]
+    assert len(deployments) > len(objects_of(rendered, "Deployment"))  # the gateway's too
+    for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
-        for container in (*pod["initContainers"], *pod["containers"]):
+        for container in (*pod.get("initContainers", []), *pod["containers"]):
             repository = container["image"].split("/", 1)[1].split("@")[0]
             assert repository in repositories
             assert container["image"].split("@")[1].startswith("sha256:")

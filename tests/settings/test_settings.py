@@ -229,14 +229,14 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
         "name 'Search_Team': String should match pattern",
     ),
     (
-        "scale to zero without KEDA",
-        _both(_set("clusters.prod.autoscaler", "hpa"), _set("models.qwen25-7b.replicas.min", 0)),
+        "scale to zero",
+        _set("models.qwen25-7b.replicas.min", 0),
         "llamafleet:models.qwen25-7b.replicas.min",
-        "needs autoscaler: keda",
+        "is not supported yet: at zero pods no signal wakes the model",
     ),
     (
         "GPU tier without a CUDA image",
-        _add_top("llamafleet:images", {"cpu": REF, "fetcher": REF}),
+        _add_top("llamafleet:images", {"cpu": REF, "fetcher": REF, "gateway": REF, "redis": REF}),
         "llamafleet:images.cuda",
         "may run on GPUs: set the CUDA image",
     ),
@@ -248,7 +248,7 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
     ),
     (
         "no fetcher image",
-        _add_top("llamafleet:images", {"cuda": REF, "cpu": REF}),
+        _add_top("llamafleet:images", {"cuda": REF, "cpu": REF, "gateway": REF, "redis": REF}),
         "llamafleet:images.fetcher",
         "is required (a reference pinned by digest) unless images.build",
     ),

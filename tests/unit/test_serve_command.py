@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 from support.loopback import free_port
-from support.stack_renders import rendered_stack
+from support.stack_renders import model_objects, rendered_stack
 
 from llamafleet.command.serve import (
     NativePod,
-    Served,
     ServeError,
     client_exports,
     lay_out,
@@ -69,7 +68,9 @@ def test_only_mounted_paths_and_the_port_change() -> None:
 
 def local_deployment() -> dict[str, Any]:
     (deployment,) = [
-        o for o in rendered_stack("local").kubernetes_objects if o["kind"] == "Deployment"
+        o
+        for o in model_objects(rendered_stack("local").kubernetes_objects)
+        if o["kind"] == "Deployment"
     ]
     return copy.deepcopy(deployment)
 
@@ -84,7 +85,7 @@ def test_the_deployed_fetch_server_and_secrets_are_what_runs(tmp_path: Path) -> 
     assert pod.server.argv == [*server["command"], *server["args"]]
     assert pod.fetch.env["AWS_SHARED_CREDENTIALS_FILE"].endswith("/credentials")
 
-    volumes = lay_out(pod, tmp_path)
+    volumes = lay_out(pod.volumes, tmp_path)
     keys = volumes["api-keys"] / "keys"
     assert keys.read_bytes() == SECRETS[("llamafleet-demo", "llamafleet-api-keys")]["keys"]
     assert stat.S_IMODE(keys.stat().st_mode) == 0o600
@@ -131,8 +132,7 @@ def test_what_a_native_run_cannot_honour_is_one_clear_error(edit: Any, message: 
 
 
 def test_exports_name_the_variables_each_client_generation_reads(tmp_path: Path) -> None:
-    pod = pod_from_deployment(local_deployment(), read_secret)
-    line = client_exports(Served(pod, "http://127.0.0.1:8080/v1", tmp_path / "key", True))
+    line = client_exports("http://127.0.0.1:8080/v1", tmp_path / "key")
     assert line == (
         "export OPENAI_BASE_URL=http://127.0.0.1:8080/v1 OPENAI_API_BASE=http://127.0.0.1:8080/v1"
         f" OPENAI_API_KEY=$(cat {tmp_path / 'key'})"
@@ -173,8 +173,8 @@ def test_start_serves_on_loopback_and_an_unchanged_pod_is_kept(fake_server: Path
     state = state_of(served.pod)
     try:
         assert served.restarted and served.base_url == f"http://127.0.0.1:{port}/v1"
-        key = served.client_key_file
-        assert key.read_text() == "team-key-1\n" and stat.S_IMODE(key.stat().st_mode) == 0o600
+        # The server's keys are the gateway's and the scraper's: none is handed to clients.
+        assert not list(state.glob("client-key*"))
         pid = (state / "pid").read_text()
         again = start(fake_pod(), fake_server, port)
         assert not again.restarted and (state / "pid").read_text() == pid

@@ -1,0 +1,581 @@
+"""Gateway: one OpenAI endpoint per cluster, in front of every team's model deployments.
+
+LiteLLM's proxy (pinned with hashes, images/gateway) with the llamafleet_gateway plugin: client
+keys are checked against their hashes and end here; a request goes to the caller's team's own
+deployment of the model it names, on the first tier with room; per-team limits are shared by the
+replicas through Redis. Declared in the gateway namespace: the namespace (Pod Security
+`restricted`, a default-deny NetworkPolicy), a ConfigMap (LiteLLM's config and the routing
+table), Secrets (the key hashes, mounted so a key change is read live; the teams' internal keys
+and the master key, as environment; Redis's config), the gateway's Deployment, Service (the
+cluster's only load-balanced entry: LoadBalancer, or ClusterIP where the cluster has none),
+PodDisruptionBudget, HPA and NetworkPolicy, and Redis with its own Service and NetworkPolicy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+from pydantic import Field, model_validator
+
+from llamafleet.components.api_keys import ApiKey
+from llamafleet.components.autoscaling import CPU_TARGET_PERCENT
+from llamafleet.components.config import ComponentConfig
+from llamafleet.components.gateway_config import (
+    CONFIG_DIR,
+    CONFIG_FILE,
+    GATEWAY_PORT,
+    KEYS_DIR,
+    KEYS_FILE,
+    METRICS_PORT,
+    REDIS_PORT,
+    ROUTES_FILE,
+    Backend,
+    TeamLimits,
+    internal_key_env,
+    litellm_config,
+    routes,
+)
+from llamafleet.components.load_balancing import LoadBalancing
+from llamafleet.components.manifest import manifest
+from llamafleet.components.pod_security import (
+    container_security_context,
+    pod_security_context,
+    restricted_namespace_labels,
+)
+from llamafleet.components.server_args import SERVER_PORT
+
+GATEWAY_APP = "llamafleet-gateway"
+REDIS_APP = "llamafleet-gateway-redis"
+# Marks on the pod template that roll the gateway when what it reads only at start changes.
+CONFIG_MARK = "llamafleet.io/config"
+BACKEND_KEYS_MARK = "llamafleet.io/backend-keys"
+# The same on a team's llama-server pods, for the one key they accept from the gateway.
+INTERNAL_KEY_MARK = "llamafleet.io/gateway-key"
+
+
+class GatewayConfig(ComponentConfig):
+    """The gateway's size (`llamafleet:serving.gateway` in a stack's settings).
+
+    Raises:
+        pydantic.ValidationError: a value out of range, or minReplicas above maxReplicas.
+    """
+
+    min_replicas: int = Field(
+        default=2,
+        ge=1,
+        le=50,
+        description="Fewest gateway pods (2: one may be drained or rolled while the other serves).",
+    )
+    max_replicas: int = Field(
+        default=6, ge=1, le=100, description="Most gateway pods (an HPA on CPU scales between)."
+    )
+    cpus: float = Field(
+        default=1, gt=0, le=16, description="CPU request and limit of a gateway pod."
+    )
+    memory_mib: int = Field(
+        default=1024,
+        ge=512,
+        le=16384,
+        description="Memory request and limit of a gateway pod, MiB (LiteLLM's proxy idles at "
+        "about 300 MiB; benchmarks/README.md).",
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> GatewayConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"minReplicas {self.min_replicas} is above maxReplicas {self.max_replicas}"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class GatewayArgs:
+    """One cluster's gateway.
+
+    Attributes:
+        namespace: The gateway's namespace (`serving.gatewayNamespace`).
+        config: Its size.
+        image: The gateway image (images/gateway), by digest.
+        redis_image: Its Redis image (images/redis), by digest.
+        backends: Every team x model x tier it routes to, each model's tiers in order.
+        limits: Per-team limits per minute (absent: none).
+        team_keys: Team -> its client keys (secret Outputs); only their hashes reach the gateway.
+        internal_keys: Team -> the key its llama-servers accept from the gateway (a secret
+            Output, e.g. Tenant.internal_key).
+        team_namespaces: The namespaces its pods may reach (the teams' model pods, port 8080).
+        monitoring_namespace: Pods there may scrape its metrics port (9090).
+        request_timeout_seconds: The longest request; the gateway's own timeouts.
+        exposure: How its Service is exposed (LoadBalancing), or None: ClusterIP (a cluster with
+            no load balancer, e.g. the local control plane).
+    """
+
+    namespace: str
+    config: GatewayConfig
+    image: pulumi.Input[str]
+    redis_image: pulumi.Input[str]
+    backends: Sequence[Backend]
+    limits: Mapping[str, TeamLimits]
+    team_keys: Mapping[str, pulumi.Input[Sequence[str]]]
+    internal_keys: Mapping[str, pulumi.Input[str]]
+    team_namespaces: Sequence[str]
+    monitoring_namespace: str
+    request_timeout_seconds: int
+    exposure: LoadBalancing | None
+
+
+def key_hashes(team_keys: Mapping[str, Sequence[str]]) -> str:
+    """The hashes file the plugin reads: {hex sha256 of a key: team}, as JSON (sorted)."""
+    return json.dumps(
+        {
+            hashlib.sha256(key.encode()).hexdigest(): team
+            for team, keys in sorted(team_keys.items())
+            for key in keys
+        },
+        sort_keys=True,
+    )
+
+
+def key_mark(key: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A non-secret mark of one high-entropy key (16 hex of its SHA-256): it changes with the
+    key and reveals nothing a 286-bit key could be searched from. Unsecret on purpose: a secret
+    on a pod template would mark the whole Deployment secret, hiding it from previews."""
+    return pulumi.Output.unsecret(
+        pulumi.Output.from_input(key).apply(lambda k: hashlib.sha256(k.encode()).hexdigest()[:16])
+    )
+
+
+def keys_mark(keys: Mapping[str, str]) -> str:
+    """A non-secret mark of a set of high-entropy keys (16 hex of a SHA-256 over them): it
+    changes when any key does, and reveals nothing a 286-bit key could be searched from."""
+    joined = "\n".join(f"{team}={key}" for team, key in sorted(keys.items()))
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+class Gateway(pulumi.ComponentResource):
+    """The objects of the module docstring, for one cluster.
+
+    `url` is the gateway's OpenAI base URL inside the cluster
+    (http://llamafleet-gateway.NAMESPACE.svc.cluster.local:4000/v1); `service` is its Service,
+    whose load balancer address is the public endpoint where it has one.
+    """
+
+    url: pulumi.Output[str]
+    service: k8s.core.v1.Service
+    deployment: k8s.apps.v1.Deployment
+
+    def __init__(
+        self, name: str, args: GatewayArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("llamafleet:serving:Gateway", name, None, opts)
+        self._args = args
+        self._name = name
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=manifest(
+                {
+                    "name": args.namespace,
+                    "labels": {**self._labels(GATEWAY_APP), **restricted_namespace_labels()},
+                }
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self._inside = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-default-deny",
+            metadata=self._meta("default-deny"),
+            spec=manifest({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+            opts=self._inside,
+        )
+        master = ApiKey(f"{name}-master-key", "master", opts=pulumi.ResourceOptions(parent=self))
+        redis_password = ApiKey(
+            f"{name}-redis-password", "redis", opts=pulumi.ResourceOptions(parent=self)
+        )
+        config_text = yaml.safe_dump(
+            litellm_config(args.backends, args.request_timeout_seconds, (REDIS_APP, REDIS_PORT)),
+            sort_keys=True,
+        )
+        routes_text = routes(args.backends, args.limits).to_json()
+        k8s.core.v1.ConfigMap(
+            f"{name}-config",
+            metadata=self._meta(GATEWAY_APP),
+            data={CONFIG_FILE: config_text, ROUTES_FILE: routes_text},
+            opts=self._inside,
+        )
+        hashes = pulumi.Output.all(**{t: k for t, k in args.team_keys.items()}).apply(key_hashes)
+        self._secret(f"{name}-keys", f"{GATEWAY_APP}-keys", {KEYS_FILE: hashes})
+        internal = pulumi.Output.all(**dict(args.internal_keys))
+        env_secrets: dict[str, pulumi.Input[str]] = {
+            internal_key_env(team): key for team, key in args.internal_keys.items()
+        }
+        env_secrets["LITELLM_MASTER_KEY"] = pulumi.Output.concat("sk-", master.value)
+        env_secrets["REDIS_PASSWORD"] = redis_password.value
+        self._secret(f"{name}-env", f"{GATEWAY_APP}-env", env_secrets)
+        self._secret(
+            f"{name}-redis-config",
+            f"{REDIS_APP}-config",
+            {"redis.conf": redis_password.value.apply(_redis_conf)},
+        )
+        marks = {
+            CONFIG_MARK: hashlib.sha256((config_text + routes_text).encode()).hexdigest()[:16],
+            BACKEND_KEYS_MARK: pulumi.Output.unsecret(internal.apply(keys_mark)),
+        }
+        self.deployment = self._gateway(marks)
+        self.service = self._service()
+        self._redis()
+        self.url = pulumi.Output.concat(
+            f"http://{GATEWAY_APP}.{args.namespace}.svc.cluster.local:{GATEWAY_PORT}/v1"
+        )
+        self.register_outputs({"url": self.url})
+
+    def _labels(self, app: str) -> dict[str, str]:
+        return {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "llamafleet"}
+
+    def _meta(self, object_name: str) -> Any:
+        return manifest(
+            {
+                "name": object_name,
+                "namespace": self._args.namespace,
+                "labels": self._labels(GATEWAY_APP),
+            }
+        )
+
+    def _secret(self, resource: str, object_name: str, data: Mapping[str, Any]) -> None:
+        k8s.core.v1.Secret(
+            resource,
+            metadata=self._meta(object_name),
+            type="Opaque",
+            string_data={key: pulumi.Output.secret(value) for key, value in data.items()},
+            opts=self._inside,
+        )
+
+    def _gateway(self, marks: Mapping[str, pulumi.Input[str]]) -> k8s.apps.v1.Deployment:
+        args, name = self._args, self._name
+        selector = self._labels(GATEWAY_APP)
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=self._meta(GATEWAY_APP),
+            spec=manifest(
+                {
+                    "replicas": args.config.min_replicas,
+                    "revisionHistoryLimit": 3,
+                    "selector": {"matchLabels": selector},
+                    "strategy": {
+                        "type": "RollingUpdate",
+                        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+                    },
+                    "template": {
+                        "metadata": {"labels": selector, "annotations": dict(marks)},
+                        "spec": gateway_pod_spec(args),
+                    },
+                }
+            ),
+            # The HPA owns the replica count once the Deployment exists.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=self._inside.depends_on, ignore_changes=["spec.replicas"]
+            ),
+        )
+        meta = self._meta(GATEWAY_APP)
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=meta,
+            spec=manifest(
+                # One pod at a time: with two or more, one always serves during a drain.
+                {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+            ),
+            opts=self._inside,
+        )
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-hpa",
+            metadata=meta,
+            spec=manifest(
+                {
+                    "scaleTargetRef": {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": GATEWAY_APP,
+                    },
+                    "minReplicas": args.config.min_replicas,
+                    "maxReplicas": args.config.max_replicas,
+                    "metrics": [
+                        {
+                            "type": "Resource",
+                            "resource": {
+                                "name": "cpu",
+                                "target": {
+                                    "type": "Utilization",
+                                    "averageUtilization": CPU_TARGET_PERCENT,
+                                },
+                            },
+                        }
+                    ],
+                }
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-netpol",
+            metadata=meta,
+            spec=manifest(gateway_network_policy(args)),
+            opts=self._inside,
+        )
+        return deployment
+
+    def _service(self) -> k8s.core.v1.Service:
+        args = self._args
+        exposure = args.exposure
+        spec: dict[str, Any] = {
+            "type": "ClusterIP",
+            "selector": self._labels(GATEWAY_APP),
+            # Only the OpenAI port: the metrics port is scraped from inside the cluster.
+            "ports": [{"name": "http", "port": GATEWAY_PORT, "targetPort": "http"}],
+        }
+        metadata: dict[str, Any] = {
+            "name": GATEWAY_APP,
+            "namespace": args.namespace,
+            "labels": self._labels(GATEWAY_APP),
+        }
+        if exposure is not None:
+            spec |= exposure.spec
+            if exposure.annotations:
+                metadata["annotations"] = dict(exposure.annotations)
+        return k8s.core.v1.Service(
+            f"{self._name}-service",
+            metadata=manifest(metadata),
+            spec=manifest(spec),
+            opts=self._inside,
+        )
+
+    def _redis(self) -> None:
+        args, name = self._args, self._name
+        labels = self._labels(REDIS_APP)
+        meta = manifest({"name": REDIS_APP, "namespace": args.namespace, "labels": labels})
+        k8s.apps.v1.Deployment(
+            f"{name}-redis-deployment",
+            metadata=meta,
+            spec=manifest(
+                {
+                    "replicas": 1,
+                    "revisionHistoryLimit": 3,
+                    "selector": {"matchLabels": labels},
+                    # One pod: a limit window restarts empty, which only forgives a minute.
+                    "strategy": {"type": "Recreate"},
+                    "template": {"metadata": {"labels": labels}, "spec": redis_pod_spec(args)},
+                }
+            ),
+            opts=self._inside,
+        )
+        k8s.core.v1.Service(
+            f"{name}-redis-service",
+            metadata=meta,
+            spec=manifest(
+                {
+                    "type": "ClusterIP",
+                    "selector": labels,
+                    "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis"}],
+                }
+            ),
+            opts=self._inside,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-redis-netpol",
+            metadata=meta,
+            spec=manifest(
+                {
+                    "podSelector": {"matchLabels": labels},
+                    "policyTypes": ["Ingress", "Egress"],
+                    "ingress": [
+                        {
+                            "from": [{"podSelector": {"matchLabels": self._labels(GATEWAY_APP)}}],
+                            "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
+                        }
+                    ],
+                    "egress": [],
+                }
+            ),
+            opts=self._inside,
+        )
+
+
+def _redis_conf(password: str) -> str:
+    # No persistence (the counters live a minute); the password only in this mounted file.
+    return (
+        f'port {REDIS_PORT}\nbind 0.0.0.0\nprotected-mode yes\nsave ""\nappendonly no\n'
+        f"dir /data\nrequirepass {password}\n"
+    )
+
+
+def _resources(cpus: float, memory_mib: int) -> dict[str, Any]:
+    amounts = {"cpu": f"{cpus:g}", "memory": f"{memory_mib}Mi"}
+    return {"requests": amounts, "limits": amounts}
+
+
+def gateway_environment(
+    config_dir: str = CONFIG_DIR, keys_dir: str = KEYS_DIR, metrics_port: int = METRICS_PORT
+) -> dict[str, str]:
+    """The gateway's plain environment (its secrets come from a Secret): where the plugin
+    reads the routing table and the key hashes, its metrics port, and LiteLLM's switches for
+    what the gateway does not serve: no admin UI, no API docs, no telemetry."""
+    return {
+        "LLAMAFLEET_GATEWAY_ROUTES": f"{config_dir}/{ROUTES_FILE}",
+        "LLAMAFLEET_GATEWAY_KEYS": f"{keys_dir}/{KEYS_FILE}",
+        "LLAMAFLEET_GATEWAY_METRICS_PORT": str(metrics_port),
+        "DISABLE_ADMIN_UI": "True",
+        "NO_DOCS": "True",
+        "LITELLM_TELEMETRY": "False",
+    }
+
+
+def gateway_argv(config_file: str, host: str, port: int) -> list[str]:
+    """LiteLLM proxy's arguments: its config, the address, one worker (scale by replicas)."""
+    return ["--config", config_file, "--host", host, "--port", str(port), "--num_workers", "1"]
+
+
+def gateway_pod_spec(args: GatewayArgs) -> dict[str, Any]:
+    """The gateway's PodSpec: LiteLLM's proxy on 4000 (one worker; scale by replicas), the
+    plugin's metrics on 9090, probes on LiteLLM's health routes, config and key hashes mounted
+    read-only, secrets as environment from one Secret, a writable /tmp on a read-only root."""
+    config = args.config
+    env_from_secret = [
+        *(internal_key_env(team) for team in sorted(args.internal_keys)),
+        "LITELLM_MASTER_KEY",
+        "REDIS_PASSWORD",
+    ]
+    env: list[dict[str, Any]] = [
+        *({"name": name, "value": value} for name, value in gateway_environment().items()),
+        *(
+            {
+                "name": variable,
+                "valueFrom": {"secretKeyRef": {"name": f"{GATEWAY_APP}-env", "key": variable}},
+            }
+            for variable in env_from_secret
+        ),
+    ]
+
+    def probe(path: str, period: int, failures: int) -> dict[str, Any]:
+        return {
+            "httpGet": {"path": path, "port": "http"},
+            "periodSeconds": period,
+            "timeoutSeconds": 5,
+            "failureThreshold": failures,
+        }
+
+    return {
+        "securityContext": pod_security_context(),
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": args.request_timeout_seconds + 15,
+        "containers": [
+            {
+                "name": "gateway",
+                "image": args.image,
+                # The pod's address; the NetworkPolicy guards it.
+                "args": gateway_argv(f"{CONFIG_DIR}/{CONFIG_FILE}", "0.0.0.0", GATEWAY_PORT),  # noqa: S104
+                "env": env,
+                "ports": [
+                    {"name": "http", "containerPort": GATEWAY_PORT},
+                    {"name": "metrics", "containerPort": METRICS_PORT},
+                ],
+                "startupProbe": probe("/health/liveliness", 5, 36),
+                "readinessProbe": probe("/health/readiness", 10, 3),
+                "livenessProbe": probe("/health/liveliness", 20, 3),
+                "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
+                "resources": _resources(config.cpus, config.memory_mib),
+                "securityContext": container_security_context(),
+                "volumeMounts": [
+                    {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                    {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True},
+                    {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (the pod's own emptyDir)
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "config", "configMap": {"name": GATEWAY_APP}},
+            # Mounted whole (not subPath): the kubelet swaps in a changed key set live.
+            {"name": "keys", "secret": {"secretName": f"{GATEWAY_APP}-keys"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+        ],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/name": GATEWAY_APP}},
+            }
+        ],
+    }
+
+
+def redis_pod_spec(args: GatewayArgs) -> dict[str, Any]:
+    """Redis's PodSpec: its config (with the password) from a Secret file, data on an emptyDir,
+    a TCP probe (a PING would need the password)."""
+    tcp = {"tcpSocket": {"port": "redis"}, "periodSeconds": 10, "timeoutSeconds": 3}
+    return {
+        "securityContext": pod_security_context(),
+        "automountServiceAccountToken": False,
+        "containers": [
+            {
+                "name": "redis",
+                "image": args.redis_image,
+                "args": ["/etc/redis/redis.conf"],
+                "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
+                "readinessProbe": tcp,
+                "livenessProbe": tcp | {"failureThreshold": 6},
+                "resources": _resources(0.25, 256),
+                "securityContext": container_security_context(),
+                "volumeMounts": [
+                    {"name": "config", "mountPath": "/etc/redis", "readOnly": True},
+                    {"name": "data", "mountPath": "/data"},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "config", "secret": {"secretName": f"{REDIS_APP}-config"}},
+            {"name": "data", "emptyDir": {"sizeLimit": "256Mi"}},
+        ],
+    }
+
+
+def gateway_network_policy(args: GatewayArgs) -> dict[str, Any]:
+    """Ingress: the OpenAI port from anywhere (it is the entry; the load balancer's source
+    ranges narrow it), the metrics port from the monitoring namespace. Egress: DNS, Redis, and
+    the teams' model pods on 8080, nothing else."""
+
+    def namespace(name: str) -> dict[str, Any]:
+        return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+
+    return {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": GATEWAY_APP}},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [
+            {"ports": [{"protocol": "TCP", "port": GATEWAY_PORT}]},
+            {
+                "from": [namespace(args.monitoring_namespace)],
+                "ports": [{"protocol": "TCP", "port": METRICS_PORT}],
+            },
+        ],
+        "egress": [
+            {
+                "to": [namespace("kube-system")],
+                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+            },
+            {
+                "to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": REDIS_APP}}}],
+                "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
+            },
+            {
+                "to": [
+                    namespace(team_namespace)
+                    | {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "llama-server"}}}
+                    for team_namespace in args.team_namespaces
+                ],
+                "ports": [{"protocol": "TCP", "port": SERVER_PORT}],
+            },
+        ],
+    }

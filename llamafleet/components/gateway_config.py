@@ -1,0 +1,152 @@
+"""What the gateway is configured with, as plain data (no Pulumi): LiteLLM's proxy config and the
+plugin's routing table, both from the backends a cluster serves.
+
+Each team x model x tier is one LiteLLM model group (`llamafleet_gateway.routes.group_name`) with
+one deployment: the in-cluster Service of that team's InferenceService, called with the team's
+internal key (an environment variable of the gateway's pod, from a Secret). The plugin maps a
+caller's team and the request's `model` to the group (see llamafleet_gateway.litellm_plugin).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llamafleet_gateway.routes import ModelRoute, Routes, TeamRoute, TierRoute, group_name
+
+GATEWAY_PORT = 4000
+METRICS_PORT = 9090
+REDIS_PORT = 6379
+CONFIG_DIR = "/etc/llamafleet/gateway"
+KEYS_DIR = "/etc/llamafleet/gateway-keys"
+ROUTES_FILE = "routes.json"
+CONFIG_FILE = "config.yaml"
+KEYS_FILE = "keys.json"
+PLUGIN = "llamafleet_gateway.litellm_plugin"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One team's model on one tier, as the gateway reaches it.
+
+    Attributes:
+        team: The team.
+        model: The model's public name (what clients send as `model`).
+        tier: The tier.
+        base_url: The OpenAI base URL of its Service (`http://…:8080/v1`).
+        capacity: Requests it serves at once at its maximum replicas (`replicas.max` x
+            `parallel`); the plugin spills to the next tier past it.
+        max_tokens: The model's cap on generated tokens per request.
+    """
+
+    team: str
+    model: str
+    tier: str
+    base_url: str
+    capacity: int
+    max_tokens: int
+
+    @property
+    def group(self) -> str:
+        """Its LiteLLM model group."""
+        return group_name(self.team, self.model, self.tier)
+
+
+@dataclass(frozen=True)
+class TeamLimits:
+    """A team's limits per minute at the gateway (None: none), shared by its replicas."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+
+def internal_key_env(team: str) -> str:
+    """The gateway's environment variable that holds `team`'s internal key (LiteLLM reads a
+    deployment's `api_key` from `os.environ/<NAME>`): LLAMAFLEET_KEY_<TEAM>, upper-cased, `-` as
+    `_`."""
+    return "LLAMAFLEET_KEY_" + re.sub(r"[^A-Z0-9]", "_", team.upper())
+
+
+def routes(backends: Sequence[Backend], limits: Mapping[str, TeamLimits]) -> Routes:
+    """The plugin's routing table: per team, per model, its tiers in the order of `backends`."""
+    teams: dict[str, dict[str, list[Backend]]] = {}
+    for backend in backends:
+        teams.setdefault(backend.team, {}).setdefault(backend.model, []).append(backend)
+    return Routes(
+        {
+            team: TeamRoute(
+                models={
+                    model: ModelRoute(
+                        max_tokens=tiers[0].max_tokens,
+                        tiers=tuple(TierRoute(b.tier, b.group, b.capacity) for b in tiers),
+                    )
+                    for model, tiers in models.items()
+                },
+                requests_per_minute=limits.get(team, TeamLimits()).requests_per_minute,
+                tokens_per_minute=limits.get(team, TeamLimits()).tokens_per_minute,
+            )
+            for team, models in teams.items()
+        }
+    )
+
+
+def litellm_config(
+    backends: Iterable[Backend],
+    request_timeout_seconds: int,
+    redis: tuple[str, int] | None = None,
+) -> dict[str, Any]:
+    """LiteLLM proxy's config (its YAML as data).
+
+    Every deployment gets the fleet's request timeout and no retries of its own (a retry would
+    run a generation twice); a model's tiers fall back in order when one is unreachable. Auth
+    is the plugin's (`general_settings.custom_auth`); the master key comes from the
+    LITELLM_MASTER_KEY environment variable and is never handed out. With `redis` (host, port),
+    rate limits are shared through that Redis (`coordination_redis`, password from the
+    REDIS_PASSWORD environment variable); without, each gateway process counts alone.
+    """
+    backends = list(backends)
+    by_model: dict[tuple[str, str], list[str]] = {}
+    for backend in backends:
+        by_model.setdefault((backend.team, backend.model), []).append(backend.group)
+    general: dict[str, Any] = {"custom_auth": f"{PLUGIN}.user_api_key_auth"}
+    if redis is not None:
+        general["coordination_redis"] = {
+            "host": redis[0],
+            "port": redis[1],
+            "password": "os.environ/REDIS_PASSWORD",
+        }
+    return {
+        "model_list": [
+            {
+                "model_name": backend.group,
+                "litellm_params": {
+                    # LiteLLM's OpenAI-compatible client; the name is the server's --alias.
+                    "model": f"openai/{backend.model}",
+                    "api_base": backend.base_url,
+                    "api_key": f"os.environ/{internal_key_env(backend.team)}",
+                    "timeout": request_timeout_seconds,
+                    "stream_timeout": request_timeout_seconds,
+                    "max_retries": 0,
+                },
+            }
+            for backend in backends
+        ],
+        "router_settings": {
+            "num_retries": 0,
+            "timeout": request_timeout_seconds,
+            "fallbacks": [
+                {groups[i]: groups[i + 1 :]}
+                for groups in by_model.values()
+                for i in range(len(groups) - 1)
+            ],
+        },
+        "litellm_settings": {
+            "callbacks": f"{PLUGIN}.routing",
+            "request_timeout": request_timeout_seconds,
+            "telemetry": False,
+            "drop_params": False,
+        },
+        "general_settings": general,
+    }

@@ -1,0 +1,187 @@
+"""What LiteLLM's proxy config names: `custom_auth` (team keys) and `routing` (a callback).
+
+Runs only in the gateway's own environment (LiteLLM pinned with hashes, `gateway/`). Configured by
+environment, set by the Gateway component from the stack's settings:
+
+- `LLAMAFLEET_GATEWAY_ROUTES`: the routing table (`routes.Routes` JSON, a ConfigMap file);
+- `LLAMAFLEET_GATEWAY_KEYS`: the team key hashes (`keys.KeyTable`, a Secret file);
+- `LLAMAFLEET_GATEWAY_METRICS_PORT`: where Prometheus metrics are served (default 9090), a port
+  the Service does not expose.
+
+A caller's key gives its team; the request's `model` must be one of that team's models (else
+404), and is rewritten to the LiteLLM group of the team's deployment on the chosen tier, so no
+key reaches another team's pods. Only the OpenAI routes are served to a team key: LiteLLM's
+admin routes and anything else answer 404. LiteLLM answers an HTTPException as OpenAI does:
+`{"error": {"message", "type", "code"}}`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter as Tally
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException, Request
+from litellm.integrations.custom_logger import CustomLogger
+from litellm.proxy._types import UserAPIKeyAuth
+from prometheus_client import Counter, Gauge, start_http_server
+
+from llamafleet_gateway.keys import KeyTable
+from llamafleet_gateway.routes import Routes, capped_max_tokens, choose_tier
+
+# The OpenAI routes the gateway forwards, with and without LiteLLM's /v1 prefix.
+OPENAI_ROUTES = frozenset(
+    f"{prefix}/{route}"
+    for prefix in ("", "/v1")
+    for route in ("chat/completions", "completions", "embeddings", "models")
+)
+
+_ROUTES = Routes.from_json(Path(os.environ["LLAMAFLEET_GATEWAY_ROUTES"]).read_text())
+_KEYS = KeyTable(Path(os.environ["LLAMAFLEET_GATEWAY_KEYS"]))
+
+REQUESTS = Counter(
+    "llamafleet_gateway_requests",
+    "Requests routed, by team, model, tier and outcome (ok or error).",
+    ["team", "model", "tier", "outcome"],
+)
+TOKENS = Counter(
+    "llamafleet_gateway_tokens",
+    "Tokens by team, model, tier and kind (prompt or completion), from the backend's usage.",
+    ["team", "model", "tier", "kind"],
+)
+SPILLS = Counter(
+    "llamafleet_gateway_spills",
+    "Requests sent past a model's first tier because the tiers before were full.",
+    ["team", "model", "tier"],
+)
+IN_FLIGHT = Gauge(
+    "llamafleet_gateway_requests_in_flight",
+    "Requests in flight per team, model and tier (waiting or being served): the demand the "
+    "autoscalers scale on, present even when the tier has no pods.",
+    ["team", "model", "tier"],
+)
+REJECTED = Counter(
+    "llamafleet_gateway_rejected",
+    "Requests refused before routing, by team and reason (unknown_model).",
+    ["team", "reason"],
+)
+
+
+async def user_api_key_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
+    """LiteLLM's `general_settings.custom_auth`: the caller's team from its key.
+
+    Raises:
+        HTTPException: 404 for a route that is not an OpenAI route; 401 for a missing or
+            unknown key.
+    """
+    if request.url.path.rstrip("/") not in OPENAI_ROUTES:
+        raise HTTPException(status_code=404, detail="not found")
+    # None when the request carries no Authorization header at all.
+    key = (api_key or "").removeprefix("Bearer ").strip()
+    team = _KEYS.team_of(key) if key else None
+    if team is None or team not in _ROUTES.teams:
+        raise HTTPException(status_code=401, detail="invalid API key")
+    route = _ROUTES.teams[team]
+    # Its models' public names, and its own groups: LiteLLM lets a request fall back only to
+    # groups the key may call (the listing shows the public names alone, filter below).
+    groups = sorted(tier.group for model in route.models.values() for tier in model.tiers)
+    return UserAPIKeyAuth(
+        api_key=f"llamafleet-{team}",
+        team_id=team,
+        models=[*sorted(route.models), *groups],
+        team_rpm_limit=route.requests_per_minute,
+        team_tpm_limit=route.tokens_per_minute,
+    )
+
+
+class Routing(CustomLogger):
+    """Picks the tier of the caller's own deployment, caps `max_tokens`, counts demand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._in_flight: Tally[str] = Tally()
+        self._calls: dict[str, tuple[str, str, str, str]] = {}
+        start_http_server(int(os.environ.get("LLAMAFLEET_GATEWAY_METRICS_PORT", "9090")))
+
+    async def async_pre_call_hook(
+        self, user_api_key_dict: UserAPIKeyAuth, cache: Any, data: dict[str, Any], call_type: Any
+    ) -> dict[str, Any]:
+        """Route the request to its team's deployment (data["model"] becomes its group).
+
+        Raises:
+            HTTPException: 404 when the model is not one of the caller's team's.
+        """
+        team = user_api_key_dict.team_id or ""
+        model = str(data.get("model", ""))
+        route = _ROUTES.teams[team].models.get(model) if team in _ROUTES.teams else None
+        if route is None:
+            REJECTED.labels(team, "unknown_model").inc()
+            raise HTTPException(
+                status_code=404,
+                detail=f"The model `{model}` does not exist or you do not have access to it.",
+            )
+        if call_type != "embeddings":
+            for field in ("max_tokens", "max_completion_tokens"):
+                if field in data or field == "max_tokens":
+                    data[field] = capped_max_tokens(data.get(field), route.max_tokens)
+        with self._lock:
+            tier, spilled = choose_tier(route, self._in_flight)
+            self._in_flight[tier.group] += 1
+            call_id = str(data.setdefault("litellm_call_id", os.urandom(16).hex()))
+            self._calls[call_id] = (tier.group, team, model, tier.tier)
+        IN_FLIGHT.labels(team, model, tier.tier).inc()
+        if spilled:
+            SPILLS.labels(team, model, tier.tier).inc()
+        data["model"] = tier.group
+        return data
+
+    async def async_filter_listed_models(
+        self, user_api_key_dict: UserAPIKeyAuth, model_names: Sequence[str]
+    ) -> Sequence[str]:
+        """`/v1/models` lists the caller's models by their public names, not the groups."""
+        team = _ROUTES.teams.get(user_api_key_dict.team_id or "")
+        return [name for name in model_names if team is not None and name in team.models]
+
+    def _done(self, call_id: object, outcome: str, usage: Any = None) -> None:
+        with self._lock:
+            call = self._calls.pop(str(call_id), None)
+            if call is None:
+                return
+            group, team, model, tier = call
+            self._in_flight[group] -= 1
+        IN_FLIGHT.labels(team, model, tier).dec()
+        REQUESTS.labels(team, model, tier, outcome).inc()
+        if usage is not None:
+            for kind in ("prompt", "completion"):
+                count = getattr(usage, f"{kind}_tokens", None)
+                if isinstance(count, int):
+                    TOKENS.labels(team, model, tier, kind).inc(count)
+
+    async def async_log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """A request (a whole stream, for streaming) finished: it no longer counts as demand."""
+        self._done(kwargs.get("litellm_call_id"), "ok", getattr(response_obj, "usage", None))
+
+    async def async_log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """A request failed at the backend."""
+        self._done(kwargs.get("litellm_call_id"), "error")
+
+    async def async_post_call_failure_hook(
+        self,
+        request_data: dict[str, Any],
+        original_exception: Exception,
+        user_api_key_dict: UserAPIKeyAuth,
+        traceback_str: str | None = None,
+    ) -> None:
+        """A request failed anywhere after routing (a rate limit, a timeout)."""
+        self._done(request_data.get("litellm_call_id"), "error")
+
+
+routing = Routing()

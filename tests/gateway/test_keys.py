@@ -1,0 +1,51 @@
+"""Team keys at the gateway: hashes only, a changed file read live, closed when unreadable."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from llamafleet_gateway.keys import KeyTable, key_hash
+
+
+def write_keys(path: Path, keys: dict[str, str]) -> None:
+    """As the kubelet updates a Secret volume: a new file swapped in (a new inode)."""
+    staged = path.with_suffix(".new")
+    staged.write_text(json.dumps({key_hash(key): team for key, team in keys.items()}))
+    os.replace(staged, path)
+
+
+def test_a_key_names_its_team_and_an_unknown_key_none(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    write_keys(path, {"key-a": "a", "key-b": "b"})
+    table = KeyTable(path)
+    assert (table.team_of("key-a"), table.team_of("key-b")) == ("a", "b")
+    assert table.team_of("key-c") is None
+    assert table.team_of("") is None
+
+
+def test_the_file_holds_hashes_not_keys(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    write_keys(path, {"key-a": "a"})
+    assert "key-a" not in path.read_text()
+
+
+def test_a_changed_key_set_takes_effect_without_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    write_keys(path, {"old": "a"})
+    table = KeyTable(path)
+    assert table.team_of("old") == "a"
+    write_keys(path, {"new": "a"})
+    assert table.team_of("new") == "a"
+    assert table.team_of("old") is None
+
+
+def test_an_absent_or_broken_file_lets_nobody_in(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    table = KeyTable(path)
+    assert table.team_of("key-a") is None
+    path.write_text("{not json")
+    assert table.team_of("key-a") is None
+    write_keys(path, {"key-a": "a"})
+    assert table.team_of("key-a") == "a"

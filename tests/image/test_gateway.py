@@ -1,0 +1,374 @@
+"""The gateway end to end: real LiteLLM gateway processes (the pinned lock, the plugin, the
+config the Gateway component renders) in front of real llama-server processes serving the 270M
+model with the rendered argv, and a real redis-server for the shared limits.
+
+Team a calls model `m`, served by two tiers (t1: one slot, t2); team b calls `m-b`. Each team's
+servers accept only that team's internal key, so a request routed to the wrong team's server
+would fail with 401, and which server answered is read from each server's own /metrics.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import secrets
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from gateway_process import Gateway, Redis, gateway_venv
+from llama_server import LlamaServer, get, localize_argv
+from support.loopback import free_port
+
+from llamafleet.components.gateway_config import Backend, TeamLimits
+from llamafleet.components.server_args import API_KEY_FILE
+
+pytestmark = pytest.mark.image
+
+CAP_A, CAP_B = 300, 16
+LIMIT_B = 4  # requests per minute for team b
+CHAT = "/v1/chat/completions"
+
+
+@dataclass
+class Fleet:
+    a1: LlamaServer
+    a2: LlamaServer
+    b: LlamaServer
+    keys: dict[str, str]  # team -> its client key
+    internal: dict[str, str]  # team -> the key its servers accept
+    backends: list[Backend]
+    limits: dict[str, TeamLimits]
+
+
+def _server(
+    payload: Path, argv: list[str], model_root: Path, root: Path, key: str, *, extra: list[str]
+) -> LlamaServer:
+    key_file = root / "api-keys" / Path(API_KEY_FILE).name
+    key_file.parent.mkdir(parents=True)
+    key_file.write_text(f"{key}\n")
+    port = free_port()
+    local = localize_argv(argv, model_root=model_root, key_file=key_file, port=port)
+    local[0] = str(payload / "llama-server")
+    # Two threads each: three servers share this machine's cores.
+    return LlamaServer(
+        [*local, "--threads", "1", "--threads-batch", "1", *extra], port, root / "server.log"
+    )
+
+
+def _backend(
+    team: str, model: str, tier: str, server: LlamaServer, *, capacity: int, cap: int
+) -> Backend:
+    return Backend(team, model, tier, f"http://127.0.0.1:{server.port}/v1", capacity, cap)
+
+
+@pytest.fixture(scope="module")
+def venv() -> Path:
+    return gateway_venv()
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    payload: Path,
+    argv: list[str],
+    mounts: tuple[Path, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Fleet]:
+    model_root, _ = mounts
+    root = tmp_path_factory.mktemp("fleet")
+    internal = {"a": secrets.token_hex(24), "b": secrets.token_hex(24)}
+    a1 = _server(payload, argv, model_root, root / "a1", internal["a"], extra=["--parallel", "1"])
+    a2 = _server(payload, argv, model_root, root / "a2", internal["a"], extra=[])
+    b = _server(payload, argv, model_root, root / "b", internal["b"], extra=[])
+    for server in (a1, a2, b):
+        server.start()
+    try:
+        for server in (a1, a2, b):
+            server.wait_ready()
+        backends = [
+            _backend("a", "m", "t1", a1, capacity=1, cap=CAP_A),
+            _backend("a", "m", "t2", a2, capacity=2, cap=CAP_A),
+            _backend("b", "m-b", "t1", b, capacity=2, cap=CAP_B),
+        ]
+        keys = {"a": f"ka-{secrets.token_hex(20)}", "b": f"kb-{secrets.token_hex(20)}"}
+        yield Fleet(a1, a2, b, keys, internal, backends, {"b": TeamLimits(LIMIT_B)})
+    finally:
+        for server in (a1, a2, b):
+            if server.process is not None:
+                server.stop()
+
+
+def _gateways(
+    venv: Path, fleet: Fleet, root: Path, redis: Redis | None, count: int
+) -> list[Gateway]:
+    gateways = [
+        Gateway(
+            venv,
+            root / f"gw{i}",
+            fleet.backends,
+            fleet.internal,
+            {key: team for team, key in fleet.keys.items()},
+            fleet.limits,
+            redis,
+        ).start()
+        for i in range(count)
+    ]
+    return [gateway.wait_ready() for gateway in gateways]
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
+    server = Redis().start(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pair(
+    venv: Path, fleet: Fleet, redis: Redis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Gateway]]:
+    """Two gateway processes sharing one Redis, as two replicas of a cluster's gateway."""
+    gateways = _gateways(venv, fleet, tmp_path_factory.mktemp("pair"), redis, 2)
+    yield gateways
+    for gateway in gateways:
+        gateway.stop()
+
+
+def chat(
+    gateway: Gateway, key: str, model: str, **extra: object
+) -> tuple[int, dict[str, str], dict[str, object]]:
+    body = {"model": model, "messages": [{"role": "user", "content": "Say hi."}], **extra}
+    status, headers, raw = gateway.request("POST", CHAT, body, key)
+    return status, headers, json.loads(raw or b"{}")
+
+
+def counter(server: LlamaServer, key: str, name: str = "llamacpp:prompt_tokens_total") -> float:
+    status, body = get(server.port, "/metrics", {"Authorization": f"Bearer {key}"})
+    assert status == 200, body
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def served_by(fleet: Fleet, action: object) -> set[str]:
+    """Which servers' prompt counters moved while `action()` ran."""
+    servers = {"a1": (fleet.a1, "a"), "a2": (fleet.a2, "a"), "b": (fleet.b, "b")}
+    before = {n: counter(s, fleet.internal[t]) for n, (s, t) in servers.items()}
+    action()  # type: ignore[operator]
+    return {n for n, (s, t) in servers.items() if counter(s, fleet.internal[t]) > before[n]}
+
+
+def test_each_team_reaches_only_its_own_deployment(pair: list[Gateway], fleet: Fleet) -> None:
+    gateway = pair[0]
+    results: list[int] = []
+    assert served_by(fleet, lambda: results.append(chat(gateway, fleet.keys["a"], "m")[0])) == {
+        "a1"
+    }
+    assert served_by(fleet, lambda: results.append(chat(gateway, fleet.keys["b"], "m-b")[0])) == {
+        "b"
+    }
+    assert results == [200, 200]
+
+
+def test_a_misrouted_request_would_fail_with_401(fleet: Fleet) -> None:
+    """The teams' servers hold different internal keys: team a's key opens only a's."""
+    headers = {"Authorization": f"Bearer {fleet.internal['a']}"}
+    assert get(fleet.b.port, "/v1/models", headers)[0] == 401
+    assert get(fleet.a1.port, "/v1/models", headers)[0] == 200
+
+
+def test_a_bad_key_gets_an_openai_style_401(pair: list[Gateway]) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    answers = {key: pair[0].request("POST", CHAT, body, key) for key in ("wrong", "", None)}
+    assert {key: status for key, (status, _, _) in answers.items()} == {
+        "wrong": 401,
+        "": 401,
+        None: 401,
+    }, {key: raw[:300] for key, (_, _, raw) in answers.items()}
+    for _, _, raw in answers.values():
+        assert json.loads(raw)["error"]["code"] == "401"
+
+
+def test_a_model_the_team_may_not_call_is_404(pair: list[Gateway], fleet: Fleet) -> None:
+    for model in ("m-b", "no-such-model"):
+        status, _, body = chat(pair[0], fleet.keys["a"], model)
+        assert status == 404, body
+        assert "error" in body and "does not exist" in str(body["error"])
+
+
+def test_models_lists_the_callers_models_only(pair: list[Gateway], fleet: Fleet) -> None:
+    for team, expected in (("a", ["m"]), ("b", ["m-b"])):
+        status, _, raw = pair[1].request("GET", "/v1/models", key=fleet.keys[team])
+        assert status == 200
+        assert [entry["id"] for entry in json.loads(raw)["data"]] == expected
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/slots",
+        "/props",
+        "/metrics",
+        "/health",
+        "/key/generate",
+        "/model/info",
+        "/v1/slots",
+        "/ui",
+        "/docs",
+    ],
+)
+def test_only_the_openai_routes_are_served_to_a_team_key(
+    pair: list[Gateway], fleet: Fleet, path: str
+) -> None:
+    for method in ("GET", "POST"):
+        status, headers, body = pair[0].request(method, path, {}, fleet.keys["a"])
+        if status in (301, 302, 307, 308):  # LiteLLM redirects /ui to /ui/: follow it once
+            status, _, body = pair[0].request(method, headers["location"], {}, fleet.keys["a"])
+        assert status in (401, 404, 405), (method, path, status, body[:200])
+
+
+def test_the_team_limit_is_shared_by_the_gateway_replicas(
+    pair: list[Gateway], fleet: Fleet
+) -> None:
+    """Limit L: ceil(L/2)+1 requests to each of two gateways sharing Redis: one is refused."""
+    each = math.ceil(LIMIT_B / 2) + 1
+    answers = [
+        chat(gateway, fleet.keys["b"], "m-b", max_tokens=1) for _ in range(each) for gateway in pair
+    ]
+    refused = [headers for status, headers, _ in answers if status == 429]
+    assert refused, [status for status, _, _ in answers]
+    assert all(int(headers["retry-after"]) > 0 for headers in refused)
+    assert sum(status == 200 for status, _, _ in answers) <= LIMIT_B
+
+
+def test_without_redis_each_gateway_counts_alone(
+    venv: Path, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The control: the same traffic to two gateways that share no Redis sees no 429."""
+    gateways = _gateways(venv, fleet, tmp_path_factory.mktemp("alone"), None, 2)
+    try:
+        each = math.ceil(LIMIT_B / 2) + 1
+        statuses = [
+            chat(gateway, fleet.keys["b"], "m-b", max_tokens=1)[0]
+            for _ in range(each)
+            for gateway in gateways
+        ]
+        assert 429 not in statuses and set(statuses) == {200}, statuses
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+
+
+def stream(
+    gateway: Gateway, key: str, model: str, max_tokens: int
+) -> tuple[float, float, int, str]:
+    """(seconds to the first content chunk, seconds to the end, chunks, finish_reason) of one
+    streamed chat completion, read as it arrives."""
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Count from 1 to 1000, one number per line."}],
+        "max_tokens": max_tokens,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=300)
+    start = time.monotonic()
+    connection.request(
+        "POST",
+        CHAT,
+        json.dumps(body),
+        {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    response = connection.getresponse()
+    assert response.status == 200, response.read()
+    first, chunks, finish = 0.0, 0, ""
+    for raw in response:
+        line = raw.decode().strip()
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        choice = json.loads(line.removeprefix("data: "))["choices"]
+        if choice and choice[0].get("delta", {}).get("content"):
+            chunks += 1
+            first = first or time.monotonic() - start
+        if choice and choice[0].get("finish_reason"):
+            finish = choice[0]["finish_reason"]
+    connection.close()
+    return first, time.monotonic() - start, chunks, finish
+
+
+def test_a_long_stream_passes_through_unbuffered(pair: list[Gateway], fleet: Fleet) -> None:
+    first, total, chunks, finish = stream(pair[0], fleet.keys["a"], "m", 256)
+    assert chunks >= 200, (chunks, finish)
+    assert first < total / 2, (first, total)
+
+
+@pytest.mark.parametrize("requested", [CAP_B * 4, None])
+def test_max_tokens_above_the_cap_or_omitted_ends_within_the_cap(
+    venv: Path, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory, requested: int | None
+) -> None:
+    gateway = _gateways(venv, fleet, tmp_path_factory.mktemp("cap"), None, 1)[0]
+    try:
+        extra: dict[str, object] = {"ignore_eos": True}
+        if requested is not None:
+            extra["max_tokens"] = requested
+        status, _, body = chat(gateway, fleet.keys["b"], "m-b", **extra)
+        assert status == 200, body
+        assert body["usage"]["completion_tokens"] == CAP_B, body  # type: ignore[index]
+    finally:
+        gateway.stop()
+
+
+def test_a_full_first_tier_spills_to_the_next(pair: list[Gateway], fleet: Fleet) -> None:
+    """Tier t1 has one slot: while a long stream holds it, the next request goes to t2."""
+    gateway = pair[1]
+    holding = threading.Thread(target=stream, args=(gateway, fleet.keys["a"], "m", 200))
+
+    def next_request() -> None:
+        holding.start()
+        time.sleep(1.0)
+        assert chat(gateway, fleet.keys["a"], "m", max_tokens=4)[0] == 200
+
+    moved = served_by(fleet, next_request)
+    holding.join()
+    assert moved == {"a1", "a2"}, moved
+
+
+def test_keys_change_at_the_gateway_without_a_model_reload(
+    pair: list[Gateway], fleet: Fleet
+) -> None:
+    gateway = pair[0]
+    servers = (fleet.a1, fleet.a2)
+    pids = [server.process.pid for server in servers if server.process]
+    added = f"ka-new-{secrets.token_hex(16)}"
+    gateway.set_keys({added: "a", fleet.keys["b"]: "b"})
+    try:
+        assert chat(gateway, added, "m", max_tokens=2)[0] == 200
+        assert chat(gateway, fleet.keys["a"], "m", max_tokens=2)[0] == 401
+    finally:
+        gateway.set_keys({key: team for team, key in fleet.keys.items()})
+    assert [server.process.pid for server in servers if server.process] == pids
+    assert all(server.process and server.process.poll() is None for server in servers)
+    assert all(server.log_text().count("model loaded") <= 1 for server in servers)
+
+
+def test_a_stopped_first_tier_spills_to_the_next(pair: list[Gateway], fleet: Fleet) -> None:
+    """Runs last: it stops t1's server for good."""
+    fleet.a1.stop()
+    before = counter(fleet.a2, fleet.internal["a"])
+    status, _, body = chat(pair[0], fleet.keys["a"], "m", max_tokens=4)
+    assert status == 200, body
+    assert counter(fleet.a2, fleet.internal["a"]) > before
+
+
+def test_the_gateway_counts_per_team_and_model(pair: list[Gateway]) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{pair[0].metrics_port}/metrics") as answer:
+        text = answer.read().decode()
+    assert 'llamafleet_gateway_requests_total{model="m",outcome="ok",team="a",tier="t1"}' in text
+    assert "llamafleet_gateway_requests_in_flight" in text
+    assert 'llamafleet_gateway_tokens_total{kind="completion",model="m"' in text
