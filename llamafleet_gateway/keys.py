@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import threading
 from pathlib import Path
+
+from llamafleet_gateway.watched import Watched
 
 
 def key_hash(key: str) -> str:
@@ -20,33 +20,21 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def _parse(text: str) -> dict[str, str]:
+    loaded = json.loads(text)
+    if not isinstance(loaded, dict):
+        raise ValueError("the key hashes are not a JSON object")
+    return {str(h): str(t) for h, t in loaded.items()}
+
+
 class KeyTable:
-    """Which team a key belongs to, from the hashes file at `path`, re-read when it changes
-    (its inode, size or mtime; a Secret update swaps a symlink, so the inode changes)."""
+    """Which team a key belongs to, from the hashes file at `path`, re-read when it changes;
+    nobody while it is absent or unreadable (fail closed)."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._seen: tuple[int, int, int] | None = None
-        self._teams: dict[str, str] = {}
+        self._file = Watched(path, _parse, fallback={})
 
     def team_of(self, key: str) -> str | None:
         """The team whose key `key` is; None for an unknown key, or while the file is absent
-        or unreadable (fail closed)."""
-        return self._current().get(key_hash(key))
-
-    def _current(self) -> dict[str, str]:
-        try:
-            stat = os.stat(self._path)
-        except OSError:
-            return {}
-        seen = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        with self._lock:
-            if seen != self._seen:
-                try:
-                    loaded = json.loads(self._path.read_text())
-                    self._teams = {str(h): str(t) for h, t in loaded.items()}
-                except (OSError, ValueError, AttributeError):
-                    self._teams = {}
-                self._seen = seen
-            return self._teams
+        or unreadable."""
+        return (self._file.current() or {}).get(key_hash(key))

@@ -31,6 +31,7 @@ from prometheus_client import Counter, Gauge, start_http_server
 
 from llamafleet_gateway.keys import KeyTable
 from llamafleet_gateway.routes import Routes, capped_max_tokens, choose_tier
+from llamafleet_gateway.watched import Watched
 
 # The OpenAI routes the gateway forwards, with and without LiteLLM's /v1 prefix.
 OPENAI_ROUTES = frozenset(
@@ -39,8 +40,20 @@ OPENAI_ROUTES = frozenset(
     for route in ("chat/completions", "completions", "embeddings", "models")
 )
 
-_ROUTES = Routes.from_json(Path(os.environ["LLAMAFLEET_GATEWAY_ROUTES"]).read_text())
+_ROUTES_FILE = Path(os.environ["LLAMAFLEET_GATEWAY_ROUTES"])
+# Read once now, so a gateway with a broken table never starts; then again whenever the
+# ConfigMap changes (limits, capacities, caps): no restart for those.
+_ROUTES = Watched(_ROUTES_FILE, Routes.from_json)
+Routes.from_json(_ROUTES_FILE.read_text())
 _KEYS = KeyTable(Path(os.environ["LLAMAFLEET_GATEWAY_KEYS"]))
+
+
+def routes() -> Routes:
+    """The routing table as the ConfigMap holds it now (the last good one)."""
+    table = _ROUTES.current()
+    assert table is not None  # parsed at import
+    return table
+
 
 REQUESTS = Counter(
     "llamafleet_gateway_requests",
@@ -82,9 +95,9 @@ async def user_api_key_auth(request: Request, api_key: str | None) -> UserAPIKey
     # None when the request carries no Authorization header at all.
     key = (api_key or "").removeprefix("Bearer ").strip()
     team = _KEYS.team_of(key) if key else None
-    if team is None or team not in _ROUTES.teams:
+    if team is None or team not in routes().teams:
         raise HTTPException(status_code=401, detail="invalid API key")
-    route = _ROUTES.teams[team]
+    route = routes().teams[team]
     # Its models' public names, and its own groups: LiteLLM lets a request fall back only to
     # groups the key may call (the listing shows the public names alone, filter below).
     groups = sorted(tier.group for model in route.models.values() for tier in model.tiers)
@@ -117,7 +130,7 @@ class Routing(CustomLogger):
         """
         team = user_api_key_dict.team_id or ""
         model = str(data.get("model", ""))
-        route = _ROUTES.teams[team].models.get(model) if team in _ROUTES.teams else None
+        route = routes().teams[team].models.get(model) if team in routes().teams else None
         if route is None:
             REJECTED.labels(team, "unknown_model").inc()
             raise HTTPException(
@@ -143,7 +156,7 @@ class Routing(CustomLogger):
         self, user_api_key_dict: UserAPIKeyAuth, model_names: Sequence[str]
     ) -> Sequence[str]:
         """`/v1/models` lists the caller's models by their public names, not the groups."""
-        team = _ROUTES.teams.get(user_api_key_dict.team_id or "")
+        team = routes().teams.get(user_api_key_dict.team_id or "")
         return [name for name in model_names if team is not None and name in team.models]
 
     def _done(self, call_id: object, outcome: str, usage: Any = None) -> None:

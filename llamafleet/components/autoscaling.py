@@ -38,6 +38,35 @@ class ScalingRange:
     queue_per_replica: int
 
 
+# The gateway's per-tier demand (llamafleet_gateway.litellm_plugin): requests in flight at the
+# gateway, waiting or served, exported whether or not the tier has pods.
+DEMAND_METRIC = "llamafleet_gateway_requests_in_flight"
+
+
+@dataclass(frozen=True)
+class Demand:
+    """The gateway's demand for one team's model on one tier: a second KEDA trigger, so the
+    tier grows with what the gateway sends it, not only with what its own pods have queued.
+
+    Attributes:
+        team: The `team` label of the gateway's metric.
+        model: Its `model` label.
+        tier: Its `tier` label.
+        per_replica: Requests in flight one replica is meant to hold: its slots plus its
+            queue target (`parallel` + `queuePerReplica`).
+    """
+
+    team: str
+    model: str
+    tier: str
+    per_replica: int
+
+    def query(self) -> str:
+        """PromQL: the demand summed over the gateway's replicas."""
+        labels = f'team="{self.team}",model="{self.model}",tier="{self.tier}"'
+        return f"sum({DEMAND_METRIC}{{{labels}}})"
+
+
 def _behavior() -> dict[str, Any]:
     return {
         "scaleDown": {
@@ -72,6 +101,7 @@ def scaled_object_spec(
     prometheus_url: str,
     *,
     hpa_name: str,
+    demand: Demand | None = None,
 ) -> dict[str, Any]:
     """The `spec` of a KEDA ScaledObject (keda.sh/v1alpha1) that scales Deployment `deployment`.
 
@@ -79,8 +109,35 @@ def scaled_object_spec(
     every 15 s, active above 0. The HPA that KEDA makes is named `hpa_name`, the name the `hpa`
     autoscaler gives its own, so a switch adopts that one (with `scaled_object_annotations`); it
     adds at most 2 pods a minute and removes at most 1 per 2 minutes after a 300 s window;
-    `cooldownPeriod` (300 s) is KEDA's wait before scaling to zero.
+    `cooldownPeriod` (300 s) is KEDA's wait before scaling to zero. With `demand`, a second
+    trigger follows the gateway's requests in flight for the tier (the HPA KEDA makes takes the
+    larger of the two counts).
     """
+    triggers = [
+        {
+            "type": "prometheus",
+            "metricType": "AverageValue",
+            "metadata": {
+                "serverAddress": prometheus_url,
+                "query": queue_query(namespace, service),
+                "threshold": str(scaling.queue_per_replica),
+                "activationThreshold": "0",
+            },
+        }
+    ]
+    if demand is not None:
+        triggers.append(
+            {
+                "type": "prometheus",
+                "metricType": "AverageValue",
+                "metadata": {
+                    "serverAddress": prometheus_url,
+                    "query": demand.query(),
+                    "threshold": str(demand.per_replica),
+                    "activationThreshold": "0",
+                },
+            }
+        )
     return {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
         "minReplicaCount": scaling.min_replicas,
@@ -88,18 +145,7 @@ def scaled_object_spec(
         "pollingInterval": 15,
         "cooldownPeriod": SCALE_DOWN_WINDOW_SECONDS,
         "advanced": {"horizontalPodAutoscalerConfig": {"name": hpa_name, "behavior": _behavior()}},
-        "triggers": [
-            {
-                "type": "prometheus",
-                "metricType": "AverageValue",
-                "metadata": {
-                    "serverAddress": prometheus_url,
-                    "query": queue_query(namespace, service),
-                    "threshold": str(scaling.queue_per_replica),
-                    "activationThreshold": "0",
-                },
-            }
-        ],
+        "triggers": triggers,
     }
 
 

@@ -52,6 +52,20 @@ AwsTagKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 AwsTagValue = Annotated[str, StringConstraints(max_length=256)]
 # An IAM role or user ARN (or an STS assumed role), in any partition.
 IamArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:\S+$")]
+# An ACM certificate ARN, in any partition
+# (https://docs.aws.amazon.com/acm/latest/userguide/authen-overview.html).
+AcmCertificateArn = Annotated[
+    str,
+    StringConstraints(pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$"),
+]
+# A DNS name a certificate covers (RFC 1123 host names; a leading `*.` for a wildcard).
+DnsName = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=253,
+    ),
+]
 # An availability zone code, e.g. eu-west-1a.
 AvailabilityZone = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")]
 

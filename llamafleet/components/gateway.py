@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -26,7 +26,12 @@ from pydantic import Field, model_validator
 
 from llamafleet.components.api_keys import ApiKey
 from llamafleet.components.autoscaling import CPU_TARGET_PERCENT
-from llamafleet.components.config import ComponentConfig
+from llamafleet.components.config import (
+    AcmCertificateArn,
+    ComponentConfig,
+    DnsName,
+    KubernetesName,
+)
 from llamafleet.components.gateway_config import (
     CONFIG_DIR,
     CONFIG_FILE,
@@ -42,7 +47,7 @@ from llamafleet.components.gateway_config import (
     litellm_config,
     routes,
 )
-from llamafleet.components.load_balancing import LoadBalancing
+from llamafleet.components.load_balancing import LoadBalancing, nlb_tls
 from llamafleet.components.manifest import manifest
 from llamafleet.components.pod_security import (
     container_security_context,
@@ -53,11 +58,18 @@ from llamafleet.components.server_args import SERVER_PORT
 
 GATEWAY_APP = "llamafleet-gateway"
 REDIS_APP = "llamafleet-gateway-redis"
-# Marks on the pod template that roll the gateway when what it reads only at start changes.
+# Marks on the pod template that roll the gateway when what it reads only at start changes
+# (LiteLLM's config, the backends' keys); the routing table and the key hashes are read live.
 CONFIG_MARK = "llamafleet.io/config"
 BACKEND_KEYS_MARK = "llamafleet.io/backend-keys"
 # The same on a team's llama-server pods, for the one key they accept from the gateway.
 INTERNAL_KEY_MARK = "llamafleet.io/gateway-key"
+ENV_SECRETS_REASON = "LiteLLM reads these secrets only from environment variables"
+TLS_SECRET = "llamafleet-gateway-tls"  # noqa: S105 (a Secret's name)
+TLS_DIR = "/etc/llamafleet/tls"
+HTTPS_PORT = 443
+# TLS 1.3 and 1.2 only (AWS's recommended NLB policy).
+NLB_TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
 
 class GatewayConfig(ComponentConfig):
@@ -96,6 +108,56 @@ class GatewayConfig(ComponentConfig):
         return self
 
 
+class CertManagerIssuer(ComponentConfig):
+    """A cert-manager issuer that signs the gateway's certificate (a Certificate object)."""
+
+    name: KubernetesName = Field(description="The Issuer or ClusterIssuer.")
+    kind: Literal["ClusterIssuer", "Issuer"] = Field(
+        default="ClusterIssuer", description="ClusterIssuer, or an Issuer of the namespace."
+    )
+    dns_names: list[DnsName] = Field(
+        min_length=1, max_length=20, description="The names clients reach the gateway by."
+    )
+
+
+class GatewayTls(ComponentConfig):
+    """TLS for the gateway's endpoint (`llamafleet:clusters.<c>.loadBalancer.tls`): one of an
+    ACM certificate the AWS NLB terminates TLS with (EKS), or a certificate the gateway serves
+    itself, from a kubernetes.io/tls Secret or signed by cert-manager (on-prem).
+
+    Raises:
+        pydantic.ValidationError: not exactly one of the three.
+    """
+
+    certificate_arn: AcmCertificateArn | None = Field(
+        default=None, description="EKS: the ACM certificate the NLB's TLS listener (443) uses."
+    )
+    secret_name: KubernetesName | None = Field(
+        default=None,
+        description="A kubernetes.io/tls Secret in the gateway's namespace (tls.crt, tls.key).",
+    )
+    cert_manager: CertManagerIssuer | None = Field(
+        default=None, description="cert-manager signs the certificate (a Certificate object)."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> GatewayTls:
+        given = [self.certificate_arn, self.secret_name, self.cert_manager]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError("give exactly one of certificateArn, secretName, certManager")
+        return self
+
+    @property
+    def at_gateway(self) -> bool:
+        """The gateway pods serve TLS themselves (not the load balancer)."""
+        return self.certificate_arn is None
+
+    @property
+    def secret(self) -> str:
+        """The Secret the gateway's pods mount (the given one, or cert-manager's)."""
+        return self.secret_name or TLS_SECRET
+
+
 @dataclass(frozen=True)
 class GatewayArgs:
     """One cluster's gateway.
@@ -115,6 +177,9 @@ class GatewayArgs:
         request_timeout_seconds: The longest request; the gateway's own timeouts.
         exposure: How its Service is exposed (LoadBalancing), or None: ClusterIP (a cluster with
             no load balancer, e.g. the local control plane).
+        tls: TLS for its endpoint; None: plain HTTP (the local control plane only).
+        service_monitor: Also declare a Service for its metrics port and a ServiceMonitor
+            (Prometheus Operator), so the per-tier demand reaches Prometheus and KEDA.
     """
 
     namespace: str
@@ -129,6 +194,8 @@ class GatewayArgs:
     monitoring_namespace: str
     request_timeout_seconds: int
     exposure: LoadBalancing | None
+    tls: GatewayTls | None = None
+    service_monitor: bool = False
 
 
 def key_hashes(team_keys: Mapping[str, Sequence[str]]) -> str:
@@ -224,14 +291,20 @@ class Gateway(pulumi.ComponentResource):
             {"redis.conf": redis_password.value.apply(_redis_conf)},
         )
         marks = {
-            CONFIG_MARK: hashlib.sha256((config_text + routes_text).encode()).hexdigest()[:16],
+            # LiteLLM reads its config once; the plugin re-reads the routing table live.
+            CONFIG_MARK: hashlib.sha256(config_text.encode()).hexdigest()[:16],
             BACKEND_KEYS_MARK: pulumi.Output.unsecret(internal.apply(keys_mark)),
         }
+        if args.tls is not None and args.tls.cert_manager is not None:
+            self._certificate(args.tls.cert_manager)
         self.deployment = self._gateway(marks)
         self.service = self._service()
+        if args.service_monitor:
+            self._monitoring()
         self._redis()
+        scheme, port = ("https", HTTPS_PORT) if args.tls else ("http", GATEWAY_PORT)
         self.url = pulumi.Output.concat(
-            f"http://{GATEWAY_APP}.{args.namespace}.svc.cluster.local:{GATEWAY_PORT}/v1"
+            f"{scheme}://{GATEWAY_APP}.{args.namespace}.svc.cluster.local:{port}/v1"
         )
         self.register_outputs({"url": self.url})
 
@@ -245,6 +318,50 @@ class Gateway(pulumi.ComponentResource):
                 "namespace": self._args.namespace,
                 "labels": self._labels(GATEWAY_APP),
             }
+        )
+
+    def _monitoring(self) -> None:
+        """A ClusterIP Service for the plugin's metrics port and its ServiceMonitor: the
+        load-balanced Service exposes only the OpenAI port."""
+        name = f"{GATEWAY_APP}-metrics"
+        service = k8s.core.v1.Service(
+            f"{self._name}-metrics-service",
+            metadata=self._meta(name),
+            spec=manifest(
+                {
+                    "type": "ClusterIP",
+                    "selector": self._labels(GATEWAY_APP),
+                    "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}],
+                }
+            ),
+            opts=self._inside,
+        )
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-servicemonitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="ServiceMonitor",
+            metadata=self._meta(name),
+            spec={
+                "selector": {"matchLabels": self._labels(GATEWAY_APP)},
+                "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}],
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[service]),
+        )
+
+    def _certificate(self, issuer: CertManagerIssuer) -> None:
+        """cert-manager's Certificate, which keeps TLS_SECRET signed and renewed."""
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-certificate",
+            api_version="cert-manager.io/v1",
+            kind="Certificate",
+            metadata=self._meta(TLS_SECRET),
+            spec={
+                "secretName": TLS_SECRET,
+                "dnsNames": list(issuer.dns_names),
+                "issuerRef": {"name": issuer.name, "kind": issuer.kind},
+                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+            },
+            opts=self._inside,
         )
 
     def _secret(self, resource: str, object_name: str, data: Mapping[str, Any]) -> None:
@@ -261,7 +378,17 @@ class Gateway(pulumi.ComponentResource):
         selector = self._labels(GATEWAY_APP)
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=self._meta(GATEWAY_APP),
+            metadata=manifest(
+                {
+                    "name": GATEWAY_APP,
+                    "namespace": args.namespace,
+                    "labels": self._labels(GATEWAY_APP),
+                    # LiteLLM takes its backends' keys, its master key and Redis's password
+                    # only as `os.environ/NAME` references: they come from a Secret as
+                    # environment (never argv or the ConfigMap); everything else is a file.
+                    "annotations": {"checkov.io/skip1": f"CKV_K8S_35={ENV_SECRETS_REASON}"},
+                }
+            ),
             spec=manifest(
                 {
                     "replicas": args.config.min_replicas,
@@ -331,21 +458,31 @@ class Gateway(pulumi.ComponentResource):
     def _service(self) -> k8s.core.v1.Service:
         args = self._args
         exposure = args.exposure
+        # Only the OpenAI port: the metrics port is scraped from inside the cluster. With TLS,
+        # 443 (at the NLB, or at the pods) forwards to the pods' port.
+        port = (
+            {"name": "https", "port": HTTPS_PORT, "targetPort": "http"}
+            if args.tls is not None
+            else {"name": "http", "port": GATEWAY_PORT, "targetPort": "http"}
+        )
         spec: dict[str, Any] = {
             "type": "ClusterIP",
             "selector": self._labels(GATEWAY_APP),
-            # Only the OpenAI port: the metrics port is scraped from inside the cluster.
-            "ports": [{"name": "http", "port": GATEWAY_PORT, "targetPort": "http"}],
+            "ports": [port],
         }
         metadata: dict[str, Any] = {
             "name": GATEWAY_APP,
             "namespace": args.namespace,
             "labels": self._labels(GATEWAY_APP),
         }
+        annotations: dict[str, str] = {}
         if exposure is not None:
             spec |= exposure.spec
-            if exposure.annotations:
-                metadata["annotations"] = dict(exposure.annotations)
+            annotations |= exposure.annotations
+        if args.tls is not None and args.tls.certificate_arn is not None:
+            annotations |= nlb_tls(args.tls.certificate_arn, NLB_TLS_POLICY)
+        if annotations:
+            metadata["annotations"] = annotations
         return k8s.core.v1.Service(
             f"{self._name}-service",
             metadata=manifest(metadata),
@@ -433,9 +570,18 @@ def gateway_environment(
     }
 
 
-def gateway_argv(config_file: str, host: str, port: int) -> list[str]:
-    """LiteLLM proxy's arguments: its config, the address, one worker (scale by replicas)."""
-    return ["--config", config_file, "--host", host, "--port", str(port), "--num_workers", "1"]
+def gateway_argv(config_file: str, host: str, port: int, tls_dir: str | None = None) -> list[str]:
+    """LiteLLM proxy's arguments: its config, the address, one worker (scale by replicas) and,
+    with `tls_dir` (a kubernetes.io/tls Secret's files), TLS served by the gateway itself."""
+    argv = ["--config", config_file, "--host", host, "--port", str(port), "--num_workers", "1"]
+    if tls_dir is not None:
+        argv += [
+            "--ssl_certfile_path",
+            f"{tls_dir}/tls.crt",
+            "--ssl_keyfile_path",
+            f"{tls_dir}/tls.key",
+        ]
+    return argv
 
 
 def gateway_pod_spec(args: GatewayArgs) -> dict[str, Any]:
@@ -459,9 +605,12 @@ def gateway_pod_spec(args: GatewayArgs) -> dict[str, Any]:
         ),
     ]
 
+    tls = args.tls is not None and args.tls.at_gateway
+    scheme = "HTTPS" if tls else "HTTP"
+
     def probe(path: str, period: int, failures: int) -> dict[str, Any]:
         return {
-            "httpGet": {"path": path, "port": "http"},
+            "httpGet": {"path": path, "port": "http", "scheme": scheme},
             "periodSeconds": period,
             "timeoutSeconds": 5,
             "failureThreshold": failures,
@@ -476,7 +625,12 @@ def gateway_pod_spec(args: GatewayArgs) -> dict[str, Any]:
                 "name": "gateway",
                 "image": args.image,
                 # The pod's address; the NetworkPolicy guards it.
-                "args": gateway_argv(f"{CONFIG_DIR}/{CONFIG_FILE}", "0.0.0.0", GATEWAY_PORT),  # noqa: S104
+                "args": gateway_argv(
+                    f"{CONFIG_DIR}/{CONFIG_FILE}",
+                    "0.0.0.0",  # noqa: S104
+                    GATEWAY_PORT,
+                    TLS_DIR if tls else None,
+                ),
                 "env": env,
                 "ports": [
                     {"name": "http", "containerPort": GATEWAY_PORT},
@@ -492,6 +646,7 @@ def gateway_pod_spec(args: GatewayArgs) -> dict[str, Any]:
                     {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                     {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True},
                     {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (the pod's own emptyDir)
+                    *([{"name": "tls", "mountPath": TLS_DIR, "readOnly": True}] if tls else []),
                 ],
             }
         ],
@@ -500,6 +655,11 @@ def gateway_pod_spec(args: GatewayArgs) -> dict[str, Any]:
             # Mounted whole (not subPath): the kubelet swaps in a changed key set live.
             {"name": "keys", "secret": {"secretName": f"{GATEWAY_APP}-keys"}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+            *(
+                [{"name": "tls", "secret": {"secretName": args.tls.secret}}]
+                if tls and args.tls is not None
+                else []
+            ),
         ],
         "topologySpreadConstraints": [
             {

@@ -7,6 +7,7 @@ CPU) and, where Prometheus Operator runs, a ServiceMonitor.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -15,6 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from llamafleet.components.autoscaling import (
+    Demand,
     ScalingRange,
     hpa_spec,
     scaled_object_annotations,
@@ -56,6 +58,8 @@ class InferenceServiceArgs:
     # Pods in these two namespaces may reach the server's port (8080) (NetworkPolicy ingress).
     gateway_namespace: str
     monitoring_namespace: str
+    # The gateway's demand for this deployment: a second KEDA trigger (None: the queue only).
+    demand: Demand | None = None
     # A non-secret mark of the key the gateway presents (gateway.keys_mark of the team's
     # internal key): llama-server reads its key file only at start, so a new key rolls the pods.
     internal_key_mark: pulumi.Input[str] | None = None
@@ -63,6 +67,19 @@ class InferenceServiceArgs:
     service_account_annotations: Mapping[str, pulumi.Input[str]] = field(
         default_factory=dict[str, pulumi.Input[str]]
     )
+
+
+def unknown() -> pulumi.Output[str]:
+    """A value not known yet, as the engine marks one in a preview. A Deployment previewed with
+    an input not known yet (a key being created) has no uid in its preview; an empty one would
+    make its HPA's server-side dry run fail ("ownerReferences[0].uid: Required value"), while an
+    unknown one is left to the update, where the uid is real."""
+    loop = asyncio.get_event_loop()
+    value: asyncio.Future[str] = loop.create_future()
+    known: asyncio.Future[bool] = loop.create_future()
+    value.set_result("")
+    known.set_result(False)
+    return pulumi.Output(set(), value, known)
 
 
 class InferenceService(pulumi.ComponentResource):
@@ -216,6 +233,7 @@ class InferenceService(pulumi.ComponentResource):
                     args.scaling,
                     args.prometheus_url,
                     hpa_name=instance,
+                    demand=args.demand,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.deployment]),
             )
@@ -229,7 +247,7 @@ class InferenceService(pulumi.ComponentResource):
                 "apiVersion": "apps/v1",
                 "kind": "Deployment",
                 "name": self.deployment.metadata["name"],
-                "uid": self.deployment.metadata.apply(lambda meta: meta.uid),
+                "uid": self.deployment.metadata.apply(lambda meta: meta.uid or unknown()),
             }
             k8s.autoscaling.v2.HorizontalPodAutoscaler(
                 f"{name}-hpa",

@@ -20,6 +20,8 @@ def kubernetes_provider(
     - Mutable Secrets: a changed Secret (a team's keys) is updated in place, never deleted and
       made again, so no pod starting in between finds its Secret missing (pulumi-kubernetes
       replaces Secrets on a data change unless `enableSecretMutable` is set).
+    - Mutable ConfigMaps, for the same reason and so a mounted one changes in place: the
+      gateway re-reads its routing table from the kubelet's updated copy, with no restart.
     """
     return k8s.Provider(
         name,
@@ -27,5 +29,6 @@ def kubernetes_provider(
         context=context,
         enable_server_side_apply=True,
         enable_secret_mutable=True,
+        enable_config_map_mutable=True,
         opts=opts,
     )

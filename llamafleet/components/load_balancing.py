@@ -56,6 +56,16 @@ def aws_nlb(
     )
 
 
+def nlb_tls(certificate_arn: str, policy: str) -> dict[str, str]:
+    """Annotations that make the NLB's port 443 a TLS listener with `certificate_arn` (ACM) and
+    the security `policy`; it forwards plain TCP to the pods."""
+    return {
+        f"{AWS}ssl-cert": certificate_arn,
+        f"{AWS}ssl-ports": "443",
+        f"{AWS}ssl-negotiation-policy": policy,
+    }
+
+
 def metallb(pool: str, address: str | None, source_ranges: Sequence[str] = ()) -> LoadBalancing:
     """A MetalLB address from pool `pool` (annotation metallb.universe.tf/address-pool): `address`
     if given (metallb.universe.tf/loadBalancerIPs), else one MetalLB picks from the pool.

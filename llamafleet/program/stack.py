@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from llamafleet.components.autoscaling import ScalingRange
+from llamafleet.components.autoscaling import Demand, ScalingRange
 from llamafleet.components.gateway import Gateway, GatewayArgs, key_mark
 from llamafleet.components.gateway_config import Backend, TeamLimits
 from llamafleet.components.inference_pod import PodInputs
@@ -170,6 +170,8 @@ def _gateway(
             exposure=None
             if lb.type == "ClusterIP"
             else cluster.load_balancing(settings.serving.deregistration_seconds),
+            tls=lb.tls,
+            service_monitor=cluster.settings.service_monitors,
         ),
         opts=pulumi.ResourceOptions(
             provider=cluster.provider, depends_on=[*cluster.depends_on, *services]
@@ -386,6 +388,12 @@ def _service_args(
         monitoring_namespace=cluster.settings.monitoring_namespace,
         service_account_annotations={IRSA_ROLE_ANNOTATION: role} if role is not None else {},
         internal_key_mark=internal_key_mark,
+        demand=Demand(
+            team=placement.team,
+            model=placement.model_name,
+            tier=placement.tier_name,
+            per_replica=model.parallel + model.queue_per_replica,
+        ),
     )
 
 

@@ -13,6 +13,7 @@ from pydantic import Field, StringConstraints
 from llamafleet.components.config import ComponentConfig as Strict
 from llamafleet.components.config import Ipv4Address, Ipv4Cidr
 from llamafleet.components.eks_cluster import EksClusterConfig
+from llamafleet.components.gateway import GatewayTls
 from llamafleet.components.onprem_cluster import MetalLbConfig
 
 Cidr = Ipv4Cidr
@@ -65,4 +66,9 @@ class LoadBalancerSettings(Strict):
     )
     source_ranges: list[Cidr] = Field(
         default_factory=list[str], description="Client CIDRs allowed through the LB; empty: all."
+    )
+    tls: GatewayTls | None = Field(
+        default=None,
+        description="TLS for the gateway's endpoint: certificateArn on EKS (the NLB), "
+        "secretName or certManager on-prem (the gateway); absent only with type ClusterIP.",
     )

@@ -377,6 +377,22 @@ def _cluster_kinds(settings: Settings) -> Iterator[Problem]:
             yield Problem(
                 f"{path}.loadBalancer.address", "a fixed address needs onprem.metallb (on-prem)"
             )
+        yield from _gateway_tls(path, cluster)
+
+
+def _gateway_tls(path: str, cluster: Cluster) -> Iterator[Problem]:
+    """Plain HTTP only where nothing outside the cluster reaches the gateway (ClusterIP);
+    on EKS the NLB terminates TLS (an ACM certificate), on-prem the gateway itself."""
+    lb = cluster.load_balancer
+    where = f"{path}.loadBalancer.tls"
+    if lb.type == "LoadBalancer" and lb.tls is None:
+        wanted = "certificateArn (ACM)" if cluster.kind == "eks" else "secretName or certManager"
+        yield Problem(where, f"the gateway's load balancer needs TLS: give {wanted}")
+    elif lb.tls is not None and cluster.kind == "eks" and lb.type == "LoadBalancer":
+        if lb.tls.certificate_arn is None:
+            yield Problem(where, "on EKS the NLB terminates TLS: give certificateArn (ACM)")
+    elif lb.tls is not None and lb.tls.certificate_arn is not None:
+        yield Problem(f"{where}.certificateArn", "an ACM certificate needs an EKS load balancer")
 
 
 def _node_tiers(settings: Settings) -> Iterator[Problem]:

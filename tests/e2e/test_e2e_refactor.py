@@ -22,6 +22,10 @@ pytestmark = pytest.mark.e2e
 
 BEFORE = "4291b03"  # main before issue 13 (one source of truth)
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+SECRET = "kubernetes:core/v1:Secret"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+API_KEY = "pulumi-python:dynamic/tenancy:ApiKey"
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +45,13 @@ def test_a_stack_deployed_before_the_refactor_previews_no_change_after_it(
     before = copy.deepcopy(config)
     # The old tree took the store's port as a setting; the new one derives it from the URL.
     before["llamafleet:modelStore"]["endpointPort"] = int(store_endpoint.rsplit(":", 1)[1])
+    # Nor did it have a gateway.
+    for key in ("gateway", "redis"):
+        before["llamafleet:images"].pop(key, None)
+    before.get("llamafleet:serving", {}).pop("gateway", None)
+    for cluster in before["llamafleet:clusters"].values():
+        cluster.get("loadBalancer", {}).pop("type", None)
+        cluster.get("loadBalancer", {}).pop("tls", None)
     project = make_project("e2e-before", before)
     old = subprocess.run(
         [
@@ -63,12 +74,22 @@ def test_a_stack_deployed_before_the_refactor_previews_no_change_after_it(
     try:
         project.write_config(config)
         preview = project.llamafleet("preview")
-        # One change since that tree, made on purpose: each HPA is now owned by its Deployment
-        # (tests/e2e/test_e2e_keda_switch.py says why); nothing else may change.
-        steps = re.findall(r"^\s+([~+-]+) (\S+): \((\S+)\)$", preview.stdout, re.M)
-        assert set(steps) == {("~", HPA, "update")}, preview.stdout
-        changed = {name for _, name in re.findall(r"^\s+([~+-]) (\w+)\s*: ", preview.stdout, re.M)}
-        assert changed <= {"metadata", "ownerReferences", "apiVersion", "kind", "name", "uid"}
+        # Changes since that tree, each made on purpose, and nothing deleted or replaced: each
+        # HPA is now owned by its Deployment (tests/e2e/test_e2e_keda_switch.py says why); the
+        # gateway is new (its objects, and the team's internal key for it), and with it the
+        # model servers accept that key (their key Secret, a mark and --n-predict on their pod
+        # template) from the gateway's pods (their NetworkPolicy).
+        steps = set(re.findall(r"^\s+([~+-]+) (\S+): \((\S+)\)$", preview.stdout, re.M))
+        # (The Kubernetes provider's options changed too: ConfigMaps are now updated in place.)
+        updated = {
+            kind
+            for _, kind, what in steps
+            if what == "update" and not kind.startswith("pulumi:providers:")
+        }
+        assert {what for _, _, what in steps} == {"update", "create"}, preview.stdout
+        assert updated == {HPA, DEPLOYMENT, SECRET, NETWORK_POLICY}, preview.stdout
+        created = re.findall(r"^\s+\+ (\S+): \(create\)$", preview.stdout, re.M)
+        assert "llamafleet:serving:Gateway" in created and API_KEY in created, created
         # Only the dynamic providers' default provider is listed: it gets the stack's whole
         # config, which lost endpointPort; the engine counts no resource change.
         assert _provider_modules(project) == {

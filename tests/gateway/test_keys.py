@@ -49,3 +49,24 @@ def test_an_absent_or_broken_file_lets_nobody_in(tmp_path: Path) -> None:
     assert table.team_of("key-a") is None
     write_keys(path, {"key-a": "a"})
     assert table.team_of("key-a") == "a"
+
+
+def test_the_routing_table_is_read_live_and_a_bad_write_keeps_the_last_good_one(
+    tmp_path: Path,
+) -> None:
+    from llamafleet_gateway.routes import Routes, TeamRoute  # noqa: PLC0415
+    from llamafleet_gateway.watched import Watched  # noqa: PLC0415
+
+    path = tmp_path / "routes.json"
+    first = Routes({"a": TeamRoute({})})
+    path.write_text(first.to_json())
+    table = Watched(path, Routes.from_json)
+    assert table.current() == first
+    second = Routes({"a": TeamRoute({}, requests_per_minute=5)})
+    staged = tmp_path / "new"
+    staged.write_text(second.to_json())
+    os.replace(staged, path)
+    assert table.current() == second
+    staged.write_text("{broken")
+    os.replace(staged, path)
+    assert table.current() == second

@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,37 @@ def gateway_venv() -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"scripts/gateway-venv failed:\n{done.stderr}")
     return Path(done.stdout.strip().splitlines()[-1])
+
+
+def self_signed(directory: Path) -> Path:
+    """tls.crt and tls.key for 127.0.0.1 (openssl; EC P-256, one day), as a kubernetes.io/tls
+    Secret holds them; returns `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(directory / "tls.key"),
+            "-out",
+            str(directory / "tls.crt"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return directory
 
 
 def redis_server_binary() -> str:
@@ -99,6 +131,7 @@ class Gateway:
     limits: Mapping[str, TeamLimits] = field(default_factory=dict[str, TeamLimits])
     redis: Redis | None = None
     request_timeout_seconds: int = 120
+    tls_dir: Path | None = None  # tls.crt and tls.key: the gateway serves TLS itself
     port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -123,7 +156,8 @@ class Gateway:
         }
         if self.redis is not None:
             env["REDIS_PASSWORD"] = self.redis.password
-        argv = gateway_argv(str(self.workdir / CONFIG_FILE), "127.0.0.1", self.port)
+        tls = None if self.tls_dir is None else str(self.tls_dir)
+        argv = gateway_argv(str(self.workdir / CONFIG_FILE), "127.0.0.1", self.port, tls)
         with self.log.open("wb") as sink:
             self.process = subprocess.Popen(
                 [str(self.venv / "bin" / "litellm"), *argv],
@@ -162,7 +196,7 @@ class Gateway:
         key: str | None = None,
         timeout: float = 180,
     ) -> tuple[int, dict[str, str], bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        connection = self.connection(timeout)
         headers = {"Content-Type": "application/json"}
         if key is not None:
             headers["Authorization"] = f"Bearer {key}"
@@ -178,6 +212,14 @@ class Gateway:
             )
         finally:
             connection.close()
+
+    def connection(self, timeout: float = 180) -> http.client.HTTPConnection:
+        """A connection to the gateway: HTTPS trusting only its own certificate when it serves
+        TLS (a self-signed one for 127.0.0.1), HTTP otherwise."""
+        if self.tls_dir is None:
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        context = ssl.create_default_context(cafile=str(self.tls_dir / "tls.crt"))
+        return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=context)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from gateway_process import Gateway, Redis, gateway_venv
+from gateway_process import Gateway, Redis, gateway_venv, self_signed
 from llama_server import LlamaServer, get, localize_argv
 from support.loopback import free_port
 
@@ -372,3 +372,28 @@ def test_the_gateway_counts_per_team_and_model(pair: list[Gateway]) -> None:
     assert 'llamafleet_gateway_requests_total{model="m",outcome="ok",team="a",tier="t1"}' in text
     assert "llamafleet_gateway_requests_in_flight" in text
     assert 'llamafleet_gateway_tokens_total{kind="completion",model="m"' in text
+
+
+def test_the_gateway_serves_tls_from_its_secret_files(
+    venv: Path, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """On-prem the gateway terminates TLS itself, with the Secret's tls.crt and tls.key."""
+    root = tmp_path_factory.mktemp("tls")
+    keys = {key: team for team, key in fleet.keys.items()}
+    gateway = Gateway(
+        venv, root / "gw", fleet.backends, fleet.internal, keys, tls_dir=self_signed(root / "tls")
+    ).start()
+    try:
+        gateway.wait_ready()
+        key_b = fleet.keys["b"]
+        status, _, body = chat(gateway, key_b, "m-b", max_tokens=2)
+        assert status == 200, body
+        plain = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+        try:
+            plain.request("GET", "/v1/models", headers={"Authorization": f"Bearer {key_b}"})
+            refused = plain.getresponse().status >= 400
+        except (OSError, http.client.HTTPException):
+            refused = True
+        assert refused, "plain HTTP was served"
+    finally:
+        gateway.stop()

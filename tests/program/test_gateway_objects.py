@@ -12,6 +12,7 @@ from support.stack_renders import GATEWAY_NAMESPACE, gateway_objects, model_obje
 from llamafleet.command.render import Rendered
 from llamafleet.components.gateway import BACKEND_KEYS_MARK, CONFIG_MARK, INTERNAL_KEY_MARK
 from llamafleet.settings.load import load_stack_file, stack_file
+from llamafleet.settings.names import team_namespace
 from llamafleet.settings.placement import placements
 from llamafleet_gateway.routes import Routes, group_name
 
@@ -61,7 +62,9 @@ def test_only_the_gateway_is_load_balanced_and_only_on_its_openai_port(
     gateways = [s for s in services if s["metadata"]["name"] == "llamafleet-gateway"]
     assert gateways
     for service in gateways:
-        assert [p["port"] for p in service["spec"]["ports"]] == [4000]
+        # 443 with TLS (at the NLB or the pods), 4000 without: one port, the OpenAI one.
+        ((port,),) = [service["spec"]["ports"]]
+        assert port["targetPort"] == "http" and port["port"] in (443, 4000)
     wanted = {c.load_balancer.type for c in settings.clusters.values()}
     assert {s["spec"]["type"] for s in gateways} <= wanted
     assert all(s["spec"]["type"] == "ClusterIP" for s in kinds(model_objects(services), "Service"))
@@ -119,3 +122,112 @@ def test_servers_default_to_the_models_max_tokens(stack: str, rendered: Rendered
         model = deployment["metadata"]["labels"]["llamafleet.io/model"]
         args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         assert args[args.index("--n-predict") + 1] == str(settings.models[model].max_tokens)
+
+
+def _gateway_of(stack: str, namespace: str = GATEWAY_NAMESPACE) -> dict[str, dict[str, Any]]:
+    from support.stack_renders import rendered_stack  # noqa: PLC0415
+
+    objects = gateway_objects(rendered_stack(stack).kubernetes_objects)
+    return {
+        f"{o['kind']}/{o['metadata']['name']}": o
+        for o in objects
+        if o["metadata"].get("namespace") == namespace
+    }
+
+
+def test_on_eks_the_nlb_terminates_tls_with_the_acm_certificate() -> None:
+    service = _gateway_of("prod")["Service/llamafleet-gateway"]
+    annotations = service["metadata"]["annotations"]
+    arn = "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-cert"] == arn
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-ports"] == "443"
+    assert (
+        "TLS13"
+        in annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-negotiation-policy"]
+    )
+    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "http"}]
+    pod = _gateway_of("prod")["Deployment/llamafleet-gateway"]["spec"]["template"]["spec"]
+    assert "--ssl_certfile_path" not in pod["containers"][0]["args"]
+
+
+def test_on_prem_the_gateway_serves_tls_from_cert_managers_secret() -> None:
+    objects = _gateway_of("onprem")
+    certificate = objects["Certificate/llamafleet-gateway-tls"]["spec"]
+    assert certificate["secretName"] == "llamafleet-gateway-tls"
+    assert certificate["issuerRef"] == {"name": "dc1-internal-ca", "kind": "ClusterIssuer"}
+    pod = objects["Deployment/llamafleet-gateway"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--ssl_certfile_path") + 1] == "/etc/llamafleet/tls/tls.crt"
+    assert args[args.index("--ssl_keyfile_path") + 1] == "/etc/llamafleet/tls/tls.key"
+    assert {"name": "tls", "secret": {"secretName": "llamafleet-gateway-tls"}} in pod["volumes"]
+    assert {p: container[p]["httpGet"]["scheme"] for p in ("readinessProbe", "livenessProbe")} == {
+        "readinessProbe": "HTTPS",
+        "livenessProbe": "HTTPS",
+    }
+    service = objects["Service/llamafleet-gateway"]
+    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "http"}]
+
+
+def test_a_given_tls_secret_is_mounted_as_is() -> None:
+    from support.stack_renders import rendered_stack  # noqa: PLC0415
+
+    gateways = [
+        o
+        for o in gateway_objects(rendered_stack("hybrid").kubernetes_objects)
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "llamafleet-gateway"
+    ]
+    volumes = [g["spec"]["template"]["spec"]["volumes"] for g in gateways]
+    tls = {"name": "tls", "secret": {"secretName": "llm-dc1-tls"}}
+    # dc1's gateway serves TLS itself; the EKS one leaves it to its NLB.
+    assert sorted(tls in v for v in volumes) == [False, True]
+
+
+def test_plain_http_only_where_the_gateway_is_not_load_balanced() -> None:
+    objects = _gateway_of("local")
+    service = objects["Service/llamafleet-gateway"]
+    assert service["spec"] == service["spec"] | {"type": "ClusterIP"}
+    assert service["spec"]["ports"] == [{"name": "http", "port": 4000, "targetPort": "http"}]
+    assert not [k for k in objects if k.startswith("Certificate/")]
+
+
+def test_keda_also_scales_each_tier_on_the_gateways_demand_for_it(
+    stack: str, rendered: Rendered
+) -> None:
+    settings = load_stack_file(stack_file(stack))
+    scaled = {
+        (o["metadata"]["namespace"], o["metadata"]["name"]): o
+        for o in kinds(rendered.kubernetes_objects, "ScaledObject")
+    }
+    for placement in placements(settings):
+        key = (team_namespace(placement.team), placement.name)
+        if key not in scaled:
+            continue  # an HPA cluster
+        queue, demand = scaled[key]["spec"]["triggers"]
+        assert "llamacpp:requests_deferred" in queue["metadata"]["query"]
+        labels = (
+            f'team="{placement.team}",model="{placement.model_name}",tier="{placement.tier_name}"'
+        )
+        assert (
+            demand["metadata"]["query"] == f"sum(llamafleet_gateway_requests_in_flight{{{labels}}})"
+        )
+        model = placement.model
+        assert demand["metadata"]["threshold"] == str(model.parallel + model.queue_per_replica)
+
+
+def test_the_gateways_demand_is_scraped_where_prometheus_operator_runs(
+    stack: str, rendered: Rendered
+) -> None:
+    settings = load_stack_file(stack_file(stack))
+    objects = gateway_objects(rendered.kubernetes_objects)
+    monitors = kinds(objects, "ServiceMonitor")
+    wanted = sum(
+        c.service_monitors
+        for name, c in settings.clusters.items()
+        if any(p.cluster_name == name for p in placements(settings))
+    )
+    assert len(monitors) == wanted
+    for monitor in monitors:
+        assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    metrics = [s for s in kinds(objects, "Service") if s["metadata"]["name"].endswith("-metrics")]
+    assert all(s["spec"]["type"] == "ClusterIP" for s in metrics) and len(metrics) == wanted

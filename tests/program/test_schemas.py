@@ -61,9 +61,12 @@ def test_the_schema_check_rejects_unknown_and_mistyped_fields() -> None:
     assert schema_errors(deployment)
 
 
-@pytest.mark.parametrize("kind", ["ScaledObject", "ServiceMonitor"])
-def test_the_crd_check_rejects_unknown_fields(kind: str) -> None:
-    obj = _first(rendered_stack("prod"), kind)
+@pytest.mark.parametrize(
+    ("stack", "kind"),
+    [("prod", "ScaledObject"), ("prod", "ServiceMonitor"), ("onprem", "Certificate")],
+)
+def test_the_crd_check_rejects_unknown_fields(stack: str, kind: str) -> None:
+    obj = _first(rendered_stack(stack), kind)
     assert schema_errors(obj) == []
     obj["spec"]["minReplicas"] = 1  # an HPA field, not a KEDA or ServiceMonitor one
     assert schema_errors(obj)

@@ -110,7 +110,8 @@ def test_autoscaler_follows_the_queue_or_falls_back_to_cpu(stack: str, rendered:
         assert annotations["scaledobject.keda.sh/transfer-hpa-ownership"] == "true"
         hpa_config = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]
         assert hpa_config["name"] == scaled["spec"]["scaleTargetRef"]["name"]
-        (trigger,) = scaled["spec"]["triggers"]
+        # The queue first; the gateway's demand second (tests/program/test_gateway_objects.py).
+        trigger, _ = scaled["spec"]["triggers"]
         assert "llamacpp:requests_deferred" in trigger["metadata"]["query"]
         assert "requests_processing" not in trigger["metadata"]["query"]
     assert bool(objects_of(rendered, "ScaledObject")) == keda
@@ -133,6 +134,7 @@ def test_every_cluster_is_reached_with_server_side_apply_and_mutable_secrets(
         # (a key rotation never deletes the Secret pods mount).
         assert provider.inputs.get("enableServerSideApply") in (True, "true"), provider.name
         assert provider.inputs.get("enableSecretMutable") in (True, "true"), provider.name
+        assert provider.inputs.get("enableConfigMapMutable") in (True, "true"), provider.name
 
 
 def test_api_keys_reach_state_only_as_secrets(tmp_path: Path, rendered: Rendered) -> None:

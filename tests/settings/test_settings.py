@@ -229,6 +229,48 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
         "name 'Search_Team': String should match pattern",
     ),
     (
+        "a load-balanced gateway without TLS",
+        _delete("clusters.prod.loadBalancer.tls"),
+        "llamafleet:clusters.prod.loadBalancer.tls",
+        "the gateway's load balancer needs TLS: give certificateArn (ACM)",
+    ),
+    (
+        "an EKS gateway given a TLS Secret",
+        _set("clusters.prod.loadBalancer.tls", {"secretName": "gateway-tls"}),
+        "llamafleet:clusters.prod.loadBalancer.tls",
+        "on EKS the NLB terminates TLS: give certificateArn (ACM)",
+    ),
+    (
+        "two TLS sources",
+        _set("clusters.prod.loadBalancer.tls.secretName", "gateway-tls"),
+        "llamafleet:clusters.prod.loadBalancer.tls",
+        "give exactly one of certificateArn, secretName, certManager",
+    ),
+    (
+        "a certificate ARN that is not ACM's",
+        _set("clusters.prod.loadBalancer.tls.certificateArn", "arn:aws:iam::123456789012:x"),
+        "llamafleet:clusters.prod.loadBalancer.tls.certificateArn",
+        "String should match pattern",
+    ),
+    (
+        "a max_tokens cap that leaves no room for the prompt",
+        _set("models.qwen25-7b.maxTokens", 1_000_000),
+        "llamafleet:models.qwen25-7b.maxTokens",
+        "must be below contextLength",
+    ),
+    (
+        "a gateway with more minimum than maximum replicas",
+        _set("serving.gateway", {"minReplicas": 5, "maxReplicas": 2}),
+        "llamafleet:serving.gateway",
+        "minReplicas 5 is above maxReplicas 2",
+    ),
+    (
+        "a team limit of zero",
+        _set("tenants.search.limits", {"requestsPerMinute": 0}),
+        "llamafleet:tenants.search.limits.requestsPerMinute",
+        "greater than or equal to 1",
+    ),
+    (
         "scale to zero",
         _set("models.qwen25-7b.replicas.min", 0),
         "llamafleet:models.qwen25-7b.replicas.min",

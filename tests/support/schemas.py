@@ -9,6 +9,7 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+from cloudcoil.models.cert_manager.v1 import Certificate
 from cloudcoil.models.keda.v1alpha1 import ScaledObject
 from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
 from pydantic import BaseModel
@@ -19,6 +20,7 @@ KUBERNETES_VERSION = "1.33"
 CRD_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("keda.sh/v1alpha1", "ScaledObject"): ScaledObject,
     ("monitoring.coreos.com/v1", "ServiceMonitor"): ServiceMonitor,
+    ("cert-manager.io/v1", "Certificate"): Certificate,
 }
 
 
