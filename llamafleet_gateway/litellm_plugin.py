@@ -20,9 +20,9 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastapi import HTTPException, Request
 from litellm.integrations.custom_logger import CustomLogger
@@ -30,7 +30,7 @@ from litellm.proxy._types import UserAPIKeyAuth
 from prometheus_client import Counter, Gauge, start_http_server
 
 from llamafleet_gateway.keys import KeyTable
-from llamafleet_gateway.routes import Routes, capped_max_tokens, choose_tier
+from llamafleet_gateway.routes import ModelRoute, Routes, capped_max_tokens, choose_tier
 from llamafleet_gateway.watched import Watched
 
 # The OpenAI routes the gateway forwards, with and without LiteLLM's /v1 prefix.
@@ -110,15 +110,66 @@ async def user_api_key_auth(request: Request, api_key: str | None) -> UserAPIKey
     )
 
 
+# Every field by which a request may bound its length: OpenAI's two, and llama-server's own
+# n_predict, which wins over max_tokens there (tools/server/server-common.cpp).
+LENGTH_FIELDS = ("max_tokens", "max_completion_tokens", "n_predict")
+EMBEDDING_CALLS = frozenset({"embeddings", "aembedding"})
+# Where the plugin keeps its own id of a request, in the request's metadata (never a client's
+# id: LiteLLM takes litellm_call_id from a header the client sets).
+CALL_KEY = "llamafleet_call"
+
+
+def _metadata(data: Mapping[str, Any]) -> dict[str, Any]:
+    for key in ("metadata", "litellm_metadata"):
+        found = data.get(key)
+        if isinstance(found, dict) and CALL_KEY in found:
+            return cast(dict[str, Any], found)
+    return {}
+
+
+def _call_of(kwargs: Mapping[str, Any]) -> str | None:
+    """The plugin's id of the request a log event is about (from its litellm_params)."""
+    params = kwargs.get("litellm_params")
+    found = _metadata(params if isinstance(params, dict) else {}).get(CALL_KEY)
+    return str(found) if found else None
+
+
+def _served(kwargs: Mapping[str, Any]) -> object:
+    """The group that answered (or failed) in a log event: the router's model group."""
+    params = kwargs.get("litellm_params")
+    metadata = params.get("metadata") if isinstance(params, dict) else None
+    found = metadata.get("model_group") if isinstance(metadata, dict) else None
+    return found or kwargs.get("model_group")
+
+
+def _labels_of(group: object) -> tuple[str, str, str] | None:
+    """(team, model, tier) of a group name (routes.group_name); None for anything else."""
+    parts = str(group).split("/") if group else []
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+
+
+def _router_groups() -> set[str] | None:
+    """The groups this process's LiteLLM router has (its config, read at start); None before
+    the router exists."""
+    from litellm.proxy import proxy_server  # noqa: PLC0415 (loaded after this module)
+
+    router = getattr(proxy_server, "llm_router", None)
+    return None if router is None else set(router.get_model_names())
+
+
 class Routing(CustomLogger):
-    """Picks the tier of the caller's own deployment, caps `max_tokens`, counts demand."""
+    """Picks the tier of the caller's own deployment, caps the request's length, counts demand
+    and outcomes per team, model and tier."""
 
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
         self._in_flight: Tally[str] = Tally()
-        self._calls: dict[str, tuple[str, str, str, str]] = {}
-        start_http_server(int(os.environ.get("LLAMAFLEET_GATEWAY_METRICS_PORT", "9090")))
+        self._calls: dict[str, str] = {}
+        start_http_server(
+            int(os.environ.get("LLAMAFLEET_GATEWAY_METRICS_PORT", "9090")),
+            addr=os.environ.get("LLAMAFLEET_GATEWAY_METRICS_ADDR", "0.0.0.0"),  # noqa: S104
+        )
 
     async def async_pre_call_hook(
         self, user_api_key_dict: UserAPIKeyAuth, cache: Any, data: dict[str, Any], call_type: Any
@@ -137,15 +188,23 @@ class Routing(CustomLogger):
                 status_code=404,
                 detail=f"The model `{model}` does not exist or you do not have access to it.",
             )
-        if call_type != "embeddings":
-            for field in ("max_tokens", "max_completion_tokens"):
+        known = _router_groups()
+        if known is not None:
+            # While a new table meets an old config (a rollout), only groups this process has.
+            route = ModelRoute(route.max_tokens, tuple(t for t in route.tiers if t.group in known))
+            if not route.tiers:
+                raise HTTPException(status_code=503, detail=f"`{model}` is not served yet")
+        if call_type not in EMBEDDING_CALLS:
+            for field in LENGTH_FIELDS:
                 if field in data or field == "max_tokens":
                     data[field] = capped_max_tokens(data.get(field), route.max_tokens)
+        call_id = os.urandom(16).hex()
+        metadata = data.get("metadata")
+        data["metadata"] = {**(metadata if isinstance(metadata, dict) else {}), CALL_KEY: call_id}
         with self._lock:
             tier, spilled = choose_tier(route, self._in_flight)
             self._in_flight[tier.group] += 1
-            call_id = str(data.setdefault("litellm_call_id", os.urandom(16).hex()))
-            self._calls[call_id] = (tier.group, team, model, tier.tier)
+            self._calls[call_id] = tier.group
         IN_FLIGHT.labels(team, model, tier.tier).inc()
         if spilled:
             SPILLS.labels(team, model, tier.tier).inc()
@@ -159,32 +218,40 @@ class Routing(CustomLogger):
         team = routes().teams.get(user_api_key_dict.team_id or "")
         return [name for name in model_names if team is not None and name in team.models]
 
-    def _done(self, call_id: object, outcome: str, usage: Any = None) -> None:
+    def _done(
+        self, call_id: str | None, outcome: str, served: object = None, usage: Any = None
+    ) -> None:
+        """The request `call_id` no longer counts as demand (the first event about it); the
+        outcome is counted for the group that answered (`served`; a fallback's own group) or,
+        without one, the group it was sent to."""
         with self._lock:
-            call = self._calls.pop(str(call_id), None)
-            if call is None:
-                return
-            group, team, model, tier = call
-            self._in_flight[group] -= 1
-        IN_FLIGHT.labels(team, model, tier).dec()
-        REQUESTS.labels(team, model, tier, outcome).inc()
-        if usage is not None:
-            for kind in ("prompt", "completion"):
-                count = getattr(usage, f"{kind}_tokens", None)
-                if isinstance(count, int):
-                    TOKENS.labels(team, model, tier, kind).inc(count)
+            group = self._calls.pop(call_id, None) if call_id else None
+            if group is not None:
+                self._in_flight[group] -= 1
+        sent = _labels_of(group)
+        if sent is not None:
+            IN_FLIGHT.labels(*sent).dec()
+        labels = _labels_of(served) or sent
+        if labels is None:
+            return
+        REQUESTS.labels(*labels, outcome).inc()
+        for kind in ("prompt", "completion") if usage is not None else ():
+            count = getattr(usage, f"{kind}_tokens", None)
+            if isinstance(count, int):
+                TOKENS.labels(*labels, kind).inc(count)
 
     async def async_log_success_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """A request (a whole stream, for streaming) finished: it no longer counts as demand."""
-        self._done(kwargs.get("litellm_call_id"), "ok", getattr(response_obj, "usage", None))
+        usage = getattr(response_obj, "usage", None)
+        self._done(_call_of(kwargs), "ok", _served(kwargs), usage)
 
     async def async_log_failure_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        """A request failed at the backend."""
-        self._done(kwargs.get("litellm_call_id"), "error")
+        """An attempt failed at a backend (a fallback may follow)."""
+        self._done(_call_of(kwargs), "error", _served(kwargs))
 
     async def async_post_call_failure_hook(
         self,
@@ -194,7 +261,7 @@ class Routing(CustomLogger):
         traceback_str: str | None = None,
     ) -> None:
         """A request failed anywhere after routing (a rate limit, a timeout)."""
-        self._done(request_data.get("litellm_call_id"), "error")
+        self._done(_metadata(request_data).get(CALL_KEY), "error")
 
 
 routing = Routing()

@@ -11,6 +11,7 @@ gateway runs from its own environment (scripts/gateway-venv: the lock, with hash
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -160,7 +161,11 @@ def start_gateway(
     env = {**os.environ, **{k: local_path(v, mounts) for k, v in gateway.env.items()}}
     env["PYTHONPATH"] = str(REPO_ROOT)
     env["LLAMAFLEET_GATEWAY_METRICS_PORT"] = str(port + 1000)
-    fingerprint = f"{sorted(gateway.env.items())} {native.read_text()} {port} {venv}"
+    env["LLAMAFLEET_GATEWAY_METRICS_ADDR"] = LOOPBACK
+    # A digest: the environment holds the gateway's secrets, which must not land in a file.
+    fingerprint = hashlib.sha256(
+        f"{sorted(gateway.env.items())} {native.read_text()} {port} {venv}".encode()
+    ).hexdigest()
     if is_running(state) and (state / "fingerprint").read_text() == fingerprint:
         return False
     stop(state)

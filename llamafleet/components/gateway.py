@@ -229,12 +229,13 @@ def keys_mark(keys: Mapping[str, str]) -> str:
 class Gateway(pulumi.ComponentResource):
     """The objects of the module docstring, for one cluster.
 
-    `url` is the gateway's OpenAI base URL inside the cluster
-    (http://llamafleet-gateway.NAMESPACE.svc.cluster.local:4000/v1); `service` is its Service,
-    whose load balancer address is the public endpoint where it has one.
+    `url` is the gateway's OpenAI base URL inside the cluster (`in_cluster_url`); `address` the
+    load balancer's hostname or IP once the cloud or MetalLB gave it one (None before, and for
+    ClusterIP): the endpoint clients outside the cluster reach, on 443 with TLS.
     """
 
     url: pulumi.Output[str]
+    address: pulumi.Output[str | None]
     service: k8s.core.v1.Service
     deployment: k8s.apps.v1.Deployment
 
@@ -302,11 +303,9 @@ class Gateway(pulumi.ComponentResource):
         if args.service_monitor:
             self._monitoring()
         self._redis()
-        scheme, port = ("https", HTTPS_PORT) if args.tls else ("http", GATEWAY_PORT)
-        self.url = pulumi.Output.concat(
-            f"{scheme}://{GATEWAY_APP}.{args.namespace}.svc.cluster.local:{port}/v1"
-        )
-        self.register_outputs({"url": self.url})
+        self.url = pulumi.Output.from_input(in_cluster_url(args))
+        self.address = self.service.status.apply(_load_balancer_address)
+        self.register_outputs({"url": self.url, "address": self.address})
 
     def _labels(self, app: str) -> dict[str, str]:
         return {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "llamafleet"}
@@ -357,7 +356,12 @@ class Gateway(pulumi.ComponentResource):
             metadata=self._meta(TLS_SECRET),
             spec={
                 "secretName": TLS_SECRET,
-                "dnsNames": list(issuer.dns_names),
+                # The clients' names, and the Service's, so in-cluster callers verify it too.
+                "dnsNames": [
+                    *issuer.dns_names,
+                    f"{GATEWAY_APP}.{self._args.namespace}.svc",
+                    f"{GATEWAY_APP}.{self._args.namespace}.svc.cluster.local",
+                ],
                 "issuerRef": {"name": issuer.name, "kind": issuer.kind},
                 "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
             },
@@ -539,6 +543,23 @@ class Gateway(pulumi.ComponentResource):
             ),
             opts=self._inside,
         )
+
+
+def in_cluster_url(args: GatewayArgs) -> str:
+    """The gateway's OpenAI base URL inside the cluster, by its Service: https on 443 where the
+    gateway serves TLS itself; plain http on 443 where the NLB terminates TLS (the Service
+    forwards plain HTTP); plain http on 4000 without TLS."""
+    host = f"{GATEWAY_APP}.{args.namespace}.svc.cluster.local"
+    if args.tls is None:
+        return f"http://{host}:{GATEWAY_PORT}/v1"
+    scheme = "https" if args.tls.at_gateway else "http"
+    return f"{scheme}://{host}:{HTTPS_PORT}/v1"
+
+
+def _load_balancer_address(status: Any) -> str | None:
+    ingress = getattr(getattr(status, "load_balancer", None), "ingress", None) or []
+    first = ingress[0] if ingress else None
+    return None if first is None else (getattr(first, "hostname", None) or first.ip)
 
 
 def _redis_conf(password: str) -> str:

@@ -125,6 +125,8 @@ def build(settings: Settings) -> None:
     # The stack's one endpoint: the first cluster's gateway (settings order: on-prem first).
     pulumi.export("endpoint", next(iter(gateways.values())).url)
     pulumi.export("gateways", {name: gateway.url for name, gateway in gateways.items()})
+    # Where clients outside the clusters reach each gateway (its load balancer, once it has one).
+    pulumi.export("gatewayAddresses", {name: gateway.address for name, gateway in gateways.items()})
     pulumi.export("modelStore", {"url": store.store_url, "readPolicyArn": store.read_policy_arn})
     if sync is not None:
         pulumi.export("modelDigests", sync.digests)

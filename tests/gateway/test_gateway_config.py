@@ -82,3 +82,35 @@ def test_the_internal_keys_mark_changes_with_any_key_and_shows_none() -> None:
     mark = keys_mark({"a": "k1", "b": "k2"})
     assert mark != keys_mark({"a": "k1", "b": "k3"})
     assert "k1" not in mark and len(mark) == 16
+
+
+def _args(tls: object) -> object:
+    from llamafleet.components.gateway import GatewayArgs, GatewayConfig  # noqa: PLC0415
+
+    return GatewayArgs(
+        namespace="gw",
+        config=GatewayConfig(),
+        image="i",
+        redis_image="r",
+        backends=BACKENDS,
+        limits={},
+        team_keys={},
+        internal_keys={},
+        team_namespaces=[],
+        monitoring_namespace="monitoring",
+        request_timeout_seconds=60,
+        exposure=None,
+        tls=tls,  # type: ignore[arg-type]
+    )
+
+
+def test_the_in_cluster_url_follows_where_tls_ends() -> None:
+    from llamafleet.components.gateway import GatewayTls, in_cluster_url  # noqa: PLC0415
+
+    host = "llamafleet-gateway.gw.svc.cluster.local"
+    arn = "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+    assert in_cluster_url(_args(None)) == f"http://{host}:4000/v1"  # type: ignore[arg-type]
+    at_nlb = _args(GatewayTls(certificate_arn=arn))
+    assert in_cluster_url(at_nlb) == f"http://{host}:443/v1"  # type: ignore[arg-type]
+    at_pods = _args(GatewayTls(secret_name="tls"))
+    assert in_cluster_url(at_pods) == f"https://{host}:443/v1"  # type: ignore[arg-type]

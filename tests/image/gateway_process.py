@@ -151,6 +151,7 @@ class Gateway:
             **os.environ,
             **gateway_environment(str(self.workdir), str(self.workdir), self.metrics_port),
             "PYTHONPATH": str(REPO),
+            "LLAMAFLEET_GATEWAY_METRICS_ADDR": "127.0.0.1",
             "LITELLM_MASTER_KEY": f"sk-{secrets.token_hex(24)}",
             **{internal_key_env(team): key for team, key in self.internal_keys.items()},
         }

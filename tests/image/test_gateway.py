@@ -308,15 +308,17 @@ def test_a_long_stream_passes_through_unbuffered(pair: list[Gateway], fleet: Fle
     assert first < total / 2, (first, total)
 
 
-@pytest.mark.parametrize("requested", [CAP_B * 4, None])
-def test_max_tokens_above_the_cap_or_omitted_ends_within_the_cap(
-    venv: Path, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory, requested: int | None
+@pytest.mark.parametrize(
+    "requested",
+    [{"max_tokens": CAP_B * 4}, {}, {"n_predict": CAP_B * 4}, {"max_completion_tokens": 9999}],
+    ids=["max_tokens above", "omitted", "llama-server's n_predict", "max_completion_tokens"],
+)
+def test_a_length_above_the_cap_or_omitted_ends_within_the_cap(
+    venv: Path, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory, requested: dict[str, int]
 ) -> None:
     gateway = _gateways(venv, fleet, tmp_path_factory.mktemp("cap"), None, 1)[0]
     try:
-        extra: dict[str, object] = {"ignore_eos": True}
-        if requested is not None:
-            extra["max_tokens"] = requested
+        extra: dict[str, object] = {"ignore_eos": True, **requested}
         status, _, body = chat(gateway, fleet.keys["b"], "m-b", **extra)
         assert status == 200, body
         assert body["usage"]["completion_tokens"] == CAP_B, body  # type: ignore[index]
@@ -357,6 +359,34 @@ def test_keys_change_at_the_gateway_without_a_model_reload(
     assert all(server.log_text().count("model loaded") <= 1 for server in servers)
 
 
+def test_a_client_chosen_call_id_cannot_confuse_the_demand_count(
+    pair: list[Gateway], fleet: Fleet
+) -> None:
+    """LiteLLM takes litellm_call_id from the client's x-litellm-call-id header: two requests
+    sharing one must still each count once, and leave nothing in flight."""
+    gateway = pair[1]
+
+    def one() -> None:
+        body = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
+        connection = gateway.connection()
+        headers = {
+            "Authorization": f"Bearer {fleet.keys['a']}",
+            "Content-Type": "application/json",
+            "x-litellm-call-id": "same-id",
+        }
+        connection.request("POST", CHAT, json.dumps(body), headers)
+        assert connection.getresponse().status == 200
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    time.sleep(1)  # LiteLLM logs success after the response
+    in_flight = {k: v for k, v in gateway_metrics(gateway).items() if "in_flight" in k}
+    assert in_flight and set(in_flight.values()) == {0.0}, in_flight
+
+
 def test_a_stopped_first_tier_spills_to_the_next(pair: list[Gateway], fleet: Fleet) -> None:
     """Runs last: it stops t1's server for good."""
     fleet.a1.stop()
@@ -366,12 +396,27 @@ def test_a_stopped_first_tier_spills_to_the_next(pair: list[Gateway], fleet: Fle
     assert counter(fleet.a2, fleet.internal["a"]) > before
 
 
-def test_the_gateway_counts_per_team_and_model(pair: list[Gateway]) -> None:
-    with urllib.request.urlopen(f"http://127.0.0.1:{pair[0].metrics_port}/metrics") as answer:
-        text = answer.read().decode()
-    assert 'llamafleet_gateway_requests_total{model="m",outcome="ok",team="a",tier="t1"}' in text
-    assert "llamafleet_gateway_requests_in_flight" in text
-    assert 'llamafleet_gateway_tokens_total{kind="completion",model="m"' in text
+def gateway_metrics(gateway: Gateway) -> dict[str, float]:
+    """The plugin's samples: `name{labels}` -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{gateway.metrics_port}/metrics") as answer:
+        lines = answer.read().decode().splitlines()
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in lines
+        if line.startswith("llamafleet_gateway_")
+    }
+
+
+def test_the_gateway_counts_per_team_model_and_tier(pair: list[Gateway]) -> None:
+    samples = gateway_metrics(pair[0])
+    assert samples['llamafleet_gateway_requests_total{model="m",outcome="ok",team="a",tier="t1"}']
+    # The stopped t1's request was answered by t2: its success is counted there.
+    assert samples['llamafleet_gateway_requests_total{model="m",outcome="ok",team="a",tier="t2"}']
+    assert any(
+        k.startswith('llamafleet_gateway_tokens_total{kind="completion",model="m"') for k in samples
+    )
+    in_flight = {k: v for k, v in samples.items() if "in_flight" in k}
+    assert in_flight and set(in_flight.values()) == {0.0}, in_flight  # nothing left counted
 
 
 def test_the_gateway_serves_tls_from_its_secret_files(

@@ -154,6 +154,12 @@ def test_on_prem_the_gateway_serves_tls_from_cert_managers_secret() -> None:
     objects = _gateway_of("onprem")
     certificate = objects["Certificate/llamafleet-gateway-tls"]["spec"]
     assert certificate["secretName"] == "llamafleet-gateway-tls"
+    # The clients' name, and the Service's, so callers inside the cluster can verify it too.
+    assert certificate["dnsNames"] == [
+        "llm.dc1.example.internal",
+        "llamafleet-gateway.llamafleet-gateway.svc",
+        "llamafleet-gateway.llamafleet-gateway.svc.cluster.local",
+    ]
     assert certificate["issuerRef"] == {"name": "dc1-internal-ca", "kind": "ClusterIssuer"}
     pod = objects["Deployment/llamafleet-gateway"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
