@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -392,7 +393,15 @@ def _operate(
     kept whole in engine_log(stack, name). A lock left by an interrupted run of this machine is
     released once and the operation retried, after one line saying so. Failures are one-line
     EngineErrors: a live run (or one that took the lock meanwhile) holds the stack's lock, or
-    the operation failed."""
+    the operation failed. Empty attribute files a killed run left beside the checkpoint are
+    removed first (repair_interrupted_checkpoint), with one line each."""
+    backend_env = {**os.environ, **target(stack, work_dir).env}
+    for emptied in repair_interrupted_checkpoint(stack, backend_env):
+        print(
+            f"llamafleet: an earlier run on {stack} was killed while writing its state and left "
+            f"{emptied} empty; removed it (the state itself is whole)",
+            file=sys.stderr,
+        )
     # A TMPDIR of the run's own (mode 0700), removed with all in it when the run ends: the
     # Kubernetes provider writes each kubeconfig it is given as contents, credentials included,
     # to a temporary file for Helm and never removes it (pulumi-kubernetes
@@ -429,6 +438,27 @@ def _operate_in(stack: str, st: auto.Stack, name: str, show: Show, operation: Op
         raise EngineError(_locked_line(stack, str(exc))) from None
     except auto.CommandError as exc:
         raise EngineError(command_error_line(str(exc))) from None
+
+
+def repair_interrupted_checkpoint(stack: str, env: Mapping[str, str]) -> list[Path]:
+    """Remove the empty attribute files a killed run can leave beside a stack's checkpoint in a
+    file backend; returns them.
+
+    The file backend (gocloud.dev/blob/fileblob) writes a blob's `.attrs` sidecar in place,
+    beside the blob's temporary file, and renames the blob after: a SIGKILL in between leaves
+    the checkpoint whole but its sidecar empty, and every later run stops with "failed to load
+    checkpoint: EOF" (the sidecar is gob-decoded). A missing sidecar is read as no attributes,
+    so an empty one can go. Other backends are left alone.
+    """
+    url = env.get("PULUMI_BACKEND_URL", "")
+    if not url.startswith("file://"):
+        return []
+    stacks = Path(urllib.parse.urlparse(url).path) / ".pulumi" / "stacks"
+    candidates = [*stacks.glob(f"*/{stack}.json*.attrs"), *stacks.glob(f"{stack}.json*.attrs")]
+    emptied = [path for path in candidates if path.is_file() and path.stat().st_size == 0]
+    for path in emptied:
+        path.unlink()
+    return emptied
 
 
 def move_state(st: auto.Stack, stack: str) -> int:

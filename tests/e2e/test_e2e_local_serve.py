@@ -83,6 +83,9 @@ def test_the_printed_line_points_the_openai_client_at_the_deployed_model(
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "bin").symlink_to(BIN)  # the bootstrap's kubectl; state of its own
+    # scripts/gateway-venv's environment, shared rather than installed again.
+    (BIN.parent / "gateway").mkdir(exist_ok=True)
+    (cache / "gateway").symlink_to(BIN.parent / "gateway")
     port = str(free_port())
     started = serve(local_project, cache, "--llama-server", str(llama_server), "--port", port)
     assert started.returncode == 0, started.stderr

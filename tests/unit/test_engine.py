@@ -140,3 +140,23 @@ def test_a_project_file_without_a_name_is_one_engine_error(
         (tmp_path / "Pulumi.yaml").write_text(text)
     with pytest.raises(engine.EngineError, match=r"Pulumi\.yaml"):
         engine.project_name(tmp_path)
+
+
+def test_an_empty_attrs_file_a_killed_run_left_is_removed_and_nothing_else(tmp_path: Path) -> None:
+    from llamafleet.command.engine import repair_interrupted_checkpoint  # noqa: PLC0415
+
+    stacks = tmp_path / ".pulumi" / "stacks" / "llamafleet"
+    stacks.mkdir(parents=True)
+    (stacks / "s.json").write_text("{}")
+    (stacks / "s.json.attrs").write_bytes(b"")  # killed between truncate and write
+    (stacks / "s.json.bak.attrs").write_bytes(b"\x01gob")
+    (stacks / "other.json.attrs").write_bytes(b"")
+    env = {"PULUMI_BACKEND_URL": tmp_path.as_uri()}
+    assert repair_interrupted_checkpoint("s", env) == [stacks / "s.json.attrs"]
+    assert sorted(p.name for p in stacks.iterdir()) == [
+        "other.json.attrs",
+        "s.json",
+        "s.json.bak.attrs",
+    ]
+    assert repair_interrupted_checkpoint("s", env) == []
+    assert repair_interrupted_checkpoint("other", {"PULUMI_BACKEND_URL": "s3://bucket"}) == []
