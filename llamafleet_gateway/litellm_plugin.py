@@ -95,9 +95,10 @@ async def user_api_key_auth(request: Request, api_key: str | None) -> UserAPIKey
     # None when the request carries no Authorization header at all.
     key = (api_key or "").removeprefix("Bearer ").strip()
     team = _KEYS.team_of(key) if key else None
-    if team is None or team not in routes().teams:
+    table = routes()
+    if team is None or team not in table.teams:
         raise HTTPException(status_code=401, detail="invalid API key")
-    route = routes().teams[team]
+    route = table.teams[team]
     # Its models' public names, and its own groups: LiteLLM lets a request fall back only to
     # groups the key may call (the listing shows the public names alone, filter below).
     groups = sorted(tier.group for model in route.models.values() for tier in model.tiers)
@@ -181,7 +182,8 @@ class Routing(CustomLogger):
         """
         team = user_api_key_dict.team_id or ""
         model = str(data.get("model", ""))
-        route = routes().teams[team].models.get(model) if team in routes().teams else None
+        team_route = routes().teams.get(team)
+        route = team_route.models.get(model) if team_route is not None else None
         if route is None:
             REJECTED.labels(team, "unknown_model").inc()
             raise HTTPException(

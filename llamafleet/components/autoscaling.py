@@ -114,30 +114,12 @@ def scaled_object_spec(
     larger of the two counts).
     """
     triggers = [
-        {
-            "type": "prometheus",
-            "metricType": "AverageValue",
-            "metadata": {
-                "serverAddress": prometheus_url,
-                "query": queue_query(namespace, service),
-                "threshold": str(scaling.queue_per_replica),
-                "activationThreshold": "0",
-            },
-        }
+        _prometheus_trigger(
+            prometheus_url, queue_query(namespace, service), scaling.queue_per_replica
+        )
     ]
     if demand is not None:
-        triggers.append(
-            {
-                "type": "prometheus",
-                "metricType": "AverageValue",
-                "metadata": {
-                    "serverAddress": prometheus_url,
-                    "query": demand.query(),
-                    "threshold": str(demand.per_replica),
-                    "activationThreshold": "0",
-                },
-            }
-        )
+        triggers.append(_prometheus_trigger(prometheus_url, demand.query(), demand.per_replica))
     return {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
         "minReplicaCount": scaling.min_replicas,
@@ -149,6 +131,31 @@ def scaled_object_spec(
     }
 
 
+def cpu_metric() -> dict[str, Any]:
+    """An autoscaling/v2 metric: average CPU use at CPU_TARGET_PERCENT of requests."""
+    return {
+        "type": "Resource",
+        "resource": {
+            "name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": CPU_TARGET_PERCENT},
+        },
+    }
+
+
+def _prometheus_trigger(prometheus_url: str, query: str, per_replica: int) -> dict[str, Any]:
+    """A KEDA Prometheus trigger: `query` averaged to `per_replica` a replica, active above 0."""
+    return {
+        "type": "prometheus",
+        "metricType": "AverageValue",
+        "metadata": {
+            "serverAddress": prometheus_url,
+            "query": query,
+            "threshold": str(per_replica),
+            "activationThreshold": "0",
+        },
+    }
+
+
 def hpa_spec(deployment: str, scaling: ScalingRange) -> dict[str, Any]:
     """The `spec` of an autoscaling/v2 HorizontalPodAutoscaler for `deployment`, where there is
     no KEDA: average CPU use at 80% of requests, `min_replicas` raised to 1 (an HPA cannot
@@ -157,14 +164,6 @@ def hpa_spec(deployment: str, scaling: ScalingRange) -> dict[str, Any]:
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
         "minReplicas": max(1, scaling.min_replicas),
         "maxReplicas": scaling.max_replicas,
-        "metrics": [
-            {
-                "type": "Resource",
-                "resource": {
-                    "name": "cpu",
-                    "target": {"type": "Utilization", "averageUtilization": CPU_TARGET_PERCENT},
-                },
-            }
-        ],
+        "metrics": [cpu_metric()],
         "behavior": _behavior(),
     }

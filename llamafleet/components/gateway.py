@@ -25,7 +25,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from llamafleet.components.api_keys import ApiKey
-from llamafleet.components.autoscaling import CPU_TARGET_PERCENT
+from llamafleet.components.autoscaling import cpu_metric
 from llamafleet.components.config import (
     AcmCertificateArn,
     ComponentConfig,
@@ -435,18 +435,7 @@ class Gateway(pulumi.ComponentResource):
                     },
                     "minReplicas": args.config.min_replicas,
                     "maxReplicas": args.config.max_replicas,
-                    "metrics": [
-                        {
-                            "type": "Resource",
-                            "resource": {
-                                "name": "cpu",
-                                "target": {
-                                    "type": "Utilization",
-                                    "averageUtilization": CPU_TARGET_PERCENT,
-                                },
-                            },
-                        }
-                    ],
+                    "metrics": [cpu_metric()],
                 }
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
