@@ -30,15 +30,9 @@ from litellm.proxy._types import UserAPIKeyAuth
 from prometheus_client import Counter, Gauge, start_http_server
 
 from llamafleet_gateway.keys import KeyTable
+from llamafleet_gateway.openai_routes import OPENAI_ROUTES
 from llamafleet_gateway.routes import ModelRoute, Routes, capped_max_tokens, choose_tier
 from llamafleet_gateway.watched import Watched
-
-# The OpenAI routes the gateway forwards, with and without LiteLLM's /v1 prefix.
-OPENAI_ROUTES = frozenset(
-    f"{prefix}/{route}"
-    for prefix in ("", "/v1")
-    for route in ("chat/completions", "completions", "embeddings", "models")
-)
 
 _ROUTES_FILE = Path(os.environ["LLAMAFLEET_GATEWAY_ROUTES"])
 # Read once now, so a gateway with a broken table never starts; then again whenever the

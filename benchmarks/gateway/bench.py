@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 from llamafleet.components.gateway import gateway_argv, gateway_environment  # noqa: E402
 from llamafleet.components.gateway_config import (  # noqa: E402
     Backend,
+    gateway_command,
     internal_key_env,
     litellm_config,
     routes,
@@ -81,7 +82,10 @@ def start_gateway(workdir: Path, backend_port: int) -> tuple[subprocess.Popen[by
     argv = gateway_argv(str(workdir / "config.yaml"), "127.0.0.1", port)
     log = (workdir / "gateway.log").open("wb")
     process = subprocess.Popen(
-        [str(venv / "bin" / "litellm"), *argv], env=env, stdout=log, stderr=subprocess.STDOUT
+        gateway_command(str(venv / "bin" / "python"), argv),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     wait_http(f"http://127.0.0.1:{port}/health/liveliness")
     return process, port

@@ -42,7 +42,7 @@ from llamafleet.command.serve import (
     wait_ready,
 )
 from llamafleet.components.gateway import GATEWAY_APP, gateway_argv
-from llamafleet.components.gateway_config import CONFIG_FILE
+from llamafleet.components.gateway_config import CONFIG_FILE, gateway_command
 from llamafleet.components.labels import TEAM_LABEL
 from llamafleet.components.server_args import SERVER_PORT
 
@@ -170,7 +170,7 @@ def start_gateway(
         return False
     stop(state)
     ensure_free(port)
-    argv = [str(venv / "bin" / "litellm"), *gateway_argv(str(native), LOOPBACK, port)]
+    argv = gateway_command(str(venv / "bin" / "python"), gateway_argv(str(native), LOOPBACK, port))
     process = spawn(argv, env, state, "gateway.log")
     url = f"http://{LOOPBACK}:{port}/health/liveliness"
     wait_ready(url, process, state / "gateway.log", "the gateway")

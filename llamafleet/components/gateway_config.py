@@ -25,6 +25,14 @@ ROUTES_FILE = "routes.json"
 CONFIG_FILE = "config.yaml"
 KEYS_FILE = "keys.json"
 PLUGIN = "llamafleet_gateway.litellm_plugin"
+# The gateway's entrypoint: LiteLLM's command line behind the route allowlist.
+PROXY_MODULE = "llamafleet_gateway.proxy"
+
+
+def gateway_command(python: str, argv: Sequence[str]) -> list[str]:
+    """The gateway's command with LiteLLM's arguments `argv`, run by `python` (the gateway
+    environment's interpreter; the image's ENTRYPOINT is the same with its own)."""
+    return [python, "-m", PROXY_MODULE, *argv]
 
 
 @dataclass(frozen=True)

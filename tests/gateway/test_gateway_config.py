@@ -6,10 +6,12 @@ import json
 
 import pytest
 
+from llamafleet import REPO_ROOT
 from llamafleet.components.gateway import key_hashes, keys_mark
 from llamafleet.components.gateway_config import (
     Backend,
     TeamLimits,
+    gateway_command,
     internal_key_env,
     litellm_config,
     routes,
@@ -114,3 +116,15 @@ def test_the_in_cluster_url_follows_where_tls_ends() -> None:
     assert in_cluster_url(at_nlb) == f"http://{host}:443/v1"  # type: ignore[arg-type]
     at_pods = _args(GatewayTls(secret_name="tls"))
     assert in_cluster_url(at_pods) == f"https://{host}:443/v1"  # type: ignore[arg-type]
+
+
+def test_the_image_and_native_runs_start_the_same_entrypoint() -> None:
+    """The image's ENTRYPOINT is gateway_command's module, so the route allowlist the native
+    tests prove is the one the pods run."""
+    dockerfile = REPO_ROOT / "images" / "gateway" / "Dockerfile"
+    entrypoint = [
+        line.removeprefix("ENTRYPOINT ").strip()
+        for line in dockerfile.read_text().splitlines()
+        if line.startswith("ENTRYPOINT ")
+    ][-1]
+    assert json.loads(entrypoint) == gateway_command("python", [])

@@ -29,6 +29,7 @@ from llamafleet.components.gateway_config import (
     ROUTES_FILE,
     Backend,
     TeamLimits,
+    gateway_command,
     internal_key_env,
     litellm_config,
     routes,
@@ -161,7 +162,7 @@ class Gateway:
         argv = gateway_argv(str(self.workdir / CONFIG_FILE), "127.0.0.1", self.port, tls)
         with self.log.open("wb") as sink:
             self.process = subprocess.Popen(
-                [str(self.venv / "bin" / "litellm"), *argv],
+                gateway_command(str(self.venv / "bin" / "python"), argv),
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -233,6 +233,38 @@ def test_only_the_openai_routes_are_served_to_a_team_key(
         assert status in (401, 404, 405), (method, path, status, body[:200])
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/routes",
+        "/openapi.json",
+        "/docs",
+        "/public/model_hub",
+        "/public/v1/model_hub",
+        "/public/model_hub/info",
+        "/.well-known/litellm-ui-config",
+        "/config/yaml",
+        "/test",
+    ],
+)
+def test_litellm_public_routes_are_not_served_without_a_key(
+    pair: list[Gateway], fleet: Fleet, path: str
+) -> None:
+    """LiteLLM serves these without a key (its model hub would list every team's groups); the
+    entrypoint's allowlist answers 404 before LiteLLM sees them."""
+    status, _, body = pair[0].request("GET", path)
+    assert status == 404, (path, status, body[:200])
+    assert b"m-b" not in body and b"a/m/" not in body
+
+
+def test_health_routes_answer_without_litellm_details(pair: list[Gateway]) -> None:
+    for path in ("/health/liveliness", "/health/readiness"):
+        status, _, body = pair[0].request("GET", path)
+        assert status == 200, (path, body)
+        assert b"version" not in body and b"callbacks" not in body, body
+
+
 def test_the_team_limit_is_shared_by_the_gateway_replicas(
     pair: list[Gateway], fleet: Fleet
 ) -> None:
