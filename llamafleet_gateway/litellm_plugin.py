@@ -10,7 +10,9 @@ environment, set by the Gateway component from the stack's settings:
 
 A caller's key gives its team; the request's `model` must be one of that team's models (else
 404), and is rewritten to the LiteLLM group of the team's deployment on the chosen tier, so no
-key reaches another team's pods. Only the OpenAI routes are served to a team key: LiteLLM's
+key reaches another team's pods. A peer key (another cluster's gateway, `routes.PEER` in the
+key table) asks for a group by name and reaches it only where this cluster serves it, so a
+request crosses at most one more gateway. Only the OpenAI routes are served to a team key: LiteLLM's
 admin routes and anything else answer 404. LiteLLM answers an HTTPException as OpenAI does:
 `{"error": {"message", "type", "code"}}`.
 """
@@ -31,7 +33,14 @@ from prometheus_client import Counter, Gauge, start_http_server
 
 from llamafleet_gateway.keys import KeyTable
 from llamafleet_gateway.openai_routes import OPENAI_ROUTES
-from llamafleet_gateway.routes import ModelRoute, Routes, capped_max_tokens, choose_tier
+from llamafleet_gateway.routes import (
+    PEER,
+    ModelRoute,
+    Routes,
+    TierRoute,
+    capped_max_tokens,
+    choose_tier,
+)
 from llamafleet_gateway.watched import Watched
 
 _ROUTES_FILE = Path(os.environ["LLAMAFLEET_GATEWAY_ROUTES"])
@@ -72,7 +81,8 @@ IN_FLIGHT = Gauge(
 )
 REJECTED = Counter(
     "llamafleet_gateway_rejected",
-    "Requests refused before routing, by team and reason (unknown_model).",
+    "Requests refused before reaching a backend, by team and reason (unknown_model, or "
+    "rate_limit: a team limit answered 429).",
     ["team", "reason"],
 )
 
@@ -90,6 +100,9 @@ async def user_api_key_auth(request: Request, api_key: str | None) -> UserAPIKey
     key = (api_key or "").removeprefix("Bearer ").strip()
     team = _KEYS.team_of(key) if key else None
     table = routes()
+    if team == PEER:
+        # Another cluster's gateway: it asks for groups by name; its own limits held the team.
+        return UserAPIKeyAuth(api_key="llamafleet-peer", team_id=PEER, models=table.local_groups())
     if team is None or team not in table.teams:
         raise HTTPException(status_code=401, detail="invalid API key")
     route = table.teams[team]
@@ -109,6 +122,8 @@ async def user_api_key_auth(request: Request, api_key: str | None) -> UserAPIKey
 # n_predict, which wins over max_tokens there (tools/server/server-common.cpp).
 LENGTH_FIELDS = ("max_tokens", "max_completion_tokens", "n_predict")
 EMBEDDING_CALLS = frozenset({"embeddings", "aembedding"})
+# The outcome of a request a team limit refused (429), and its REJECTED reason.
+RATE_LIMITED = "rate_limit"
 # Where the plugin keeps its own id of a request, in the request's metadata (never a client's
 # id: LiteLLM takes litellm_call_id from a header the client sets).
 CALL_KEY = "llamafleet_call"
@@ -143,6 +158,21 @@ def _labels_of(group: object) -> tuple[str, str, str] | None:
     return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
 
 
+def _peer_route(group: str) -> ModelRoute | None:
+    """What a peer gateway asks for: exactly `group`, where this cluster serves it (never a
+    group this gateway would forward again), as a one-tier route with the model's cap."""
+    found = routes().local_tier(group)
+    if found is None:
+        return None
+    model, tier = found
+    return ModelRoute(model.max_tokens, (TierRoute(tier.tier, tier.group, tier.capacity),))
+
+
+def _is_rate_limit(error: object) -> bool:
+    """A team limit's refusal (LiteLLM raises it with HTTP status 429)."""
+    return getattr(error, "status_code", None) == 429
+
+
 def _router_groups() -> set[str] | None:
     """The groups this process's LiteLLM router has (its config, read at start); None before
     the router exists."""
@@ -160,7 +190,8 @@ class Routing(CustomLogger):
         super().__init__()
         self._lock = threading.Lock()
         self._in_flight: Tally[str] = Tally()
-        self._calls: dict[str, str] = {}
+        # call id -> (the group it was sent to, whether that was past the first tier)
+        self._calls: dict[str, tuple[str, bool]] = {}
         start_http_server(
             int(os.environ.get("LLAMAFLEET_GATEWAY_METRICS_PORT", "9090")),
             addr=os.environ.get("LLAMAFLEET_GATEWAY_METRICS_ADDR", "0.0.0.0"),  # noqa: S104
@@ -176,8 +207,11 @@ class Routing(CustomLogger):
         """
         team = user_api_key_dict.team_id or ""
         model = str(data.get("model", ""))
-        team_route = routes().teams.get(team)
-        route = team_route.models.get(model) if team_route is not None else None
+        if team == PEER:
+            route = _peer_route(model)
+        else:
+            team_route = routes().teams.get(team)
+            route = team_route.models.get(model) if team_route is not None else None
         if route is None:
             REJECTED.labels(team, "unknown_model").inc()
             raise HTTPException(
@@ -200,10 +234,10 @@ class Routing(CustomLogger):
         with self._lock:
             tier, spilled = choose_tier(route, self._in_flight)
             self._in_flight[tier.group] += 1
-            self._calls[call_id] = tier.group
-        IN_FLIGHT.labels(team, model, tier.tier).inc()
-        if spilled:
-            SPILLS.labels(team, model, tier.tier).inc()
+            self._calls[call_id] = (tier.group, spilled)
+        labels = _labels_of(tier.group)
+        if labels is not None:
+            IN_FLIGHT.labels(*labels).inc()
         data["model"] = tier.group
         return data
 
@@ -211,22 +245,33 @@ class Routing(CustomLogger):
         self, user_api_key_dict: UserAPIKeyAuth, model_names: Sequence[str]
     ) -> Sequence[str]:
         """`/v1/models` lists the caller's models by their public names, not the groups."""
-        team = routes().teams.get(user_api_key_dict.team_id or "")
+        table = routes()
+        if user_api_key_dict.team_id == PEER:
+            return [name for name in model_names if name in set(table.local_groups())]
+        team = table.teams.get(user_api_key_dict.team_id or "")
         return [name for name in model_names if team is not None and name in team.models]
 
     def _done(
         self, call_id: str | None, outcome: str, served: object = None, usage: Any = None
     ) -> None:
-        """The request `call_id` no longer counts as demand (the first event about it); the
-        outcome is counted for the group that answered (`served`; a fallback's own group) or,
-        without one, the group it was sent to."""
+        """The request `call_id` no longer counts as demand (the first event about it). A
+        request a team limit refused (`outcome` RATE_LIMITED) never reached a backend: it is
+        counted as rejected, not as a request or a spill. Otherwise the outcome is counted for
+        the group that answered (`served`; a fallback's own group) or, without one, the group
+        it was sent to, and a request sent past the first tier as a spill."""
         with self._lock:
-            group = self._calls.pop(call_id, None) if call_id else None
-            if group is not None:
+            group, spilled = (self._calls.pop(call_id, None) if call_id else None) or ("", False)
+            if group:
                 self._in_flight[group] -= 1
         sent = _labels_of(group)
         if sent is not None:
             IN_FLIGHT.labels(*sent).dec()
+        if outcome == RATE_LIMITED:
+            if sent is not None:
+                REJECTED.labels(sent[0], RATE_LIMITED).inc()
+            return
+        if spilled and sent is not None:
+            SPILLS.labels(*sent).inc()
         labels = _labels_of(served) or sent
         if labels is None:
             return
@@ -246,8 +291,10 @@ class Routing(CustomLogger):
     async def async_log_failure_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        """An attempt failed at a backend (a fallback may follow)."""
-        self._done(_call_of(kwargs), "error", _served(kwargs))
+        """An attempt failed at a backend (a fallback may follow), or a team limit refused the
+        request (LiteLLM logs that as a failure too)."""
+        limited = _is_rate_limit(kwargs.get("exception")) or _is_rate_limit(response_obj)
+        self._done(_call_of(kwargs), RATE_LIMITED if limited else "error", _served(kwargs))
 
     async def async_post_call_failure_hook(
         self,
@@ -256,8 +303,9 @@ class Routing(CustomLogger):
         user_api_key_dict: UserAPIKeyAuth,
         traceback_str: str | None = None,
     ) -> None:
-        """A request failed anywhere after routing (a rate limit, a timeout)."""
-        self._done(_metadata(request_data).get(CALL_KEY), "error")
+        """A request failed anywhere after routing: a team limit (429), a timeout."""
+        outcome = RATE_LIMITED if _is_rate_limit(original_exception) else "error"
+        self._done(_metadata(request_data).get(CALL_KEY), outcome)
 
 
 routing = Routing()

@@ -6,13 +6,17 @@ model hub (which would list every team's model groups), `/routes`, `/openapi.jso
 settings. The allowlist answers everything but the OpenAI routes with an OpenAI-style 404 before
 LiteLLM sees the request, and answers the two health routes the kubelet probes itself, without
 LiteLLM's details (its version, its callbacks). It is a plain ASGI wrapper, so a stream passes
-through unbuffered.
+through unbuffered. Where other clusters' gateways have certificates from a private CA, it adds
+those CAs to the public ones LiteLLM verifies backends with (`PEER_CA_ENV`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 from llamafleet_gateway.openai_routes import OPENAI_ROUTES
@@ -23,6 +27,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+# Where the Gateway component puts the other clusters' gateways' private CAs (PEM), if any.
+PEER_CA_ENV = "LLAMAFLEET_GATEWAY_PEER_CA"
 LIVENESS = "/health/liveliness"
 READINESS = "/health/readiness"
 
@@ -78,9 +84,31 @@ def _router_loaded() -> bool:
     return getattr(proxy_server, "llm_router", None) is not None
 
 
+def trust_bundle(public: Path, private: Path, bundle: Path) -> Path:
+    """Write `bundle`: the public CAs (`public`, PEM) and then the peers' private ones; return
+    it. LiteLLM verifies a backend's certificate against SSL_CERT_FILE when it is set
+    (litellm.llms.custom_httpx.http_handler.get_ssl_verify), in place of the public CAs, so
+    both must be in it."""
+    bundle.write_text(public.read_text().rstrip("\n") + "\n" + private.read_text())
+    return bundle
+
+
+def _trust_peer_cas() -> None:
+    private = os.environ.get(PEER_CA_ENV)
+    if not private:
+        return
+    import certifi  # noqa: PLC0415 (the gateway environment's, as LiteLLM's clients use it)
+
+    public = Path(os.environ.get("SSL_CERT_FILE") or certifi.where())
+    bundle = Path(tempfile.mkdtemp(prefix="llamafleet-ca-")) / "ca-bundle.pem"
+    os.environ["SSL_CERT_FILE"] = str(trust_bundle(public, Path(private), bundle))
+
+
 def main() -> None:
-    """Wrap LiteLLM's app, then run LiteLLM's own command line (it serves the app by its import
-    path, `litellm.proxy.proxy_server:app`, so it finds the wrapped one)."""
+    """Trust the peers' private CAs, wrap LiteLLM's app, then run LiteLLM's own command line (it
+    serves the app by its import path, `litellm.proxy.proxy_server:app`, so it finds the
+    wrapped one)."""
+    _trust_peer_cas()
     from litellm.proxy import proxy_server  # noqa: PLC0415
     from litellm.proxy.proxy_cli import run_server  # noqa: PLC0415
 

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 ROUTES_FORMAT = 1
+# Who a peer key belongs to in the key table: another cluster's gateway, not a team (team names
+# are Kubernetes names, which cannot start with "@").
+PEER = "@peer"
 
 
 class RoutesError(ValueError):
@@ -34,11 +37,14 @@ class TierRoute:
         capacity: Requests the tier serves at once at its maximum replicas: `replicas.max` x
             `parallel` (llama-server's slots). Past it, requests wait in the servers' queues,
             so the next tier takes them.
+        peer: The cluster whose gateway serves the tier (reached with that gateway's peer key,
+            asking for the same group), or None for a tier of this gateway's own cluster.
     """
 
     tier: str
     group: str
     capacity: int
+    peer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class Routes:
                         "maxTokens": model.max_tokens,
                         "tiers": [
                             {"tier": t.tier, "group": t.group, "capacity": t.capacity}
+                            | ({} if t.peer is None else {"peer": t.peer})
                             for t in model.tiers
                         ],
                     }
@@ -85,6 +92,26 @@ class Routes:
             for team, route in self.teams.items()
         }
         return json.dumps({"format": ROUTES_FORMAT, "teams": teams}, indent=2, sort_keys=True)
+
+    def local_tier(self, group: str) -> tuple[ModelRoute, TierRoute] | None:
+        """The route and tier of `group` where this gateway's own cluster serves it (what a
+        peer gateway may ask for); None for an unknown group or one served by a peer."""
+        for team in self.teams.values():
+            for model in team.models.values():
+                for tier in model.tiers:
+                    if tier.group == group and tier.peer is None:
+                        return model, tier
+        return None
+
+    def local_groups(self) -> list[str]:
+        """Every group this gateway's own cluster serves, sorted."""
+        return sorted(
+            tier.group
+            for team in self.teams.values()
+            for model in team.models.values()
+            for tier in model.tiers
+            if tier.peer is None
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Routes:
@@ -109,7 +136,12 @@ def _team(value: Mapping[str, Any]) -> TeamRoute:
         name: ModelRoute(
             max_tokens=int(model["maxTokens"]),
             tiers=tuple(
-                TierRoute(str(t["tier"]), str(t["group"]), int(t["capacity"]))
+                TierRoute(
+                    str(t["tier"]),
+                    str(t["group"]),
+                    int(t["capacity"]),
+                    None if t.get("peer") is None else str(t["peer"]),
+                )
                 for t in model["tiers"]
             ),
         )

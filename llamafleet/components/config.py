@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from collections.abc import Callable
 from typing import Annotated, Final
 from urllib.parse import SplitResult, urlsplit
@@ -164,6 +165,27 @@ def address_range_problem(value: str) -> str | None:
     return None
 
 
+PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
+
+
+def ca_certificate_problem(value: str) -> str | None:
+    """Why `value` is not one or more PEM CA certificates (None if it is), as OpenSSL reads
+    them (`ssl.SSLContext.load_verify_locations`); a private key is refused outright."""
+    if "PRIVATE KEY" in value:
+        return "holds a private key: give the CA's certificate only"
+    blocks = value.count(PEM_CERTIFICATE)
+    if blocks == 0:
+        return f"is not a PEM certificate ({PEM_CERTIFICATE})"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cadata=value)
+    except (ssl.SSLError, ValueError) as exc:
+        return f"is not a readable PEM certificate: {exc}"
+    if len(context.get_ca_certs()) != blocks:
+        return "holds a certificate that is not a CA's (basicConstraints CA:TRUE)"
+    return None
+
+
 def endpoint_port(url: str | None) -> int:
     """The TCP port an S3 endpoint URL names, or its scheme's default (443 for https and for
     AWS S3 itself, `url` None; 80 for http)."""
@@ -181,6 +203,9 @@ ServiceUrl = Annotated[str, StringConstraints(max_length=2048), _checked(service
 Ipv4Cidr = Annotated[str, _checked(cidr_problem)]
 Ipv4Address = Annotated[str, _checked(address_problem)]
 AddressRange = Annotated[str, _checked(address_range_problem)]
+CaCertificate = Annotated[
+    str, StringConstraints(max_length=65536), _checked(ca_certificate_problem)
+]
 # CMake's CUDA_ARCHITECTURES list, e.g. 80;86;90 (compute capabilities without the dot).
 CUDA_ARCHITECTURES_PATTERN: Final = r"^\d{2,3}(;\d{2,3})*$"
 CudaArchitectures = Annotated[str, StringConstraints(pattern=CUDA_ARCHITECTURES_PATTERN)]

@@ -28,6 +28,7 @@ from llamafleet.components.api_keys import ApiKey
 from llamafleet.components.autoscaling import cpu_metric
 from llamafleet.components.config import (
     AcmCertificateArn,
+    CaCertificate,
     ComponentConfig,
     DnsName,
     KubernetesName,
@@ -39,12 +40,14 @@ from llamafleet.components.gateway_config import (
     KEYS_DIR,
     KEYS_FILE,
     METRICS_PORT,
+    PEER_CA_FILE,
     REDIS_PORT,
     ROUTES_FILE,
     Backend,
     TeamLimits,
     internal_key_env,
     litellm_config,
+    peer_key_env,
     routes,
 )
 from llamafleet.components.load_balancing import LoadBalancing, nlb_tls
@@ -55,6 +58,8 @@ from llamafleet.components.pod_security import (
     restricted_namespace_labels,
 )
 from llamafleet.components.server_args import SERVER_PORT
+from llamafleet_gateway.proxy import PEER_CA_ENV
+from llamafleet_gateway.routes import PEER
 
 GATEWAY_APP = "llamafleet-gateway"
 REDIS_APP = "llamafleet-gateway-redis"
@@ -139,6 +144,12 @@ class GatewayTls(ComponentConfig):
     cert_manager: CertManagerIssuer | None = Field(
         default=None, description="cert-manager signs the certificate (a Certificate object)."
     )
+    ca_certificate: CaCertificate | None = Field(
+        default=None,
+        description="The CA certificate(s), PEM, that sign the gateway's certificate where a "
+        "private CA does: the other clusters' gateways trust it, with the public CAs, to reach "
+        "this one. Not needed for a public CA (e.g. ACM's).",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> GatewayTls:
@@ -156,6 +167,24 @@ class GatewayTls(ComponentConfig):
     def secret(self) -> str:
         """The Secret the gateway's pods mount (the given one, or cert-manager's)."""
         return self.secret_name or TLS_SECRET
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Another cluster's gateway, which this one forwards that cluster's tiers to.
+
+    Attributes:
+        cluster: The other cluster's name.
+        key: The peer key that gateway accepts (a secret Output; its own `GatewayArgs.peer_key`).
+        cidr: Where its load balancer's addresses are (the EKS VPC, or the on-prem address as
+            a /32): this gateway's NetworkPolicy lets it reach port 443 there.
+        ca_certificate: The private CA (PEM) its certificate is signed by; None: a public CA.
+    """
+
+    cluster: str
+    key: pulumi.Input[str]
+    cidr: str
+    ca_certificate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +209,11 @@ class GatewayArgs:
         tls: TLS for its endpoint; None: plain HTTP (the local control plane only).
         service_monitor: Also declare a Service for its metrics port and a ServiceMonitor
             (Prometheus Operator), so the per-tier demand reaches Prometheus and KEDA.
+        hostname: The DNS name its load balancer is reached by (the TLS certificate covers it):
+            `endpoint` is then `https://<hostname>/v1`.
+        peer_key: The key other clusters' gateways present here (its hash joins the team key
+            hashes), or None where no other cluster routes here.
+        peers: The other clusters' gateways that `backends` with a `peer` go through.
     """
 
     namespace: str
@@ -196,10 +230,14 @@ class GatewayArgs:
     exposure: LoadBalancing | None
     tls: GatewayTls | None = None
     service_monitor: bool = False
+    hostname: str | None = None
+    peer_key: pulumi.Input[str] | None = None
+    peers: Sequence[Peer] = ()
 
 
 def key_hashes(team_keys: Mapping[str, Sequence[str]]) -> str:
-    """The hashes file the plugin reads: {hex sha256 of a key: team}, as JSON (sorted)."""
+    """The hashes file the plugin reads: {hex sha256 of a key: team}, as JSON (sorted). The
+    peer key is listed under `routes.PEER`."""
     return json.dumps(
         {
             hashlib.sha256(key.encode()).hexdigest(): team
@@ -231,11 +269,13 @@ class Gateway(pulumi.ComponentResource):
 
     `url` is the gateway's OpenAI base URL inside the cluster (`in_cluster_url`); `address` the
     load balancer's hostname or IP once the cloud or MetalLB gave it one (None before, and for
-    ClusterIP): the endpoint clients outside the cluster reach, on 443 with TLS.
+    ClusterIP): the endpoint clients outside the cluster reach, on 443 with TLS; `endpoint` the
+    OpenAI base URL by `hostname` where one is set, else `url`.
     """
 
     url: pulumi.Output[str]
     address: pulumi.Output[str | None]
+    endpoint: pulumi.Output[str]
     service: k8s.core.v1.Service
     deployment: k8s.apps.v1.Deployment
 
@@ -271,18 +311,27 @@ class Gateway(pulumi.ComponentResource):
             sort_keys=True,
         )
         routes_text = routes(args.backends, args.limits).to_json()
+        files = {CONFIG_FILE: config_text, ROUTES_FILE: routes_text}
+        peer_cas = peer_ca_bundle(args.peers)
+        if peer_cas is not None:
+            files[PEER_CA_FILE] = peer_cas
         k8s.core.v1.ConfigMap(
             f"{name}-config",
             metadata=self._meta(GATEWAY_APP),
-            data={CONFIG_FILE: config_text, ROUTES_FILE: routes_text},
+            data=files,
             opts=self._inside,
         )
-        hashes = pulumi.Output.all(**{t: k for t, k in args.team_keys.items()}).apply(key_hashes)
+        keys: dict[str, pulumi.Input[Sequence[str]]] = dict(args.team_keys)
+        if args.peer_key is not None:
+            keys[PEER] = pulumi.Output.from_input(args.peer_key).apply(lambda key: [key])
+        hashes = pulumi.Output.all(**keys).apply(key_hashes)
         self._secret(f"{name}-keys", f"{GATEWAY_APP}-keys", {KEYS_FILE: hashes})
-        internal = pulumi.Output.all(**dict(args.internal_keys))
-        env_secrets: dict[str, pulumi.Input[str]] = {
-            internal_key_env(team): key for team, key in args.internal_keys.items()
+        backend_keys: dict[str, pulumi.Input[str]] = {
+            **{internal_key_env(team): key for team, key in args.internal_keys.items()},
+            **{peer_key_env(peer.cluster): peer.key for peer in args.peers},
         }
+        internal = pulumi.Output.all(**backend_keys)
+        env_secrets: dict[str, pulumi.Input[str]] = dict(backend_keys)
         env_secrets["LITELLM_MASTER_KEY"] = pulumi.Output.concat("sk-", master.value)
         env_secrets["REDIS_PASSWORD"] = redis_password.value
         self._secret(f"{name}-env", f"{GATEWAY_APP}-env", env_secrets)
@@ -292,8 +341,9 @@ class Gateway(pulumi.ComponentResource):
             {"redis.conf": redis_password.value.apply(_redis_conf)},
         )
         marks = {
-            # LiteLLM reads its config once; the plugin re-reads the routing table live.
-            CONFIG_MARK: hashlib.sha256(config_text.encode()).hexdigest()[:16],
+            # LiteLLM reads its config (and the peers' CAs) once; the plugin re-reads the
+            # routing table live.
+            CONFIG_MARK: hashlib.sha256((config_text + (peer_cas or "")).encode()).hexdigest()[:16],
             BACKEND_KEYS_MARK: pulumi.Output.unsecret(internal.apply(keys_mark)),
         }
         if args.tls is not None and args.tls.cert_manager is not None:
@@ -305,7 +355,12 @@ class Gateway(pulumi.ComponentResource):
         self._redis()
         self.url = pulumi.Output.from_input(in_cluster_url(args))
         self.address = self.service.status.apply(_load_balancer_address)
-        self.register_outputs({"url": self.url, "address": self.address})
+        self.endpoint = (
+            self.url
+            if args.hostname is None
+            else pulumi.Output.from_input(f"https://{args.hostname}/v1")
+        )
+        self.register_outputs({"url": self.url, "address": self.address, "endpoint": self.endpoint})
 
     def _labels(self, app: str) -> dict[str, str]:
         return {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "llamafleet"}
@@ -564,13 +619,25 @@ def _resources(cpus: float, memory_mib: int) -> dict[str, Any]:
     return {"requests": amounts, "limits": amounts}
 
 
+def peer_ca_bundle(peers: Sequence[Peer]) -> str | None:
+    """The private CAs of the peers that have one, PEM, one after another; None when none
+    has (the gateway then trusts the public CAs only)."""
+    found = [peer.ca_certificate.strip() for peer in peers if peer.ca_certificate]
+    return "\n".join(found) + "\n" if found else None
+
+
 def gateway_environment(
-    config_dir: str = CONFIG_DIR, keys_dir: str = KEYS_DIR, metrics_port: int = METRICS_PORT
+    config_dir: str = CONFIG_DIR,
+    keys_dir: str = KEYS_DIR,
+    metrics_port: int = METRICS_PORT,
+    *,
+    peer_cas: bool = False,
 ) -> dict[str, str]:
     """The gateway's plain environment (its secrets come from a Secret): where the plugin
-    reads the routing table and the key hashes, its metrics port, and LiteLLM's switches for
-    what the gateway does not serve: no admin UI, no API docs, no telemetry."""
-    return {
+    reads the routing table and the key hashes, its metrics port, with `peer_cas` where the
+    entrypoint finds the peers' private CAs, and LiteLLM's switches for what the gateway does
+    not serve: no admin UI, no API docs, no telemetry."""
+    env = {
         "LLAMAFLEET_GATEWAY_ROUTES": f"{config_dir}/{ROUTES_FILE}",
         "LLAMAFLEET_GATEWAY_KEYS": f"{keys_dir}/{KEYS_FILE}",
         "LLAMAFLEET_GATEWAY_METRICS_PORT": str(metrics_port),
@@ -578,6 +645,9 @@ def gateway_environment(
         "NO_DOCS": "True",
         "LITELLM_TELEMETRY": "False",
     }
+    if peer_cas:
+        env[PEER_CA_ENV] = f"{config_dir}/{PEER_CA_FILE}"
+    return env
 
 
 def gateway_argv(config_file: str, host: str, port: int, tls_dir: str | None = None) -> list[str]:
@@ -601,11 +671,17 @@ def gateway_pod_spec(args: GatewayArgs) -> dict[str, Any]:
     config = args.config
     env_from_secret = [
         *(internal_key_env(team) for team in sorted(args.internal_keys)),
+        *(peer_key_env(peer.cluster) for peer in args.peers),
         "LITELLM_MASTER_KEY",
         "REDIS_PASSWORD",
     ]
     env: list[dict[str, Any]] = [
-        *({"name": name, "value": value} for name, value in gateway_environment().items()),
+        *(
+            {"name": name, "value": value}
+            for name, value in gateway_environment(
+                peer_cas=peer_ca_bundle(args.peers) is not None
+            ).items()
+        ),
         *(
             {
                 "name": variable,
@@ -714,8 +790,8 @@ def redis_pod_spec(args: GatewayArgs) -> dict[str, Any]:
 
 def gateway_network_policy(args: GatewayArgs) -> dict[str, Any]:
     """Ingress: the OpenAI port from anywhere (it is the entry; the load balancer's source
-    ranges narrow it), the metrics port from the monitoring namespace. Egress: DNS, Redis, and
-    the teams' model pods on 8080, nothing else."""
+    ranges narrow it), the metrics port from the monitoring namespace. Egress: DNS, Redis, the
+    teams' model pods on 8080, and the peers' load balancers on 443, nothing else."""
 
     def namespace(name: str) -> dict[str, Any]:
         return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
@@ -747,5 +823,15 @@ def gateway_network_policy(args: GatewayArgs) -> dict[str, Any]:
                 ],
                 "ports": [{"protocol": "TCP", "port": SERVER_PORT}],
             },
+            *(
+                [
+                    {
+                        "to": [{"ipBlock": {"cidr": peer.cidr}} for peer in args.peers],
+                        "ports": [{"protocol": "TCP", "port": HTTPS_PORT}],
+                    }
+                ]
+                if args.peers
+                else []
+            ),
         ],
     }

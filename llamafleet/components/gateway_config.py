@@ -1,10 +1,13 @@
 """What the gateway is configured with, as plain data (no Pulumi): LiteLLM's proxy config and the
-plugin's routing table, both from the backends a cluster serves.
+plugin's routing table, both from the backends a cluster's gateway routes to.
 
 Each team x model x tier is one LiteLLM model group (`llamafleet_gateway.routes.group_name`) with
-one deployment: the in-cluster Service of that team's InferenceService, called with the team's
-internal key (an environment variable of the gateway's pod, from a Secret). The plugin maps a
-caller's team and the request's `model` to the group (see llamafleet_gateway.litellm_plugin).
+one deployment: on the gateway's own cluster, the in-cluster Service of that team's
+InferenceService, called with the team's internal key; on another cluster, that cluster's
+gateway (its load balancer, TLS), called with that gateway's peer key and asking for the same
+group, which it serves from its own cluster only. Keys are environment variables of the
+gateway's pod, from a Secret. The plugin maps a caller's team and the request's `model` to the
+group (see llamafleet_gateway.litellm_plugin).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ CONFIG_DIR = "/etc/llamafleet/gateway"
 KEYS_DIR = "/etc/llamafleet/gateway-keys"
 ROUTES_FILE = "routes.json"
 CONFIG_FILE = "config.yaml"
+# The peers' private CAs (PEM), in the gateway's ConfigMap.
+PEER_CA_FILE = "peer-ca.pem"
 KEYS_FILE = "keys.json"
 PLUGIN = "llamafleet_gateway.litellm_plugin"
 # The gateway's entrypoint: LiteLLM's command line behind the route allowlist.
@@ -47,6 +52,8 @@ class Backend:
         capacity: Requests it serves at once at its maximum replicas (`replicas.max` x
             `parallel`); the plugin spills to the next tier past it.
         max_tokens: The model's cap on generated tokens per request.
+        peer: The cluster whose gateway serves it, when not the gateway's own: `base_url` is
+            then that gateway's (`https://<its hostname>/v1`).
     """
 
     team: str
@@ -55,6 +62,7 @@ class Backend:
     base_url: str
     capacity: int
     max_tokens: int
+    peer: str | None = None
 
     @property
     def group(self) -> str:
@@ -77,6 +85,16 @@ def internal_key_env(team: str) -> str:
     return "LLAMAFLEET_KEY_" + re.sub(r"[^A-Z0-9]", "_", team.upper())
 
 
+def peer_key_env(cluster: str) -> str:
+    """The gateway's environment variable that holds the peer key of `cluster`'s gateway:
+    LLAMAFLEET_PEER_KEY_<CLUSTER>, upper-cased, `-` as `_`."""
+    return "LLAMAFLEET_PEER_KEY_" + re.sub(r"[^A-Z0-9]", "_", cluster.upper())
+
+
+def _key_env(backend: Backend) -> str:
+    return internal_key_env(backend.team) if backend.peer is None else peer_key_env(backend.peer)
+
+
 def routes(backends: Sequence[Backend], limits: Mapping[str, TeamLimits]) -> Routes:
     """The plugin's routing table: per team, per model, its tiers in the order of `backends`."""
     teams: dict[str, dict[str, list[Backend]]] = {}
@@ -88,7 +106,7 @@ def routes(backends: Sequence[Backend], limits: Mapping[str, TeamLimits]) -> Rou
                 models={
                     model: ModelRoute(
                         max_tokens=tiers[0].max_tokens,
-                        tiers=tuple(TierRoute(b.tier, b.group, b.capacity) for b in tiers),
+                        tiers=tuple(TierRoute(b.tier, b.group, b.capacity, b.peer) for b in tiers),
                     )
                     for model, tiers in models.items()
                 },
@@ -130,10 +148,11 @@ def litellm_config(
             {
                 "model_name": backend.group,
                 "litellm_params": {
-                    # LiteLLM's OpenAI-compatible client; the name is the server's --alias.
-                    "model": f"openai/{backend.model}",
+                    # LiteLLM's OpenAI-compatible client; the name is the server's --alias,
+                    # or for a peer gateway the group itself.
+                    "model": f"openai/{backend.model if backend.peer is None else backend.group}",
                     "api_base": backend.base_url,
-                    "api_key": f"os.environ/{internal_key_env(backend.team)}",
+                    "api_key": f"os.environ/{_key_env(backend)}",
                     "timeout": request_timeout_seconds,
                     "stream_timeout": request_timeout_seconds,
                     "max_retries": 0,

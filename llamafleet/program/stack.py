@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from llamafleet.components.api_keys import ApiKey
 from llamafleet.components.autoscaling import Demand, ScalingRange
-from llamafleet.components.gateway import Gateway, GatewayArgs, key_mark
+from llamafleet.components.gateway import Gateway, GatewayArgs, Peer, key_mark
 from llamafleet.components.gateway_config import Backend, TeamLimits
 from llamafleet.components.inference_pod import PodInputs
 from llamafleet.components.inference_service import InferenceService, InferenceServiceArgs
@@ -26,6 +27,7 @@ from llamafleet.settings.load import SettingsError, pulumi_settings, settings_so
 from llamafleet.settings.names import former_names, team_namespace
 from llamafleet.settings.placement import Placement, gguf_facts, placements, serving_shape
 from llamafleet.settings.schema import (
+    Cluster,
     Model,
     ModelStoreSettings,
     Serving,
@@ -115,15 +117,29 @@ def build(settings: Settings) -> None:
         )
         urls.setdefault(placement.team, {})[placement.name] = service.url
         services.append(service)
+    # With two or more clusters, each gateway reaches the others' tiers through their gateways.
+    peer_keys = (
+        {name: ApiKey(f"{name}-gateway-peer-key", "peer") for name in clusters}
+        if len(clusters) > 1
+        else {}
+    )
     gateways = {
-        name: _gateway(settings, cluster, images, placed=placed, tenants=tenants, services=services)
+        name: _gateway(
+            settings,
+            cluster,
+            images,
+            placed=placed,
+            tenants=tenants,
+            services=services,
+            peer_keys=peer_keys,
+        )
         for name, cluster in clusters.items()
     }
     for team, tenant in tenants.items():
         pulumi.export(f"{team}-api-keys", tenant.api_keys)
     pulumi.export("endpoints", urls)
     # The stack's one endpoint: the first cluster's gateway (settings order: on-prem first).
-    pulumi.export("endpoint", next(iter(gateways.values())).url)
+    pulumi.export("endpoint", next(iter(gateways.values())).endpoint)
     pulumi.export("gateways", {name: gateway.url for name, gateway in gateways.items()})
     # Where clients outside the clusters reach each gateway (its load balancer, once it has one).
     pulumi.export("gatewayAddresses", {name: gateway.address for name, gateway in gateways.items()})
@@ -140,12 +156,26 @@ def _gateway(
     placed: list[Placement],
     tenants: Mapping[str, Tenant],
     services: list[InferenceService],
+    peer_keys: Mapping[str, ApiKey],
 ) -> Gateway:
-    """The gateway of one cluster, routing to the deployments placed there."""
+    """The gateway of one cluster: every team's models in tier order, the deployments placed
+    there directly, the other clusters' through their gateways (`peer_keys`: each serving
+    cluster's, empty for a single cluster)."""
     cluster_name = cluster.name
     here = [p for p in placed if p.cluster_name == cluster_name]
     teams = sorted({p.team for p in here})
+    callers = sorted({p.team for p in placed})
     lb = cluster.settings.load_balancer
+    peers = {
+        other: Peer(
+            other,
+            key.value,
+            _peer_cidr(settings.clusters[other]),
+            _private_ca(settings.clusters[other]),
+        )
+        for other, key in peer_keys.items()
+        if other != cluster_name
+    }
     return Gateway(
         f"{cluster_name}-gateway",
         GatewayArgs(
@@ -153,17 +183,22 @@ def _gateway(
             config=settings.serving.gateway,
             image=images.gateway,
             redis_image=images.redis,
-            backends=[_backend(p) for p in here],
+            backends=[
+                _backend(p)
+                if p.cluster_name == cluster_name
+                else _peer_backend(p, settings.clusters[p.cluster_name])
+                for p in placed
+            ],
             limits={
                 team: TeamLimits(
                     settings.tenants[team].limits.requests_per_minute,
                     settings.tenants[team].limits.tokens_per_minute,
                 )
-                for team in teams
+                for team in callers
             },
             team_keys={
                 team: tenants[team].api_keys.apply(lambda keys: list(keys.values()))
-                for team in teams
+                for team in callers
             },
             internal_keys={team: tenants[team].internal_key for team in teams},
             team_namespaces=[team_namespace(team) for team in teams],
@@ -174,6 +209,9 @@ def _gateway(
             else cluster.load_balancing(settings.serving.deregistration_seconds),
             tls=lb.tls,
             service_monitor=cluster.settings.service_monitors,
+            hostname=lb.hostname,
+            peer_key=peer_keys[cluster_name].value if peer_keys else None,
+            peers=list(peers.values()),
         ),
         opts=pulumi.ResourceOptions(
             provider=cluster.provider, depends_on=[*cluster.depends_on, *services]
@@ -196,6 +234,28 @@ def _backend(placement: Placement) -> Backend:
         capacity=model.replicas.max * model.parallel,
         max_tokens=model.max_tokens,
     )
+
+
+def _peer_backend(placement: Placement, serving: Cluster) -> Backend:
+    """One placement of another cluster, as a gateway reaches it: through the gateway of the
+    cluster `serving` it (by its load balancer's hostname, which the rules require)."""
+    local = _backend(placement)
+    return replace(
+        local, base_url=f"https://{serving.load_balancer.hostname}/v1", peer=placement.cluster_name
+    )
+
+
+def _peer_cidr(cluster: Cluster) -> str:
+    """Where a cluster's gateway load balancer has its addresses: its EKS VPC, or on-prem its
+    fixed address (the rules require one where other clusters route to it)."""
+    if cluster.eks is not None:
+        return cluster.eks.vpc_cidr
+    return f"{cluster.load_balancer.address}/32"
+
+
+def _private_ca(cluster: Cluster) -> str | None:
+    tls = cluster.load_balancer.tls
+    return None if tls is None else tls.ca_certificate
 
 
 def _model_store(store_settings: ModelStoreSettings) -> ModelStore:

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from llamafleet.components.config import ComponentConfig as Strict
-from llamafleet.components.config import Ipv4Address, Ipv4Cidr
+from llamafleet.components.config import DnsName, Ipv4Address, Ipv4Cidr
 from llamafleet.components.eks_cluster import EksClusterConfig
 from llamafleet.components.gateway import GatewayTls
 from llamafleet.components.onprem_cluster import MetalLbConfig
@@ -66,6 +66,13 @@ class LoadBalancerSettings(Strict):
     )
     source_ranges: list[Cidr] = Field(
         default_factory=list[str], description="Client CIDRs allowed through the LB; empty: all."
+    )
+    hostname: DnsName | None = Field(
+        default=None,
+        description="The DNS name clients and the other clusters' gateways reach the gateway by "
+        "(pointing at the load balancer; the TLS certificate covers it). Needed where another "
+        "cluster also serves the stack's models: each gateway routes every team's models, "
+        "the other cluster's tiers through that cluster's gateway.",
     )
     tls: GatewayTls | None = Field(
         default=None,

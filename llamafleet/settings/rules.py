@@ -69,7 +69,7 @@ def check(
         # Tiers as their cluster's kind provides them (eks node groups, named on-prem nodes).
         lambda: _node_tiers(settings),
         # Models placed on tiers, teams calling models.
-        lambda: [*_models(settings), *_tenant_models(settings)],
+        lambda: [*_models(settings), *_tenant_models(settings), *_peers(settings)],
         # The names built from them (`stack`: the EKS cluster name; None skips that check).
         lambda: _built_names(settings, stack),
         # Sums over the placements.
@@ -393,6 +393,50 @@ def _gateway_tls(path: str, cluster: Cluster) -> Iterator[Problem]:
             yield Problem(where, "on EKS the NLB terminates TLS: give certificateArn (ACM)")
     elif lb.tls is not None and lb.tls.certificate_arn is not None:
         yield Problem(f"{where}.certificateArn", "an ACM certificate needs an EKS load balancer")
+
+
+def _peers(settings: Settings) -> Iterator[Problem]:
+    """Where two or more clusters serve models, each cluster's gateway routes every team's
+    models, reaching the other clusters' tiers through their gateways: by hostname (which the
+    TLS certificate covers) and, for the NetworkPolicy, at a known address (an EKS VPC's, or
+    the on-prem fixed one)."""
+    serving = list(dict.fromkeys(p.cluster_name for p in placements(settings)))
+    if len(serving) < 2:
+        return
+    for name in serving:
+        cluster = settings.clusters[name]
+        lb = cluster.load_balancer
+        path = f"clusters.{name}.loadBalancer"
+        others = [other for other in serving if other != name]
+        whose = (
+            f"the gateway of {others[0]} reaches"
+            if len(others) == 1
+            else (f"the gateways of {', '.join(others)} reach")
+        )
+        why = f"{whose} this cluster's tiers through its gateway"
+        if lb.type == "ClusterIP":
+            yield Problem(f"{path}.type", f"{why}: give it a LoadBalancer")
+        if lb.hostname is None:
+            yield Problem(
+                f"{path}.hostname",
+                f"{why}: give the DNS name of its load balancer (its TLS certificate covers it)",
+            )
+        elif lb.hostname.startswith("*."):
+            yield Problem(f"{path}.hostname", "a wildcard is not a name to reach the gateway by")
+        elif (
+            lb.tls is not None
+            and lb.tls.cert_manager is not None
+            and lb.hostname not in lb.tls.cert_manager.dns_names
+        ):
+            yield Problem(
+                f"{path}.tls.certManager.dnsNames",
+                f"add {lb.hostname} (loadBalancer.hostname): {why} by that name",
+            )
+        if cluster.kind == "existing" and lb.address is None:
+            yield Problem(
+                f"{path}.address",
+                f"{why}: give its fixed address (their NetworkPolicy lets them reach it only)",
+            )
 
 
 def _node_tiers(settings: Settings) -> Iterator[Problem]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from llamafleet.components.gateway_config import (
     litellm_config,
     routes,
 )
+from llamafleet_gateway.proxy import trust_bundle
 
 BACKENDS = [
     Backend("a", "m", "cpu", "http://m-cpu.llamafleet-a.svc.cluster.local:8080/v1", 4, 512),
@@ -128,3 +130,27 @@ def test_the_image_and_native_runs_start_the_same_entrypoint() -> None:
         if line.startswith("ENTRYPOINT ")
     ][-1]
     assert json.loads(entrypoint) == gateway_command("python", [])
+
+
+def test_a_peer_backend_asks_the_peer_gateway_for_its_group_with_the_peer_key() -> None:
+    peer = Backend("a", "m", "gpu", "https://llm.burst.example/v1", 8, 512, peer="burst-1")
+    config = litellm_config([BACKENDS[0], peer], 120)
+    params = {d["model_name"]: d["litellm_params"] for d in config["model_list"]}
+    assert params["a/m/gpu"] == params["a/m/gpu"] | {
+        "model": "openai/a/m/gpu",
+        "api_base": "https://llm.burst.example/v1",
+        "api_key": "os.environ/LLAMAFLEET_PEER_KEY_BURST_1",
+    }
+    assert params["a/m/cpu"]["model"] == "openai/m"
+    # The peer's tier falls back like any other, after the local one.
+    assert {"a/m/cpu": ["a/m/gpu"]} in config["router_settings"]["fallbacks"]
+    assert routes([BACKENDS[0], peer], {}).teams["a"].models["m"].tiers[1].peer == "burst-1"
+
+
+def test_the_trust_bundle_keeps_the_public_cas_and_adds_the_peers(tmp_path: Path) -> None:
+    public = tmp_path / "public.pem"
+    public.write_text("PUBLIC\n")
+    private = tmp_path / "private.pem"
+    private.write_text("PRIVATE\n")
+    bundle = trust_bundle(public, private, tmp_path / "bundle.pem")
+    assert bundle.read_text() == "PUBLIC\nPRIVATE\n"

@@ -77,3 +77,31 @@ def test_a_malformed_table_is_one_clear_error(text: str, why: str) -> None:
     with pytest.raises(RoutesError, match=why) as raised:
         Routes.from_json(text)
     assert "\n" not in str(raised.value)
+
+
+def test_a_peer_tier_round_trips_and_is_never_served_to_a_peer() -> None:
+    table = Routes(
+        {
+            "a": TeamRoute(
+                {
+                    "m": ModelRoute(
+                        64,
+                        (TierRoute("here", "a/m/here", 2), TierRoute("there", "a/m/there", 4, "b")),
+                    )
+                }
+            )
+        }
+    )
+    parsed = Routes.from_json(table.to_json())
+    assert parsed == table
+    assert parsed.local_groups() == ["a/m/here"]
+    assert parsed.local_tier("a/m/there") is None
+    found = parsed.local_tier("a/m/here")
+    assert found is not None and found[1].tier == "here" and found[0].max_tokens == 64
+    # A local tier writes no "peer" field: a table from before peers reads the same.
+    assert (
+        '"peer"'
+        not in Routes(
+            {"a": TeamRoute({"m": ModelRoute(1, (TierRoute("t", "a/m/t", 1),))})}
+        ).to_json()
+    )

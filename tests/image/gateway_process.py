@@ -133,6 +133,7 @@ class Gateway:
     redis: Redis | None = None
     request_timeout_seconds: int = 120
     tls_dir: Path | None = None  # tls.crt and tls.key: the gateway serves TLS itself
+    env: Mapping[str, str] = field(default_factory=dict[str, str])  # e.g. peer keys
     port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -155,6 +156,7 @@ class Gateway:
             "LLAMAFLEET_GATEWAY_METRICS_ADDR": "127.0.0.1",
             "LITELLM_MASTER_KEY": f"sk-{secrets.token_hex(24)}",
             **{internal_key_env(team): key for team, key in self.internal_keys.items()},
+            **self.env,
         }
         if self.redis is not None:
             env["REDIS_PASSWORD"] = self.redis.password

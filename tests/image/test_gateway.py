@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -25,8 +25,10 @@ from gateway_process import Gateway, Redis, gateway_venv, self_signed
 from llama_server import LlamaServer, get, localize_argv
 from support.loopback import free_port
 
-from llamafleet.components.gateway_config import Backend, TeamLimits
+from llamafleet.components.gateway_config import Backend, TeamLimits, peer_key_env
 from llamafleet.components.server_args import API_KEY_FILE
+from llamafleet_gateway.proxy import PEER_CA_ENV
+from llamafleet_gateway.routes import PEER
 
 pytestmark = pytest.mark.image
 
@@ -277,6 +279,15 @@ def test_the_team_limit_is_shared_by_the_gateway_replicas(
     assert refused, [status for status, _, _ in answers]
     assert all(int(headers["retry-after"]) > 0 for headers in refused)
     assert sum(status == 200 for status, _, _ in answers) <= LIMIT_B
+    # A refusal is counted as one, not as a failed request, and leaves no demand behind.
+    time.sleep(1)
+    samples = [gateway_metrics(gateway) for gateway in pair]
+    rejected = 'llamafleet_gateway_rejected_total{reason="rate_limit",team="b"}'
+    assert sum(s.get(rejected, 0) for s in samples) == len(refused), samples
+    errors = 'llamafleet_gateway_requests_total{model="m-b",outcome="error",team="b",tier="t1"}'
+    assert all(s.get(errors, 0) == 0 for s in samples), samples
+    in_flight = 'llamafleet_gateway_requests_in_flight{model="m-b",team="b",tier="t1"}'
+    assert all(s[in_flight] == 0 for s in samples)
 
 
 def test_without_redis_each_gateway_counts_alone(
@@ -371,6 +382,8 @@ def test_a_full_first_tier_spills_to_the_next(pair: list[Gateway], fleet: Fleet)
     moved = served_by(fleet, next_request)
     holding.join()
     assert moved == {"a1", "a2"}, moved
+    spills = 'llamafleet_gateway_spills_total{model="m",team="a",tier="t2"}'
+    assert gateway_metrics(gateway)[spills] >= 1
 
 
 def test_keys_change_at_the_gateway_without_a_model_reload(
@@ -417,6 +430,131 @@ def test_a_client_chosen_call_id_cannot_confuse_the_demand_count(
     time.sleep(1)  # LiteLLM logs success after the response
     in_flight = {k: v for k, v in gateway_metrics(gateway).items() if "in_flight" in k}
     assert in_flight and set(in_flight.values()) == {0.0}, in_flight
+
+
+@dataclass
+class Clusters:
+    """Two clusters' gateways, as in the hybrid stack: `here` (dc1) serves team a's tier t1
+    and reaches t2 and team b's model through `there` (burst), which serves TLS and accepts
+    `peer_key` from other gateways."""
+
+    here: Gateway
+    there: Gateway
+    peer_key: str
+
+
+@pytest.fixture(scope="module")
+def clusters(
+    venv: Path, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Clusters]:
+    root = tmp_path_factory.mktemp("clusters")
+    peer_key = secrets.token_hex(24)
+    callers = {key: team for team, key in fleet.keys.items()}
+    a1, a2, b = fleet.backends
+    there = Gateway(
+        venv,
+        root / "burst",
+        [a2, b],
+        fleet.internal,
+        {**callers, peer_key: PEER},
+        tls_dir=self_signed(root / "burst-tls"),
+    ).start()
+    peer_url = f"https://127.0.0.1:{there.port}/v1"
+    here = Gateway(
+        venv,
+        root / "dc1",
+        [a1, *(replace(x, base_url=peer_url, peer="burst") for x in (a2, b))],
+        {"a": fleet.internal["a"]},  # team b has no server here
+        callers,
+        # The other gateway's certificate is trusted as the Gateway component trusts a
+        # peer's private CA.
+        env={peer_key_env("burst"): peer_key, **trusting(there)},
+    ).start()
+    try:
+        yield Clusters(here.wait_ready(), there.wait_ready(), peer_key)
+    finally:
+        here.stop()
+        there.stop()
+
+
+def trusting(peer: Gateway) -> dict[str, str]:
+    """The environment that makes a gateway trust `peer`'s self-signed certificate as a
+    private CA: the ConfigMap file the entrypoint adds to the public CAs."""
+    assert peer.tls_dir is not None
+    return {PEER_CA_ENV: str(peer.tls_dir / "tls.crt")}
+
+
+def test_a_team_with_no_tier_here_is_served_through_the_other_clusters_gateway(
+    clusters: Clusters, fleet: Fleet
+) -> None:
+    moved = served_by(fleet, lambda: chat(clusters.here, fleet.keys["b"], "m-b", max_tokens=2))
+    assert moved == {"b"}, moved
+    # The other gateway counted it for its own tier: the demand its autoscaler scales on.
+    samples = gateway_metrics(clusters.there)
+    assert samples['llamafleet_gateway_requests_total{model="m-b",outcome="ok",team="b",tier="t1"}']
+
+
+def test_the_other_clusters_tier_is_the_next_when_the_first_is_full(
+    clusters: Clusters, fleet: Fleet
+) -> None:
+    holding = threading.Thread(target=stream, args=(clusters.here, fleet.keys["a"], "m", 200))
+
+    def next_request() -> None:
+        holding.start()
+        time.sleep(1.0)
+        assert chat(clusters.here, fleet.keys["a"], "m", max_tokens=4)[0] == 200
+
+    moved = served_by(fleet, next_request)
+    holding.join()
+    assert moved == {"a1", "a2"}, moved
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [("b/m-b/t1", 200), ("a/m/t1", 404), ("m-b", 404), ("c/m/t1", 404)],
+    ids=["its group", "a group it forwards", "a public name", "unknown"],
+)
+def test_a_peer_key_reaches_only_the_groups_its_cluster_serves(
+    clusters: Clusters, model: str, expected: int
+) -> None:
+    """A peer asks for a group and gets it only where that cluster serves it, so a request
+    never bounces between gateways."""
+    assert chat(clusters.there, clusters.peer_key, model, max_tokens=2)[0] == expected
+
+
+def test_a_team_key_cannot_ask_for_a_group(clusters: Clusters, fleet: Fleet) -> None:
+    assert chat(clusters.there, fleet.keys["b"], "b/m-b/t1", max_tokens=2)[0] == 404
+
+
+def test_a_peer_whose_certificate_is_not_trusted_is_not_called(
+    venv: Path, clusters: Clusters, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Without the peer's CA (a private one), its certificate fails verification: the request
+    fails at the gateway and never reaches the peer's servers."""
+    b = fleet.backends[2]
+    peer_url = f"https://127.0.0.1:{clusters.there.port}/v1"
+    gateway = Gateway(
+        venv,
+        tmp_path_factory.mktemp("untrusted") / "dc1",
+        [replace(b, base_url=peer_url, peer="burst")],
+        {},
+        {key: team for team, key in fleet.keys.items()},
+        env={peer_key_env("burst"): clusters.peer_key},
+    ).start()
+    try:
+        gateway.wait_ready()
+        requests: list[int] = []
+        moved = served_by(
+            fleet, lambda: requests.append(chat(gateway, fleet.keys["b"], "m-b", max_tokens=2)[0])
+        )
+        assert requests[0] >= 500 and not moved, (requests, moved)
+    finally:
+        gateway.stop()
+
+
+def test_a_peer_key_is_no_key_at_the_gateway_that_issued_none(clusters: Clusters) -> None:
+    """`here` accepts no peer key (in this pair only `there` has one): 401."""
+    assert chat(clusters.here, clusters.peer_key, "b/m-b/t1", max_tokens=2)[0] == 401
 
 
 def test_a_stopped_first_tier_spills_to_the_next(pair: list[Gateway], fleet: Fleet) -> None:

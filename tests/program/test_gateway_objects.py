@@ -3,18 +3,31 @@ load-balanced entry, holding key hashes only, and the models reachable from its 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 import yaml
+from pulumi.runtime.rpc import is_rpc_secret
 from support.stack_renders import GATEWAY_NAMESPACE, gateway_objects, model_objects
 
-from llamafleet.command.render import Rendered
-from llamafleet.components.gateway import BACKEND_KEYS_MARK, CONFIG_MARK, INTERNAL_KEY_MARK
+from llamafleet.command.mock_run import Declared, run_program
+from llamafleet.command.render import Rendered, cluster_of, is_kubernetes_object
+from llamafleet.components.gateway import (
+    BACKEND_KEYS_MARK,
+    CONFIG_MARK,
+    INTERNAL_KEY_MARK,
+    Gateway,
+    GatewayArgs,
+    GatewayConfig,
+    Peer,
+)
+from llamafleet.components.gateway_config import Backend
 from llamafleet.settings.load import load_stack_file, stack_file
 from llamafleet.settings.names import team_namespace
 from llamafleet.settings.placement import placements
-from llamafleet_gateway.routes import Routes, group_name
+from llamafleet_gateway.proxy import PEER_CA_ENV
+from llamafleet_gateway.routes import PEER, Routes
 
 GATEWAY = "kubernetes:apps/v1:Deployment"
 
@@ -30,22 +43,47 @@ def test_one_gateway_per_cluster_that_serves_models(stack: str, rendered: Render
     assert sorted(d.name for d in gateways) == sorted(f"{c}-gateway" for c in serving)
 
 
-def test_the_gateway_routes_every_placement_of_its_cluster(stack: str, rendered: Rendered) -> None:
-    settings = load_stack_file(stack_file(stack))
-    tables = [
-        Routes.from_json(o["data"]["routes.json"])
-        for o in kinds(gateway_objects(rendered.kubernetes_objects), "ConfigMap")
-    ]
-    groups = {
-        tier.group
-        for table in tables
-        for team in table.teams.values()
-        for model in team.models.values()
-        for tier in model.tiers
+def _tables(rendered: Rendered) -> dict[str, Routes]:
+    """Each gateway's routing table, by its cluster."""
+    return {
+        cluster_of(d): Routes.from_json(d.inputs["data"]["routes.json"])
+        for d in rendered.declared
+        if is_kubernetes_object(d)
+        and d.inputs["kind"] == "ConfigMap"
+        and d.inputs["metadata"]["name"] == "llamafleet-gateway"
     }
-    expected = {group_name(p.team, p.model_name, p.tier_name) for p in placements(settings)}
-    assert groups == expected
-    for table in tables:
+
+
+def test_each_gateway_routes_every_placement_its_own_cluster_directly(
+    stack: str, rendered: Rendered
+) -> None:
+    """Every gateway routes every team's models in tier order: its own cluster's tiers
+    directly, the others' through their gateways (peer)."""
+    settings = load_stack_file(stack_file(stack))
+    tables = _tables(rendered)
+    assert tables
+    for cluster, table in tables.items():
+        routed = [
+            (team, name, tier.tier, tier.peer)
+            for team, route in table.teams.items()
+            for name, model in route.models.items()
+            for tier in model.tiers
+        ]
+        expected = [
+            (
+                p.team,
+                p.model_name,
+                p.tier_name,
+                None if p.cluster_name == cluster else p.cluster_name,
+            )
+            for p in placements(settings)
+        ]
+        assert sorted(routed) == sorted(expected)
+        for team, route in table.teams.items():
+            for name, model in route.models.items():
+                order = [p.tier_name for p in placements(settings, team) if p.model_name == name]
+                assert [t.tier for t in model.tiers] == order
+    for table in tables.values():
         for team, route in table.teams.items():
             for name, model in route.models.items():
                 assert model.max_tokens == settings.models[name].max_tokens
@@ -237,3 +275,108 @@ def test_the_gateways_demand_is_scraped_where_prometheus_operator_runs(
         assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     metrics = [s for s in kinds(objects, "Service") if s["metadata"]["name"].endswith("-metrics")]
     assert all(s["spec"]["type"] == "ClusterIP" for s in metrics) and len(metrics) == wanted
+
+
+def test_in_a_hybrid_stack_each_gateway_reaches_the_other_by_name_with_its_peer_key() -> None:
+    from support.stack_renders import rendered_stack  # noqa: PLC0415
+
+    rendered = rendered_stack("hybrid")
+    by_cluster: dict[str, dict[str, dict[str, Any]]] = {}
+    for declared in rendered.declared:
+        if is_kubernetes_object(declared) and declared.inputs["metadata"].get("namespace") == (
+            GATEWAY_NAMESPACE
+        ):
+            obj = declared.redacted_inputs
+            by_cluster.setdefault(cluster_of(declared), {})[
+                f"{obj['kind']}/{obj['metadata']['name']}"
+            ] = obj
+    other = {"dc1": "burst", "burst": "dc1"}
+    for cluster, objects in by_cluster.items():
+        config = yaml.safe_load(objects["ConfigMap/llamafleet-gateway"]["data"]["config.yaml"])
+        peer = other[cluster]
+        forwarded = [
+            d["litellm_params"]
+            for d in config["model_list"]
+            if d["litellm_params"]["api_base"].startswith("https://")
+        ]
+        assert forwarded and all(
+            p["api_base"] == f"https://llm.{peer}.corp.example/v1"
+            and p["api_key"] == f"os.environ/LLAMAFLEET_PEER_KEY_{peer.upper()}"
+            for p in forwarded
+        ), forwarded
+        pod = objects["Deployment/llamafleet-gateway"]["spec"]["template"]["spec"]
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        assert env[f"LLAMAFLEET_PEER_KEY_{peer.upper()}"]["valueFrom"]["secretKeyRef"] == {
+            "name": "llamafleet-gateway-env",
+            "key": f"LLAMAFLEET_PEER_KEY_{peer.upper()}",
+        }
+        egress = objects["NetworkPolicy/llamafleet-gateway"]["spec"]["egress"]
+        cidr = {"dc1": "10.20.30.48/32", "burst": "10.60.0.0/16"}[peer]
+        assert {
+            "to": [{"ipBlock": {"cidr": cidr}}],
+            "ports": [{"protocol": "TCP", "port": 443}],
+        } in (egress)
+
+
+def _declare_gateway(peer_key: str | None, peers: list[Peer]) -> dict[str, Declared]:
+    def program() -> None:
+        Gateway(
+            "gw",
+            GatewayArgs(
+                namespace="gw",
+                config=GatewayConfig(),
+                image="i",
+                redis_image="r",
+                backends=[Backend("a", "m", "t", "http://m-t.a.svc:8080/v1", 2, 64)],
+                limits={},
+                team_keys={"a": ["team-key"]},
+                internal_keys={"a": "internal"},
+                team_namespaces=["a"],
+                monitoring_namespace="monitoring",
+                request_timeout_seconds=60,
+                exposure=None,
+                peer_key=peer_key,
+                peers=peers,
+            ),
+        )
+
+    declared = run_program(program, "test", {})
+    return {
+        f"{d.inputs['kind']}/{d.inputs['metadata']['name']}": d
+        for d in declared
+        if is_kubernetes_object(d)
+    }
+
+
+def _plain(value: Any) -> Any:
+    return value["value"] if is_rpc_secret(value) else value
+
+
+def test_a_gateway_accepts_its_peer_key_as_the_peer_and_presents_the_others() -> None:
+    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+    objects = _declare_gateway(
+        "own-peer-key", [Peer("burst", "burst-peer-key", "10.60.0.0/16", ca)]
+    )
+    hashes = json.loads(
+        _plain(_plain(objects["Secret/llamafleet-gateway-keys"].inputs["stringData"])["keys.json"])
+    )
+    assert hashes[hashlib.sha256(b"own-peer-key").hexdigest()] == PEER
+    assert hashes[hashlib.sha256(b"team-key").hexdigest()] == "a"
+    env = _plain(objects["Secret/llamafleet-gateway-env"].inputs["stringData"])
+    assert _plain(env["LLAMAFLEET_PEER_KEY_BURST"]) == "burst-peer-key"
+    config = objects["ConfigMap/llamafleet-gateway"].inputs["data"]
+    assert config["peer-ca.pem"] == ca + "\n"
+    pod = objects["Deployment/llamafleet-gateway"].inputs["spec"]["template"]["spec"]
+    variables = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert variables[PEER_CA_ENV] == "/etc/llamafleet/gateway/peer-ca.pem"
+
+
+def test_a_gateway_without_peers_accepts_no_peer_key_and_trusts_public_cas() -> None:
+    objects = _declare_gateway(None, [])
+    hashes = json.loads(
+        _plain(_plain(objects["Secret/llamafleet-gateway-keys"].inputs["stringData"])["keys.json"])
+    )
+    assert PEER not in hashes.values()
+    assert "peer-ca.pem" not in objects["ConfigMap/llamafleet-gateway"].inputs["data"]
+    pod = objects["Deployment/llamafleet-gateway"].inputs["spec"]["template"]["spec"]
+    assert PEER_CA_ENV not in {e["name"] for e in pod["containers"][0]["env"]}

@@ -527,6 +527,117 @@ def test_bad_settings_get_one_clear_line(
     assert lines[0].startswith(f"{bad}: {key}: ") and fragment in lines[0], lines[0]
 
 
+HYBRID_BAD = [
+    (
+        "a serving cluster other gateways cannot reach by name",
+        _delete("clusters.burst.loadBalancer.hostname"),
+        "llamafleet:clusters.burst.loadBalancer.hostname",
+        "the gateway of dc1 reaches this cluster's tiers through its gateway: give the DNS name",
+    ),
+    (
+        "a serving cluster without a load balancer",
+        _set("clusters.dc1.loadBalancer.type", "ClusterIP"),
+        "llamafleet:clusters.dc1.loadBalancer.type",
+        "the gateway of burst reaches this cluster's tiers through its gateway: give it a",
+    ),
+    (
+        "an on-prem peer without a fixed address",
+        _delete("clusters.dc1.loadBalancer.address"),
+        "llamafleet:clusters.dc1.loadBalancer.address",
+        "give its fixed address (their NetworkPolicy lets them reach it only)",
+    ),
+    (
+        "a wildcard hostname",
+        _set("clusters.dc1.loadBalancer.hostname", "*.dc1.example"),
+        "llamafleet:clusters.dc1.loadBalancer.hostname",
+        "a wildcard is not a name to reach the gateway by",
+    ),
+    (
+        "a hostname cert-manager's certificate does not cover",
+        _set(
+            "clusters.dc1.loadBalancer.tls",
+            {"certManager": {"name": "pki", "dnsNames": ["llm.example"]}},
+        ),
+        "llamafleet:clusters.dc1.loadBalancer.tls.certManager.dnsNames",
+        "add llm.dc1.corp.example (loadBalancer.hostname)",
+    ),
+    (
+        "a private CA that is not a certificate",
+        _set("clusters.dc1.loadBalancer.tls.caCertificate", "not a certificate"),
+        "llamafleet:clusters.dc1.loadBalancer.tls.caCertificate",
+        "is not a PEM certificate",
+    ),
+    (
+        "a private CA with its private key",
+        _set(
+            "clusters.dc1.loadBalancer.tls.caCertificate",
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQ==\n-----END PRIVATE KEY-----\n",
+        ),
+        "llamafleet:clusters.dc1.loadBalancer.tls.caCertificate",
+        "holds a private key",
+    ),
+    (
+        "a private CA that does not parse",
+        _set(
+            "clusters.dc1.loadBalancer.tls.caCertificate",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ),
+        "llamafleet:clusters.dc1.loadBalancer.tls.caCertificate",
+        "is not a readable PEM certificate",
+    ),
+]
+
+
+def hybrid_config() -> Config:
+    return yaml.safe_load(stack_file("hybrid").read_text())["config"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "fragment"),
+    [b[1:] for b in HYBRID_BAD],
+    ids=[b[0] for b in HYBRID_BAD],
+)
+def test_bad_cross_cluster_settings_get_one_clear_line(
+    tmp_path: Path, mutate: Callable[[Config], None], key: str, fragment: str
+) -> None:
+    config = hybrid_config()
+    mutate(config)
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text(yaml.safe_dump({"config": config}))
+    with pytest.raises(SettingsError) as caught:
+        load_stack_file(bad)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 1, "\n".join(lines)
+    assert lines[0].startswith(f"{bad}: {key}: ") and fragment in lines[0], lines[0]
+
+
+def _openssl_certificate(directory: Path, *extensions: str) -> str:
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-days", "1", "-subj", "/CN=llamafleet test CA",
+            *(arg for extension in extensions for arg in ("-addext", extension)),
+            "-keyout", str(directory / "ca.key"), "-out", str(directory / "ca.crt"),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return (directory / "ca.crt").read_text()
+
+
+def test_a_private_ca_certificate_is_accepted_and_a_leaf_refused(tmp_path: Path) -> None:
+    config = hybrid_config()
+    tls = config["llamafleet:clusters"]["dc1"]["loadBalancer"]["tls"]
+    tls["caCertificate"] = _openssl_certificate(tmp_path, "basicConstraints=critical,CA:TRUE")
+    good = tmp_path / "Pulumi.good.yaml"
+    good.write_text(yaml.safe_dump({"config": config}))
+    assert load_stack_file(good).clusters["dc1"].load_balancer.tls is not None
+    tls["caCertificate"] = _openssl_certificate(tmp_path, "basicConstraints=critical,CA:FALSE")
+    good.write_text(yaml.safe_dump({"config": config}))
+    with pytest.raises(SettingsError, match="holds a certificate that is not a CA's"):
+        load_stack_file(good)
+
+
 def test_store_credentials_encrypted_or_on_loopback_are_accepted(tmp_path: Path) -> None:
     config = prod_config()
     store = config["llamafleet:modelStore"]
