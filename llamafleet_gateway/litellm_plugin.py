@@ -23,6 +23,7 @@ import os
 import threading
 from collections import Counter as Tally
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -81,8 +82,9 @@ IN_FLIGHT = Gauge(
 )
 REJECTED = Counter(
     "llamafleet_gateway_rejected",
-    "Requests refused before reaching a backend, by team and reason (unknown_model, or "
-    "rate_limit: a team limit answered 429).",
+    "Requests refused before reaching a backend, by team and reason (unknown_model; "
+    "wrong_endpoint: chat for an embeddings model or embeddings for a chat one; rate_limit: a "
+    "team limit answered 429).",
     ["team", "reason"],
 )
 
@@ -165,7 +167,7 @@ def _peer_route(group: str) -> ModelRoute | None:
     if found is None:
         return None
     model, tier = found
-    return ModelRoute(model.max_tokens, (TierRoute(tier.tier, tier.group, tier.capacity),))
+    return replace(model, tiers=(TierRoute(tier.tier, tier.group, tier.capacity),))
 
 
 def _is_rate_limit(error: object) -> bool:
@@ -218,13 +220,22 @@ class Routing(CustomLogger):
                 status_code=404,
                 detail=f"The model `{model}` does not exist or you do not have access to it.",
             )
+        embedding = call_type in EMBEDDING_CALLS
+        if embedding != route.embeddings:
+            REJECTED.labels(team, "wrong_endpoint").inc()
+            raise HTTPException(
+                status_code=400,
+                detail=f"`{model}` serves embeddings only: POST /v1/embeddings"
+                if route.embeddings
+                else f"`{model}` does not serve embeddings",
+            )
         known = _router_groups()
         if known is not None:
             # While a new table meets an old config (a rollout), only groups this process has.
-            route = ModelRoute(route.max_tokens, tuple(t for t in route.tiers if t.group in known))
+            route = replace(route, tiers=tuple(t for t in route.tiers if t.group in known))
             if not route.tiers:
                 raise HTTPException(status_code=503, detail=f"`{model}` is not served yet")
-        if call_type not in EMBEDDING_CALLS:
+        if not embedding:
             for field in LENGTH_FIELDS:
                 if field in data or field == "max_tokens":
                     data[field] = capped_max_tokens(data.get(field), route.max_tokens)

@@ -49,10 +49,12 @@ class TierRoute:
 
 @dataclass(frozen=True)
 class ModelRoute:
-    """A model a team may call: its `max_tokens` cap and its tiers in order of preference."""
+    """A model a team may call: its `max_tokens` cap, its tiers in order of preference, and
+    whether it serves embeddings (then `/v1/embeddings` only) or generation (everything else)."""
 
     max_tokens: int
     tiers: tuple[TierRoute, ...]
+    embeddings: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Routes:
                 "models": {
                     name: {
                         "maxTokens": model.max_tokens,
+                        "embeddings": model.embeddings,
                         "tiers": [
                             {"tier": t.tier, "group": t.group, "capacity": t.capacity}
                             | ({} if t.peer is None else {"peer": t.peer})
@@ -144,6 +147,7 @@ def _team(value: Mapping[str, Any]) -> TeamRoute:
                 )
                 for t in model["tiers"]
             ),
+            embeddings=bool(model.get("embeddings", False)),
         )
         for name, model in value["models"].items()
     }

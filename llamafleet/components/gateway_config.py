@@ -54,6 +54,7 @@ class Backend:
         max_tokens: The model's cap on generated tokens per request.
         peer: The cluster whose gateway serves it, when not the gateway's own: `base_url` is
             then that gateway's (`https://<its hostname>/v1`).
+        embeddings: It serves embeddings (llama-server --embeddings), not generation.
     """
 
     team: str
@@ -63,6 +64,7 @@ class Backend:
     capacity: int
     max_tokens: int
     peer: str | None = None
+    embeddings: bool = False
 
     @property
     def group(self) -> str:
@@ -106,6 +108,7 @@ def routes(backends: Sequence[Backend], limits: Mapping[str, TeamLimits]) -> Rou
                 models={
                     model: ModelRoute(
                         max_tokens=tiers[0].max_tokens,
+                        embeddings=tiers[0].embeddings,
                         tiers=tuple(TierRoute(b.tier, b.group, b.capacity, b.peer) for b in tiers),
                     )
                     for model, tiers in models.items()

@@ -101,6 +101,20 @@ def model_path(digest: str, shard_count: int = 1) -> str:
     return f"{MODEL_DIR}/{algorithm}/{hexdigest}.gguf"
 
 
+class EmbeddingsConfig(ComponentConfig):
+    """A model served for embeddings (`llamafleet:models.<name>.embeddings`): its llama-servers
+    start with --embeddings, and the gateway sends it `/v1/embeddings` only (the pinned server
+    would still run a chat on it, badly). To embed with a chat model's file, declare the file
+    a second time under another name, with this key: a Deployment of its own."""
+
+    pooling: Literal["mean", "cls", "last"] | None = Field(
+        default=None,
+        description="--pooling: how token vectors become one (mean, cls, last); absent: the "
+        "GGUF's own pooling type. A model whose GGUF names none needs one: without it the "
+        "server has no OpenAI embeddings to give.",
+    )
+
+
 @dataclass(frozen=True)
 class ServerOptions:
     """What `server_args` turns into llama-server flags.
@@ -125,6 +139,11 @@ class ServerOptions:
             None: no such default. Only a default: in the pinned build a request's own
             n_predict/max_tokens takes priority (tools/server/server-context.cpp, "the
             per-request limit takes priority over the global one"), so the gateway caps it.
+        embeddings: Serve embeddings (--embeddings, its --pooling, and a batch of a whole
+            slot's context, `shape.ubatch`) instead of generating; None: generation.
+
+    Raises:
+        ValueError: `embeddings` given without `shape.embeddings`, or the reverse.
     """
 
     alias: str
@@ -137,6 +156,10 @@ class ServerOptions:
     projector_digest: str | None = None
     load_mode: LoadMode = "mmap"
 
+    def __post_init__(self) -> None:
+        if (self.embeddings is not None) != self.shape.embeddings:
+            raise ValueError("embeddings and shape.embeddings must agree (the pod is sized so)")
+
     @property
     def part_digests(self) -> tuple[str, ...]:
         """The digests of the files served beside the model: adapters, then the projector."""
@@ -146,6 +169,7 @@ class ServerOptions:
     chat_template: str | None = None
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
     max_tokens: int | None = None
+    embeddings: EmbeddingsConfig | None = None
 
 
 def part_args(opts: ServerOptions) -> list[str]:
@@ -186,6 +210,15 @@ def sampling_args(sampling: SamplingDefaults) -> list[str]:
     return args
 
 
+def embeddings_args(embeddings: EmbeddingsConfig, shape: ServingShape) -> list[str]:
+    """--embeddings, --pooling when the settings name one, and a logical and physical batch of
+    `shape.ubatch` tokens (a slot's context): a pooled input is embedded in one ubatch, and the
+    pinned server refuses an input longer than it."""
+    pooling = [] if embeddings.pooling is None else ["--pooling", embeddings.pooling]
+    batch = str(shape.ubatch)
+    return ["--embeddings", *pooling, "--batch-size", batch, "--ubatch-size", batch]
+
+
 def server_args(opts: ServerOptions) -> list[str]:
     """llama-server arguments, each with the reason it is there."""
     shape = opts.shape
@@ -215,7 +248,9 @@ def server_args(opts: ServerOptions) -> list[str]:
         # The web UI is not an API; keep the surface small.
         "--no-ui",
     ]
-    if opts.max_tokens is not None:
+    if opts.embeddings is not None:
+        args += embeddings_args(opts.embeddings, shape)
+    elif opts.max_tokens is not None:
         # A request that names no limit stays bounded too (the gateway caps the others).
         args += ["--n-predict", str(opts.max_tokens)]
     if shape.kv_cache_type != "f16":

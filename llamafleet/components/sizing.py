@@ -116,6 +116,14 @@ class ServingShape:
     cache_ram_mib: int
     kv_cache_type: KvCacheType = "f16"
     gpus: int = 0
+    embeddings: bool = False
+
+    @property
+    def ubatch(self) -> int:
+        """--ubatch-size: llama-server's default (512) for generation; for embeddings the whole
+        context of a slot, as a pooled input must fit one ubatch (the pinned server refuses a
+        longer one: "input is too large to process. increase the physical batch size")."""
+        return self.context_per_slot if self.embeddings else UBATCH
 
     @property
     def total_context(self) -> int:
@@ -179,9 +187,22 @@ def kv_cache_bytes(facts: GgufFacts, shape: ServingShape) -> int:
     return math.ceil(elements * per_element)
 
 
-def overhead_bytes(facts: GgufFacts) -> int:
+# Embeddings: llama-server's buffers per ubatch token, in vocabulary x 4-byte floats. Measured
+# with the pinned build on gemma-3-270m Q4_K_M (262,144-token vocabulary, --embeddings --pooling
+# mean, -c/-b/-ub 2048, one 1,502-token input): 3.47 GB RSS against 0.36 GB at generation's
+# 512, about 2 x vocabulary x 4 bytes per token (the logits buffer and the output's compute
+# buffer); tests/image/test_embeddings.py checks a pod's RSS stays under its sizing.
+EMBEDDINGS_BUFFERS_PER_TOKEN = 2
+
+
+def overhead_bytes(facts: GgufFacts, shape: ServingShape | None = None) -> int:
     """Bytes beyond weights and KV cache: 256 MiB of runtime plus the logits buffer (vocabulary
-    x 512-token ubatch x 4-byte floats)."""
+    x ubatch x 4-byte floats; the ubatch is 512 for generation); for an embeddings server
+    (`shape.embeddings`), twice that per token of its ubatch (EMBEDDINGS_BUFFERS_PER_TOKEN)."""
+    if shape is not None and shape.embeddings:
+        return BASE_OVERHEAD_BYTES + facts.vocab_size * shape.ubatch * 4 * (
+            EMBEDDINGS_BUFFERS_PER_TOKEN
+        )
     return BASE_OVERHEAD_BYTES + facts.vocab_size * UBATCH * 4
 
 
@@ -194,7 +215,7 @@ def size_pod(facts: GgufFacts, shape: ServingShape, tier_kind: TierKind) -> PodS
     reclaimable page cache while loading.
     """
     kv = kv_cache_bytes(facts, shape)
-    overhead = overhead_bytes(facts)
+    overhead = overhead_bytes(facts, shape)
     cache_ram = shape.cache_ram_mib * MiB
     if tier_kind == "gpu":
         host = cache_ram + BASE_OVERHEAD_BYTES + GPU_HOST_STAGING_BYTES

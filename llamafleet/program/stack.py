@@ -233,6 +233,7 @@ def _backend(placement: Placement) -> Backend:
         ),
         capacity=model.replicas.max * model.parallel,
         max_tokens=model.max_tokens,
+        embeddings=model.embeddings is not None,
     )
 
 
@@ -475,6 +476,7 @@ def _server_options(serving: Serving, placement: Placement) -> ServerOptions:
         chat_template=model.chat_template,
         sampling=model.sampling,
         max_tokens=model.max_tokens,
+        embeddings=model.embeddings,
     )
 
 

@@ -71,6 +71,7 @@ def serving_shape(model: Model, tier_kind: str) -> ServingShape:
         cache_ram_mib=model.cache_ram_mib,
         kv_cache_type=model.kv_cache_type,
         gpus=model.gpus if tier_kind == "gpu" else 0,
+        embeddings=model.embeddings is not None,
     )
 
 

@@ -28,7 +28,11 @@ from llamafleet.components.model_sources import (
     settings_source_problem,
 )
 from llamafleet.components.model_store import ModelStoreConfig
-from llamafleet.components.server_args import BuiltinChatTemplate, SamplingDefaults
+from llamafleet.components.server_args import (
+    BuiltinChatTemplate,
+    EmbeddingsConfig,
+    SamplingDefaults,
+)
 from llamafleet.components.sizing import QUANTISED_KV_BLOCK
 from llamafleet.components.tenant import TenantConfig, TenantQuota
 from llamafleet.settings.cluster import (
@@ -444,6 +448,29 @@ class Model(Strict):
         "strings); requests may override each.",
     )
     replicas: Range = Field(description="Autoscaling range per team and tier.")
+    embeddings: EmbeddingsConfig | None = Field(
+        default=None,
+        description="Serve embeddings (`/v1/embeddings`) instead of chat and completions: "
+        "llama-server with --embeddings, a batch of a whole slot's context (sized), and "
+        "`pooling`. Give `{}` for the GGUF's own pooling.",
+    )
+
+    @model_validator(mode="after")
+    def _embeddings_generate_nothing(self) -> Model:
+        if self.embeddings is None:
+            return self
+        generation = {
+            "chatTemplate": self.chat_template is not None,
+            "sampling": self.sampling != SamplingDefaults(),
+            "projector": self.projector is not None,
+        }
+        given = [key for key, present in generation.items() if present]
+        if given:
+            raise ValueError(
+                f"an embeddings model generates nothing: drop {', '.join(given)} (declare the "
+                "file a second time, without embeddings, to chat with it)"
+            )
+        return self
 
     @field_validator("kv_cache_type")
     @classmethod

@@ -155,11 +155,17 @@ def test_the_gateway_holds_no_plain_key_and_marks_are_not_secret(rendered: Rende
 
 
 def test_servers_default_to_the_models_max_tokens(stack: str, rendered: Rendered) -> None:
+    """A generating server's --n-predict is the model's maxTokens; an embeddings server
+    generates nothing and gets --embeddings instead."""
     settings = load_stack_file(stack_file(stack))
     for deployment in kinds(model_objects(rendered.kubernetes_objects), "Deployment"):
-        model = deployment["metadata"]["labels"]["llamafleet.io/model"]
+        model = settings.models[deployment["metadata"]["labels"]["llamafleet.io/model"]]
         args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-        assert args[args.index("--n-predict") + 1] == str(settings.models[model].max_tokens)
+        if model.embeddings is not None:
+            assert "--embeddings" in args and "--n-predict" not in args
+        else:
+            assert args[args.index("--n-predict") + 1] == str(model.max_tokens)
+            assert "--embeddings" not in args
 
 
 def _gateway_of(stack: str, namespace: str = GATEWAY_NAMESPACE) -> dict[str, dict[str, Any]]:

@@ -502,6 +502,18 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
         "greater than 0",
     ),
     (
+        "an embeddings model with a chat template",
+        _set("models.gemma3-270m.embeddings", {"pooling": "mean"}),
+        "llamafleet:models.gemma3-270m",
+        "an embeddings model generates nothing: drop chatTemplate",
+    ),
+    (
+        "a pooling llama-server's OpenAI embeddings cannot use",
+        _set("models.nomic-embed-v15.embeddings", {"pooling": "none"}),
+        "llamafleet:models.nomic-embed-v15.embeddings.pooling",
+        "Input should be 'mean', 'cls' or 'last'",
+    ),
+    (
         "build registry not a host",
         _set("images.build.registry", "https://registry/x"),
         "llamafleet:images.build.registry",
@@ -713,7 +725,7 @@ def test_validate_command_accepts_a_good_file_or_stack_name(stack: str) -> None:
     """Like `render` and the engine commands, `validate` takes a stack name or its file."""
     result = run_cli("validate", stack)
     assert result.returncode == 0, result.stderr
-    assert "Pulumi.prod.yaml: ok (4 models, 4 tiers, 3 teams)" in result.stdout
+    assert "Pulumi.prod.yaml: ok (5 models, 4 tiers, 3 teams)" in result.stdout
 
 
 def test_validate_command_prints_the_message_without_a_traceback(tmp_path: Path) -> None:

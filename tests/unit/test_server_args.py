@@ -5,6 +5,7 @@ import pytest
 from llamafleet.components.server_args import (
     API_KEY_FILE,
     BUILTIN_CHAT_TEMPLATES,
+    EmbeddingsConfig,
     SamplingDefaults,
     ServerOptions,
     builtin_chat_template_problem,
@@ -127,3 +128,29 @@ def test_no_key_flag_but_the_key_file_appears_in_argv() -> None:
         assert "--api-key" not in argv
         assert not [a for a in argv if "key" in a.lower() and a not in allowed]
         assert value_of(argv, "--api-key-file") == API_KEY_FILE
+
+
+def test_an_embeddings_server_batches_a_whole_slot_and_generates_nothing() -> None:
+    embedding_shape = ServingShape(
+        context_per_slot=2048, parallel=3, cpus=6, cache_ram_mib=300, embeddings=True
+    )
+    args = server_args(
+        options(embeddings=EmbeddingsConfig(pooling="mean"), max_tokens=64, shape=embedding_shape)
+    )
+    assert "--embeddings" in args and value_of(args, "--pooling") == "mean"
+    # A pooled input must fit one ubatch: a slot's context, not the default 512.
+    assert value_of(args, "--batch-size") == value_of(args, "--ubatch-size") == "2048"
+    assert "--n-predict" not in args
+    generating = server_args(options(max_tokens=64))
+    assert "--embeddings" not in generating and "--ubatch-size" not in generating
+
+
+def test_an_embeddings_server_keeps_the_ggufs_own_pooling_unless_told() -> None:
+    embedding_shape = ServingShape(
+        context_per_slot=512, parallel=1, cpus=1, cache_ram_mib=0, embeddings=True
+    )
+    assert "--pooling" not in server_args(
+        options(embeddings=EmbeddingsConfig(), shape=embedding_shape)
+    )
+    with pytest.raises(ValueError, match="must agree"):
+        options(embeddings=EmbeddingsConfig())

@@ -171,3 +171,16 @@ def test_context_is_padded_to_256_cells() -> None:
 def test_a_window_without_a_pattern_is_charged_in_full() -> None:
     no_pattern = replace(GEMMA_SWA, sliding_window_layers=None)
     assert kv_cache_bytes(no_pattern, shape()) > kv_cache_bytes(GEMMA_SWA, shape())
+
+
+def test_an_embeddings_pod_holds_buffers_for_a_whole_slot_as_one_ubatch() -> None:
+    """Measured on the pinned build (sizing.EMBEDDINGS_BUFFERS_PER_TOKEN): about twice the
+    vocabulary's floats per ubatch token, and the ubatch is a slot's context."""
+    embedding = shape(context_per_slot=2048, parallel=1, embeddings=True)
+    assert embedding.ubatch == 2048 and shape().ubatch == 512
+    sizing = size_pod(GEMMA, embedding, "cpu")
+    assert sizing.overhead_bytes == 256 * MiB + 262_144 * 2048 * 4 * 2
+    generating = size_pod(GEMMA, shape(context_per_slot=2048, parallel=1), "cpu")
+    assert sizing.memory_bytes - generating.memory_bytes == (
+        sizing.overhead_bytes - generating.overhead_bytes
+    )
