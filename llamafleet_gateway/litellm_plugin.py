@@ -19,6 +19,7 @@ admin routes and anything else answer 404. LiteLLM answers an HTTPException as O
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections import Counter as Tally
@@ -26,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
 from litellm.integrations.custom_logger import CustomLogger
@@ -124,6 +126,9 @@ async def user_api_key_auth(request: Request, api_key: str | None) -> UserAPIKey
 # n_predict, which wins over max_tokens there (tools/server/server-common.cpp).
 LENGTH_FIELDS = ("max_tokens", "max_completion_tokens", "n_predict")
 EMBEDDING_CALLS = frozenset({"embeddings", "aembedding"})
+# A tier that accepted a connection this recently is taken to be awake (KEDA scales a tier to
+# zero only after minutes without demand).
+AWAKE_FOR_SECONDS = 10.0
 # The outcome of a request a team limit refused (429), and its REJECTED reason.
 RATE_LIMITED = "rate_limit"
 # Where the plugin keeps its own id of a request, in the request's metadata (never a client's
@@ -167,12 +172,77 @@ def _peer_route(group: str) -> ModelRoute | None:
     if found is None:
         return None
     model, tier = found
-    return replace(model, tiers=(TierRoute(tier.tier, tier.group, tier.capacity),))
+    return replace(model, tiers=(tier,))
 
 
 def _is_rate_limit(error: object) -> bool:
     """A team limit's refusal (LiteLLM raises it with HTTP status 429)."""
     return getattr(error, "status_code", None) == 429
+
+
+def _route(team: str, model: str, call_type: object) -> ModelRoute:
+    """The route of `team`'s `model` (for a peer, the group `model` where this cluster serves
+    it), limited to the groups this process's router has.
+
+    Raises:
+        HTTPException: 404, 400 or 503, as async_pre_call_hook says.
+    """
+    if team == PEER:
+        route = _peer_route(model)
+    else:
+        team_route = routes().teams.get(team)
+        route = team_route.models.get(model) if team_route is not None else None
+    if route is None:
+        REJECTED.labels(team, "unknown_model").inc()
+        raise HTTPException(
+            status_code=404,
+            detail=f"The model `{model}` does not exist or you do not have access to it.",
+        )
+    if (call_type in EMBEDDING_CALLS) != route.embeddings:
+        REJECTED.labels(team, "wrong_endpoint").inc()
+        raise HTTPException(
+            status_code=400,
+            detail=f"`{model}` serves embeddings only: POST /v1/embeddings"
+            if route.embeddings
+            else f"`{model}` does not serve embeddings",
+        )
+    known = _router_groups()
+    if known is not None:
+        # While a new table meets an old config (a rollout), only groups this process has.
+        route = replace(route, tiers=tuple(t for t in route.tiers if t.group in known))
+        if not route.tiers:
+            raise HTTPException(status_code=503, detail=f"`{model}` is not served yet")
+    return route
+
+
+def _address_of(group: str) -> tuple[str, int] | None:
+    """(host, port) of `group`'s deployment (its api_base in LiteLLM's config)."""
+    from litellm.proxy import proxy_server  # noqa: PLC0415 (loaded after this module)
+
+    router = getattr(proxy_server, "llm_router", None)
+    deployments = router.get_model_list(model_name=group) if router is not None else None
+    for deployment in deployments or []:
+        url = urlsplit(str(deployment.get("litellm_params", {}).get("api_base", "")))
+        if url.hostname:
+            return url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    return None
+
+
+async def _healthy(host: str, port: int) -> bool:
+    """llama-server's /health at host:port answers 200 (it answers 503 while loading; a
+    Service without ready pods refuses the connection). Plain HTTP: a tier of this cluster."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(f"GET /health HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        status = await asyncio.wait_for(reader.readline(), 2)
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+    return status.split(b" ")[1:2] == [b"200"]
 
 
 def _router_groups() -> set[str] | None:
@@ -194,6 +264,8 @@ class Routing(CustomLogger):
         self._in_flight: Tally[str] = Tally()
         # call id -> (the group it was sent to, whether that was past the first tier)
         self._calls: dict[str, tuple[str, bool]] = {}
+        # group -> when (event loop time) it last accepted a connection
+        self._awake_at: dict[str, float] = {}
         start_http_server(
             int(os.environ.get("LLAMAFLEET_GATEWAY_METRICS_PORT", "9090")),
             addr=os.environ.get("LLAMAFLEET_GATEWAY_METRICS_ADDR", "0.0.0.0"),  # noqa: S104
@@ -202,40 +274,14 @@ class Routing(CustomLogger):
     async def async_pre_call_hook(
         self, user_api_key_dict: UserAPIKeyAuth, cache: Any, data: dict[str, Any], call_type: Any
     ) -> dict[str, Any]:
-        """Route the request to its team's deployment (data["model"] becomes its group).
-
-        Raises:
-            HTTPException: 404 when the model is not one of the caller's team's.
+        """Route the request to its team's deployment (data["model"] becomes its group), and
+        where that tier may be at zero replicas, hold it while the tier wakes. A request
+        `_route` refuses is answered with its HTTPException: 404 for a model not the caller's
+        team's, 400 for the wrong endpoint (chat to an embeddings model, or the reverse), 503
+        while this process does not serve the model yet.
         """
-        team = user_api_key_dict.team_id or ""
-        model = str(data.get("model", ""))
-        if team == PEER:
-            route = _peer_route(model)
-        else:
-            team_route = routes().teams.get(team)
-            route = team_route.models.get(model) if team_route is not None else None
-        if route is None:
-            REJECTED.labels(team, "unknown_model").inc()
-            raise HTTPException(
-                status_code=404,
-                detail=f"The model `{model}` does not exist or you do not have access to it.",
-            )
-        embedding = call_type in EMBEDDING_CALLS
-        if embedding != route.embeddings:
-            REJECTED.labels(team, "wrong_endpoint").inc()
-            raise HTTPException(
-                status_code=400,
-                detail=f"`{model}` serves embeddings only: POST /v1/embeddings"
-                if route.embeddings
-                else f"`{model}` does not serve embeddings",
-            )
-        known = _router_groups()
-        if known is not None:
-            # While a new table meets an old config (a rollout), only groups this process has.
-            route = replace(route, tiers=tuple(t for t in route.tiers if t.group in known))
-            if not route.tiers:
-                raise HTTPException(status_code=503, detail=f"`{model}` is not served yet")
-        if not embedding:
+        route = _route(user_api_key_dict.team_id or "", str(data.get("model", "")), call_type)
+        if not route.embeddings:
             for field in LENGTH_FIELDS:
                 if field in data or field == "max_tokens":
                     data[field] = capped_max_tokens(data.get(field), route.max_tokens)
@@ -249,8 +295,32 @@ class Routing(CustomLogger):
         labels = _labels_of(tier.group)
         if labels is not None:
             IN_FLIGHT.labels(*labels).inc()
+        if tier.wake_seconds and tier.peer is None:
+            try:
+                # Counted in flight meanwhile: the demand KEDA wakes the tier on.
+                await self._awake(tier)
+            except BaseException:  # cancelled (the client left) or anything else
+                self._done(call_id, "error")
+                raise
         data["model"] = tier.group
         return data
+
+    async def _awake(self, tier: TierRoute) -> None:
+        """Wait until `tier` has a ready replica (llama-server's /health answers 200 through
+        its Service), for at most its wake_seconds; past that the request goes on, to fail over
+        to the next tier. A tier seen awake in the last AWAKE_FOR_SECONDS is not probed again."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._awake_at.get(tier.group, -AWAKE_FOR_SECONDS) < AWAKE_FOR_SECONDS:
+            return
+        address = _address_of(tier.group)
+        if address is None:
+            return
+        deadline = loop.time() + tier.wake_seconds
+        while not await _healthy(*address):
+            if loop.time() >= deadline:
+                return
+            await asyncio.sleep(1)
+        self._awake_at[tier.group] = loop.time()
 
     async def async_filter_listed_models(
         self, user_api_key_dict: UserAPIKeyAuth, model_names: Sequence[str]

@@ -39,12 +39,15 @@ class TierRoute:
             so the next tier takes them.
         peer: The cluster whose gateway serves the tier (reached with that gateway's peer key,
             asking for the same group), or None for a tier of this gateway's own cluster.
+        wake_seconds: How long a request waits for the tier to have a ready replica (it may be
+            at zero: `replicas.min: 0`) before it goes on; 0: it always has one.
     """
 
     tier: str
     group: str
     capacity: int
     peer: str | None = None
+    wake_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Routes:
                         "tiers": [
                             {"tier": t.tier, "group": t.group, "capacity": t.capacity}
                             | ({} if t.peer is None else {"peer": t.peer})
+                            | ({"wakeSeconds": t.wake_seconds} if t.wake_seconds else {})
                             for t in model.tiers
                         ],
                     }
@@ -144,6 +148,7 @@ def _team(value: Mapping[str, Any]) -> TeamRoute:
                     str(t["group"]),
                     int(t["capacity"]),
                     None if t.get("peer") is None else str(t["peer"]),
+                    int(t.get("wakeSeconds", 0)),
                 )
                 for t in model["tiers"]
             ),

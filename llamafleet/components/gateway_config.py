@@ -55,6 +55,8 @@ class Backend:
         peer: The cluster whose gateway serves it, when not the gateway's own: `base_url` is
             then that gateway's (`https://<its hostname>/v1`).
         embeddings: It serves embeddings (llama-server --embeddings), not generation.
+        wake_seconds: How long the gateway holds a request while the tier wakes from zero
+            replicas; 0 for a tier that always has one (and for a peer's: its gateway holds).
     """
 
     team: str
@@ -65,6 +67,7 @@ class Backend:
     max_tokens: int
     peer: str | None = None
     embeddings: bool = False
+    wake_seconds: int = 0
 
     @property
     def group(self) -> str:
@@ -109,7 +112,10 @@ def routes(backends: Sequence[Backend], limits: Mapping[str, TeamLimits]) -> Rou
                     model: ModelRoute(
                         max_tokens=tiers[0].max_tokens,
                         embeddings=tiers[0].embeddings,
-                        tiers=tuple(TierRoute(b.tier, b.group, b.capacity, b.peer) for b in tiers),
+                        tiers=tuple(
+                            TierRoute(b.tier, b.group, b.capacity, b.peer, b.wake_seconds)
+                            for b in tiers
+                        ),
                     )
                     for model, tiers in models.items()
                 },

@@ -184,7 +184,7 @@ def _gateway(
             image=images.gateway,
             redis_image=images.redis,
             backends=[
-                _backend(p)
+                _backend(p, settings.serving)
                 if p.cluster_name == cluster_name
                 else _peer_backend(p, settings.clusters[p.cluster_name])
                 for p in placed
@@ -219,9 +219,11 @@ def _gateway(
     )
 
 
-def _backend(placement: Placement) -> Backend:
-    """One placement as the gateway reaches it: its Service (InferenceService.url) and the
-    requests its tier serves at once at its most replicas."""
+def _backend(placement: Placement, serving: Serving | None = None) -> Backend:
+    """One placement as the gateway reaches it: its Service (InferenceService.url), the
+    requests its tier serves at once at its most replicas, and how long a request waits for it
+    to wake where it may be at zero replicas (`serving.wakeSeconds`; none without `serving`:
+    another cluster's gateway holds its own)."""
     model = placement.model
     return Backend(
         team=placement.team,
@@ -234,6 +236,7 @@ def _backend(placement: Placement) -> Backend:
         capacity=model.replicas.max * model.parallel,
         max_tokens=model.max_tokens,
         embeddings=model.embeddings is not None,
+        wake_seconds=serving.wake_seconds if serving and model.replicas.min == 0 else 0,
     )
 
 

@@ -186,21 +186,36 @@ def _models(settings: Settings) -> Iterator[Problem]:
             )
             continue  # sized with a context it cannot have, it would not fit anywhere either
         if model.replicas.min == 0:
-            # The queue KEDA scales on is llama-server's own metric: at zero pods nothing
-            # reports demand, so the model would never come back (../shared/cases/c04). The
-            # gateway counts demand per tier, but does not yet hold a request while a tier
-            # wakes: until it does, a model keeps one replica.
-            yield Problem(
-                f"{path}.replicas.min",
-                "0 (scale to zero) is not supported yet: at zero pods no signal wakes the model"
-                " (llama-server exports the queue itself); use min 1",
-            )
+            yield from _scale_to_zero(settings, path, model)
         if model.accelerator == "gpu" and not has_gpu_tier:
             yield Problem(
                 f"{path}.accelerator", "gpu, but this stack has no gpu tier (all tiers are cpu)"
             )
             continue
         yield from _model_tiers(path, name, model, tiers, unreported)
+
+
+def _scale_to_zero(settings: Settings, path: str, model: Model) -> Iterator[Problem]:
+    """Scale to zero needs a signal that exists at zero pods: llama-server's queue is its own
+    metric, so with it alone the model would never come back (../shared/cases/c04). The
+    gateway's demand per tier (KEDA's second trigger, scraped through the gateway's
+    ServiceMonitor) is one, and the gateway holds a request while the tier wakes: so each
+    cluster serving the model needs KEDA and ServiceMonitors (an HPA cannot scale from zero)."""
+    lacking = sorted(
+        {
+            cluster_name
+            for cluster_name, cluster in settings.clusters.items()
+            if any(tier in cluster.tiers for tier in model.tiers)
+            and (cluster.autoscaler != "keda" or not cluster.service_monitors)
+        }
+    )
+    if lacking:
+        yield Problem(
+            f"{path}.replicas.min",
+            f"0 (scale to zero) needs KEDA and the gateway's demand in Prometheus "
+            f"(autoscaler: keda, serviceMonitors: true) on {', '.join(lacking)}: at zero pods "
+            "only the gateway's demand can wake the model; use min 1",
+        )
 
 
 def _misfits(settings: Settings, tiers: dict[str, Tier]) -> dict[tuple[str, str], list[str]]:

@@ -246,6 +246,14 @@ class Serving(Strict):
     gateway: GatewayConfig = Field(
         default_factory=GatewayConfig, description="The gateway's replicas and size."
     )
+    wake_seconds: int = Field(
+        default=300,
+        ge=10,
+        le=3600,
+        description="How long the gateway holds a request for a tier at zero replicas "
+        "(`replicas.min: 0`) while it wakes (KEDA sees the held request as demand; a node "
+        "may have to start and the model to load), before the next tier or an error.",
+    )
 
 
 MAX_KV_HEADS = 4096

@@ -105,3 +105,9 @@ def test_a_peer_tier_round_trips_and_is_never_served_to_a_peer() -> None:
             {"a": TeamRoute({"m": ModelRoute(1, (TierRoute("t", "a/m/t", 1),))})}
         ).to_json()
     )
+
+
+def test_a_tier_that_may_sleep_keeps_its_wake_wait() -> None:
+    route = ModelRoute(8, (TierRoute("t", "a/m/t", 1, wake_seconds=300),))
+    table = Routes({"a": TeamRoute({"m": route})})
+    assert Routes.from_json(table.to_json()).teams["a"].models["m"].tiers[0].wake_seconds == 300

@@ -557,6 +557,75 @@ def test_a_peer_key_is_no_key_at_the_gateway_that_issued_none(clusters: Clusters
     assert chat(clusters.here, clusters.peer_key, "b/m-b/t1", max_tokens=2)[0] == 401
 
 
+@pytest.fixture
+def sleeping(
+    payload: Path,
+    argv: list[str],
+    mounts: tuple[Path, Path],
+    fleet: Fleet,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LlamaServer]:
+    """Team a's server of a tier at zero replicas: not started (the test wakes it)."""
+    root = tmp_path_factory.mktemp("sleeping")
+    server = _server(payload, argv, mounts[0], root, fleet.internal["a"], extra=[])
+    yield server
+    if server.process is not None:
+        server.stop()
+
+
+def test_a_request_is_held_while_its_tier_wakes_from_zero(
+    venv: Path, fleet: Fleet, sleeping: LlamaServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A tier at zero replicas (`replicas.min: 0`): the request waits at the gateway, counted
+    as demand for that tier (what KEDA wakes it on: at zero pods llama-server exports nothing),
+    and is served once a replica is ready."""
+    root = tmp_path_factory.mktemp("wake")
+    backend = _backend("a", "z", "t0", sleeping, capacity=1, cap=CAP_A)
+    gateway = Gateway(
+        venv,
+        root / "gw",
+        [replace(backend, wake_seconds=120)],
+        fleet.internal,
+        {fleet.keys["a"]: "a"},
+    ).start()
+    answers: list[int] = []
+    try:
+        gateway.wait_ready()
+        request = threading.Thread(
+            target=lambda: answers.append(chat(gateway, fleet.keys["a"], "z", max_tokens=4)[0])
+        )
+        request.start()
+        demand = 'llamafleet_gateway_requests_in_flight{model="z",team="a",tier="t0"}'
+        deadline = time.monotonic() + 30
+        while gateway_metrics(gateway).get(demand) != 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)
+        assert gateway_metrics(gateway).get(demand) == 1 and not answers, answers
+        sleeping.start()  # the tier wakes
+        request.join(timeout=180)
+        assert answers == [200], answers
+        assert gateway_metrics(gateway)[demand] == 0
+    finally:
+        gateway.stop()
+
+
+def test_a_tier_that_never_sleeps_is_not_waited_for(
+    venv: Path, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The control: without wake_seconds a tier with nothing listening fails at once."""
+    dead = Backend("a", "z", "t0", f"http://127.0.0.1:{free_port()}/v1", 1, CAP_A)
+    root = tmp_path_factory.mktemp("awake")
+    keys = {fleet.keys["a"]: "a"}
+    gateway = Gateway(venv, root / "gw", [dead], fleet.internal, keys).start()
+    try:
+        gateway.wait_ready()
+        started = time.monotonic()
+        status = chat(gateway, fleet.keys["a"], "z", max_tokens=4)[0]
+        assert status >= 500 and time.monotonic() - started < 30, status
+    finally:
+        gateway.stop()
+
+
 def test_a_stopped_first_tier_spills_to_the_next(pair: list[Gateway], fleet: Fleet) -> None:
     """Runs last: it stops t1's server for good."""
     fleet.a1.stop()

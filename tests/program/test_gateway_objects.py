@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -12,7 +13,7 @@ from pulumi.runtime.rpc import is_rpc_secret
 from support.stack_renders import GATEWAY_NAMESPACE, gateway_objects, model_objects
 
 from llamafleet.command.mock_run import Declared, run_program
-from llamafleet.command.render import Rendered, cluster_of, is_kubernetes_object
+from llamafleet.command.render import Rendered, cluster_of, is_kubernetes_object, render
 from llamafleet.components.gateway import (
     BACKEND_KEYS_MARK,
     CONFIG_MARK,
@@ -386,3 +387,34 @@ def test_a_gateway_without_peers_accepts_no_peer_key_and_trusts_public_cas() -> 
     assert "peer-ca.pem" not in objects["ConfigMap/llamafleet-gateway"].inputs["data"]
     pod = objects["Deployment/llamafleet-gateway"].inputs["spec"]["template"]["spec"]
     assert PEER_CA_ENV not in {e["name"] for e in pod["containers"][0]["env"]}
+
+
+def test_a_model_may_scale_to_zero_where_the_gateways_demand_wakes_it(tmp_path: Path) -> None:
+    """../shared/cases/c04: min 0 with KEDA, whose ScaledObject also follows the gateway's
+    demand (present at zero pods), and whose tier the gateway holds requests for while it
+    wakes (serving.wakeSeconds)."""
+    document = yaml.safe_load(stack_file("prod").read_text())
+    document["config"]["llamafleet:models"]["qwen25-32b"]["replicas"]["min"] = 0
+    path = tmp_path / "Pulumi.zero.yaml"
+    path.write_text(yaml.safe_dump(document))
+    objects = render(str(path)).kubernetes_objects
+    (scaled,) = [
+        o
+        for o in kinds(objects, "ScaledObject")
+        if o["spec"]["scaleTargetRef"]["name"] == "qwen25-32b-gpu-l40s"
+    ]
+    assert scaled["spec"]["minReplicaCount"] == 0
+    queries = [t["metadata"]["query"] for t in scaled["spec"]["triggers"]]
+    assert any("llamafleet_gateway_requests_in_flight" in q for q in queries), queries
+    (config,) = [
+        o for o in kinds(gateway_objects(objects), "ConfigMap") if "routes.json" in o["data"]
+    ]
+    table = Routes.from_json(config["data"]["routes.json"])
+    wakes = {
+        tier.group: tier.wake_seconds
+        for team in table.teams.values()
+        for model in team.models.values()
+        for tier in model.tiers
+    }
+    assert wakes["support/qwen25-32b/gpu-l40s"] == 300
+    assert {w for g, w in wakes.items() if "qwen25-32b" not in g} == {0}

@@ -271,10 +271,25 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
         "greater than or equal to 1",
     ),
     (
-        "scale to zero",
-        _set("models.qwen25-7b.replicas.min", 0),
+        "scale to zero where an HPA scales",
+        _both(_set("models.qwen25-7b.replicas.min", 0), _set("clusters.prod.autoscaler", "hpa")),
         "llamafleet:models.qwen25-7b.replicas.min",
-        "is not supported yet: at zero pods no signal wakes the model",
+        "0 (scale to zero) needs KEDA and the gateway's demand in Prometheus (autoscaler: keda, "
+        "serviceMonitors: true) on prod",
+    ),
+    (
+        "scale to zero without the gateway's demand in Prometheus",
+        _both(
+            _set("models.qwen25-7b.replicas.min", 0), _set("clusters.prod.serviceMonitors", False)
+        ),
+        "llamafleet:models.qwen25-7b.replicas.min",
+        "0 (scale to zero) needs KEDA",
+    ),
+    (
+        "a wake wait under ten seconds",
+        _set("serving.wakeSeconds", 5),
+        "llamafleet:serving.wakeSeconds",
+        "greater than or equal to 10",
     ),
     (
         "GPU tier without a CUDA image",
