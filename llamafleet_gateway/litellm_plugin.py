@@ -129,6 +129,9 @@ EMBEDDING_CALLS = frozenset({"embeddings", "aembedding"})
 # A tier that accepted a connection this recently is taken to be awake (KEDA scales a tier to
 # zero only after minutes without demand).
 AWAKE_FOR_SECONDS = 10.0
+# A tier that failed to answer (unreachable, 5xx, a timeout) is passed over this long, so not
+# every request pays for trying it first; then it is tried again.
+FAILING_SECONDS = 30.0
 # The outcome of a request a team limit refused (429), and its REJECTED reason.
 RATE_LIMITED = "rate_limit"
 # Where the plugin keeps its own id of a request, in the request's metadata (never a client's
@@ -178,6 +181,13 @@ def _peer_route(group: str) -> ModelRoute | None:
 def _is_rate_limit(error: object) -> bool:
     """A team limit's refusal (LiteLLM raises it with HTTP status 429)."""
     return getattr(error, "status_code", None) == 429
+
+
+def _is_backend_fault(error: object) -> bool:
+    """The backend could not answer: no status (a connection error), a timeout (408) or a 5xx.
+    A 4xx is the request's own fault (too long a prompt, say): the backend is fine."""
+    status = getattr(error, "status_code", None)
+    return not isinstance(status, int) or status == 408 or status >= 500
 
 
 def _route(team: str, model: str, call_type: object) -> ModelRoute:
@@ -266,6 +276,8 @@ class Routing(CustomLogger):
         self._calls: dict[str, tuple[str, bool]] = {}
         # group -> when (event loop time) it last accepted a connection
         self._awake_at: dict[str, float] = {}
+        # group -> until when (event loop time) it is passed over, having failed to answer
+        self._failing: dict[str, float] = {}
         start_http_server(
             int(os.environ.get("LLAMAFLEET_GATEWAY_METRICS_PORT", "9090")),
             addr=os.environ.get("LLAMAFLEET_GATEWAY_METRICS_ADDR", "0.0.0.0"),  # noqa: S104
@@ -289,7 +301,7 @@ class Routing(CustomLogger):
         metadata = data.get("metadata")
         data["metadata"] = {**(metadata if isinstance(metadata, dict) else {}), CALL_KEY: call_id}
         with self._lock:
-            tier, spilled = choose_tier(route, self._in_flight)
+            tier, spilled = choose_tier(route, self._in_flight, self._failing_now())
             self._in_flight[tier.group] += 1
             self._calls[call_id] = (tier.group, spilled)
         labels = _labels_of(tier.group)
@@ -304,6 +316,10 @@ class Routing(CustomLogger):
                 raise
         data["model"] = tier.group
         return data
+
+    def _failing_now(self) -> set[str]:
+        now = asyncio.get_running_loop().time()
+        return {group for group, until in self._failing.items() if until > now}
 
     async def _awake(self, tier: TierRoute) -> None:
         """Wait until `tier` has a ready replica (llama-server's /health answers 200 through
@@ -365,17 +381,25 @@ class Routing(CustomLogger):
     async def async_log_success_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        """A request (a whole stream, for streaming) finished: it no longer counts as demand."""
+        """A request (a whole stream, for streaming) finished: it no longer counts as demand,
+        and the group that answered is not failing."""
         usage = getattr(response_obj, "usage", None)
-        self._done(_call_of(kwargs), "ok", _served(kwargs), usage)
+        served = _served(kwargs)
+        self._failing.pop(str(served), None)
+        self._done(_call_of(kwargs), "ok", served, usage)
 
     async def async_log_failure_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """An attempt failed at a backend (a fallback may follow), or a team limit refused the
-        request (LiteLLM logs that as a failure too)."""
-        limited = _is_rate_limit(kwargs.get("exception")) or _is_rate_limit(response_obj)
-        self._done(_call_of(kwargs), RATE_LIMITED if limited else "error", _served(kwargs))
+        request (LiteLLM logs that as a failure too). A backend that could not answer
+        (unreachable, 5xx, a timeout) is passed over for FAILING_SECONDS."""
+        error = kwargs.get("exception") or response_obj
+        limited = _is_rate_limit(error)
+        served = _served(kwargs)
+        if not limited and _is_backend_fault(error) and served:
+            self._failing[str(served)] = asyncio.get_running_loop().time() + FAILING_SECONDS
+        self._done(_call_of(kwargs), RATE_LIMITED if limited else "error", served)
 
     async def async_post_call_failure_hook(
         self,

@@ -8,7 +8,7 @@ tier (`group_name`), so a team's request can only ever reach its own namespace's
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,17 +162,21 @@ def _team(value: Mapping[str, Any]) -> TeamRoute:
     return TeamRoute(models, None if rpm is None else int(rpm), None if tpm is None else int(tpm))
 
 
-def choose_tier(route: ModelRoute, in_flight: Mapping[str, int]) -> tuple[TierRoute, bool]:
+def choose_tier(
+    route: ModelRoute, in_flight: Mapping[str, int], failing: Set[str] = frozenset()
+) -> tuple[TierRoute, bool]:
     """The tier a request goes to, and whether it spilled past the first.
 
-    The first tier in order whose requests in flight (`in_flight`, by group) are below its
-    capacity; when every tier is full, the first (the request waits in its queue, where the
-    autoscaler sees it), so a tier spills only when it cannot take more.
+    The first tier in order, not `failing` (groups that just failed to answer), whose requests
+    in flight (`in_flight`, by group) are below its capacity; when every such tier is full, the
+    first of them (the request waits in its queue, where the autoscaler sees it), so a tier
+    spills only when it cannot take more; when every tier is failing, the first.
     """
-    for tier in route.tiers:
+    usable = [tier for tier in route.tiers if tier.group not in failing] or [route.tiers[0]]
+    for tier in usable:
         if in_flight.get(tier.group, 0) < tier.capacity:
             return tier, tier is not route.tiers[0]
-    return route.tiers[0], False
+    return usable[0], usable[0] is not route.tiers[0]
 
 
 def capped_max_tokens(requested: object, cap: int) -> int:

@@ -111,3 +111,10 @@ def test_a_tier_that_may_sleep_keeps_its_wake_wait() -> None:
     route = ModelRoute(8, (TierRoute("t", "a/m/t", 1, wake_seconds=300),))
     table = Routes({"a": TeamRoute({"m": route})})
     assert Routes.from_json(table.to_json()).teams["a"].models["m"].tiers[0].wake_seconds == 300
+
+
+def test_a_failing_tier_is_passed_over_until_every_tier_fails() -> None:
+    assert choose_tier(ROUTE, {}, {FIRST.group}) == (SECOND, True)
+    # Full as well: the request waits at the first usable tier, still past the failing one.
+    assert choose_tier(ROUTE, {SECOND.group: 1}, {FIRST.group}) == (SECOND, True)
+    assert choose_tier(ROUTE, {}, {FIRST.group, SECOND.group}) == (FIRST, False)

@@ -629,10 +629,15 @@ def test_a_tier_that_never_sleeps_is_not_waited_for(
 def test_a_stopped_first_tier_spills_to_the_next(pair: list[Gateway], fleet: Fleet) -> None:
     """Runs last: it stops t1's server for good."""
     fleet.a1.stop()
+    failed = 'llamafleet_gateway_requests_total{model="m",outcome="error",team="a",tier="t1"}'
+    errors_before = gateway_metrics(pair[0]).get(failed, 0)
     before = counter(fleet.a2, fleet.internal["a"])
-    status, _, body = chat(pair[0], fleet.keys["a"], "m", max_tokens=4)
-    assert status == 200, body
+    for _ in range(3):
+        status, _, body = chat(pair[0], fleet.keys["a"], "m", max_tokens=4)
+        assert status == 200, body
     assert counter(fleet.a2, fleet.internal["a"]) > before
+    # Only the first request tried the stopped tier: it is passed over for a while after.
+    assert gateway_metrics(pair[0]).get(failed, 0) - errors_before == 1
 
 
 def gateway_metrics(gateway: Gateway) -> dict[str, float]:
