@@ -6,7 +6,9 @@ environment, set by the Gateway component from the stack's settings:
 - `LLAMAFLEET_GATEWAY_ROUTES`: the routing table (`routes.Routes` JSON, a ConfigMap file);
 - `LLAMAFLEET_GATEWAY_KEYS`: the team key hashes (`keys.KeyTable`, a Secret file);
 - `LLAMAFLEET_GATEWAY_METRICS_PORT`: where Prometheus metrics are served (default 9090), a port
-  the Service does not expose.
+  the Service does not expose;
+- `LLAMAFLEET_GATEWAY_REDIS`: where the replicas share their requests in flight
+  (`shared_counts`), if anywhere (names: `environment`).
 
 A caller's key gives its team; the request's `model` must be one of that team's models (else
 404), and is rewritten to the LiteLLM group of the team's deployment on the chosen tier, so no
@@ -34,6 +36,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import UserAPIKeyAuth
 from prometheus_client import Counter, Gauge, start_http_server
 
+from llamafleet_gateway import environment
 from llamafleet_gateway.keys import KeyTable
 from llamafleet_gateway.openai_routes import OPENAI_ROUTES
 from llamafleet_gateway.routes import (
@@ -44,14 +47,15 @@ from llamafleet_gateway.routes import (
     capped_max_tokens,
     choose_tier,
 )
+from llamafleet_gateway.shared_counts import from_environment
 from llamafleet_gateway.watched import Watched
 
-_ROUTES_FILE = Path(os.environ["LLAMAFLEET_GATEWAY_ROUTES"])
+_ROUTES_FILE = Path(os.environ[environment.ROUTES])
 # Read once now, so a gateway with a broken table never starts; then again whenever the
 # ConfigMap changes (limits, capacities, caps): no restart for those.
 _ROUTES = Watched(_ROUTES_FILE, Routes.from_json)
 Routes.from_json(_ROUTES_FILE.read_text())
-_KEYS = KeyTable(Path(os.environ["LLAMAFLEET_GATEWAY_KEYS"]))
+_KEYS = KeyTable(Path(os.environ[environment.KEYS]))
 
 
 def routes() -> Routes:
@@ -272,6 +276,8 @@ class Routing(CustomLogger):
         super().__init__()
         self._lock = threading.Lock()
         self._in_flight: Tally[str] = Tally()
+        # The other replicas' requests in flight, through Redis where there is one.
+        self._shared = from_environment(self._own_counts)
         # call id -> (the group it was sent to, whether that was past the first tier)
         self._calls: dict[str, tuple[str, bool]] = {}
         # group -> when (event loop time) it last accepted a connection
@@ -279,8 +285,8 @@ class Routing(CustomLogger):
         # group -> until when (event loop time) it is passed over, having failed to answer
         self._failing: dict[str, float] = {}
         start_http_server(
-            int(os.environ.get("LLAMAFLEET_GATEWAY_METRICS_PORT", "9090")),
-            addr=os.environ.get("LLAMAFLEET_GATEWAY_METRICS_ADDR", "0.0.0.0"),  # noqa: S104
+            int(os.environ.get(environment.METRICS_PORT, "9090")),
+            addr=os.environ.get(environment.METRICS_ADDR, "0.0.0.0"),  # noqa: S104
         )
 
     async def async_pre_call_hook(
@@ -297,11 +303,14 @@ class Routing(CustomLogger):
             for field in LENGTH_FIELDS:
                 if field in data or field == "max_tokens":
                     data[field] = capped_max_tokens(data.get(field), route.max_tokens)
+        if self._shared is not None:
+            self._shared.start()
         call_id = os.urandom(16).hex()
         metadata = data.get("metadata")
         data["metadata"] = {**(metadata if isinstance(metadata, dict) else {}), CALL_KEY: call_id}
         with self._lock:
-            tier, spilled = choose_tier(route, self._in_flight, self._failing_now())
+            counts = self._in_flight + (self._shared.others if self._shared else Tally())
+            tier, spilled = choose_tier(route, counts, self._failing_now())
             self._in_flight[tier.group] += 1
             self._calls[call_id] = (tier.group, spilled)
         labels = _labels_of(tier.group)
@@ -316,6 +325,10 @@ class Routing(CustomLogger):
                 raise
         data["model"] = tier.group
         return data
+
+    def _own_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._in_flight)
 
     def _failing_now(self) -> set[str]:
         now = asyncio.get_running_loop().time()

@@ -7,7 +7,7 @@ settings. The allowlist answers everything but the OpenAI routes with an OpenAI-
 LiteLLM sees the request, and answers the two health routes the kubelet probes itself, without
 LiteLLM's details (its version, its callbacks). It is a plain ASGI wrapper, so a stream passes
 through unbuffered. Where other clusters' gateways have certificates from a private CA, it adds
-those CAs to the public ones LiteLLM verifies backends with (`PEER_CA_ENV`).
+those CAs to the public ones LiteLLM verifies backends with (`environment.PEER_CA`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from llamafleet_gateway import environment
 from llamafleet_gateway.openai_routes import OPENAI_ROUTES
 
 Scope = MutableMapping[str, Any]
@@ -27,8 +28,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# Where the Gateway component puts the other clusters' gateways' private CAs (PEM), if any.
-PEER_CA_ENV = "LLAMAFLEET_GATEWAY_PEER_CA"
 LIVENESS = "/health/liveliness"
 READINESS = "/health/readiness"
 
@@ -94,7 +93,7 @@ def trust_bundle(public: Path, private: Path, bundle: Path) -> Path:
 
 
 def _trust_peer_cas() -> None:
-    private = os.environ.get(PEER_CA_ENV)
+    private = os.environ.get(environment.PEER_CA)
     if not private:
         return
     import certifi  # noqa: PLC0415 (the gateway environment's, as LiteLLM's clients use it)

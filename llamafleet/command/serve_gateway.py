@@ -45,6 +45,7 @@ from llamafleet.components.gateway import GATEWAY_APP, gateway_argv
 from llamafleet.components.gateway_config import CONFIG_FILE, gateway_command
 from llamafleet.components.labels import TEAM_LABEL
 from llamafleet.components.server_args import SERVER_PORT
+from llamafleet_gateway import environment
 
 GATEWAY_SELECTOR = f"app.kubernetes.io/name={GATEWAY_APP}"
 
@@ -159,9 +160,10 @@ def start_gateway(
     native.write_text(yaml.safe_dump(native_config(config, backends), sort_keys=True))
     mounts = {path: str(directory) for path, directory in local.items()}
     env = {**os.environ, **{k: local_path(v, mounts) for k, v in gateway.env.items()}}
+    env.pop(environment.REDIS, None)  # no Redis here: one process counts alone
     env["PYTHONPATH"] = str(REPO_ROOT)
-    env["LLAMAFLEET_GATEWAY_METRICS_PORT"] = str(port + 1000)
-    env["LLAMAFLEET_GATEWAY_METRICS_ADDR"] = LOOPBACK
+    env[environment.METRICS_PORT] = str(port + 1000)
+    env[environment.METRICS_ADDR] = LOOPBACK
     # A digest: the environment holds the gateway's secrets, which must not land in a file.
     fingerprint = hashlib.sha256(
         f"{sorted(gateway.env.items())} {native.read_text()} {port} {venv}".encode()

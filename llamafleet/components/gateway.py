@@ -58,7 +58,7 @@ from llamafleet.components.pod_security import (
     restricted_namespace_labels,
 )
 from llamafleet.components.server_args import SERVER_PORT
-from llamafleet_gateway.proxy import PEER_CA_ENV
+from llamafleet_gateway import environment
 from llamafleet_gateway.routes import PEER
 
 GATEWAY_APP = "llamafleet-gateway"
@@ -632,21 +632,27 @@ def gateway_environment(
     metrics_port: int = METRICS_PORT,
     *,
     peer_cas: bool = False,
+    redis: str | None = None,
 ) -> dict[str, str]:
     """The gateway's plain environment (its secrets come from a Secret): where the plugin
     reads the routing table and the key hashes, its metrics port, with `peer_cas` where the
-    entrypoint finds the peers' private CAs, and LiteLLM's switches for what the gateway does
-    not serve: no admin UI, no API docs, no telemetry."""
+    entrypoint finds the peers' private CAs, with `redis` (host:port) where the replicas share
+    their requests in flight, and LiteLLM's switches for what the gateway does not serve: no
+    admin UI, no API docs, no telemetry, no fetch of its cost map from the internet."""
     env = {
-        "LLAMAFLEET_GATEWAY_ROUTES": f"{config_dir}/{ROUTES_FILE}",
-        "LLAMAFLEET_GATEWAY_KEYS": f"{keys_dir}/{KEYS_FILE}",
-        "LLAMAFLEET_GATEWAY_METRICS_PORT": str(metrics_port),
+        environment.ROUTES: f"{config_dir}/{ROUTES_FILE}",
+        environment.KEYS: f"{keys_dir}/{KEYS_FILE}",
+        environment.METRICS_PORT: str(metrics_port),
         "DISABLE_ADMIN_UI": "True",
         "NO_DOCS": "True",
         "LITELLM_TELEMETRY": "False",
+        # LiteLLM fetches its model cost map from GitHub at start; use the one it ships.
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     }
     if peer_cas:
-        env[PEER_CA_ENV] = f"{config_dir}/{PEER_CA_FILE}"
+        env[environment.PEER_CA] = f"{config_dir}/{PEER_CA_FILE}"
+    if redis is not None:
+        env[environment.REDIS] = redis
     return env
 
 
@@ -679,7 +685,7 @@ def gateway_pod_spec(args: GatewayArgs) -> dict[str, Any]:
         *(
             {"name": name, "value": value}
             for name, value in gateway_environment(
-                peer_cas=peer_ca_bundle(args.peers) is not None
+                peer_cas=peer_ca_bundle(args.peers) is not None, redis=f"{REDIS_APP}:{REDIS_PORT}"
             ).items()
         ),
         *(

@@ -34,6 +34,7 @@ from llamafleet.components.gateway_config import (
     litellm_config,
     routes,
 )
+from llamafleet_gateway import environment
 from llamafleet_gateway.keys import key_hash
 
 
@@ -153,13 +154,14 @@ class Gateway:
             **os.environ,
             **gateway_environment(str(self.workdir), str(self.workdir), self.metrics_port),
             "PYTHONPATH": str(REPO),
-            "LLAMAFLEET_GATEWAY_METRICS_ADDR": "127.0.0.1",
+            environment.METRICS_ADDR: "127.0.0.1",
             "LITELLM_MASTER_KEY": f"sk-{secrets.token_hex(24)}",
             **{internal_key_env(team): key for team, key in self.internal_keys.items()},
             **self.env,
         }
         if self.redis is not None:
             env["REDIS_PASSWORD"] = self.redis.password
+            env[environment.REDIS] = f"127.0.0.1:{self.redis.port}"
         tls = None if self.tls_dir is None else str(self.tls_dir)
         argv = gateway_argv(str(self.workdir / CONFIG_FILE), "127.0.0.1", self.port, tls)
         with self.log.open("wb") as sink:

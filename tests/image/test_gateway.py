@@ -27,7 +27,7 @@ from support.loopback import free_port
 
 from llamafleet.components.gateway_config import Backend, TeamLimits, peer_key_env
 from llamafleet.components.server_args import API_KEY_FILE
-from llamafleet_gateway.proxy import PEER_CA_ENV
+from llamafleet_gateway import environment
 from llamafleet_gateway.routes import PEER
 
 pytestmark = pytest.mark.image
@@ -386,6 +386,61 @@ def test_a_full_first_tier_spills_to_the_next(pair: list[Gateway], fleet: Fleet)
     assert gateway_metrics(gateway)[spills] >= 1
 
 
+def _held_at_one_then_sent_to_the_other(gateways: list[Gateway], fleet: Fleet) -> set[str]:
+    """Which servers answered while a long stream through gateways[0] held t1's one slot and a
+    second request went through gateways[1] (after the replicas shared their counts)."""
+    holding = threading.Thread(target=stream, args=(gateways[0], fleet.keys["a"], "m", 200))
+
+    def next_request() -> None:
+        holding.start()
+        time.sleep(2.0)  # several SHARE_SECONDS
+        assert chat(gateways[1], fleet.keys["a"], "m", max_tokens=4)[0] == 200
+
+    moved = served_by(fleet, next_request)
+    holding.join()
+    return moved
+
+
+def test_a_tier_full_through_one_replica_spills_at_the_other(
+    pair: list[Gateway], fleet: Fleet
+) -> None:
+    """The replicas share their requests in flight through Redis: t1 is full wherever its one
+    slot was taken, so the other replica sends the next request to t2."""
+    assert _held_at_one_then_sent_to_the_other(pair, fleet) == {"a1", "a2"}
+
+
+def test_without_redis_each_replica_sees_only_its_own_requests(
+    venv: Path, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The control: replicas that share no Redis each send to t1, which queues the second."""
+    gateways = _gateways(venv, fleet, tmp_path_factory.mktemp("unshared"), None, 2)
+    try:
+        assert _held_at_one_then_sent_to_the_other(gateways, fleet) == {"a1"}
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+
+
+def test_an_unreachable_redis_leaves_each_replica_counting_alone(
+    venv: Path, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Sharing is best effort: with its Redis gone, a replica still routes and serves."""
+    root = tmp_path_factory.mktemp("no-redis")
+    keys = {key: team for team, key in fleet.keys.items()}
+    nowhere = {environment.REDIS: f"127.0.0.1:{free_port()}"}
+    gateway = Gateway(venv, root / "gw", fleet.backends, fleet.internal, keys, env=nowhere).start()
+    try:
+        gateway.wait_ready()
+        for _ in range(2):
+            assert chat(gateway, fleet.keys["b"], "m-b", max_tokens=2)[0] == 200
+        deadline = time.monotonic() + 20
+        while "in-flight counts not shared" not in gateway.log_text():
+            assert time.monotonic() < deadline, gateway.log_text()[-2000:]
+            time.sleep(0.5)
+    finally:
+        gateway.stop()
+
+
 def test_keys_change_at_the_gateway_without_a_model_reload(
     pair: list[Gateway], fleet: Fleet
 ) -> None:
@@ -481,7 +536,7 @@ def trusting(peer: Gateway) -> dict[str, str]:
     """The environment that makes a gateway trust `peer`'s self-signed certificate as a
     private CA: the ConfigMap file the entrypoint adds to the public CAs."""
     assert peer.tls_dir is not None
-    return {PEER_CA_ENV: str(peer.tls_dir / "tls.crt")}
+    return {environment.PEER_CA: str(peer.tls_dir / "tls.crt")}
 
 
 def test_a_team_with_no_tier_here_is_served_through_the_other_clusters_gateway(

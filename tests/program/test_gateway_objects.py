@@ -27,7 +27,7 @@ from llamafleet.components.gateway_config import Backend
 from llamafleet.settings.load import load_stack_file, stack_file
 from llamafleet.settings.names import team_namespace
 from llamafleet.settings.placement import placements
-from llamafleet_gateway.proxy import PEER_CA_ENV
+from llamafleet_gateway import environment
 from llamafleet_gateway.routes import PEER, Routes
 
 GATEWAY = "kubernetes:apps/v1:Deployment"
@@ -375,7 +375,7 @@ def test_a_gateway_accepts_its_peer_key_as_the_peer_and_presents_the_others() ->
     assert config["peer-ca.pem"] == ca + "\n"
     pod = objects["Deployment/llamafleet-gateway"].inputs["spec"]["template"]["spec"]
     variables = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
-    assert variables[PEER_CA_ENV] == "/etc/llamafleet/gateway/peer-ca.pem"
+    assert variables[environment.PEER_CA] == "/etc/llamafleet/gateway/peer-ca.pem"
 
 
 def test_a_gateway_without_peers_accepts_no_peer_key_and_trusts_public_cas() -> None:
@@ -386,7 +386,7 @@ def test_a_gateway_without_peers_accepts_no_peer_key_and_trusts_public_cas() -> 
     assert PEER not in hashes.values()
     assert "peer-ca.pem" not in objects["ConfigMap/llamafleet-gateway"].inputs["data"]
     pod = objects["Deployment/llamafleet-gateway"].inputs["spec"]["template"]["spec"]
-    assert PEER_CA_ENV not in {e["name"] for e in pod["containers"][0]["env"]}
+    assert environment.PEER_CA not in {e["name"] for e in pod["containers"][0]["env"]}
 
 
 def test_a_model_may_scale_to_zero_where_the_gateways_demand_wakes_it(tmp_path: Path) -> None:
