@@ -543,7 +543,13 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
 def test_bad_settings_get_one_clear_line(
     tmp_path: Path, mutate: Callable[[Config], None], key: str, fragment: str
 ) -> None:
-    config = prod_config()
+    assert_one_clear_line(tmp_path, prod_config(), mutate, key, fragment)
+
+
+def assert_one_clear_line(
+    tmp_path: Path, config: Config, mutate: Callable[[Config], None], key: str, fragment: str
+) -> None:
+    """`config`, mutated, is refused with exactly one line naming the file and `key`."""
     mutate(config)
     bad = tmp_path / "Pulumi.bad.yaml"
     bad.write_text(yaml.safe_dump({"config": config}))
@@ -627,15 +633,7 @@ def hybrid_config() -> Config:
 def test_bad_cross_cluster_settings_get_one_clear_line(
     tmp_path: Path, mutate: Callable[[Config], None], key: str, fragment: str
 ) -> None:
-    config = hybrid_config()
-    mutate(config)
-    bad = tmp_path / "Pulumi.bad.yaml"
-    bad.write_text(yaml.safe_dump({"config": config}))
-    with pytest.raises(SettingsError) as caught:
-        load_stack_file(bad)
-    lines = str(caught.value).splitlines()
-    assert len(lines) == 1, "\n".join(lines)
-    assert lines[0].startswith(f"{bad}: {key}: ") and fragment in lines[0], lines[0]
+    assert_one_clear_line(tmp_path, hybrid_config(), mutate, key, fragment)
 
 
 def _openssl_certificate(directory: Path, *extensions: str) -> str:
