@@ -130,7 +130,7 @@ async def user_api_key_auth(request: Request, api_key: str | None) -> UserAPIKey
 # n_predict, which wins over max_tokens there (tools/server/server-common.cpp).
 LENGTH_FIELDS = ("max_tokens", "max_completion_tokens", "n_predict")
 EMBEDDING_CALLS = frozenset({"embeddings", "aembedding"})
-# A tier that accepted a connection this recently is taken to be awake (KEDA scales a tier to
+# A tier whose /health answered 200 this recently is taken to be awake (KEDA scales a tier to
 # zero only after minutes without demand).
 AWAKE_FOR_SECONDS = 10.0
 # A tier that failed to answer (unreachable, 5xx, a timeout) is passed over this long, so not
@@ -280,7 +280,7 @@ class Routing(CustomLogger):
         self._shared = from_environment(self._own_counts)
         # call id -> (the group it was sent to, whether that was past the first tier)
         self._calls: dict[str, tuple[str, bool]] = {}
-        # group -> when (event loop time) it last accepted a connection
+        # group -> when (event loop time) its /health last answered 200
         self._awake_at: dict[str, float] = {}
         # group -> until when (event loop time) it is passed over, having failed to answer
         self._failing: dict[str, float] = {}
@@ -339,7 +339,8 @@ class Routing(CustomLogger):
         its Service), for at most its wake_seconds; past that the request goes on, to fail over
         to the next tier. A tier seen awake in the last AWAKE_FOR_SECONDS is not probed again."""
         loop = asyncio.get_running_loop()
-        if loop.time() - self._awake_at.get(tier.group, -AWAKE_FOR_SECONDS) < AWAKE_FOR_SECONDS:
+        seen = self._awake_at.get(tier.group)
+        if seen is not None and loop.time() - seen < AWAKE_FOR_SECONDS:
             return
         address = _address_of(tier.group)
         if address is None:
