@@ -10,3 +10,4 @@ METRICS_PORT = "LLAMAFLEET_GATEWAY_METRICS_PORT"  # the plugin's Prometheus port
 METRICS_ADDR = "LLAMAFLEET_GATEWAY_METRICS_ADDR"  # its address (all interfaces)
 PEER_CA = "LLAMAFLEET_GATEWAY_PEER_CA"  # the peers' private CAs (PEM file), if any
 REDIS = "LLAMAFLEET_GATEWAY_REDIS"  # host:port where replicas share requests in flight
+LONGEST_CALL = "LLAMAFLEET_GATEWAY_LONGEST_CALL"  # seconds a request may last here, at most

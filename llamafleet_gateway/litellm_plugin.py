@@ -32,6 +32,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
+from litellm.exceptions import APIConnectionError, Timeout
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import UserAPIKeyAuth
 from prometheus_client import Counter, Gauge, start_http_server
@@ -188,10 +189,15 @@ def _is_rate_limit(error: object) -> bool:
 
 
 def _is_backend_fault(error: object) -> bool:
-    """The backend could not answer: no status (a connection error), a timeout (408) or a 5xx.
-    A 4xx is the request's own fault (too long a prompt, say): the backend is fine."""
+    """The backend could not answer: unreachable, a timeout, or a gateway status (502, 503,
+    504). A 4xx or another 500 may be the request's own fault (too long an input, say): the
+    backend is fine. The pinned LiteLLM reports a refused connection to an OpenAI-compatible
+    backend as InternalServerError 500 "…OpenAIException - Connection error." (checked by
+    tests/image/test_gateway.py: a stopped tier is passed over)."""
+    if isinstance(error, APIConnectionError | Timeout) or "Connection error" in str(error):
+        return True
     status = getattr(error, "status_code", None)
-    return not isinstance(status, int) or status == 408 or status >= 500
+    return status in (408, 502, 503, 504) or status is None
 
 
 def _route(team: str, model: str, call_type: object) -> ModelRoute:
@@ -278,8 +284,12 @@ class Routing(CustomLogger):
         self._in_flight: Tally[str] = Tally()
         # The other replicas' requests in flight, through Redis where there is one.
         self._shared = from_environment(self._own_counts)
-        # call id -> (the group it was sent to, whether that was past the first tier)
-        self._calls: dict[str, tuple[str, bool]] = {}
+        # call id -> (the group it was sent to, whether that was past the first tier, when
+        # it was sent: event loop time)
+        self._calls: dict[str, tuple[str, bool, float]] = {}
+        # A request no event ends (a stream whose client left before its first chunk: LiteLLM
+        # logs neither success nor failure) stops counting after this long.
+        self._longest = float(os.environ.get(environment.LONGEST_CALL, "3600"))
         # group -> when (event loop time) its /health last answered 200
         self._awake_at: dict[str, float] = {}
         # group -> until when (event loop time) it is passed over, having failed to answer
@@ -308,11 +318,13 @@ class Routing(CustomLogger):
         call_id = os.urandom(16).hex()
         metadata = data.get("metadata")
         data["metadata"] = {**(metadata if isinstance(metadata, dict) else {}), CALL_KEY: call_id}
+        now = asyncio.get_running_loop().time()
+        self._forget_older_than(now - self._longest)
         with self._lock:
             counts = self._in_flight + (self._shared.others if self._shared else Tally())
             tier, spilled = choose_tier(route, counts, self._failing_now())
             self._in_flight[tier.group] += 1
-            self._calls[call_id] = (tier.group, spilled)
+            self._calls[call_id] = (tier.group, spilled, now)
         labels = _labels_of(tier.group)
         if labels is not None:
             IN_FLIGHT.labels(*labels).inc()
@@ -325,6 +337,12 @@ class Routing(CustomLogger):
                 raise
         data["model"] = tier.group
         return data
+
+    def _forget_older_than(self, oldest: float) -> None:
+        with self._lock:
+            stale = [call for call, (_, _, sent) in self._calls.items() if sent < oldest]
+        for call in stale:
+            self._done(call, "error")
 
     def _own_counts(self) -> dict[str, int]:
         with self._lock:
@@ -371,7 +389,8 @@ class Routing(CustomLogger):
         the group that answered (`served`; a fallback's own group) or, without one, the group
         it was sent to, and a request sent past the first tier as a spill."""
         with self._lock:
-            group, spilled = (self._calls.pop(call_id, None) if call_id else None) or ("", False)
+            found = self._calls.pop(call_id, None) if call_id else None
+            group, spilled, _ = found or ("", False, 0.0)
             if group:
                 self._in_flight[group] -= 1
         sent = _labels_of(group)

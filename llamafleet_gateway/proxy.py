@@ -42,9 +42,13 @@ class OnlyOpenAIRoutes:
         self.ready = ready
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one ASGI connection (HTTP as the class says; anything else passes through)."""
-        if scope["type"] != "http":  # lifespan: LiteLLM's startup and shutdown
+        """Serve one ASGI connection: HTTP as the class says, LiteLLM's lifespan events passed
+        through, a websocket closed (policy violation) before LiteLLM sees it."""
+        if scope["type"] == "lifespan":  # LiteLLM's startup and shutdown
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # a websocket: no OpenAI route the gateway serves is one
+            await send({"type": "websocket.close", "code": 1008})
             return
         path = str(scope.get("path", "")).rstrip("/")
         if path in OPENAI_ROUTES:

@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from llamafleet_gateway import environment
 
@@ -44,8 +43,8 @@ class SharedCounts:
         self.others: Counter[str] = Counter()
 
     def start(self) -> None:
-        """Start sharing, once, on the running event loop."""
-        if self._task is None:
+        """Start sharing on the running event loop, unless it runs already."""
+        if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def _loop(self) -> None:
@@ -53,7 +52,7 @@ class SharedCounts:
             try:
                 await self.share()
                 self._failed = False
-            except (RedisError, OSError, ValueError) as exc:
+            except Exception as exc:  # never stop sharing; count alone meanwhile
                 if not self._failed:
                     log.warning("in-flight counts not shared (each replica counts alone): %s", exc)
                 self._failed = True
@@ -77,8 +76,23 @@ class SharedCounts:
             if value is None:  # expired: that replica is gone
                 await self._client.srem(REPLICAS, replica)
                 continue
-            total.update({str(g): int(c) for g, c in json.loads(value).items()})
+            total.update(_counts(value))
         self.others = total
+
+
+def _counts(value: bytes | str) -> dict[str, int]:
+    """A replica's published counts; nothing from a value that is not a JSON object of counts."""
+    try:
+        loaded = json.loads(value)
+    except ValueError:
+        return {}
+    if not isinstance(loaded, dict):
+        return {}
+    return {
+        str(group): count
+        for group, count in loaded.items()
+        if isinstance(count, int) and not isinstance(count, bool) and count > 0
+    }
 
 
 def from_environment(own: Callable[[], Mapping[str, int]]) -> SharedCounts | None:

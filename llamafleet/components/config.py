@@ -173,7 +173,7 @@ def ca_certificate_problem(value: str) -> str | None:
     them (`ssl.SSLContext.load_verify_locations`); a private key is refused outright."""
     if "PRIVATE KEY" in value:
         return "holds a private key: give the CA's certificate only"
-    blocks = value.count(PEM_CERTIFICATE)
+    blocks = len(set(re.findall(rf"{PEM_CERTIFICATE}.*?-----END CERTIFICATE-----", value, re.S)))
     if blocks == 0:
         return f"is not a PEM certificate ({PEM_CERTIFICATE})"
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

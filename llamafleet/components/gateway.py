@@ -47,6 +47,7 @@ from llamafleet.components.gateway_config import (
     TeamLimits,
     internal_key_env,
     litellm_config,
+    longest_call_seconds,
     peer_key_env,
     routes,
 )
@@ -73,6 +74,8 @@ ENV_SECRETS_REASON = "LiteLLM reads these secrets only from environment variable
 TLS_SECRET = "llamafleet-gateway-tls"  # noqa: S105 (a Secret's name)
 TLS_DIR = "/etc/llamafleet/tls"
 HTTPS_PORT = 443
+# A request that no event ended is forgotten this long after the longest one could last.
+LONGEST_CALL_SLACK_SECONDS = 60
 # TLS 1.3 and 1.2 only (AWS's recommended NLB policy).
 NLB_TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
@@ -633,11 +636,13 @@ def gateway_environment(
     *,
     peer_cas: bool = False,
     redis: str | None = None,
+    longest_call: int | None = None,
 ) -> dict[str, str]:
     """The gateway's plain environment (its secrets come from a Secret): where the plugin
     reads the routing table and the key hashes, its metrics port, with `peer_cas` where the
     entrypoint finds the peers' private CAs, with `redis` (host:port) where the replicas share
-    their requests in flight, and LiteLLM's switches for what the gateway does not serve: no
+    their requests in flight, with `longest_call` (seconds) after which a request no event
+    ended stops counting, and LiteLLM's switches for what the gateway does not serve: no
     admin UI, no API docs, no telemetry, no fetch of its cost map from the internet."""
     env = {
         environment.ROUTES: f"{config_dir}/{ROUTES_FILE}",
@@ -653,6 +658,8 @@ def gateway_environment(
         env[environment.PEER_CA] = f"{config_dir}/{PEER_CA_FILE}"
     if redis is not None:
         env[environment.REDIS] = redis
+    if longest_call is not None:
+        env[environment.LONGEST_CALL] = str(longest_call + LONGEST_CALL_SLACK_SECONDS)
     return env
 
 
@@ -685,7 +692,9 @@ def gateway_pod_spec(args: GatewayArgs) -> dict[str, Any]:
         *(
             {"name": name, "value": value}
             for name, value in gateway_environment(
-                peer_cas=peer_ca_bundle(args.peers) is not None, redis=f"{REDIS_APP}:{REDIS_PORT}"
+                peer_cas=peer_ca_bundle(args.peers) is not None,
+                redis=f"{REDIS_APP}:{REDIS_PORT}",
+                longest_call=longest_call_seconds(args.backends, args.request_timeout_seconds),
             ).items()
         ),
         *(
@@ -711,7 +720,11 @@ def gateway_pod_spec(args: GatewayArgs) -> dict[str, Any]:
     return {
         "securityContext": pod_security_context(),
         "automountServiceAccountToken": False,
-        "terminationGracePeriodSeconds": args.request_timeout_seconds + 15,
+        # A request may be held while a tier wakes, then served: let the longest finish.
+        "terminationGracePeriodSeconds": longest_call_seconds(
+            args.backends, args.request_timeout_seconds
+        )
+        + 15,
         "containers": [
             {
                 "name": "gateway",

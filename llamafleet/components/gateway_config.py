@@ -55,8 +55,9 @@ class Backend:
         peer: The cluster whose gateway serves it, when not the gateway's own: `base_url` is
             then that gateway's (`https://<its hostname>/v1`).
         embeddings: It serves embeddings (llama-server --embeddings), not generation.
-        wake_seconds: How long the gateway holds a request while the tier wakes from zero
-            replicas; 0 for a tier that always has one (and for a peer's: its gateway holds).
+        wake_seconds: How long a request is held while the tier wakes from zero replicas (by
+            this gateway, or for a peer's tier by the peer's, which this one waits for); 0 for
+            a tier that always has one.
     """
 
     team: str
@@ -98,6 +99,18 @@ def peer_key_env(cluster: str) -> str:
 
 def _key_env(backend: Backend) -> str:
     return internal_key_env(backend.team) if backend.peer is None else peer_key_env(backend.peer)
+
+
+def _call_seconds(backend: Backend, request_timeout_seconds: int) -> int:
+    """How long a call to `backend` may take: the request timeout, plus, through a peer
+    gateway, the time that gateway may hold the request while the tier wakes."""
+    return request_timeout_seconds + (backend.wake_seconds if backend.peer else 0)
+
+
+def longest_call_seconds(backends: Iterable[Backend], request_timeout_seconds: int) -> int:
+    """The longest a request may last at the gateway: held while a tier wakes (here or at a
+    peer), then served within the request timeout."""
+    return request_timeout_seconds + max((b.wake_seconds for b in backends), default=0)
 
 
 def routes(backends: Sequence[Backend], limits: Mapping[str, TeamLimits]) -> Routes:
@@ -162,8 +175,8 @@ def litellm_config(
                     "model": f"openai/{backend.model if backend.peer is None else backend.group}",
                     "api_base": backend.base_url,
                     "api_key": f"os.environ/{_key_env(backend)}",
-                    "timeout": request_timeout_seconds,
-                    "stream_timeout": request_timeout_seconds,
+                    "timeout": _call_seconds(backend, request_timeout_seconds),
+                    "stream_timeout": _call_seconds(backend, request_timeout_seconds),
                     "max_retries": 0,
                 },
             }
@@ -171,7 +184,7 @@ def litellm_config(
         ],
         "router_settings": {
             "num_retries": 0,
-            "timeout": request_timeout_seconds,
+            "timeout": longest_call_seconds(backends, request_timeout_seconds),
             "fallbacks": [
                 {groups[i]: groups[i + 1 :]}
                 for groups in by_model.values()

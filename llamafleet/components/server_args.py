@@ -231,9 +231,11 @@ def server_args(opts: ServerOptions) -> list[str]:
         *("--alias", opts.alias),
         # llama-server ignores cgroup quotas; one thread per host core collapses throughput.
         *("--threads", str(shape.cpus), "--threads-batch", str(shape.cpus)),
-        # -c is shared by the -np slots through one unified KV buffer.
         *("--ctx-size", str(shape.total_context), "--parallel", str(shape.parallel)),
-        "--kv-unified",
+        # -c is shared by the -np slots through one unified KV buffer; an embeddings server
+        # keeps a slot's context to its share, the batch it embeds in (a longer input is then
+        # refused as too long, 400, not failed in the batch, 500).
+        *([] if opts.embeddings is not None else ["--kv-unified"]),
         # The prompt cache defaults to 8 GiB of host RAM: bound it inside the memory limit.
         *("--cache-ram", str(shape.cache_ram_mib)),
         # The pinned build's loader flag; --no-mmap/--mlock are gone from it.

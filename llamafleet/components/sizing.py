@@ -165,10 +165,12 @@ def kv_bytes_per_token(facts: GgufFacts, kv_cache_type: KvCacheType) -> float:
 def kv_cells_per_layer(facts: GgufFacts, shape: ServingShape) -> tuple[int, ...]:
     """Cells (tokens) of each layer's KV cache, as the pinned llama-server allocates them with
     --kv-unified: the whole context padded to 256, or on a sliding-window layer the window for
-    every slot plus one ubatch, padded to 256 and at most the whole context."""
+    every slot plus one ubatch, padded to 256 and at most the whole context. An embeddings
+    server (no --kv-unified, a ubatch of a slot's whole context) is charged the whole context on
+    every layer: its window plus ubatch covers a slot anyway."""
     whole = _pad(shape.total_context)
     window = whole
-    if facts.sliding_window is not None:
+    if facts.sliding_window is not None and not shape.embeddings:
         window = min(whole, _pad(facts.sliding_window * shape.parallel + UBATCH))
     return tuple(window if windowed else whole for windowed in facts.windowed_layers())
 

@@ -186,7 +186,7 @@ def _gateway(
             backends=[
                 _backend(p, settings.serving)
                 if p.cluster_name == cluster_name
-                else _peer_backend(p, settings.clusters[p.cluster_name])
+                else _peer_backend(p, settings.clusters[p.cluster_name], settings.serving)
                 for p in placed
             ],
             limits={
@@ -240,12 +240,13 @@ def _backend(placement: Placement, serving: Serving | None = None) -> Backend:
     )
 
 
-def _peer_backend(placement: Placement, serving: Cluster) -> Backend:
-    """One placement of another cluster, as a gateway reaches it: through the gateway of the
-    cluster `serving` it (by its load balancer's hostname, which the rules require)."""
-    local = _backend(placement)
+def _peer_backend(placement: Placement, cluster: Cluster, serving: Serving) -> Backend:
+    """One placement of another cluster, as a gateway reaches it: through the gateway of
+    `cluster`, which serves it (by its load balancer's hostname, which the rules require), and
+    which may hold the request while the tier wakes (its wake_seconds)."""
+    local = _backend(placement, serving)
     return replace(
-        local, base_url=f"https://{serving.load_balancer.hostname}/v1", peer=placement.cluster_name
+        local, base_url=f"https://{cluster.load_balancer.hostname}/v1", peer=placement.cluster_name
     )
 
 

@@ -431,6 +431,12 @@ def _peers(settings: Settings) -> Iterator[Problem]:
         why = f"{whose} this cluster's tiers through its gateway"
         if lb.type == "ClusterIP":
             yield Problem(f"{path}.type", f"{why}: give it a LoadBalancer")
+        elif cluster.kind == "eks" and lb.scheme != "internal":
+            yield Problem(
+                f"{path}.scheme",
+                f"{why}: make its NLB internal (their NetworkPolicy reaches its VPC's addresses "
+                "only)",
+            )
         if lb.hostname is None:
             yield Problem(
                 f"{path}.hostname",

@@ -9,6 +9,7 @@ would fail with 401, and which server answered is read from each server's own /m
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import math
@@ -233,6 +234,25 @@ def test_only_the_openai_routes_are_served_to_a_team_key(
         if status in (301, 302, 307, 308):  # LiteLLM redirects /ui to /ui/: follow it once
             status, _, body = pair[0].request(method, headers["location"], {}, fleet.keys["a"])
         assert status in (401, 404, 405), (method, path, status, body[:200])
+
+
+def test_a_websocket_is_closed_before_litellm_sees_it(pair: list[Gateway], fleet: Fleet) -> None:
+    """LiteLLM serves realtime websockets; no OpenAI route the gateway serves is one."""
+    connection = pair[0].connection(10)
+    connection.request(
+        "GET",
+        "/v1/realtime?model=m",
+        headers={
+            "Authorization": f"Bearer {fleet.keys['a']}",
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    )
+    status = connection.getresponse().status
+    connection.close()
+    assert status != 101 and status >= 400, status
 
 
 @pytest.mark.parametrize(
@@ -660,6 +680,38 @@ def test_a_request_is_held_while_its_tier_wakes_from_zero(
         request.join(timeout=180)
         assert answers == [200], answers
         assert gateway_metrics(gateway)[demand] == 0
+    finally:
+        gateway.stop()
+
+
+def test_a_request_no_event_ends_stops_counting_after_the_longest_call(
+    venv: Path, fleet: Fleet, sleeping: LlamaServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A request LiteLLM never reports as ended (a stream whose client left before its first
+    chunk) must not count as demand for ever: past the longest a call may last, it is dropped.
+    Here two requests are held by a tier that never wakes, with the longest call 3 s."""
+    backend = replace(_backend("a", "z", "t0", sleeping, capacity=1, cap=CAP_A), wake_seconds=60)
+    gateway = Gateway(
+        venv,
+        tmp_path_factory.mktemp("longest") / "gw",
+        [backend],
+        fleet.internal,
+        {fleet.keys["a"]: "a"},
+        env={environment.LONGEST_CALL: "3"},
+    ).start()
+    demand = 'llamafleet_gateway_requests_in_flight{model="z",team="a",tier="t0"}'
+
+    def held() -> None:
+        with contextlib.suppress(OSError, http.client.HTTPException):  # the gateway stops
+            chat(gateway, fleet.keys["a"], "z", max_tokens=2)
+
+    try:
+        gateway.wait_ready()
+        for _ in range(2):
+            threading.Thread(target=held, daemon=True).start()
+            time.sleep(4)
+        # The first is past 3 s when the second arrives: only the second still counts.
+        assert gateway_metrics(gateway)[demand] == 1
     finally:
         gateway.stop()
 

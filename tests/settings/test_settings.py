@@ -574,6 +574,12 @@ HYBRID_BAD = [
         "the gateway of burst reaches this cluster's tiers through its gateway: give it a",
     ),
     (
+        "an internet-facing NLB another cluster's gateway must reach",
+        _set("clusters.burst.loadBalancer.scheme", "internet-facing"),
+        "llamafleet:clusters.burst.loadBalancer.scheme",
+        "make its NLB internal (their NetworkPolicy reaches its VPC's addresses only)",
+    ),
+    (
         "an on-prem peer without a fixed address",
         _delete("clusters.dc1.loadBalancer.address"),
         "llamafleet:clusters.dc1.loadBalancer.address",
@@ -657,6 +663,9 @@ def test_a_private_ca_certificate_is_accepted_and_a_leaf_refused(tmp_path: Path)
     good = tmp_path / "Pulumi.good.yaml"
     good.write_text(yaml.safe_dump({"config": config}))
     assert load_stack_file(good).clusters["dc1"].load_balancer.tls is not None
+    tls["caCertificate"] += tls["caCertificate"]  # the same CA twice is still a CA bundle
+    good.write_text(yaml.safe_dump({"config": config}))
+    load_stack_file(good)
     tls["caCertificate"] = _openssl_certificate(tmp_path, "basicConstraints=critical,CA:FALSE")
     good.write_text(yaml.safe_dump({"config": config}))
     with pytest.raises(SettingsError, match="holds a certificate that is not a CA's"):

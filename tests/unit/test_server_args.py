@@ -141,6 +141,8 @@ def test_an_embeddings_server_batches_a_whole_slot_and_generates_nothing() -> No
     # A pooled input must fit one ubatch: a slot's context, not the default 512.
     assert value_of(args, "--batch-size") == value_of(args, "--ubatch-size") == "2048"
     assert "--n-predict" not in args
+    # A slot's context is its share, so a longer input is refused as too long (400).
+    assert "--kv-unified" not in args
     generating = server_args(options(max_tokens=64))
     assert "--embeddings" not in generating and "--ubatch-size" not in generating
 

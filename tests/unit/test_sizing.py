@@ -184,3 +184,11 @@ def test_an_embeddings_pod_holds_buffers_for_a_whole_slot_as_one_ubatch() -> Non
     assert sizing.memory_bytes - generating.memory_bytes == (
         sizing.overhead_bytes - generating.overhead_bytes
     )
+
+
+def test_an_embeddings_pod_holds_the_whole_context_on_sliding_window_layers() -> None:
+    """Without --kv-unified and with a ubatch of a slot's context, a window saves nothing."""
+    windowed = replace(GEMMA, sliding_window=512, sliding_window_layers=(True, False) * 9)
+    embedding = shape(context_per_slot=2048, parallel=2, embeddings=True)
+    assert set(kv_cells_per_layer(windowed, embedding)) == {4096}
+    assert min(kv_cells_per_layer(windowed, shape(context_per_slot=2048, parallel=2))) < 4096
