@@ -137,6 +137,8 @@ AWAKE_FOR_SECONDS = 10.0
 # A tier that failed to answer (unreachable, 5xx, a timeout) is passed over this long, so not
 # every request pays for trying it first; then it is tried again.
 FAILING_SECONDS = 30.0
+# How often, at most, requests no event ended are looked for (on a request's way in).
+SWEEP_SECONDS = 1.0
 # The outcome of a request a team limit refused (429), and its REJECTED reason.
 RATE_LIMITED = "rate_limit"
 # Where the plugin keeps its own id of a request, in the request's metadata (never a client's
@@ -235,11 +237,16 @@ def _route(team: str, model: str, call_type: object) -> ModelRoute:
     return route
 
 
-def _address_of(group: str) -> tuple[str, int] | None:
-    """(host, port) of `group`'s deployment (its api_base in LiteLLM's config)."""
+def _router() -> Any:
+    """This process's LiteLLM router (built from its config at start); None before it exists."""
     from litellm.proxy import proxy_server  # noqa: PLC0415 (loaded after this module)
 
-    router = getattr(proxy_server, "llm_router", None)
+    return getattr(proxy_server, "llm_router", None)
+
+
+def _address_of(group: str) -> tuple[str, int] | None:
+    """(host, port) of `group`'s deployment (its api_base in LiteLLM's config)."""
+    router = _router()
     deployments = router.get_model_list(model_name=group) if router is not None else None
     for deployment in deployments or []:
         url = urlsplit(str(deployment.get("litellm_params", {}).get("api_base", "")))
@@ -268,9 +275,7 @@ async def _healthy(host: str, port: int) -> bool:
 def _router_groups() -> set[str] | None:
     """The groups this process's LiteLLM router has (its config, read at start); None before
     the router exists."""
-    from litellm.proxy import proxy_server  # noqa: PLC0415 (loaded after this module)
-
-    router = getattr(proxy_server, "llm_router", None)
+    router = _router()
     return None if router is None else set(router.get_model_names())
 
 
@@ -290,6 +295,7 @@ class Routing(CustomLogger):
         # A request no event ends (a stream whose client left before its first chunk: LiteLLM
         # logs neither success nor failure) stops counting after this long.
         self._longest = float(os.environ.get(environment.LONGEST_CALL, "3600"))
+        self._swept_at = float("-inf")
         # group -> when (event loop time) its /health last answered 200
         self._awake_at: dict[str, float] = {}
         # group -> until when (event loop time) it is passed over, having failed to answer
@@ -319,7 +325,9 @@ class Routing(CustomLogger):
         metadata = data.get("metadata")
         data["metadata"] = {**(metadata if isinstance(metadata, dict) else {}), CALL_KEY: call_id}
         now = asyncio.get_running_loop().time()
-        self._forget_older_than(now - self._longest)
+        if now - self._swept_at >= SWEEP_SECONDS:  # not a scan of every call per request
+            self._swept_at = now
+            self._forget_older_than(now - self._longest)
         with self._lock:
             counts = self._in_flight + (self._shared.others if self._shared else Tally())
             tier, spilled = choose_tier(route, counts, self._failing_now())
@@ -376,7 +384,8 @@ class Routing(CustomLogger):
         """`/v1/models` lists the caller's models by their public names, not the groups."""
         table = routes()
         if user_api_key_dict.team_id == PEER:
-            return [name for name in model_names if name in set(table.local_groups())]
+            local = set(table.local_groups())
+            return [name for name in model_names if name in local]
         team = table.teams.get(user_api_key_dict.team_id or "")
         return [name for name in model_names if team is not None and name in team.models]
 
