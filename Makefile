@@ -10,7 +10,7 @@ OUT ?= out/$(STACK)
 CACHE ?= $(or $(LLAMAFLEET_CACHE),$(HOME)/.cache/llamafleet)
 export LLAMAFLEET_CACHE := $(CACHE)
 
-.PHONY: help venv lint typecheck unit test render validate image engine keda up down clean
+.PHONY: help venv lint typecheck unit test render validate image engine test-tools up down clean
 
 # The local store (moto) accepts any credentials; a real stack uses the standard AWS chain.
 LOCAL_AWS := AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1
@@ -57,11 +57,12 @@ $(CHECKOV):
 engine:
 	scripts/bootstrap-engine
 
-# KEDA's operator and webhooks, for the tests only (the HPA -> KEDA switch, tests/e2e).
-keda:
-	scripts/bootstrap-engine keda
+# KEDA's operator and webhooks (the HPA -> KEDA switch, tests/e2e) and promtool (the alert
+# rules' tests, tests/monitoring): for the tests only.
+test-tools:
+	scripts/bootstrap-engine keda prometheus
 
-test: lint typecheck $(CHECKOV) engine keda
+test: lint typecheck $(CHECKOV) engine test-tools
 	$(BIN)/python -m pytest
 
 validate: venv

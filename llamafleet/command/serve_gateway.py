@@ -27,6 +27,7 @@ from llamafleet.command.engine import EngineError, outputs
 from llamafleet.command.serve import (
     LOOPBACK,
     Kubectl,
+    NativePod,
     ServeError,
     Volume,
     client_exports,
@@ -41,6 +42,13 @@ from llamafleet.command.serve import (
     stop_all,
     wait_ready,
 )
+from llamafleet.command.serve_prometheus import (
+    Target,
+    deployed_rules,
+    model_target,
+    prometheus_binary,
+    start_prometheus,
+)
 from llamafleet.components.gateway import GATEWAY_APP, gateway_argv
 from llamafleet.components.gateway_config import CONFIG_FILE, gateway_command
 from llamafleet.components.labels import TEAM_LABEL
@@ -48,6 +56,10 @@ from llamafleet.components.server_args import SERVER_PORT
 from llamafleet_gateway import environment
 
 GATEWAY_SELECTOR = f"app.kubernetes.io/name={GATEWAY_APP}"
+# Native ports, from the gateway's (8080 by default): its metrics on 9080, Prometheus on 9090.
+GATEWAY_METRICS_OFFSET = 1000
+PROMETHEUS_PORT_OFFSET = 1010
+PROMETHEUS_STATE = "prometheus"
 
 
 @dataclass(frozen=True)
@@ -162,7 +174,7 @@ def start_gateway(
     env = {**os.environ, **{k: local_path(v, mounts) for k, v in gateway.env.items()}}
     env.pop(environment.REDIS, None)  # no Redis here: one process counts alone
     env["PYTHONPATH"] = str(REPO_ROOT)
-    env[environment.METRICS_PORT] = str(port + 1000)
+    env[environment.METRICS_PORT] = str(port + GATEWAY_METRICS_OFFSET)
     env[environment.METRICS_ADDR] = LOOPBACK
     # A digest: the environment holds the gateway's secrets, which must not land in a file.
     fingerprint = hashlib.sha256(
@@ -193,9 +205,11 @@ def command(
     work_dir: Path | None = None,
 ) -> int:
     """`llamafleet serve STACK [--stop]`: serve the one llama-server Deployment the cluster
-    holds (default: the local control plane) on `port` + 1, and the cluster's gateway in front
-    of it on `port`; print the line that points OpenAI clients at the gateway with the oldest
-    key of the served team (from the stack's outputs), stopping any other `serve` started.
+    holds (default: the local control plane) on `port` + 1, the cluster's gateway in front
+    of it on `port` and a Prometheus with the stack's alert rules scraping both on `port` +
+    1010; print Prometheus' rules page, then (last) the line that points OpenAI clients at the
+    gateway with the oldest key of the served team (from the stack's outputs), stopping any
+    other `serve` started.
 
     Raises:
         ServeError: never past this function: each (its own, Kubectl's, start's, the engine's)
@@ -214,21 +228,46 @@ def command(
         if len(pods) != 1:
             raise ServeError(f"serve runs one model Deployment natively; {stack} has {len(pods)}")
         pod = pods[0]
-        stop_all(keep={pod.name, GATEWAY_STATE})
+        stop_all(keep={pod.name, GATEWAY_STATE, PROMETHEUS_STATE})
         served = start(pod, llama_server, port + 1)
         state = serve_root() / GATEWAY_STATE
         gateway = read_gateway(kubectl)
         backends = {cluster_url(pod.namespace, pod.deployment): served.base_url}
         restarted = start_gateway(gateway, backends, state, port)
         key_file = _client_key(stack, work_dir, _team(kubectl, pod.namespace), state)
+        prometheus_url = _prometheus(kubectl, pod, gateway, port)
     except (ServeError, EngineError) as exc:
         print(f"serve {stack}: {exc}", file=sys.stderr)
         return 1
     what = "is serving" if served.restarted or restarted else "was already serving (unchanged)"
     url = f"http://{LOOPBACK}:{port}/v1"
     print(f"{pod.namespace}/{pod.deployment} {what} at {url} (through the gateway)")
+    print(f"Prometheus (the stack's alert rules, scraping both): {prometheus_url}/classic/rules")
     print(client_exports(url, key_file))
     return 0
+
+
+def _prometheus(kubectl: Kubectl, pod: NativePod, gateway: NativeGateway, port: int) -> str:
+    """Start (or keep) the native Prometheus on `port` + PROMETHEUS_PORT_OFFSET with the rules
+    the engine deployed, scraping the llama-server on `port` + 1 and the gateway's metrics on
+    `port` + GATEWAY_METRICS_OFFSET; its base URL."""
+    binary = prometheus_binary()
+    targets = [
+        model_target(kubectl, pod, port + 1),
+        Target(
+            "gateway",
+            port + GATEWAY_METRICS_OFFSET,
+            {
+                "namespace": gateway.namespace,
+                "service": f"{GATEWAY_APP}-metrics",
+                "pod": f"{GATEWAY_APP}-native",
+            },
+        ),
+    ]
+    prometheus_port = port + PROMETHEUS_PORT_OFFSET
+    state = serve_root() / PROMETHEUS_STATE
+    start_prometheus(binary, deployed_rules(kubectl), targets, state, prometheus_port)
+    return f"http://{LOOPBACK}:{prometheus_port}"
 
 
 def _team(kubectl: Kubectl, namespace: str) -> str:

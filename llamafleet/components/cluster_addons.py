@@ -24,7 +24,12 @@ from pydantic import Field, StringConstraints
 
 from llamafleet.components.config import ComponentConfig
 from llamafleet.components.eks_cluster import EksCluster, Oidc, irsa_role
-from llamafleet.components.labels import ACCELERATOR_LABEL, GPU_TAINT_KEY, IRSA_ROLE_ANNOTATION
+from llamafleet.components.labels import (
+    ACCELERATOR_LABEL,
+    GPU_TAINT_KEY,
+    IRSA_ROLE_ANNOTATION,
+    TIER_LABEL,
+)
 
 
 @dataclass(frozen=True)
@@ -283,15 +288,23 @@ class ClusterAddons(pulumi.ComponentResource):
 
 
 def _prometheus_values() -> dict[str, Any]:
-    # Pick up every ServiceMonitor (the InferenceServices'), not only this release's.
+    """kube-prometheus-stack's values: every ServiceMonitor, PodMonitor and PrometheusRule is
+    picked up, not only this release's (the fleet's live in other namespaces); the fleet's
+    AlertmanagerConfig routes alerts whatever their namespace label (its alerts carry the
+    teams'); kube-state-metrics exports each pod's tier label (LlamafleetTierPodsPending)."""
     return {
         "prometheus": {
             "prometheusSpec": {
                 "serviceMonitorSelectorNilUsesHelmValues": False,
                 "podMonitorSelectorNilUsesHelmValues": False,
+                "ruleSelectorNilUsesHelmValues": False,
                 "retention": "15d",
             }
         },
+        "alertmanager": {
+            "alertmanagerSpec": {"alertmanagerConfigMatcherStrategy": {"type": "None"}}
+        },
+        "kube-state-metrics": {"metricLabelsAllowlist": [f"pods=[{TIER_LABEL}]"]},
         "grafana": {"enabled": False},
     }
 

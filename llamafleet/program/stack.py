@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import pulumi
 import pulumi_kubernetes as k8s
 
+from llamafleet.components.alert_routing import routes_by_severity
 from llamafleet.components.api_keys import ApiKey
 from llamafleet.components.autoscaling import Demand, ScalingRange
 from llamafleet.components.gateway import Gateway, GatewayArgs, Peer, key_mark
@@ -18,9 +19,11 @@ from llamafleet.components.labels import IRSA_ROLE_ANNOTATION
 from llamafleet.components.model_sources import PartSources
 from llamafleet.components.model_store import ModelStore
 from llamafleet.components.model_sync import ModelSync, ModelSyncArgs
+from llamafleet.components.monitoring import FleetMonitoring, FleetMonitoringArgs
 from llamafleet.components.server_args import SERVER_PORT, ServerOptions
 from llamafleet.components.tenant import StoreCredentials, Tenant, TenantArgs
 from llamafleet.modelsync.sources import adapter_member, member_name, projector_member
+from llamafleet.program.alerting import cluster_rules
 from llamafleet.program.clusters import ProvisionedCluster, provision
 from llamafleet.program.images import ImageRefs, image_refs
 from llamafleet.settings.load import SettingsError, pulumi_settings, settings_source
@@ -135,6 +138,8 @@ def build(settings: Settings) -> None:
         )
         for name, cluster in clusters.items()
     }
+    for name, cluster in clusters.items():
+        _monitoring(settings, cluster, depends_on=[gateways[name]])
     for team, tenant in tenants.items():
         pulumi.export(f"{team}-api-keys", tenant.api_keys)
     pulumi.export("endpoints", urls)
@@ -215,6 +220,31 @@ def _gateway(
         ),
         opts=pulumi.ResourceOptions(
             provider=cluster.provider, depends_on=[*cluster.depends_on, *services]
+        ),
+    )
+
+
+def _monitoring(
+    settings: Settings,
+    cluster: ProvisionedCluster,
+    depends_on: list[pulumi.Resource],
+) -> FleetMonitoring:
+    """The alerts of one cluster (llamafleet.program.alerting.cluster_rules), in the form its
+    Prometheus loads: a PrometheusRule where ServiceMonitors are, else a ConfigMap. `depends_on`:
+    what must exist first (the gateway)."""
+    alerting = settings.alerting
+    return FleetMonitoring(
+        f"{cluster.name}-monitoring",
+        FleetMonitoringArgs(
+            namespace=cluster.settings.monitoring_namespace,
+            rules=cluster_rules(settings, cluster.name),
+            operator=cluster.settings.service_monitors,
+            receivers=dict(alerting.receivers),
+            severities=routes_by_severity(alerting.receivers, alerting.routes.given()),
+            create_namespace=cluster.settings.create_monitoring_namespace,
+        ),
+        opts=pulumi.ResourceOptions(
+            provider=cluster.provider, depends_on=[*cluster.depends_on, *depends_on]
         ),
     )
 

@@ -61,8 +61,10 @@ def check(
         # Each section on its own.
         lambda: [
             *_store_credentials(settings, encrypted),
+            *_receiver_secrets(settings, encrypted),
             *_tiers(settings),
             *_cluster_kinds(settings),
+            *_monitoring_namespaces(settings),
             *_images(settings),
             *_former_names(settings),
         ],
@@ -114,6 +116,25 @@ def _store_credentials(settings: Settings, encrypted: frozenset[str]) -> Iterato
             "'llamafleet:modelStore.credentials.secretAccessKey' …` (plain text is only for a "
             "store on loopback)",
         )
+
+
+def _receiver_secrets(settings: Settings, encrypted: frozenset[str]) -> Iterator[Problem]:
+    """A receiver's URL or key reaches whoever reads the stack file: it must be encrypted."""
+    for name, receiver in settings.alerting.receivers.items():
+        kind, key = (
+            ("slack", "apiUrl")
+            if receiver.slack is not None
+            else ("pagerduty", "routingKey")
+            if receiver.pagerduty is not None
+            else ("webhook", "url")
+        )
+        path = f"alerting.receivers.{name}.{kind}.{key}"
+        if not is_encrypted(path, encrypted):
+            yield Problem(
+                path,
+                "is in plain text in the stack file; set it with `pulumi config set --secret "
+                f"--path 'llamafleet:{path}' …`",
+            )
 
 
 def _former_names(settings: Settings) -> Iterator[Problem]:
@@ -382,17 +403,44 @@ def _memory(sizing: PodSizing) -> int:
 def _cluster_kinds(settings: Settings) -> Iterator[Problem]:
     for name, cluster in settings.clusters.items():
         path = f"clusters.{name}"
-        if cluster.kind == "existing" and cluster.eks is not None:
-            yield Problem(f"{path}.eks", "only kind: eks clusters take eks settings")
-        if cluster.kind == "eks" and cluster.onprem is not None:
-            yield Problem(f"{path}.onprem", "only kind: existing clusters take onprem settings")
-        if cluster.kind == "eks" and cluster.eks is None:
-            yield Problem(f"{path}.eks", "kind: eks needs eks: {availabilityZones: [...]}")
+        kind_problems = list(_kind_settings(path, cluster))
+        yield from kind_problems
         if cluster.load_balancer.address and not (cluster.onprem and cluster.onprem.metallb):
             yield Problem(
                 f"{path}.loadBalancer.address", "a fixed address needs onprem.metallb (on-prem)"
             )
-        yield from _gateway_tls(path, cluster)
+        # A wrong kind is the one mistake: the load balancer's TLS follows from the kind.
+        if not kind_problems:
+            yield from _gateway_tls(path, cluster)
+
+
+def _kind_settings(path: str, cluster: Cluster) -> Iterator[Problem]:
+    if cluster.kind == "existing" and cluster.eks is not None:
+        yield Problem(f"{path}.eks", "only kind: eks clusters take eks settings")
+    if cluster.kind == "eks" and cluster.onprem is not None:
+        yield Problem(f"{path}.onprem", "only kind: existing clusters take onprem settings")
+    if cluster.kind == "eks" and cluster.eks is None:
+        yield Problem(f"{path}.eks", "kind: eks needs eks: {availabilityZones: [...]}")
+
+
+def _monitoring_namespaces(settings: Settings) -> Iterator[Problem]:
+    """The stack makes a monitoring namespace only where nothing else does: not where it
+    installs kube-prometheus-stack (Helm makes it), and never one the stack makes for other
+    objects (a team's, the gateway's) or the cluster's own."""
+    taken = {team_namespace(team) for team in settings.tenants}
+    taken.add(settings.serving.gateway_namespace)
+    for name, cluster in settings.clusters.items():
+        if not cluster.create_monitoring_namespace:
+            continue
+        where = f"clusters.{name}.createMonitoringNamespace"
+        if cluster.addons is not None and cluster.addons.prometheus == "install":
+            yield Problem(where, "addons.prometheus install makes monitoringNamespace already")
+        namespace = cluster.monitoring_namespace
+        if namespace in taken or namespace.startswith("kube-") or namespace == "default":
+            yield Problem(
+                where,
+                f"the stack cannot make {namespace}, it is taken: name another monitoringNamespace",
+            )
 
 
 def _gateway_tls(path: str, cluster: Cluster) -> Iterator[Problem]:

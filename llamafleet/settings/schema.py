@@ -35,6 +35,7 @@ from llamafleet.components.server_args import (
 )
 from llamafleet.components.sizing import QUANTISED_KV_BLOCK
 from llamafleet.components.tenant import TenantConfig, TenantQuota
+from llamafleet.monitoring.config import AlertingConfig
 from llamafleet.settings.cluster import (
     EksSettings,
     LoadBalancerSettings,
@@ -145,6 +146,12 @@ class Cluster(Strict):
     )
     service_monitors: bool = Field(
         default=True, description="Emit Prometheus Operator ServiceMonitors."
+    )
+    create_monitoring_namespace: bool = Field(
+        default=False,
+        description="The stack makes monitoringNamespace, to hold the alert rules: for a "
+        "cluster with no Prometheus of its own whose rules a Prometheus outside it reads (local: "
+        "`make up`'s). Not with addons.prometheus install (its chart makes the namespace).",
     )
     tiers: dict[Name, Tier] = Field(min_length=1, description="Node tiers by name.")
     eks: EksSettings | None = Field(
@@ -618,3 +625,7 @@ class Settings(Strict):
     serving: Serving = Field(default_factory=Serving, description="Fleet-wide serving defaults.")
     models: dict[Name, Model] = Field(min_length=1, description="Models by name.")
     tenants: dict[Name, TenantSettings] = Field(min_length=1, description="Teams by name.")
+    alerting: AlertingConfig = Field(
+        default_factory=AlertingConfig,
+        description="Alert durations and thresholds, runbooks, Alertmanager receivers.",
+    )

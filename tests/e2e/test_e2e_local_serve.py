@@ -4,13 +4,18 @@ with the `openai` client through the exact line `llamafleet serve` prints."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,48 +82,174 @@ def serve(project: Project, cache: Path, *args: str) -> subprocess.CompletedProc
     )
 
 
-def test_the_printed_line_points_the_openai_client_at_the_deployed_model(
-    local_project: Project, local_cluster: Cluster, llama_server: Path, tmp_path: Path
-) -> None:
-    cache = tmp_path / "cache"
-    cache.mkdir()
+@dataclass(frozen=True)
+class Served:
+    """What `llamafleet serve local` started for this module: its cache, the gateway's port and
+    what it printed."""
+
+    cache: Path
+    port: int
+    stdout: str
+
+    @property
+    def export(self) -> str:
+        return self.stdout.strip().splitlines()[-1]
+
+    @property
+    def prometheus(self) -> str:
+        line = next(x for x in self.stdout.splitlines() if x.startswith("Prometheus"))
+        return line.split()[-1].removesuffix("/classic/rules")
+
+    def pids(self) -> dict[str, str]:
+        return {p.parent.name: p.read_text() for p in (self.cache / "serve").glob("*/pid")}
+
+
+@pytest.fixture(scope="module")
+def served(
+    local_project: Project,
+    local_cluster: Cluster,
+    llama_server: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Served]:
+    cache = tmp_path_factory.mktemp("serve-cache")
     (cache / "bin").symlink_to(BIN)  # the bootstrap's kubectl; state of its own
     # scripts/gateway-venv's environment, shared rather than installed again.
     (BIN.parent / "gateway").mkdir(exist_ok=True)
     (cache / "gateway").symlink_to(BIN.parent / "gateway")
-    port = str(free_port())
-    started = serve(local_project, cache, "--llama-server", str(llama_server), "--port", port)
+    port = free_port()
+    started = serve(local_project, cache, "--llama-server", str(llama_server), "--port", str(port))
     assert started.returncode == 0, started.stderr
-    export = started.stdout.strip().splitlines()[-1]
-    assert export.startswith("export OPENAI_BASE_URL=")
-    try:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-        asked = subprocess.run(
-            ["bash", "-c", f'{export}; exec "$0" -c "$1"', sys.executable, CLIENT],
-            env=clean,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
-        assert asked.returncode == 0, asked.stderr
-        answer = json.loads(asked.stdout)
-        assert answer["tokens"] > 0 and answer["text"].strip()
-        # The printed URL is the gateway's: the team key opens it, not llama-server (next port).
-        key = (cache / "serve" / "gateway" / "client-key").read_text().strip()
-        assert export.startswith(f"export OPENAI_BASE_URL=http://127.0.0.1:{port}/v1 ")
-        assert direct_status(int(port) + 1, key) == 401
-        assert direct_status(int(port), key) == 200
+    yield Served(cache, port, started.stdout)
+    serve(local_project, cache, "--stop")
 
-        pids = {p.parent.name: p.read_text() for p in (cache / "serve").glob("*/pid")}
-        assert set(pids) == {"gateway", POD}
-        again = serve(local_project, cache, "--llama-server", str(llama_server), "--port", port)
-        assert "was already serving (unchanged)" in again.stdout, again.stderr
-        now = {p.parent.name: p.read_text() for p in (cache / "serve").glob("*/pid")}
-        assert now == pids  # no restart of either
+
+def test_the_printed_line_points_the_openai_client_at_the_deployed_model(
+    local_project: Project, served: Served, llama_server: Path
+) -> None:
+    export, port = served.export, served.port
+    assert export.startswith("export OPENAI_BASE_URL=")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    asked = subprocess.run(
+        ["bash", "-c", f'{export}; exec "$0" -c "$1"', sys.executable, CLIENT],
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert answer["tokens"] > 0 and answer["text"].strip()
+    # The printed URL is the gateway's: the team key opens it, not llama-server (next port).
+    key = client_key(served)
+    assert export.startswith(f"export OPENAI_BASE_URL=http://127.0.0.1:{port}/v1 ")
+    assert direct_status(port + 1, key) == 401
+    assert direct_status(port, key) == 200
+
+    pids = served.pids()
+    assert set(pids) == {"gateway", POD, "prometheus"}
+    again = serve(
+        local_project, served.cache, "--llama-server", str(llama_server), "--port", str(port)
+    )
+    assert "was already serving (unchanged)" in again.stdout, again.stderr
+    assert served.pids() == pids  # no restart of any
+
+
+def test_prometheus_loads_the_deployed_rules_and_scrapes_both(served: Served) -> None:
+    rules = prometheus_get(served, "/api/v1/rules")["groups"]
+    names = {rule["name"] for group in rules for rule in group["rules"]}
+    assert {"LlamafleetQueueGrowing", "LlamafleetModelAtMaxReplicas"} <= names
+    page = urllib.request.urlopen(f"{served.prometheus}/classic/rules", timeout=30).read()
+    assert b"LlamafleetQueueGrowing" in page
+    # Scraped with the target labels a ServiceMonitor would give, so the rules match.
+    both = {"gateway": 1.0, "llama-server": 1.0}
+    wait_for(lambda: query(served, "up", by="job") == both, 60, "both targets up")
+    queue = 'llamacpp:requests_deferred{namespace="llamafleet-demo"}'
+    assert query(served, f"count by (service) ({queue})", by="service") == {
+        "gemma3-270m-cpu-small": 1.0
+    }
+
+
+def test_queue_alert_fires_under_a_growing_load_then_resolves(served: Served) -> None:
+    """Clients are added one every 2 s, each sending completions back to back: beyond the two
+    slots they queue in llama-server, and the queue grows until the alert (30 s on `local`)
+    fires; with the load gone, the queue drains and the alert resolves."""
+    stop = threading.Event()
+    clients: list[threading.Thread] = []
+    key = client_key(served)
+    try:
+        deadline = time.monotonic() + 240
+        while alert_state(served, "LlamafleetQueueGrowing") != "firing":
+            assert time.monotonic() < deadline, "the queue alert did not fire in 240 s"
+            if len(clients) < 60:
+                client = threading.Thread(target=complete_until, args=(served.port, key, stop))
+                client.start()
+                clients.append(client)
+            time.sleep(2)
+        fired_with = len(clients)
     finally:
-        stopped = serve(local_project, cache, "--stop")
-    assert stopped.stdout.strip() == f"stopped: gateway, {POD}"
+        stop.set()
+        for client in clients:
+            client.join(timeout=300)
+    wait_for(lambda: alert_state(served, "LlamafleetQueueGrowing") is None, 240, "resolved")
+    assert fired_with > 2  # more clients than slots
+    # Resolved as soon as the queue shrinks; it drains to empty after.
+    drained = {"": 0.0}
+    wait_for(lambda: query(served, "sum(llamacpp:requests_deferred)") == drained, 120, "drained")
+
+
+def client_key(served: Served) -> str:
+    return (served.cache / "serve" / "gateway" / "client-key").read_text().strip()
+
+
+def complete_until(port: int, key: str, stop: threading.Event) -> None:
+    """Send completions through the gateway, one after another, until `stop` is set."""
+    body = json.dumps(
+        {"model": "gemma3-270m", "prompt": "Once upon a time", "max_tokens": 48}
+    ).encode()
+    while not stop.is_set():
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/completions",
+            data=body,
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        with contextlib.suppress(urllib.error.URLError, TimeoutError):
+            urllib.request.urlopen(request, timeout=300).read()
+
+
+def prometheus_get(served: Served, path: str) -> Any:
+    with urllib.request.urlopen(f"{served.prometheus}{path}", timeout=30) as answer:
+        return json.load(answer)["data"]
+
+
+def query(served: Served, promql: str, by: str = "") -> dict[str, float]:
+    """An instant query's result: the value of label `by` (the job without its port suffix;
+    "" for an aggregate) -> the sample's value."""
+    path = "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    result: dict[str, float] = {}
+    for sample in prometheus_get(served, path)["result"]:
+        name = sample["metric"].get(by, "")
+        result[name.rsplit("-", 1)[0] if by == "job" else name] = float(sample["value"][1])
+    return result
+
+
+def alert_state(served: Served, name: str) -> str | None:
+    alerts = prometheus_get(served, "/api/v1/alerts")["alerts"]
+    states = [a["state"] for a in alerts if a["labels"]["alertname"] == name]
+    return "firing" if "firing" in states else (states[0] if states else None)
+
+
+def wait_for(condition: Callable[[], object], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not {what} after {seconds} s"
+        time.sleep(2)
+
+
+def test_stop_ends_every_process(local_project: Project, served: Served) -> None:
+    pids = served.pids()
+    stopped = serve(local_project, served.cache, "--stop")
+    assert stopped.stdout.strip() == f"stopped: gateway, {POD}, prometheus"
     assert not any(running(int(pid.split()[0])) for pid in pids.values())
 
 

@@ -52,7 +52,10 @@ def test_one_set_of_serving_objects_per_team_model_and_tier(stack: str, rendered
     }
     assert autoscalers == expected
     namespaces = {o["metadata"]["name"] for o in objects_of(rendered, "Namespace")}
-    assert namespaces == {team_namespace(team) for team in settings.tenants}
+    made_for_monitoring = {
+        c.monitoring_namespace for c in settings.clusters.values() if c.create_monitoring_namespace
+    }
+    assert namespaces == {team_namespace(team) for team in settings.tenants} | made_for_monitoring
 
 
 def test_pods_are_sized_and_argued_by_the_rules(stack: str, rendered: Rendered) -> None:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from llamafleet.settings.load import (
     SettingsError,
+    encrypted_keys,
     load_stack_file,
     namespace_values,
     parse,
@@ -529,6 +530,52 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
         "Input should be 'mean', 'cls' or 'last'",
     ),
     (
+        "a receiver's key in plain text",
+        _set("alerting.receivers.oncall.pagerduty.routingKey", "pd-key"),
+        "llamafleet:alerting.receivers.oncall.pagerduty.routingKey",
+        "is in plain text in the stack file; set it with `pulumi config set --secret",
+    ),
+    (
+        "a route to a receiver that does not exist",
+        _set("alerting.routes.warning", "nobody"),
+        "llamafleet:alerting",
+        "routes name receiver(s) nobody, not in receivers (oncall, platform)",
+    ),
+    (
+        "a receiver of two kinds",
+        _set("alerting.receivers.platform.webhook", {"url": {"secure": "v1:x"}}),
+        "llamafleet:alerting.receivers.platform",
+        "give exactly one of slack, pagerduty, webhook (got slack, webhook)",
+    ),
+    (
+        "an alert duration without a unit",
+        _set("alerting.alerts", {"queueGrowingFor": "300"}),
+        "llamafleet:alerting.alerts.queueGrowingFor",
+        "should match pattern",
+    ),
+    (
+        "an error ratio of 1",
+        _set("alerting.alerts", {"errorRatio": 1}),
+        "llamafleet:alerting.alerts.errorRatio",
+        "less than 1",
+    ),
+    (
+        "a monitoring namespace made beside kube-prometheus-stack",
+        _set("clusters.prod.createMonitoringNamespace", True),
+        "llamafleet:clusters.prod.createMonitoringNamespace",
+        "addons.prometheus install makes monitoringNamespace already",
+    ),
+    (
+        "a monitoring namespace made where a team's is",
+        lambda c: (
+            _set("clusters.prod.addons.prometheus", "existing")(c),
+            _set("clusters.prod.createMonitoringNamespace", True)(c),
+            _set("clusters.prod.monitoringNamespace", "llamafleet-search")(c),
+        ),
+        "llamafleet:clusters.prod.createMonitoringNamespace",
+        "the stack cannot make llamafleet-search, it is taken",
+    ),
+    (
         "build registry not a host",
         _set("images.build.registry", "https://registry/x"),
         "llamafleet:images.build.registry",
@@ -690,9 +737,10 @@ def test_store_credentials_encrypted_or_on_loopback_are_accepted(tmp_path: Path)
     # The engine hands the program decrypted values and names the secret keys.
     del store["endpointUrl"]  # an AWS store again
     values = namespace_values({key: json.dumps(value) for key, value in config.items()})
-    with pytest.raises(SettingsError, match="is in plain text"):
-        parse(values, "x")
-    assert parse(values, "x", frozenset({"modelStore"})).model_store.credentials is not None
+    receivers = encrypted_keys(values)  # prod's alert receivers, still encrypted here
+    with pytest.raises(SettingsError, match=r"credentials\.secretAccessKey: is in plain"):
+        parse(values, "x", receivers)
+    assert parse(values, "x", receivers | {"modelStore"}).model_store.credentials is not None
 
 
 def test_a_clean_copy_of_prod_is_valid(tmp_path: Path) -> None:
@@ -709,8 +757,11 @@ def test_non_llamafleet_keys_are_left_to_their_providers() -> None:
 
 def test_engine_style_json_strings_parse_like_yaml() -> None:
     config = prod_config()
-    as_engine = {k: json.dumps(v) for k, v in config.items()}
-    assert parse(namespace_values(as_engine), "x") == parse(namespace_values(config), "x")
+    as_engine = namespace_values({k: json.dumps(v) for k, v in config.items()})
+    as_yaml = namespace_values(config)
+    assert parse(as_engine, "x", encrypted_keys(as_engine)) == parse(
+        as_yaml, "x", encrypted_keys(as_yaml)
+    )
 
 
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:

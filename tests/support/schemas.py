@@ -11,7 +11,8 @@ import jsonschema
 import kubernetes_validate
 from cloudcoil.models.cert_manager.v1 import Certificate
 from cloudcoil.models.keda.v1alpha1 import ScaledObject
-from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
+from cloudcoil.models.prometheus_operator.v1 import PrometheusRule, ServiceMonitor
+from cloudcoil.models.prometheus_operator.v1alpha1 import AlertmanagerConfig
 from pydantic import BaseModel
 
 from support.metallb_schema import METALLB_API, metallb_errors
@@ -20,6 +21,8 @@ KUBERNETES_VERSION = "1.33"
 CRD_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("keda.sh/v1alpha1", "ScaledObject"): ScaledObject,
     ("monitoring.coreos.com/v1", "ServiceMonitor"): ServiceMonitor,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): PrometheusRule,
+    ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): AlertmanagerConfig,
     ("cert-manager.io/v1", "Certificate"): Certificate,
 }
 

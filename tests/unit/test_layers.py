@@ -1,5 +1,5 @@
-"""The packages form layers with no cycle: command → program → settings → components →
-modelsync, policy apart. Read from the code's own module-level imports (ast)."""
+"""The packages form layers with no cycle: command → program → settings → monitoring →
+components → modelsync, policy apart. Read from the code's own module-level imports (ast)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,19 @@ ALLOWED = {
     "modelsync": {"modelsync", ""},
     "policy": {"policy", ""},
     "components": {"components", "modelsync", ""},
-    "settings": {"settings", "components", "modelsync", ""},
-    "program": {"program", "settings", "components", "modelsync", ""},
-    "command": {"command", "program", "settings", "components", "modelsync", "policy", ""},
+    "monitoring": {"monitoring", "components", "modelsync", ""},
+    "settings": {"settings", "monitoring", "components", "modelsync", ""},
+    "program": {"program", "settings", "monitoring", "components", "modelsync", ""},
+    "command": {
+        "command",
+        "program",
+        "settings",
+        "monitoring",
+        "components",
+        "modelsync",
+        "policy",
+        "",
+    },
 }
 LAYERS = set(ALLOWED) - {""}
 
