@@ -63,6 +63,9 @@ collect() {
     # asked the kernel for AMX state (XFD), so Sapphire Rapids hosts die with SIGILL (seen on this
     # project's CI host; upstream llama.cpp PR #26954). Those nodes load the AVX-512 variants.
     rm -f "$payload/libggml-cpu-sapphirerapids.so"
+    # The pods' preStop hook: holds SIGTERM back until the server is idle (llama-drain.c).
+    ${CC:-cc} -O2 -Wall -Wextra -Werror -std=c11 -D_DEFAULT_SOURCE \
+        -o "$payload/llama-drain" "$here/llama-drain.c"
     if [ "${BUNDLE_RUNTIME:-0}" = 1 ]; then
         for lib in libstdc++.so.6 libgcc_s.so.1 libgomp.so.1; do
             path=$(ldd "$payload/llama-server" "$payload"/libggml-*.so | awk -v l="$lib" '$1 == l { print $3; exit }')

@@ -14,6 +14,7 @@ from llamafleet.components.labels import GPU_RESOURCE, GPU_TAINT_KEY, TIER_LABEL
 from llamafleet.components.pod_security import container_security_context, pod_security_context
 from llamafleet.components.server_args import (
     API_KEY_DIR,
+    API_KEY_FILE,
     MODEL_DIR,
     SERVER_PORT,
     ServerOptions,
@@ -40,6 +41,16 @@ if TYPE_CHECKING:
 STORE_CREDENTIALS_DIR = "/var/run/secrets/llamafleet/model-store"
 STORE_CREDENTIALS_KEY = "credentials"
 STARTUP_PERIOD_SECONDS = 10
+# A request's prompt processing, within its longest time (generation is max_tokens at the
+# measured tokens/s).
+PROMPT_SECONDS = 10
+# Idle this long before SIGTERM: more than cpp-httplib's keep-alive (5 s, the pinned build's
+# CPPHTTPLIB_KEEPALIVE_TIMEOUT_SECOND), so no request comes over a connection opened before.
+DRAIN_QUIET_SECONDS = 6
+# llama-server's exit after SIGTERM (it frees the model).
+TERM_SECONDS = 10
+# The preStop hook, next to llama-server in the image (images/llama-cpp/llama-drain.c).
+DRAIN_COMMAND = "llama-drain"
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,11 @@ class PodInputs:
     # Secret in the pods' namespace (key `credentials`, an AWS shared credentials file) the
     # fetcher reads the store with (on-prem); None: the pod's IAM role (IRSA).
     store_credentials_secret: str | None = None
+    # Tokens one slot generates a second on the tier (measured): with max_tokens, the longest
+    # a request takes.
+    tokens_per_second: float = 10.0
+    # Requests the autoscaler lets wait per replica: they are drained too.
+    queue_per_replica: int = 2
 
     @property
     def sizing(self) -> PodSizing:
@@ -74,12 +90,30 @@ class PodInputs:
         return size_pod(self.facts, self.server.shape, self.server.tier_kind)
 
     @property
-    def drain_seconds(self) -> int:
-        """Seconds the preStop hook holds SIGTERM back: `deregistration_seconds` plus the request
-        timeout (llama-server's --timeout)."""
-        # SIGTERM stops llama-server at once: keep serving until the endpoint is gone everywhere
-        # and the longest request has finished, then let SIGTERM through.
-        return self.deregistration_seconds + self.server.request_timeout_seconds
+    def longest_request_seconds(self) -> int:
+        """The longest one request takes: its prompt (PROMPT_SECONDS) and max_tokens at
+        tokens_per_second, never more than the request timeout (llama-server's --timeout); the
+        request timeout where no max_tokens caps generation."""
+        timeout = self.server.request_timeout_seconds
+        if self.server.max_tokens is None:
+            return timeout
+        generation = math.ceil(self.server.max_tokens / self.tokens_per_second)
+        return min(timeout, PROMPT_SECONDS + generation)
+
+    @property
+    def drain_max_seconds(self) -> int:
+        """How long the preStop hook waits, after the endpoint is gone, for the requests in the
+        pod: those in its slots and those queued behind them (queue_per_replica over the slots,
+        one request's time each round), plus DRAIN_QUIET_SECONDS of idle."""
+        slots = self.server.shape.parallel
+        rounds = 1 + math.ceil(self.queue_per_replica / slots)
+        return rounds * self.longest_request_seconds + DRAIN_QUIET_SECONDS
+
+    @property
+    def termination_grace_seconds(self) -> int:
+        """terminationGracePeriodSeconds: the hook's whole wait (endpoint removal, then the
+        drain) and TERM_SECONDS for llama-server to exit after SIGTERM."""
+        return self.deregistration_seconds + self.drain_max_seconds + TERM_SECONDS
 
 
 def pod_labels(instance: str, model: str, tier: str) -> dict[str, str]:
@@ -105,7 +139,9 @@ def pod_spec(inputs: PodInputs, instance: str) -> dict[str, Any]:
 
     The model-fetcher init container fills an emptyDir of the GGUF's size x 1.1 + 1 GiB; then
     llama-server runs with requests = limits (Guaranteed QoS), startup, readiness and liveness
-    probes on /health, and a preStop sleep of `drain_seconds` (the grace period is 10 s more).
+    probes on /health, and a preStop hook (llama-drain) that holds SIGTERM back while endpoint
+    removal propagates (`deregistration_seconds`), then until the pod is idle, at most
+    `drain_max_seconds`; the grace period covers both.
     Pods spread over nodes where they can; GPU pods tolerate the `nvidia.com/gpu` taint.
     """
     gpu = inputs.server.tier_kind == "gpu"
@@ -114,7 +150,7 @@ def pod_spec(inputs: PodInputs, instance: str) -> dict[str, Any]:
         "automountServiceAccountToken": False,
         "securityContext": pod_security_context(),
         "nodeSelector": {TIER_LABEL: inputs.tier_name},
-        "terminationGracePeriodSeconds": inputs.drain_seconds + 10,
+        "terminationGracePeriodSeconds": inputs.termination_grace_seconds,
         "topologySpreadConstraints": [
             {
                 "maxSkew": 1,
@@ -214,7 +250,7 @@ def _server(inputs: PodInputs) -> dict[str, Any]:
             "timeoutSeconds": 5,
             "failureThreshold": 3,
         },
-        "lifecycle": {"preStop": {"sleep": {"seconds": inputs.drain_seconds}}},
+        "lifecycle": {"preStop": {"exec": {"command": drain_command(inputs)}}},
         "securityContext": container_security_context(),
         "volumeMounts": [
             {"name": "models", "mountPath": MODEL_DIR, "readOnly": True},
@@ -222,6 +258,19 @@ def _server(inputs: PodInputs) -> dict[str, Any]:
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (a private emptyDir)
         ],
     }
+
+
+def drain_command(inputs: PodInputs) -> list[str]:
+    """The preStop hook's argv: llama-drain PORT KEY_FILE SETTLE QUIET MAX (seconds; the key is
+    read from the mounted file, never passed)."""
+    return [
+        DRAIN_COMMAND,
+        str(SERVER_PORT),
+        API_KEY_FILE,
+        str(inputs.deregistration_seconds),
+        str(DRAIN_QUIET_SECONDS),
+        str(inputs.drain_max_seconds),
+    ]
 
 
 def _resources(cpus: int, memory_bytes: int, gpus: int = 0) -> dict[str, dict[str, str]]:

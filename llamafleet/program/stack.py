@@ -529,6 +529,8 @@ def _pod_inputs(sections: Sections, placement: Placement, images: ImageRefs) -> 
         api_key_secret=Tenant.api_key_secret_name,
         service_account=placement.name,
         deregistration_seconds=sections.serving.deregistration_seconds,
+        tokens_per_second=placement.model.tokens_per_second,
+        queue_per_replica=placement.model.queue_per_replica,
     )
 
 

@@ -577,6 +577,14 @@ class Model(Strict):
     queue_per_replica: int = Field(
         default=2, ge=1, description="Queued requests per replica that trigger a scale-up."
     )
+    tokens_per_second: float = Field(
+        default=10,
+        gt=0,
+        le=100000,
+        description="Tokens one slot generates a second on the model's slowest tier, measured "
+        "(benchmarks/serving): with maxTokens it bounds a request's length, and so how long a "
+        "stopping pod drains before SIGTERM (never past requestTimeoutSeconds).",
+    )
     former_name: Name | None = Field(
         default=None,
         description="The name this model had before a rename: its resources carry Pulumi "

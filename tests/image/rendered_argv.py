@@ -48,6 +48,15 @@ def rendered_argv(stack: str, out_dir: Path) -> list[str]:
     return next(iter(argvs.values()))
 
 
+def local_pre_stop(out_dir: Path) -> list[str]:
+    """The preStop command of the local stack's llama-server container, as rendered."""
+    for path in sorted(render("local", out_dir).glob("*/Deployment-*.yaml")):
+        container = _server_container(yaml.safe_load(path.read_text()))
+        if container is not None:
+            return list(container["lifecycle"]["preStop"]["exec"]["command"])
+    raise AssertionError(f"render local produced no Deployment with a {CONTAINER} container")
+
+
 def local_argv(out_dir: Path) -> list[str]:
     """What the tests and the serving benchmark run: the local stack's rendered argv."""
     return rendered_argv("local", out_dir)

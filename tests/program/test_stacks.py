@@ -15,6 +15,8 @@ from support.stack_renders import model_objects, rendered_stack
 
 from llamafleet.command.mock_run import API_KEY_TYPE
 from llamafleet.command.render import Rendered, render, write
+from llamafleet.components.inference_pod import DRAIN_COMMAND, PROMPT_SECONDS
+from llamafleet.components.server_args import API_KEY_FILE, SERVER_PORT
 from llamafleet.policy.rules import violations
 from llamafleet.program.stack import check_pins, model_pins
 from llamafleet.settings.load import load_stack_file, stack_file
@@ -88,14 +90,23 @@ def test_pods_are_sized_and_argued_by_the_rules(stack: str, rendered: Rendered) 
             assert "tolerations" not in pod
 
 
-def test_rollouts_never_drop_a_ready_pod(rendered: Rendered) -> None:
+def test_rollouts_never_drop_a_ready_pod(stack: str, rendered: Rendered) -> None:
+    settings = load_stack_file(stack_file(stack))
     for deployment in objects_of(rendered, "Deployment"):
         spec = deployment["spec"]
         assert spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
         pod = spec["template"]["spec"]
         (server,) = pod["containers"]
-        drain = server["lifecycle"]["preStop"]["sleep"]["seconds"]
-        assert pod["terminationGracePeriodSeconds"] > drain > int(flag(server["args"], "--timeout"))
+        # llama-drain PORT KEY_FILE SETTLE QUIET MAX: endpoint removal, then idle, bounded.
+        command, port, key_file, *seconds = server["lifecycle"]["preStop"]["exec"]["command"]
+        settle, quiet, longest = (int(s) for s in seconds)
+        assert (command, port, key_file) == (DRAIN_COMMAND, str(SERVER_PORT), API_KEY_FILE)
+        assert flag(server["args"], "--api-key-file") == key_file
+        assert settle == settings.serving.deregistration_seconds
+        assert quiet > 5  # cpp-httplib's keep-alive
+        assert pod["terminationGracePeriodSeconds"] > settle + longest
+        # At least one whole request of the longest kind fits in the drain.
+        assert longest > min(int(flag(server["args"], "--timeout")), PROMPT_SECONDS)
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert server[probe]["httpGet"]["path"] == "/health"
 
