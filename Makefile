@@ -57,10 +57,11 @@ $(CHECKOV):
 engine:
 	scripts/bootstrap-engine
 
-# KEDA's operator and webhooks (the HPA -> KEDA switch, tests/e2e) and promtool (the alert
-# rules' tests, tests/monitoring): for the tests only.
+# KEDA's operator and webhooks (the HPA -> KEDA switch, tests/e2e), promtool (the alert rules'
+# and dashboards' tests, tests/monitoring), kube-state-metrics and node_exporter (the metric names
+# the dashboards query, listed from the real binaries): for the tests only.
 test-tools:
-	scripts/bootstrap-engine keda prometheus
+	scripts/bootstrap-engine keda prometheus kube-state-metrics node-exporter
 
 test: lint typecheck $(CHECKOV) engine test-tools
 	$(BIN)/python -m pytest

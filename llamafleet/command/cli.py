@@ -1,4 +1,5 @@
-"""The `llamafleet` command: check, render, deploy and serve stacks; `models` runs modelsync."""
+"""The `llamafleet` command: check, render, deploy, serve and watch stacks; `models` runs
+modelsync."""
 
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cluster to read from (default: the local control plane's, not $KUBECONFIG)",
     )
     serve.set_defaults(handler=_serve)
+    _add_status_command(commands)
     # Everything after `models` is modelsync's, --help included.
     models = commands.add_parser(
         "models",
@@ -108,6 +110,41 @@ def _add_engine_commands(
     )
     k.add_argument("team")
     k.set_defaults(handler=_keys)
+
+
+def _add_status_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],  # pyright: ignore[reportPrivateUsage]
+) -> None:
+    status = commands.add_parser(
+        "status",
+        help="one screen per stack: per team, model and tier the replicas, queue, busy slots, "
+        "tokens/s, digest and spills, and the firing alerts (from the API server and Prometheus)",
+    )
+    status.add_argument("stack", help="stack name (stacks/Pulumi.<stack>.yaml)")
+    status.add_argument(
+        "--json", action="store_true", help="print the same data as JSON (keys: `status.to_json`)"
+    )
+    status.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=None,
+        help="the cluster's kubeconfig (default: for local the local control plane's; else the "
+        "cluster's kubeconfig setting, $KUBECONFIG, ~/.kube/config)",
+    )
+    status.add_argument(
+        "--prometheus",
+        metavar="URL",
+        default=None,
+        help="Prometheus' base URL (default: for local the one `serve` runs, "
+        "http://127.0.0.1:9090; else the cluster's prometheusUrl through the API server's "
+        "service proxy)",
+    )
+    status.add_argument(
+        "--cluster",
+        default=None,
+        help="which of the stack's clusters (default: its first, whose gateway is the endpoint)",
+    )
+    status.set_defaults(handler=_status)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,6 +280,18 @@ def _serve(args: argparse.Namespace) -> int:
         stop_only=args.stop,
         kubeconfig=args.kubeconfig,
         work_dir=args.work_dir,
+    )
+
+
+def _status(args: argparse.Namespace) -> int:
+    from llamafleet.command import status_command  # noqa: PLC0415
+
+    return status_command.command(
+        args.stack,
+        as_json=args.json,
+        kubeconfig=args.kubeconfig,
+        prometheus=args.prometheus,
+        cluster=args.cluster,
     )
 
 

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -164,37 +165,46 @@ def serve_root(environ: Mapping[str, str] | None = None) -> Path:
 class Kubectl:
     """Reads from the API server with the bootstrap's kubectl (or one on PATH) and `kubeconfig`
     (default: the local control plane's, never $KUBECONFIG's: `make up` must not read Secrets
-    from whichever cluster a developer's shell points at)."""
+    from whichever cluster a developer's shell points at), in its `context` (default: the
+    file's current context)."""
 
-    def __init__(self, kubeconfig: Path | None = None) -> None:
+    def __init__(self, kubeconfig: Path | None = None, context: str | None = None) -> None:
         self.kubeconfig = kubeconfig or local_kubeconfig()
+        self.context = context
         built = engine_bin_dir() / "kubectl"
         self.binary = str(built) if built.is_file() else shutil.which("kubectl")
 
     def get(self, *args: str) -> dict[str, Any]:
-        """`kubectl get -o json ARGS`, parsed (60 s timeout).
+        """`kubectl get -o json ARGS`, parsed (60 s timeout); ServeError (from `_get`) where
+        there is no kubectl, no answer in 60 s, or kubectl failed (its error line)."""
+        result: dict[str, Any] = json.loads(
+            self._get(f"kubectl get {' '.join(args)}", "-o", "json", *args)
+        )
+        return result
+
+    def raw(self, path: str) -> str:
+        """`kubectl get --raw PATH`: the body the API server answers at `path` (through a
+        service proxy path, `/api/v1/namespaces/NS/services/SVC:PORT/proxy/...`, the
+        Service's answer), as text; ServeError as `get`, named by the path without its query."""
+        return self._get(f"kubectl get --raw {path.partition('?')[0]}", "--raw", path)
+
+    def _get(self, what: str, *args: str) -> str:
+        """`kubectl get ARGS`' stdout; `what` names the call in errors.
 
         Raises:
-            ServeError: no kubectl, no answer in 60 s, or kubectl failed (its first stderr line).
+            ServeError: no kubectl, no answer in 60 s, or kubectl failed (its error line).
         """
         if self.binary is None:
             raise ServeError("no kubectl: run scripts/bootstrap-engine")
-        what = f"kubectl get {' '.join(args)}"
+        context = ["--context", self.context] if self.context else []
+        argv = [self.binary, "--kubeconfig", str(self.kubeconfig), *context, "get", *args]
         try:
-            done = subprocess.run(
-                [self.binary, "--kubeconfig", str(self.kubeconfig), "get", "-o", "json", *args],
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=60,
-            )
+            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
         except subprocess.TimeoutExpired:
             raise ServeError(f"{what}: no answer from the API server in 60 s") from None
         if done.returncode != 0:
-            reason = next((line for line in done.stderr.splitlines() if line.strip()), "failed")
-            raise ServeError(f"{what}: {reason.strip()}")
-        result: dict[str, Any] = json.loads(done.stdout)
-        return result
+            raise ServeError(f"{what}: {kubectl_error(done.stderr)}")
+        return done.stdout
 
     def secret(self, namespace: str, name: str) -> dict[str, bytes]:
         """A Secret's data, decoded: key -> bytes (a SecretReader); ServeError as `get`."""
@@ -206,6 +216,21 @@ class Kubectl:
         its Secrets read; ServeError as `get` and pod_from_deployment."""
         items = self.get("deployments", "-A", "-l", DEPLOYMENT_SELECTOR)["items"]
         return [pod_from_deployment(item, self.secret) for item in items]
+
+
+# klog's line header (severity, date, time): kubectl's log lines, not its error.
+_KLOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d")
+
+
+def kubectl_error(stderr: str) -> str:
+    """The line that says why kubectl failed: its first that is not a log line (an unreachable
+    server is logged once per discovery attempt before kubectl says "The connection to the
+    server ... was refused"); its last line where all are, "failed" where there is none."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    said = [line for line in lines if not _KLOG_LINE.match(line)]
+    if said:
+        return said[0]
+    return lines[-1] if lines else "failed"
 
 
 def lay_out(volumes: Mapping[str, Volume], root: Path) -> dict[str, Path]:

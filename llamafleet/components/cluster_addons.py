@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -26,8 +26,11 @@ from llamafleet.components.config import ComponentConfig
 from llamafleet.components.eks_cluster import EksCluster, Oidc, irsa_role
 from llamafleet.components.labels import (
     ACCELERATOR_LABEL,
+    DASHBOARD_LABEL,
+    DASHBOARD_LABEL_VALUE,
     GPU_TAINT_KEY,
     IRSA_ROLE_ANNOTATION,
+    MODEL_LABEL,
     TIER_LABEL,
 )
 
@@ -287,11 +290,26 @@ class ClusterAddons(pulumi.ComponentResource):
         self._release(chart_name, version, "kube-system", values, [inline])
 
 
+# kube-state-metrics' --metric-labels-allowlist (the chart joins the list with commas): the
+# Kubernetes labels the alerts and dashboards join on (kube_pod_labels, kube_deployment_labels,
+# kube_node_labels; llamafleet.monitoring.metrics). The tests run the pinned kube-state-metrics
+# with this same list.
+KSM_LABELS_ALLOWLIST: Final = (
+    f"pods=[{TIER_LABEL},{MODEL_LABEL}]",
+    f"deployments=[{TIER_LABEL},{MODEL_LABEL}]",
+    f"nodes=[{TIER_LABEL}]",
+)
+
+
 def _prometheus_values() -> dict[str, Any]:
     """kube-prometheus-stack's values: every ServiceMonitor, PodMonitor and PrometheusRule is
     picked up, not only this release's (the fleet's live in other namespaces); the fleet's
     AlertmanagerConfig routes alerts whatever their namespace label (its alerts carry the
-    teams'); kube-state-metrics exports each pod's tier label (LlamafleetTierPodsPending)."""
+    teams'); kube-state-metrics exports the pods', Deployments' and nodes' tier and model labels
+    (LlamafleetTierPodsPending, the dashboards); Grafana loads every ConfigMap labelled
+    DASHBOARD_LABEL, in any namespace (FleetMonitoring's dashboards), with an admin password the
+    grafana chart generates (an empty adminPassword: not the chart's well-known default) and
+    keeps in its Secret."""
     return {
         "prometheus": {
             "prometheusSpec": {
@@ -304,8 +322,19 @@ def _prometheus_values() -> dict[str, Any]:
         "alertmanager": {
             "alertmanagerSpec": {"alertmanagerConfigMatcherStrategy": {"type": "None"}}
         },
-        "kube-state-metrics": {"metricLabelsAllowlist": [f"pods=[{TIER_LABEL}]"]},
-        "grafana": {"enabled": False},
+        "kube-state-metrics": {"metricLabelsAllowlist": list(KSM_LABELS_ALLOWLIST)},
+        "grafana": {
+            "enabled": True,
+            "adminPassword": "",
+            "sidecar": {
+                "dashboards": {
+                    "enabled": True,
+                    "label": DASHBOARD_LABEL,
+                    "labelValue": DASHBOARD_LABEL_VALUE,
+                    "searchNamespace": "ALL",
+                }
+            },
+        },
     }
 
 

@@ -12,6 +12,9 @@ from typing import Final
 TEAM_LABEL: Final = "llamafleet.io/team"
 # The tier a node belongs to; pods select their tier's nodes by it.
 TIER_LABEL: Final = "llamafleet.io/tier"
+# The model a llama-server Deployment, its pods and its objects serve
+# (llamafleet.components.inference_pod.pod_labels).
+MODEL_LABEL: Final = "llamafleet.io/model"
 # The newest x86 level (llamafleet.settings.types.ISA_LEVELS) every node of the tier supports.
 ISA_LABEL: Final = "llamafleet.io/isa"
 # "nvidia" on GPU nodes: where the NVIDIA device plugin runs.
@@ -23,3 +26,7 @@ GPU_TAINT_KEY: Final = GPU_RESOURCE
 # EKS IAM roles for service accounts: the role a ServiceAccount's pods assume
 # (https://docs.aws.amazon.com/eks/latest/userguide/associate-service-account-role.html).
 IRSA_ROLE_ANNOTATION: Final = "eks.amazonaws.com/role-arn"
+# kube-prometheus-stack's Grafana loads every ConfigMap carrying this label with this value, in
+# any namespace (its dashboards sidecar: grafana.sidecar.dashboards.label / labelValue).
+DASHBOARD_LABEL: Final = "grafana_dashboard"
+DASHBOARD_LABEL_VALUE: Final = "1"

@@ -1,5 +1,5 @@
-"""FleetMonitoring: the fleet's alerts and who hears them, on one cluster, in the form its
-Prometheus loads.
+"""FleetMonitoring: the fleet's alerts and who hears them, and its Grafana dashboards, on one
+cluster, in the form its Prometheus and Grafana load.
 
 - `operator` (the Prometheus Operator runs there: kube-prometheus-stack, or a cluster's own
   operator): a PrometheusRule, and with receivers an AlertmanagerConfig reading its secrets
@@ -7,10 +7,14 @@ Prometheus loads.
 - otherwise: a ConfigMap holding the rule file (key RULES_FILE), for a Prometheus of the
   cluster's own to mount or sync, and with receivers a Secret holding the route and receivers to
   merge into its alertmanager.yml. `make up`'s native Prometheus loads this ConfigMap.
+- either way: one ConfigMap per dashboard (its JSON model under `<uid>.json`), labelled
+  DASHBOARD_LABEL: kube-prometheus-stack's Grafana loads it through its dashboards sidecar, and a
+  Grafana of the cluster's own can mount it as a provisioned dashboards folder.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -24,6 +28,7 @@ from llamafleet.components.alert_routing import (
     operator_config,
     secret_values,
 )
+from llamafleet.components.labels import DASHBOARD_LABEL, DASHBOARD_LABEL_VALUE
 from llamafleet.components.manifest import manifest
 from llamafleet.components.pod_security import restricted_namespace_labels
 
@@ -32,6 +37,11 @@ RULES_FILE: Final = "llamafleet-rules.yaml"
 RECEIVERS_SECRET: Final = "llamafleet-alert-receivers"  # noqa: S105 (a Secret's name)
 ALERTMANAGER_FILE: Final = "alertmanager-llamafleet.yaml"
 LABELS: Final = {"app.kubernetes.io/part-of": "llamafleet", "app.kubernetes.io/name": NAME}
+DASHBOARD_LABELS: Final = {
+    "app.kubernetes.io/part-of": "llamafleet",
+    "app.kubernetes.io/name": "llamafleet-dashboards",
+    DASHBOARD_LABEL: DASHBOARD_LABEL_VALUE,
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,9 @@ class FleetMonitoringArgs:
             routes_by_severity).
         create_namespace: Make `namespace` (with the restricted Pod Security labels): a
             cluster with no Prometheus of its own, whose rules a Prometheus outside it reads.
+        dashboards: Grafana dashboards' JSON models by uid
+            (llamafleet.monitoring.dashboards.fleet_dashboards); each becomes the ConfigMap of
+            that name.
     """
 
     namespace: str
@@ -56,11 +69,12 @@ class FleetMonitoringArgs:
     receivers: dict[str, Receiver] = field(default_factory=dict[str, Receiver])
     severities: dict[str, str] = field(default_factory=dict[str, str])
     create_namespace: bool = False
+    dashboards: dict[str, dict[str, Any]] = field(default_factory=dict[str, dict[str, Any]])
 
 
 class FleetMonitoring(pulumi.ComponentResource):
-    """The alerts of one cluster (see the module). Receivers' secrets go only into Secrets,
-    marked secret in the state."""
+    """The alerts and dashboards of one cluster (see the module). Receivers' secrets go only
+    into Secrets, marked secret in the state."""
 
     def __init__(
         self, name: str, args: FleetMonitoringArgs, opts: pulumi.ResourceOptions | None = None
@@ -85,6 +99,7 @@ class FleetMonitoring(pulumi.ComponentResource):
             self._operator()
         else:
             self._files()
+        self._dashboards()
         self.register_outputs({})
 
     def _meta(self, object_name: str) -> Any:
@@ -130,6 +145,17 @@ class FleetMonitoring(pulumi.ComponentResource):
                 {ALERTMANAGER_FILE: pulumi.Output.secret(yaml.safe_dump(fragment, sort_keys=False))}
             )
 
+    def _dashboards(self) -> None:
+        for uid, model in self._args.dashboards.items():
+            k8s.core.v1.ConfigMap(
+                f"{self._name}-dashboard-{uid}",
+                metadata=manifest(
+                    {"name": uid, "namespace": self._args.namespace, "labels": DASHBOARD_LABELS}
+                ),
+                data={dashboard_file(uid): json.dumps(model, sort_keys=True)},
+                opts=self._inside,
+            )
+
     def _secret(self, data: dict[str, pulumi.Output[str]]) -> k8s.core.v1.Secret:
         return k8s.core.v1.Secret(
             f"{self._name}-receivers",
@@ -139,3 +165,8 @@ class FleetMonitoring(pulumi.ComponentResource):
                 self._inside, pulumi.ResourceOptions(additional_secret_outputs=["stringData"])
             ),
         )
+
+
+def dashboard_file(uid: str) -> str:
+    """The key of dashboard `uid`'s JSON model in its ConfigMap (the file Grafana reads)."""
+    return f"{uid}.json"

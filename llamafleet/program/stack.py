@@ -25,6 +25,7 @@ from llamafleet.components.tenant import StoreCredentials, Tenant, TenantArgs
 from llamafleet.modelsync.sources import adapter_member, member_name, projector_member
 from llamafleet.program.alerting import cluster_rules
 from llamafleet.program.clusters import ProvisionedCluster, provision
+from llamafleet.program.dashboards import stack_dashboards
 from llamafleet.program.images import ImageRefs, image_refs
 from llamafleet.settings.load import SettingsError, pulumi_settings, settings_source
 from llamafleet.settings.names import former_names, team_namespace
@@ -230,8 +231,9 @@ def _monitoring(
     depends_on: list[pulumi.Resource],
 ) -> FleetMonitoring:
     """The alerts of one cluster (llamafleet.program.alerting.cluster_rules), in the form its
-    Prometheus loads: a PrometheusRule where ServiceMonitors are, else a ConfigMap. `depends_on`:
-    what must exist first (the gateway)."""
+    Prometheus loads: a PrometheusRule where ServiceMonitors are, else a ConfigMap; and the
+    fleet's dashboards (llamafleet.program.dashboards), a ConfigMap each. `depends_on`: what
+    must exist first (the gateway)."""
     alerting = settings.alerting
     return FleetMonitoring(
         f"{cluster.name}-monitoring",
@@ -242,6 +244,7 @@ def _monitoring(
             receivers=dict(alerting.receivers),
             severities=routes_by_severity(alerting.receivers, alerting.routes.given()),
             create_namespace=cluster.settings.create_monitoring_namespace,
+            dashboards=stack_dashboards(),
         ),
         opts=pulumi.ResourceOptions(
             provider=cluster.provider, depends_on=[*cluster.depends_on, *depends_on]

@@ -59,7 +59,7 @@ def load_stack_file(path: Path) -> Settings:
             mapping, or (from parse) a setting is invalid; one line per problem, naming the
             stack file and the key path.
     """
-    source = _display(path)
+    source = display_path(path)
     try:
         document = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -177,7 +177,8 @@ def _withhold_encrypted(value: Any) -> Any:
     return value
 
 
-def _display(path: Path) -> str:
+def display_path(path: Path) -> str:
+    """`path` as errors name it: relative to the working directory where it lies under it."""
     try:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
@@ -278,7 +279,7 @@ def unwrap_annotation(annotation: Any) -> Any:
 
 def settings_source() -> str:
     """The running stack's file, as settings errors name it."""
-    return _display(stack_file(pulumi.get_stack()))
+    return display_path(stack_file(pulumi.get_stack()))
 
 
 def pulumi_settings() -> Settings:

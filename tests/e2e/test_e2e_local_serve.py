@@ -246,6 +246,76 @@ def wait_for(condition: Callable[[], object], seconds: float, what: str) -> None
         time.sleep(2)
 
 
+DIGEST = "sha256:a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+
+
+def status(
+    project: Project, served: Served, kubeconfig: Path, prometheus: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`llamafleet status local` against `kubeconfig` and `prometheus`, 80 columns wide."""
+    where = ["--kubeconfig", str(kubeconfig), "--prometheus", prometheus]
+    return subprocess.run(
+        [str(LLAMAFLEET), "status", "local", *where, *extra],
+        env={**project.env, "LLAMAFLEET_CACHE": str(served.cache), "COLUMNS": "80"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_status_shows_the_served_model_its_digest_and_metrics(
+    local_project: Project, local_cluster: Cluster, served: Served, tmp_path: Path
+) -> None:
+    kubeconfig = local_cluster.kubeconfig
+    metric_keys = ("queue", "busySlots", "tokensPerSecond", "spillsPerSecond")
+
+    def model() -> dict[str, Any]:
+        done = status(local_project, served, kubeconfig, served.prometheus, "--json")
+        assert (done.returncode, done.stderr) == (0, ""), done.stderr
+        document = json.loads(done.stdout)
+        assert document["errors"] == {"apiServer": None, "prometheus": None}
+        (only,) = document["models"]
+        return dict(only)
+
+    # Scraped every 5 s: a rate needs two samples.
+    wait_for(lambda: all(model()[k] is not None for k in metric_keys), 60, "metrics present")
+    served_model = model()
+    assert (served_model["team"], served_model["model"], served_model["tier"]) == (
+        "demo",
+        "gemma3-270m",
+        "cpu-small",
+    )
+    assert served_model["deployment"] == "gemma3-270m-cpu-small"
+    assert (served_model["readyReplicas"], served_model["desiredReplicas"]) == (1, 1)
+    assert served_model["digest"] == DIGEST
+    screen = status(local_project, served, kubeconfig, served.prometheus)
+    assert (screen.returncode, screen.stderr) == (0, "")
+    assert "gemma3-270m" in screen.stdout and DIGEST[7:19] in screen.stdout
+    print(screen.stdout)  # the README's example (pytest -rP shows it)
+
+    # Each source down is one line: Prometheus a warning (exit 0), the API server an error.
+    closed = f"http://127.0.0.1:{free_port()}"
+    no_prometheus = status(local_project, served, kubeconfig, closed)
+    assert no_prometheus.returncode == 0
+    assert no_prometheus.stderr.splitlines() == [
+        f"status local: Prometheus: cannot reach {closed}: [Errno 111] Connection refused"
+    ]
+    assert "gemma3-270m" in no_prometheus.stdout
+    elsewhere = yaml.safe_load(kubeconfig.read_text())
+    elsewhere["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(elsewhere))
+    no_api = status(local_project, served, tmp_path / "kubeconfig", served.prometheus, "--json")
+    assert no_api.returncode == 1
+    (line,) = no_api.stderr.splitlines()
+    assert line.startswith("status local: API server: kubectl get deployments"), line
+    assert "was refused" in line
+    # What Prometheus gave is still there.
+    (from_metrics,) = json.loads(no_api.stdout)["models"]
+    assert from_metrics["deployment"] == "gemma3-270m-cpu-small"
+    assert from_metrics["queue"] is not None and from_metrics["readyReplicas"] is None
+
+
 def test_stop_ends_every_process(local_project: Project, served: Served) -> None:
     pids = served.pids()
     stopped = serve(local_project, served.cache, "--stop")

@@ -1,4 +1,5 @@
-"""promtool, as scripts/bootstrap-engine builds it (`make test` builds it first)."""
+"""promtool and node_exporter, as scripts/bootstrap-engine builds them (`make test` builds them
+first: its test-tools target)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,18 @@ import pytest
 from llamafleet.command.engine import engine_bin_dir
 
 
+def _built(name: str, piece: str) -> Path:
+    path = engine_bin_dir() / name
+    if not path.is_file():
+        pytest.skip(f"not built: {path}: run scripts/bootstrap-engine {piece}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def promtool() -> Path:
-    path = engine_bin_dir() / "promtool"
-    if not path.is_file():
-        pytest.skip(f"not built: {path}: run scripts/bootstrap-engine prometheus")
-    return path
+    return _built("promtool", "prometheus")
+
+
+@pytest.fixture(scope="session")
+def node_exporter() -> Path:
+    return _built("node_exporter", "node-exporter")
