@@ -58,6 +58,8 @@ class StoreCredentials:
     file: pulumi.Output[str]
 
 
+# The internal key every team had before internal keys were named: its resource keeps its name.
+FIRST_INTERNAL_KEY = "gateway"
 # A key's name: kept in resource names and shown by `llamafleet keys` (e.g. 2026-11).
 KeyName = Annotated[
     str,
@@ -84,7 +86,17 @@ class TenantConfig(ComponentConfig):
         "2026-12]): add a name to issue a key, remove one to retire only that key.",
     )
 
-    @field_validator("api_keys", mode="before")
+    internal_keys: list[KeyName] = Field(
+        default_factory=lambda: [FIRST_INTERNAL_KEY],
+        min_length=1,
+        max_length=2,
+        description="Names of the keys the gateway presents to the team's llama-servers, oldest "
+        "first: the servers accept each, the gateway presents the newest. To rotate with no "
+        "request refused, add a name (one `up`: the pods roll to accept both, then the gateway "
+        "switches), then drop the old one (the pods roll again).",
+    )
+
+    @field_validator("api_keys", "internal_keys", mode="before")
     @classmethod
     def _named_keys(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -122,10 +134,13 @@ class Tenant(pulumi.ComponentResource):
     """A team: its namespace in each cluster, quota, defaults, default-deny policy and keys.
 
     `api_keys` is a secret Output mapping each key name to its key; `internal_key` (secret) is
-    the key only the gateway presents to the team's llama-servers."""
+    the key the gateway presents to the team's llama-servers (the newest internal key);
+    `accepted_keys` (secret) is the key file those servers read: every internal key and the
+    scraper's."""
 
     api_keys: pulumi.Output[dict[str, str]]
     internal_key: pulumi.Output[str]
+    accepted_keys: pulumi.Output[str]
     namespaces: dict[str, k8s.core.v1.Namespace]
     api_key_secret_name: str = API_KEY_SECRET
     metrics_key_secret_name: str = METRICS_KEY_SECRET
@@ -137,13 +152,19 @@ class Tenant(pulumi.ComponentResource):
         self._args = args
         keys = {key: self._key(f"{name}-api-key-{key}", key) for key in args.config.api_keys}
         metrics_key = self._key(f"{name}-metrics-key", "metrics")
-        self.internal_key = self._key(f"{name}-gateway-key", "gateway")
+        internal = [
+            self._key(_internal_key_resource(name, key_name), key_name)
+            for key_name in args.config.internal_keys
+        ]
+        self.internal_key = internal[-1]
         self.api_keys = pulumi.Output.secret(pulumi.Output.all(**keys))
-        # The gateway's key first; the scraper's is accepted too (llama-server has no
+        # The gateway's keys first (during a rotation both, so pods that roll before the gateway
+        # switches accept either); the scraper's is accepted too (llama-server has no
         # per-endpoint scopes). Team keys are not here: they end at the gateway.
         key_file = pulumi.Output.secret(
-            pulumi.Output.all(self.internal_key, metrics_key).apply(lambda ks: "\n".join(ks) + "\n")
+            pulumi.Output.all(*internal, metrics_key).apply(lambda ks: "\n".join(ks) + "\n")
         )
+        self.accepted_keys = key_file
         self.namespaces = {
             cluster: self._namespace(f"{name}-{cluster}", provider, key_file, metrics_key)
             for cluster, provider in args.clusters.items()
@@ -210,6 +231,14 @@ class Tenant(pulumi.ComponentResource):
     def _key(self, resource_name: str, key_name: str) -> pulumi.Output[str]:
         key = ApiKey(resource_name, key_name, opts=pulumi.ResourceOptions(parent=self))
         return pulumi.Output.secret(key.value)
+
+
+def _internal_key_resource(team_resource: str, key_name: str) -> str:
+    """The ApiKey resource of internal key `key_name`: the first one keeps the name it had
+    before internal keys were named, so its key (and the pods) stay as they are."""
+    if key_name == FIRST_INTERNAL_KEY:
+        return f"{team_resource}-gateway-key"
+    return f"{team_resource}-gateway-key-{key_name}"
 
 
 def _quota_spec(quota: TenantQuota) -> dict[str, Any]:

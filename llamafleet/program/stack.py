@@ -103,7 +103,8 @@ def build(settings: Settings) -> None:
                 cluster,
                 read_policy,
                 images,
-                internal_key_mark=key_mark(tenants[placement.team].internal_key),
+                # The pods roll when the keys they accept change (a rotation's first step).
+                internal_key_mark=key_mark(tenants[placement.team].accepted_keys),
             ),
             opts=pulumi.ResourceOptions(
                 # Children are named after the component, so they inherit these aliases.

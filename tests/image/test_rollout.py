@@ -46,6 +46,9 @@ SETTLE_SECONDS = 5
 CLIENTS = 4
 MAX_TOKENS = 24
 STEADY_SECONDS = 8.0
+# The old gateway's requests finish this long after the new one takes the traffic (the longest
+# request here is a few seconds).
+GATEWAY_DRAIN_SECONDS = 8.0
 COMPLETIONS = "/v1/completions"
 
 
@@ -110,7 +113,7 @@ class Load:
 class Outcome:
     """One rollout: requests sent and failed (with why), latencies in the steady phase and during
     the rollout, the replacement's seconds (new pod started to old pod gone), the drain's
-    own log and the model file the new server loaded."""
+    own log, the model file the new server loaded and how long it took to be ready."""
 
     sent: int
     failures: list[str]
@@ -119,6 +122,7 @@ class Outcome:
     replaced_seconds: float
     drain_log: str
     new_model: str
+    load_seconds: float
 
     def line(self, name: str) -> str:
         def pct(values: list[float], q: int) -> float:
@@ -127,7 +131,8 @@ class Outcome:
         kinds = Counter(why.split(":")[0].split(" ")[0] for why in self.failures)
         return (
             f"{name}: {self.sent} requests, {len(self.failures)} failed {dict(kinds)}; replaced in "
-            f"{self.replaced_seconds:.1f} s; p50/p99 {pct(self.steady, 50):.2f}/"
+            f"{self.replaced_seconds:.1f} s (new ready in {self.load_seconds:.1f} s); "
+            f"p50/p99 {pct(self.steady, 50):.2f}/"
             f"{pct(self.steady, 99):.2f} s steady, {pct(self.during, 50):.2f}/"
             f"{pct(self.during, 99):.2f} s during"
         )
@@ -141,12 +146,14 @@ class Pods:
     root: Path
     internal_key: str
 
-    def pod(self, name: str, extra: list[str]) -> tuple[LlamaServer, Path]:
+    def pod(
+        self, name: str, extra: list[str], keys: tuple[str, ...] | None = None
+    ) -> tuple[LlamaServer, Path]:
         """A server of the rendered argv (one thread: three share this machine's cores), and
         its key file, as its pod mounts them."""
         key_file = self.root / name / "api-keys" / Path(API_KEY_FILE).name
         key_file.parent.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(f"{self.internal_key}\n")
+        key_file.write_text("".join(f"{key}\n" for key in keys or (self.internal_key,)))
         port = free_port()
         local = localize_argv(self.argv, model_root=self.model_root, key_file=key_file, port=port)
         local[0] = str(self.payload / "llama-server")
@@ -206,16 +213,28 @@ def renamed_model(model: Path, target: Path) -> Path:
     return target
 
 
+@dataclass(frozen=True)
+class Change:
+    """What the rollout changes: the new pod's extra argv, the keys its key file holds (None:
+    the old pod's) and the key the gateway presents once the pods have rolled (None: the same;
+    the gateway's own pods roll after the models', as the stack orders them)."""
+
+    argv: tuple[str, ...] = ()
+    new_keys: tuple[str, ...] | None = None
+    gateway_key: str | None = None
+
+
 def rollout(
-    pods: Pods, service: ServiceProxy, root: Path, pre_stop: list[str] | None, change: list[str]
+    pods: Pods, service: ServiceProxy, root: Path, pre_stop: list[str] | None, change: Change
 ) -> Outcome:
-    """Serve through the gateway from `steady` and `old`, then replace `old` by `new` (`change`:
-    the argv that differs) in a rolling update's order, with the preStop hook `pre_stop` (None:
-    none)."""
-    steady, _ = pods.pod(f"{root.name}-steady", [])
+    """Serve through the gateway from `steady` and `old`, then replace `old` by `new` (`change`)
+    in a rolling update's order, with the preStop hook `pre_stop` (None: none); then, where the
+    change gives the gateway a new key, replace the gateway by one presenting it."""
+    # With a new key, the other replica has rolled already: this is the rollout's last pod.
+    steady, _ = pods.pod(f"{root.name}-steady", [], change.new_keys if change.gateway_key else None)
     old, old_keys = pods.pod(f"{root.name}-old", [])
-    new, _ = pods.pod(f"{root.name}-new", change)
-    gateway = None
+    new, _ = pods.pod(f"{root.name}-new", list(change.argv), change.new_keys)
+    gateways: list[Gateway] = []
     load = None
     try:
         for server in (steady, old):
@@ -225,16 +244,18 @@ def rollout(
         service.set_endpoints({steady.port, old.port}, now=True)
         backend = Backend("a", "m", "t", f"http://127.0.0.1:{service.port}/v1", 8, 64)
         client_key = f"ka-{secrets.token_hex(16)}"
-        gateway = Gateway(
-            gateway_venv(), root / "gateway", [backend], {"a": pods.internal_key}, {client_key: "a"}
-        ).start()
-        gateway.wait_ready()
-        load = Load(gateway, client_key).start()
+        venv = gateway_venv()
+        gateways.append(
+            Gateway(venv, root / "gw", [backend], {"a": pods.internal_key}, {client_key: "a"})
+        )
+        load = Load(gateways[0].start().wait_ready(), client_key).start()
         time.sleep(STEADY_SECONDS)
         began = time.monotonic()
         new.start()
         new.wait_ready()
-        status, props = get(new.port, "/props", {"Authorization": f"Bearer {pods.internal_key}"})
+        loaded = time.monotonic() - began
+        new_key = (change.new_keys or (pods.internal_key,))[-1]
+        status, props = get(new.port, "/props", {"Authorization": f"Bearer {new_key}"})
         assert status == 200, props
         new_model = str(json.loads(props)["model_path"])
         # Ready: the endpoints controller adds the new pod; then the Deployment deletes the old
@@ -254,10 +275,19 @@ def rollout(
         old.stop()
         replaced = time.monotonic() - began
         time.sleep(PROPAGATION_SECONDS + 2)
+        if change.gateway_key is not None:
+            # The gateway's rollout: a new one with the new key takes the traffic, the old one
+            # stops once its requests are done (its own preStop and grace).
+            key = {"a": change.gateway_key}
+            gateways.append(Gateway(venv, root / "gw2", [backend], key, {client_key: "a"}))
+            load.gateway = gateways[-1].start().wait_ready()
+            time.sleep(GATEWAY_DRAIN_SECONDS)
+            gateways[0].stop()
+            time.sleep(PROPAGATION_SECONDS)
     finally:
         if load is not None:
             load.stop()
-        if gateway is not None:
+        for gateway in gateways:
             gateway.stop()
         for server in (steady, old, new):
             if server.process is not None:
@@ -267,34 +297,51 @@ def rollout(
     steady_latency = [seconds for start, seconds, _, _ in load.results if start < began]
     failures = [why for _, _, ok, why in load.results if not ok]
     return Outcome(
-        len(load.results), failures, steady_latency, during, replaced, drain_log, new_model
+        len(load.results), failures, steady_latency, during, replaced, drain_log, new_model, loaded
     )
 
 
-CHANGES: dict[str, Callable[[Path, Path], list[str]]] = {
+def _settings(root: Path, model: Path, key: str) -> Change:
     # New argv: another default temperature.
-    "settings": lambda root, model: ["--temp", "0.7"],
+    return Change(argv=("--temp", "0.7"))
+
+
+def _model(root: Path, model: Path, key: str) -> Change:
     # Another GGUF: the same weights under another digest (the last --model wins).
-    "model": lambda root, model: ["--model", str(renamed_model(model, root / "renamed.gguf"))],
+    return Change(argv=("--model", str(renamed_model(model, root / "renamed.gguf"))))
+
+
+def _key_rotation(root: Path, model: Path, key: str) -> Change:
+    # internalKeys [old, new]: the new pods accept both, then the gateway presents the new one.
+    new = secrets.token_hex(24)
+    return Change(new_keys=(key, new), gateway_key=new)
+
+
+CHANGES: dict[str, Callable[[Path, Path, str], Change]] = {
+    "settings": _settings,
+    "model": _model,
+    "key rotation": _key_rotation,
 }
 
 
 @pytest.fixture(params=sorted(CHANGES))
-def change(request: pytest.FixtureRequest, gemma: Path, tmp_path: Path) -> tuple[str, list[str]]:
-    """(what changes, the new pod's extra argv)."""
+def change(
+    request: pytest.FixtureRequest, gemma: Path, pods: Pods, tmp_path: Path
+) -> tuple[str, Change]:
+    """(what changes, the change)."""
     name = str(request.param)
-    return name, CHANGES[name](tmp_path, gemma)
+    return name, CHANGES[name](tmp_path, gemma, pods.internal_key)
 
 
 def test_a_rollout_with_the_drain_hook_drops_no_request(
     pods: Pods,
     service: ServiceProxy,
     pre_stop: list[str],
-    change: tuple[str, list[str]],
+    change: tuple[str, Change],
     tmp_path: Path,
 ) -> None:
-    name, argv = change
-    outcome = rollout(pods, service, tmp_path / "drained", pre_stop, argv)
+    name, what = change
+    outcome = rollout(pods, service, tmp_path / "drained", pre_stop, what)
     print(outcome.line(f"{name} change, preStop llama-drain"))
     assert outcome.new_model.endswith("renamed.gguf") == (name == "model"), outcome.new_model
     assert outcome.sent > 20
@@ -312,3 +359,15 @@ def test_without_the_hook_a_rollout_drops_requests(
     print(outcome.line("control: SIGTERM without preStop"))
     assert outcome.failures, "the control run dropped nothing: the test could not fail"
     assert DRAIN_QUIET_SECONDS > 5  # longer than llama-server's keep-alive
+
+
+def test_a_key_rotation_in_one_step_refuses_requests(
+    pods: Pods, service: ServiceProxy, pre_stop: list[str], tmp_path: Path
+) -> None:
+    """Why internalKeys are named, two at a time: new pods that accept only the new key refuse
+    the old gateway's requests until it switches (401), drain or not."""
+    new = secrets.token_hex(24)
+    one_step = Change(new_keys=(new,), gateway_key=new)
+    outcome = rollout(pods, service, tmp_path / "one-step", pre_stop, one_step)
+    print(outcome.line("control: key rotation in one step"))
+    assert any(why.startswith("401") for why in outcome.failures), outcome.failures
