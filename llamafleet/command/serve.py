@@ -6,7 +6,8 @@ would read it: each llama-server Deployment's init container (command and env), 
 container (command and args), and the Secrets its volumes mount (model-store credentials, the
 team's keys). Volumes become directories under the cache, Secrets files in them (mode 0600), and
 only the mounted paths and, if asked, the port are mapped to local ones. The fetch runs first
-(download by digest, verified), then llama-server, in the background.
+(download by digest, verified; once, without the pod's retries and metrics port), then
+llama-server, in the background.
 
 A second `serve` of an unchanged deployment keeps the running server (no restart, no gap).
 """
@@ -138,6 +139,27 @@ def _volume(
     if items is None:
         return Volume(dict(data))
     return Volume({str(item["path"]): data[str(item["key"])] for item in items})
+
+
+# Options of the pod's fetch that a native run leaves out: it fetches once and fails with the
+# fetcher's own status (`modelsync fetch` names the reason), rather than retrying for ever, and
+# serves no metrics (nothing scrapes them here, and a fixed port may be taken).
+POD_ONLY_FETCH_OPTIONS = ("--metrics-port", "--retry-seconds")
+
+
+def native_fetch_args(args: list[str]) -> list[str]:
+    """`args` (the fetch command's, after `modelsync`) without POD_ONLY_FETCH_OPTIONS and
+    their values."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in POD_ONLY_FETCH_OPTIONS:
+            skip = True
+        elif not arg.startswith(tuple(f"{option}=" for option in POD_ONLY_FETCH_OPTIONS)):
+            kept.append(arg)
+    return kept
 
 
 def localise(argv: list[str], mounts: dict[str, str], port: int | None = None) -> list[str]:
@@ -298,7 +320,7 @@ def start(pod: NativePod, llama_server: Path, port: int = SERVER_PORT) -> Served
     ensure_free(port)
     volumes = lay_out(pod.volumes, state)
     fetch_mounts = local_mounts(pod.fetch, volumes)
-    fetch = [fetcher, *localise(pod.fetch.argv[1:], fetch_mounts)]
+    fetch = [fetcher, *localise(native_fetch_args(pod.fetch.argv[1:]), fetch_mounts)]
     fetch_env = {
         **os.environ,
         **{k: local_path(v, fetch_mounts) for k, v in pod.fetch.env.items()},

@@ -33,6 +33,7 @@ from llamafleet.components.config import (
     DnsName,
     KubernetesName,
 )
+from llamafleet.components.disruption import disruption_budget
 from llamafleet.components.gateway_config import (
     CONFIG_DIR,
     CONFIG_FILE,
@@ -207,8 +208,9 @@ class GatewayArgs:
         team_namespaces: The namespaces its pods may reach (the teams' model pods, port 8080).
         monitoring_namespace: Pods there may scrape its metrics port (9090).
         request_timeout_seconds: The longest request; the gateway's own timeouts.
-        exposure: How its Service is exposed (LoadBalancing), or None: ClusterIP (a cluster with
-            no load balancer, e.g. the local control plane).
+        exposure: How its Service is exposed (LoadBalancing; its `namespace_labels` go on the
+            gateway's namespace), or None: ClusterIP (a cluster with no load balancer, e.g. the
+            local control plane).
         tls: TLS for its endpoint; None: plain HTTP (the local control plane only).
         service_monitor: Also declare a Service for its metrics port and a ServiceMonitor
             (Prometheus Operator), so the per-tier demand reaches Prometheus and KEDA.
@@ -293,7 +295,12 @@ class Gateway(pulumi.ComponentResource):
             metadata=manifest(
                 {
                     "name": args.namespace,
-                    "labels": {**self._labels(GATEWAY_APP), **restricted_namespace_labels()},
+                    "labels": {
+                        **self._labels(GATEWAY_APP),
+                        **restricted_namespace_labels(),
+                        # EKS: the AWS Load Balancer Controller's readiness gate on its pods.
+                        **(args.exposure.namespace_labels if args.exposure else {}),
+                    },
                 }
             ),
             opts=pulumi.ResourceOptions(parent=self),
@@ -475,10 +482,10 @@ class Gateway(pulumi.ComponentResource):
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
             metadata=meta,
-            spec=manifest(
-                # One pod at a time: with two or more, one always serves during a drain.
-                {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
-            ),
+            # With two or more, one pod at a time, so one always serves during a drain; with
+            # minReplicas 1, the lone pod is never evicted: a drain waits for a rollout
+            # (`kubectl rollout restart`) to start its replacement elsewhere first.
+            spec=manifest(disruption_budget(selector, args.config.min_replicas)),
             opts=self._inside,
         )
         k8s.autoscaling.v2.HorizontalPodAutoscaler(

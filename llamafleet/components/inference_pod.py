@@ -51,6 +51,13 @@ DRAIN_QUIET_SECONDS = 6
 TERM_SECONDS = 10
 # The preStop hook, next to llama-server in the image (images/llama-cpp/llama-drain.c).
 DRAIN_COMMAND = "llama-drain"
+# The model fetcher serves its metrics (why its attempts fail: llamafleet.modelsync.
+# fetch_metrics) on this port, named FETCH_METRICS_PORT_NAME, which the model's PodMonitor
+# scrapes while the pod is in Init; and retries a failed fetch, waiting at most
+# FETCH_RETRY_SECONDS between attempts, instead of exiting into CrashLoopBackOff.
+FETCH_METRICS_PORT = 9102
+FETCH_METRICS_PORT_NAME = "fetch-metrics"
+FETCH_RETRY_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -94,26 +101,50 @@ class PodInputs:
         """The longest one request takes: its prompt (PROMPT_SECONDS) and max_tokens at
         tokens_per_second, never more than the request timeout (llama-server's --timeout); the
         request timeout where no max_tokens caps generation."""
-        timeout = self.server.request_timeout_seconds
-        if self.server.max_tokens is None:
-            return timeout
-        generation = math.ceil(self.server.max_tokens / self.tokens_per_second)
-        return min(timeout, PROMPT_SECONDS + generation)
+        return longest_request_seconds(
+            self.server.request_timeout_seconds, self.server.max_tokens, self.tokens_per_second
+        )
 
     @property
     def drain_max_seconds(self) -> int:
         """How long the preStop hook waits, after the endpoint is gone, for the requests in the
         pod: those in its slots and those queued behind them (queue_per_replica over the slots,
         one request's time each round), plus DRAIN_QUIET_SECONDS of idle."""
-        slots = self.server.shape.parallel
-        rounds = 1 + math.ceil(self.queue_per_replica / slots)
-        return rounds * self.longest_request_seconds + DRAIN_QUIET_SECONDS
+        return drain_max_seconds(
+            self.server.shape.parallel, self.queue_per_replica, self.longest_request_seconds
+        )
 
     @property
     def termination_grace_seconds(self) -> int:
         """terminationGracePeriodSeconds: the hook's whole wait (endpoint removal, then the
         drain) and TERM_SECONDS for llama-server to exit after SIGTERM."""
-        return self.deregistration_seconds + self.drain_max_seconds + TERM_SECONDS
+        return termination_grace_seconds(self.deregistration_seconds, self.drain_max_seconds)
+
+
+# The arithmetic of the three properties above, on plain numbers, so the settings rules can
+# bound a placement's grace period before any pod is declared (rules.py, spot tiers).
+def longest_request_seconds(
+    request_timeout_seconds: int, max_tokens: int | None, tokens_per_second: float
+) -> int:
+    """Seconds: PROMPT_SECONDS plus `max_tokens` at `tokens_per_second` (rounded up), at most
+    `request_timeout_seconds`; the timeout itself where `max_tokens` is None."""
+    if max_tokens is None:
+        return request_timeout_seconds
+    generation = math.ceil(max_tokens / tokens_per_second)
+    return min(request_timeout_seconds, PROMPT_SECONDS + generation)
+
+
+def drain_max_seconds(parallel: int, queue_per_replica: int, longest_request: int) -> int:
+    """Seconds: one round of `longest_request` for the `parallel` slots' requests, one more per
+    `parallel` queued ones (`queue_per_replica`, rounded up), plus DRAIN_QUIET_SECONDS."""
+    rounds = 1 + math.ceil(queue_per_replica / parallel)
+    return rounds * longest_request + DRAIN_QUIET_SECONDS
+
+
+def termination_grace_seconds(deregistration_seconds: int, drain_max: int) -> int:
+    """Seconds: the endpoint's removal (`deregistration_seconds`), the drain (`drain_max`) and
+    TERM_SECONDS for llama-server's exit."""
+    return deregistration_seconds + drain_max + TERM_SECONDS
 
 
 def pod_labels(instance: str, model: str, tier: str) -> dict[str, str]:
@@ -183,6 +214,9 @@ def pod_spec(inputs: PodInputs, instance: str) -> dict[str, Any]:
 
 
 def _fetcher(inputs: PodInputs) -> dict[str, Any]:
+    """The model-fetcher init container: `modelsync fetch` of the model's files (by digest,
+    verified) into the `models` volume; a failed fetch is retried, at most FETCH_RETRY_SECONDS
+    apart, and counted by reason on its `fetch-metrics` port until one succeeds."""
     store = inputs.store
     command = [
         "modelsync",
@@ -192,6 +226,8 @@ def _fetcher(inputs: PodInputs) -> dict[str, Any]:
         *(arg for shard in inputs.server.shard_digests for arg in ("--shard", shard)),
         *(arg for part in inputs.server.part_digests for arg in ("--file", part)),
         *("--cache-dir", MODEL_DIR),
+        *("--metrics-port", str(FETCH_METRICS_PORT)),
+        *("--retry-seconds", str(FETCH_RETRY_SECONDS)),
     ]
     if store.endpoint_url:
         command += ["--endpoint-url", store.endpoint_url]
@@ -201,6 +237,13 @@ def _fetcher(inputs: PodInputs) -> dict[str, Any]:
         "name": "model-fetcher",
         "image": inputs.fetcher_image,
         "command": command,
+        "ports": [
+            {
+                "name": FETCH_METRICS_PORT_NAME,
+                "containerPort": FETCH_METRICS_PORT,
+                "protocol": "TCP",
+            }
+        ],
         "env": [{"name": "AWS_REGION", "value": store.region}],
         "resources": _resources(FETCHER_CPU, FETCHER_MEMORY_BYTES),
         "securityContext": container_security_context(),

@@ -2,7 +2,8 @@
 
 Deployment (fetch-and-verify init container, probes, drain, zero-downtime rollout), Service,
 PodDisruptionBudget, NetworkPolicy, ServiceAccount, the autoscaler (KEDA on the queue, or HPA on
-CPU) and, where Prometheus Operator runs, a ServiceMonitor.
+CPU) and, where Prometheus Operator runs, a ServiceMonitor (llama-server's /metrics) and a
+PodMonitor (the model fetcher's, while a pod is in Init: why its fetch fails).
 """
 
 from __future__ import annotations
@@ -22,8 +23,16 @@ from llamafleet.components.autoscaling import (
     scaled_object_annotations,
     scaled_object_spec,
 )
+from llamafleet.components.disruption import disruption_budget
 from llamafleet.components.gateway import GATEWAY_APP, INTERNAL_KEY_MARK
-from llamafleet.components.inference_pod import PodInputs, pod_labels, pod_spec, selector_labels
+from llamafleet.components.inference_pod import (
+    FETCH_METRICS_PORT,
+    FETCH_METRICS_PORT_NAME,
+    PodInputs,
+    pod_labels,
+    pod_spec,
+    selector_labels,
+)
 from llamafleet.components.manifest import manifest
 from llamafleet.components.server_args import SERVER_PORT
 
@@ -51,11 +60,12 @@ class InferenceServiceArgs:
     autoscaler: Literal["keda", "hpa"]
     # The Prometheus KEDA queries (the trigger's serverAddress); unused with hpa.
     prometheus_url: str
-    # Also declare a ServiceMonitor (needs the Prometheus Operator's CRDs).
+    # Also declare a ServiceMonitor and a PodMonitor (needs the Prometheus Operator's CRDs).
     service_monitor: bool
     # Name of the Secret (key `key`) whose API key the ServiceMonitor sends to /metrics.
     metrics_key_secret: str
-    # Pods in these two namespaces may reach the server's port (8080) (NetworkPolicy ingress).
+    # Pods in these two namespaces may reach the server's port (8080) (NetworkPolicy ingress);
+    # the monitoring namespace also the model fetcher's metrics port (9102).
     gateway_namespace: str
     monitoring_namespace: str
     # The gateway's demand for this deployment: a second KEDA trigger (None: the queue only).
@@ -138,9 +148,9 @@ class InferenceService(pulumi.ComponentResource):
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
             metadata=manifest(meta),
-            spec=manifest(
-                {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(instance)}}
-            ),
+            # minAvailable 1 while the model runs one replica (a drain waits for a rollout),
+            # else maxUnavailable 1 (disruption.disruption_budget).
+            spec=manifest(disruption_budget(selector_labels(instance), args.scaling.min_replicas)),
             opts=child,
         )
         k8s.networking.v1.NetworkPolicy(
@@ -152,6 +162,7 @@ class InferenceService(pulumi.ComponentResource):
         self._autoscaler(name, instance, meta)
         if args.service_monitor:
             self._service_monitor(name, instance, meta)
+            self._pod_monitor(name, instance, meta)
 
         self.url = pulumi.Output.concat(
             "http://", instance, ".", args.namespace, ".svc.cluster.local:", str(SERVER_PORT), "/v1"
@@ -203,7 +214,12 @@ class InferenceService(pulumi.ComponentResource):
                         from_namespace(args.monitoring_namespace),
                     ],
                     "ports": [{"protocol": "TCP", "port": SERVER_PORT}],
-                }
+                },
+                # The model fetcher's metrics, scraped while the pod is in Init.
+                {
+                    "from": [from_namespace(args.monitoring_namespace)],
+                    "ports": [{"protocol": "TCP", "port": FETCH_METRICS_PORT}],
+                },
             ],
             "egress": [
                 {
@@ -286,4 +302,34 @@ class InferenceService(pulumi.ComponentResource):
                 ],
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service]),
+        )
+
+    def _pod_monitor(self, name: str, instance: str, meta: dict[str, Any]) -> None:
+        """The model fetcher's metrics (failed attempts by reason), scraped from its
+        `fetch-metrics` port while the pod is Pending: Prometheus lists an init container's
+        ports for the pod's whole life, so once the fetch is done (the pod Running) the port
+        is dropped rather than scraped as a target that is down."""
+        k8s.apiextensions.CustomResource(
+            f"{name}-podmonitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="PodMonitor",
+            metadata=manifest(meta),
+            spec={
+                "selector": {"matchLabels": selector_labels(instance)},
+                "podMetricsEndpoints": [
+                    {
+                        "port": FETCH_METRICS_PORT_NAME,
+                        "path": "/metrics",
+                        "interval": "15s",
+                        "relabelings": [
+                            {
+                                "sourceLabels": ["__meta_kubernetes_pod_phase"],
+                                "regex": "Pending",
+                                "action": "keep",
+                            }
+                        ],
+                    }
+                ],
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.deployment]),
         )

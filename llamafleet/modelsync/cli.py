@@ -9,11 +9,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, cast
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from llamafleet.modelsync.digest import format_digest, hash_file, parse_digest
 from llamafleet.modelsync.errors import ModelSyncError, SourceError
-from llamafleet.modelsync.fetch import fetch_model, fetch_model_files
+from llamafleet.modelsync.failures import (
+    FETCH_EXIT_STATUS,
+    REPORTED,
+    describe_failure,
+    failure_reason,
+    one_line,
+)
+from llamafleet.modelsync.fetch import FetchResult, fetch_model, fetch_model_files
+from llamafleet.modelsync.fetch_metrics import FetchMetrics, serving_metrics
+from llamafleet.modelsync.fetch_retry import fetch_until_done
 from llamafleet.modelsync.gguf import read_raw
 from llamafleet.modelsync.hashcache import HashCache
 from llamafleet.modelsync.ollama import default_models_dir, discover_ollama
@@ -23,7 +30,7 @@ from llamafleet.modelsync.progress import progress_for
 from llamafleet.modelsync.servable import servable_header
 from llamafleet.modelsync.sources import ModelSource, discover_files
 from llamafleet.modelsync.splits import shard_set, with_split_shards
-from llamafleet.modelsync.store import RemoteStore, describe_error
+from llamafleet.modelsync.store import RemoteStore
 from llamafleet.modelsync.sync import SyncTuning, sync_sources
 from llamafleet.modelsync.upload import DEFAULT_MEMORY_BUDGET, DEFAULT_PART_SIZE, MIB, MIN_PART_SIZE
 from llamafleet.modelsync.verify import VerifyResult, verify_local, verify_remote
@@ -210,14 +217,38 @@ def _suggestion_lines(source: ModelSource) -> list[str]:
     return lines
 
 
+# botocore's attempts per request when the fetch itself is retried (--retry-seconds): an
+# unreachable store is then reported (and counted) within a second, not after ~25 s of retries.
+RETRIED_FETCH_REQUEST_ATTEMPTS = 3
+
+
 def _cmd_fetch(args: argparse.Namespace) -> int:
     hex_digest = parse_digest(args.digest)
-    store = RemoteStore.open(args.store, args.endpoint_url, checksum_headers=args.checksum_headers)
-    with progress_for(args.json) as progress:
-        shards = None if args.shard is None else [parse_digest(d) for d in args.shard]
-        parts = [parse_digest(digest) for digest in args.file or ()]  # all checked first
-        result = fetch_model_files(store, hex_digest, Path(args.cache_dir), shards, progress)
-        files = [fetch_model(store, part, Path(args.cache_dir), progress) for part in parts]
+    shards = None if args.shard is None else [parse_digest(d) for d in args.shard]
+    parts = [parse_digest(digest) for digest in args.file or ()]  # all checked first
+    retried = args.retry_seconds is not None
+    store = RemoteStore.open(
+        args.store,
+        args.endpoint_url,
+        checksum_headers=args.checksum_headers,
+        max_attempts=RETRIED_FETCH_REQUEST_ATTEMPTS if retried else None,
+    )
+    cache_dir = Path(args.cache_dir)
+
+    def report(err: Exception, delay: float) -> None:
+        print(
+            f"{args.prog}: error: {describe_failure(err)}; next attempt in {delay:g} s",
+            file=sys.stderr,
+        )
+
+    metrics = FetchMetrics()
+    with progress_for(args.json) as progress, serving_metrics(metrics, args.metrics_port):
+
+        def attempt() -> tuple[FetchResult, list[FetchResult]]:
+            result = fetch_model_files(store, hex_digest, cache_dir, shards, progress)
+            return result, [fetch_model(store, part, cache_dir, progress) for part in parts]
+
+        result, files = fetch_until_done(attempt, metrics, args.retry_seconds, report)
     document = result.to_json()
     if files:
         document["files"] = [file.to_json() for file in files]
@@ -267,6 +298,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be a TCP port, 0-65535 (0: any free one)")
     return value
 
 
@@ -363,6 +401,21 @@ def build_parser(prog: str = "modelsync") -> argparse.ArgumentParser:
         "beside it as sha256/<hex>.gguf; repeatable",
     )
     fetch.add_argument("--cache-dir", required=True, help="node-local model cache folder")
+    fetch.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="while fetching, serve Prometheus metrics on 0.0.0.0:PORT/metrics: failed "
+        "attempts by reason (llamafleet_model_fetch_failures_total) and "
+        "llamafleet_model_fetch_in_progress",
+    )
+    fetch.add_argument(
+        "--retry-seconds",
+        type=_positive,
+        metavar="S",
+        help="retry a failed fetch instead of exiting, waiting 5 s, then twice as long each "
+        "time, at most S seconds (each failure is one stderr line naming its reason)",
+    )
     _add_store_options(fetch)
     fetch.set_defaults(handler=_cmd_fetch)
 
@@ -383,17 +436,23 @@ def main(argv: list[str] | None = None, prog: str = "modelsync") -> int:
     verification fails; 3 (PARTIAL_IMPORT) when import-ollama imported some models and skipped
     others (one `<prog>: skipped NAME: reason` line each); 130 on Ctrl-C. Usage errors and
     --help end in argparse's SystemExit (status 2 and 0).
+
+    `fetch` names the reason of its failure (`failures.py`) on its error line,
+    `<prog>: error: <reason>: ...`, and exits with a status of its own per reason:
+    4 store_unreachable (connection refused or reset, DNS, timeouts, a proxy's 502/503/504),
+    5 digest_mismatch, 6 not_found (no such object or bucket), 7 access_denied (403, bad or
+    missing credentials), 1 other. With --retry-seconds it exits only once the fetch succeeds
+    (or on Ctrl-C): each failure is an error line, then a wait.
     """
     args = build_parser(prog).parse_args(argv)
     handler: Handler = args.handler
     try:
         return handler(args)
-    except ModelSyncError as err:
-        message = str(err)
-    except (ClientError, BotoCoreError) as err:
-        message = describe_error(err)
-    except OSError as err:
-        message = f"{err.filename or ''}: {err.strerror or err}".lstrip(": ")
+    except REPORTED as err:
+        if args.command == "fetch":
+            print(f"{prog}: error: {describe_failure(err)}", file=sys.stderr)
+            return FETCH_EXIT_STATUS[failure_reason(err)]
+        message = one_line(err)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

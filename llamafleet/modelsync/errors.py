@@ -21,3 +21,7 @@ class StoreError(ModelSyncError):
 
 class DigestMismatchError(ModelSyncError):
     """Bytes read do not hash to the digest they were expected to have."""
+
+
+class ObjectNotFoundError(StoreError):
+    """The store holds no object under the key asked for (a model never synced, a wrong pin)."""

@@ -24,7 +24,13 @@ from typing import Final
 
 from llamafleet.modelsync.digest import format_digest, hash_file, parse_digest
 from llamafleet.modelsync.download import stream_object
-from llamafleet.modelsync.errors import DigestMismatchError, GgufError, SourceError, StoreError
+from llamafleet.modelsync.errors import (
+    DigestMismatchError,
+    GgufError,
+    ObjectNotFoundError,
+    SourceError,
+    StoreError,
+)
 from llamafleet.modelsync.gguf import read_raw, split_info
 from llamafleet.modelsync.progress import NoProgress, ProgressSink
 from llamafleet.modelsync.splits import shard_set, split_layout
@@ -105,10 +111,20 @@ def _exclusive(lock_path: Path) -> Generator[None]:
 
 
 def _download(store: RemoteStore, hex_digest: str, final: Path, progress: ProgressSink) -> int:
+    """Download `hex_digest` into `final` (bytes hashed while written); its size in bytes.
+
+    Raises:
+        ObjectNotFoundError: the store holds no such object.
+        DigestMismatchError: the bytes read hash to another digest (nothing kept).
+
+    A failed request is a StoreError whose cause is botocore's error.
+    """
     size = store.object_size(hex_digest)
     if size is None:
         key = store.location.object_key(hex_digest)
-        raise StoreError(f"s3://{store.location.bucket}/{key}: no such object in the store")
+        raise ObjectNotFoundError(
+            f"s3://{store.location.bucket}/{key}: no such object in the store"
+        )
     partial = final.with_name(f".{final.name}.{os.getpid()}{PARTIAL_SUFFIX}")
     hasher = hashlib.sha256()
     try:

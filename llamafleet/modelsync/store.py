@@ -239,14 +239,16 @@ class RemoteStore:
         endpoint_url: str | None = None,
         max_connections: int = 16,
         checksum_headers: bool = True,
+        max_attempts: int | None = None,
     ) -> RemoteStore:
         """A store for `url` (`s3://BUCKET[/PREFIX]`) with a new client (`make_s3_client`).
 
         `endpoint_url` selects an S3-compatible server (path-style addressing);
         `max_connections` (default 16) sizes the client's connection pool; `checksum_headers`
-        as in RemoteStore.
+        as in RemoteStore; `max_attempts` caps botocore's attempts per request (default
+        RETRY_ATTEMPTS: about 25 s of retries before an unreachable store is reported).
         """
-        client = make_s3_client(endpoint_url, max_connections)
+        client = make_s3_client(endpoint_url, max_connections, max_attempts)
         return cls(StoreLocation.parse(url), client, checksum_headers)
 
     def read_manifest(self) -> Manifest:

@@ -18,6 +18,7 @@ from pydantic import Field, StringConstraints
 
 from llamafleet.components.alert_routing import Severity
 from llamafleet.components.config import ComponentConfig
+from llamafleet.components.inference_pod import FETCH_RETRY_SECONDS
 from llamafleet.components.labels import TIER_LABEL
 from llamafleet.monitoring import metrics
 
@@ -26,6 +27,9 @@ from llamafleet.monitoring import metrics
 Duration = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,4}[smh]$")]
 GROUP_NAME: Final = "llamafleet"
 TIER_LABEL_METRIC: Final = metrics.label_metric_name(TIER_LABEL)
+# The window a model fetcher's failures are counted over: twice the longest wait between its
+# attempts (the pod's --retry-seconds), so a fetcher that keeps failing always shows an increase.
+FETCH_FAILURE_WINDOW: Final = f"{2 * FETCH_RETRY_SECONDS}s"
 
 
 class AlertsConfig(ComponentConfig):
@@ -64,6 +68,11 @@ class AlertsConfig(ComponentConfig):
         default="15m",
         description="Requests spilling past a model's first tier this long: "
         "LlamafleetModelSpilling (info: the next tier is doing its job, the first is small).",
+    )
+    fetch_failing_for: Duration = Field(
+        default="2m",
+        description="A pod's model fetcher failing (and still trying) this long: "
+        "LlamafleetModelFetchFailing, by reason (store unreachable, digest mismatch, ...).",
     )
 
 
@@ -152,16 +161,38 @@ def _at_max(deployed: Deployed, window: str) -> Alert:
     )
 
 
+def _fetch_failing(selector: str, for_: str) -> Alert:
+    """A pod's model fetcher failed within FETCH_FAILURE_WINDOW and still runs (a fetch that
+    failed once and then succeeded has exited: its gauge is gone, and the alert with it)."""
+    failures = f"{metrics.MODEL_FETCH_FAILURES}{{{selector}}}"
+    return Alert(
+        name="LlamafleetModelFetchFailing",
+        expr=(
+            f"sum by (namespace, pod, reason) (increase({failures}[{FETCH_FAILURE_WINDOW}])) > 0"
+            f" and on (namespace, pod) {metrics.MODEL_FETCH_IN_PROGRESS}{{{selector}}} == 1"
+        ),
+        for_=for_,
+        severity="critical",
+        summary="{{ $labels.namespace }}/{{ $labels.pod }} cannot fetch its model: "
+        "{{ $labels.reason }}",
+        runbook="store_unreachable: the store's endpoint, DNS, the egress NetworkPolicy; "
+        "digest_mismatch: re-sync the model or fix its pinned digest; not_found: sync the model "
+        "or fix the digest; access_denied: the store credentials Secret or IRSA role; other: "
+        "kubectl logs -n {{ $labels.namespace }} {{ $labels.pod }} -c model-fetcher.",
+    )
+
+
 def alerts(
     deployed: Sequence[Deployed], gateway_namespace: str, config: AlertsConfig
 ) -> list[Alert]:
     """The fleet's alerts for the Deployments in `deployed` (those of one cluster, or of every
     cluster a Prometheus watches) and the gateway in `gateway_namespace`.
 
-    Queue, readiness and pending-pod alerts match only the teams' namespaces (and the gateway's),
-    so other workloads of a shared cluster never page the fleet's operators. Errors and spills
-    come from the gateway's metrics; pending pods from kube-state-metrics' pod labels, which need
-    `--metric-labels-allowlist=pods=[llamafleet.io/tier]` (ClusterAddons sets it).
+    Queue, readiness, pending-pod and model-fetch alerts match only the teams' namespaces (and
+    the gateway's), so other workloads of a shared cluster never page the fleet's operators.
+    Errors and spills come from the gateway's metrics; pending pods from kube-state-metrics' pod
+    labels, which need `--metric-labels-allowlist=pods=[llamafleet.io/tier]` (ClusterAddons
+    sets it); failing model fetches from the fetchers' own metrics (their PodMonitor).
     """
     namespaces = _regex(d.namespace for d in deployed)
     ours = f'namespace=~"{namespaces}"'
@@ -234,6 +265,7 @@ def alerts(
             runbook="Expected at peaks; if it lasts, the first tier needs more replicas.max or "
             "nodes.",
         ),
+        _fetch_failing(ours, config.fetch_failing_for),
     ]
     return fleet + [_at_max(d, config.queue_growing_for) for d in deployed]
 

@@ -2,10 +2,12 @@
 each, grouped by the pinned binary that exports it (EXPORTERS). Tests list what each binary
 really exports by running it (llama-server and the gateway after traffic in tests/image,
 kube-state-metrics against the local control plane in tests/e2e, node_exporter on loopback in
-tests/monitoring) and fail on a name here that it does not export.
+tests/monitoring, the model fetcher against dead and wrong stores in tests/modelsync) and fail on
+a name here that it does not export.
 
 Target labels: a Prometheus Operator ServiceMonitor scrape adds `namespace`, `service` and `pod`
-(the native Prometheus of `make up` sets the same ones), so one query works on every cluster.
+(the native Prometheus of `make up` sets the same ones), so one query works on every cluster; a
+PodMonitor scrape (the model fetcher's) adds `namespace`, `pod` and `container`.
 """
 
 from __future__ import annotations
@@ -57,6 +59,12 @@ NODE_CPU_SECONDS: Final = "node_cpu_seconds_total"
 NODE_MEMORY_AVAILABLE: Final = "node_memory_MemAvailable_bytes"
 NODE_MEMORY_TOTAL: Final = "node_memory_MemTotal_bytes"
 
+# The model-fetcher init container (`modelsync fetch --metrics-port`, llamafleet.modelsync.
+# fetch_metrics), scraped by a PodMonitor while the pod is in Init: failed attempts by `reason`
+# (store_unreachable, digest_mismatch, not_found, access_denied, other), each from 0.
+MODEL_FETCH_FAILURES: Final = "llamafleet_model_fetch_failures_total"
+MODEL_FETCH_IN_PROGRESS: Final = "llamafleet_model_fetch_in_progress"
+
 # Which pinned binary exports each name above: the tests of each binary check its own set.
 EXPORTERS: Final[Mapping[str, frozenset[str]]] = {
     "llama-server": frozenset(
@@ -79,6 +87,7 @@ EXPORTERS: Final[Mapping[str, frozenset[str]]] = {
         }
     ),
     "node_exporter": frozenset({NODE_CPU_SECONDS, NODE_MEMORY_AVAILABLE, NODE_MEMORY_TOTAL}),
+    "model-fetcher": frozenset({MODEL_FETCH_FAILURES, MODEL_FETCH_IN_PROGRESS}),
 }
 
 

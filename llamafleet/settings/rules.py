@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
+from llamafleet.components.inference_pod import (
+    drain_max_seconds,
+    longest_request_seconds,
+    termination_grace_seconds,
+)
 from llamafleet.components.node_tier import NODE_GROUP_SUFFIX, NODE_ROLE_SUFFIX
 from llamafleet.components.sizing import (
     FETCHER_CPU,
@@ -189,6 +194,7 @@ def _models(settings: Settings) -> Iterator[Problem]:
         yield Problem("images.cuda", f"{', '.join(on_gpus)} may run on GPUs: set the CUDA image")
     misfits = _misfits(settings, tiers)
     small = _tiers_too_small(settings, misfits)
+    placed: dict[str, Model] = {}
     for (cluster_name, tier_name), why in small.items():
         yield Problem(
             f"clusters.{cluster_name}.tiers.{tier_name}",
@@ -213,7 +219,52 @@ def _models(settings: Settings) -> Iterator[Problem]:
                 f"{path}.accelerator", "gpu, but this stack has no gpu tier (all tiers are cpu)"
             )
             continue
-        yield from _model_tiers(path, name, model, tiers, unreported)
+        tier_problems = list(_model_tiers(path, name, model, tiers, unreported))
+        yield from tier_problems
+        if not tier_problems:  # a model that cannot go there is not also told how to drain
+            placed[name] = model
+    yield from _spot_reclaims(settings, placed, tiers)
+
+
+# Seconds between a Spot Instance interruption notice and the instance's end ("a warning that is
+# issued two minutes before Amazon EC2 stops or terminates your Spot Instance": docs.aws.amazon
+# .com/AWSEC2/latest/UserGuide/spot-instance-termination-notices.html). An EKS managed node
+# group drains the node when the notice (or, earlier, a rebalance recommendation) arrives
+# (docs.aws.amazon.com/eks/latest/userguide/managed-node-groups.html, "Spot"), so a pod there has
+# at most this long for its preStop drain and exit, whatever its grace period says.
+SPOT_NOTICE_SECONDS = 120
+
+
+def _spot_reclaims(
+    settings: Settings, models: dict[str, Model], tiers: dict[str, Tier]
+) -> Iterator[Problem]:
+    """Models on spot tiers whose pods' grace period (InferenceService's: endpoint removal, the
+    drain of its slots and queue at maxTokens / tokensPerSecond, llama-server's exit) is longer
+    than the Spot notice: a reclaim would cut their requests in flight. One line for all of
+    them (a tier made spot, or a model made slower, is one mistake), at the first such tier's
+    capacityType."""
+    serving = settings.serving
+    slow: list[tuple[str, str, int]] = []
+    for name, model in models.items():
+        longest = longest_request_seconds(
+            serving.request_timeout_seconds, model.max_tokens, model.tokens_per_second
+        )
+        drain = drain_max_seconds(model.parallel, model.queue_per_replica, longest)
+        grace = termination_grace_seconds(serving.deregistration_seconds, drain)
+        spot = [t for t in model.tiers if t in tiers and tiers[t].capacity_type == "spot"]
+        if grace > SPOT_NOTICE_SECONDS and spot:
+            slow += [(tier_name, name, grace) for tier_name in spot]
+    if not slow:
+        return
+    first_tier = slow[0][0]
+    cluster = next(c for c, cs in settings.clusters.items() if first_tier in cs.tiers)
+    pairs = ", ".join(f"{model} on {tier} ({grace} s)" for tier, model, grace in slow)
+    yield Problem(
+        f"clusters.{cluster}.tiers.{first_tier}.capacityType",
+        f"spot nodes go {SPOT_NOTICE_SECONDS} s after the reclaim notice, but these pods take "
+        f"longer to drain and stop: {pairs}; lower their maxTokens or measure a higher "
+        "tokensPerSecond, or place them on an on-demand tier",
+    )
 
 
 def _scale_to_zero(settings: Settings, path: str, model: Model) -> Iterator[Problem]:

@@ -145,7 +145,9 @@ class Cluster(Strict):
         default="monitoring", description="Namespace of the Prometheus that scrapes /metrics."
     )
     service_monitors: bool = Field(
-        default=True, description="Emit Prometheus Operator ServiceMonitors."
+        default=True,
+        description="Emit Prometheus Operator ServiceMonitors (and the model fetchers' "
+        "PodMonitors).",
     )
     create_monitoring_namespace: bool = Field(
         default=False,

@@ -138,11 +138,16 @@ def test_load_balancing_nlb_drains_as_long_as_the_pod() -> None:
         "loadBalancerClass": "service.k8s.aws/nlb",
         "loadBalancerSourceRanges": ["10.0.0.0/8"],
     }
+    # IP targets: the controller's readiness gate on the namespace's pods; no node hop.
+    assert nlb.namespace_labels == {"elbv2.k8s.aws/pod-readiness-gate-inject": "enabled"}
     pool = metallb("llamafleet", "10.20.30.40")
     assert pool.annotations == {
         "metallb.universe.tf/address-pool": "llamafleet",
         "metallb.universe.tf/loadBalancerIPs": "10.20.30.40",
     }
+    # Layer 2: the elected node spreads over every pod, and keeps the address while they roll.
+    assert pool.spec == {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster"}
+    assert pool.namespace_labels == {}
 
 
 @pytest.mark.parametrize(

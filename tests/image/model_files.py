@@ -17,14 +17,16 @@ from llamafleet.command.render import render
 from llamafleet.components.server_args import API_KEY_FILE
 
 
-def modelsync(*args: str) -> dict[str, Any]:
-    """`python -m llamafleet.modelsync ARGS --json`, asserted to succeed; its JSON."""
+def modelsync(*args: str, timeout: float | None = None) -> dict[str, Any]:
+    """`python -m llamafleet.modelsync ARGS --json`, asserted to succeed (within `timeout`
+    seconds, if given); its JSON."""
     done = subprocess.run(
         [sys.executable, "-m", "llamafleet.modelsync", *args, "--json"],
         capture_output=True,
         text=True,
         check=False,
         cwd=REPO,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr
     return yaml.safe_load(done.stdout)
@@ -46,11 +48,13 @@ def with_value(argv: list[str], flag: str, value: str) -> list[str]:
 
 
 def fetch_as_pod(pod: dict[str, Any], store: str, cache: Path) -> dict[str, Any]:
-    """Run the pod's rendered init command here, against `store`, into `cache`; its JSON."""
+    """Run the pod's rendered init command here, against `store`, into `cache`, its metrics on
+    a free port; its JSON. The pod's fetcher retries a failure for ever: 5 minutes here."""
     fetch = pod["initContainers"][0]["command"]
     assert fetch[:2] == ["modelsync", "fetch"]
     local = with_value(with_value(fetch[2:], "--endpoint-url", store), "--cache-dir", str(cache))
-    return modelsync("fetch", *local)
+    local = with_value(local, "--metrics-port", str(free_port()))
+    return modelsync("fetch", *local, timeout=300)
 
 
 def server_argv_as_pod(

@@ -131,8 +131,8 @@ def test_fetch_cli_reports_corruption_in_one_line(
     code = main(argv)
 
     err = capsys.readouterr().err
-    assert code == 1
-    assert err.count("\n") == 1 and err.startswith("modelsync: error: ")
+    assert code == 5  # digest_mismatch's own status
+    assert err.count("\n") == 1 and err.startswith("modelsync: error: digest_mismatch: ")
     assert not (tmp_path / "cache" / "sha256" / f"{stored}.gguf").exists()
 
 

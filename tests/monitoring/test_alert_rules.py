@@ -34,6 +34,9 @@ AVAILABLE = (
     f'kube_deployment_status_replicas_available{{namespace="{NS}",deployment="{DEPLOYMENT}"}}'
 )
 GATEWAY = 'team="search",model="gemma",tier="cpu-small"'
+# A pod's model fetcher as its PodMonitor scrapes it.
+FETCHER = f'namespace="{NS}",pod="{DEPLOYMENT}-7d9f-x2",container="model-fetcher"'
+OTHER_FETCHER = 'namespace="someone-else",pod="x-1",container="model-fetcher"'
 
 
 def _runbook(alert: str) -> str:
@@ -48,6 +51,25 @@ QUEUE_RUNBOOK = (
     f"Check the autoscaler (kubectl get scaledobject,hpa -n {NS}) and whether new pods are "
     "Pending or loading."
 )
+FETCH_RUNBOOK = (
+    "store_unreachable: the store's endpoint, DNS, the egress NetworkPolicy; digest_mismatch: "
+    "re-sync the model or fix its pinned digest; not_found: sync the model or fix the digest; "
+    "access_denied: the store credentials Secret or IRSA role; other: kubectl logs -n "
+    f"{NS} {DEPLOYMENT}-7d9f-x2 -c model-fetcher."
+)
+
+
+def _fetch_failures(fetcher: str, reason: str, values: str) -> dict[str, str]:
+    return {
+        "series": f'llamafleet_model_fetch_failures_total{{{fetcher},reason="{reason}"}}',
+        "values": values,
+    }
+
+
+def _fetching(fetcher: str, values: str) -> dict[str, str]:
+    return {"series": f"llamafleet_model_fetch_in_progress{{{fetcher}}}", "values": values}
+
+
 AT_MAX_RUNBOOK = (
     "Requests wait or spill to the next tier: raise models.<model>.replicas.max (within the "
     "team's quota and the tier's nodes) or add a tier to the model."
@@ -186,6 +208,35 @@ CASES: dict[str, dict[str, Any]] = {
             {"series": QUEUE, "values": "0+1x20"},
         ],
     },
+    "LlamafleetModelFetchFailing": {
+        # The store is unreachable: a failure every few minutes as the waits grow to their cap.
+        "firing": [
+            _fetch_failures(FETCHER, "store_unreachable", "0 1 2 3 3 4 4 4 5x4 6x10"),
+            _fetch_failures(FETCHER, "digest_mismatch", "0x20"),
+            _fetching(FETCHER, "1x20"),
+        ],
+        "at": "15m",
+        "labels": {
+            "severity": "critical",
+            "namespace": NS,
+            "pod": f"{DEPLOYMENT}-7d9f-x2",
+            "reason": "store_unreachable",
+        },
+        "annotations": _annotations(
+            "LlamafleetModelFetchFailing",
+            f"{NS}/{DEPLOYMENT}-7d9f-x2 cannot fetch its model: store_unreachable",
+            FETCH_RUNBOOK,
+        ),
+        # A pod started at 10m whose fetch failed once and then succeeded: the fetcher exited
+        # (its series end) while the failure is still in the window. And a fetcher that is not
+        # ours, failing all along.
+        "healthy": [
+            _fetch_failures(FETCHER, "store_unreachable", "_x10 0 1 1 stale"),
+            _fetching(FETCHER, "_x10 1 1 1 stale"),
+            _fetch_failures(OTHER_FETCHER, "digest_mismatch", "0+1x20"),
+            _fetching(OTHER_FETCHER, "1x20"),
+        ],
+    },
 }
 
 
@@ -261,6 +312,6 @@ def test_every_stack_rule_file_passes_promtool_check(
         (tmp_path / f"{cluster}.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
         done = _run(promtool, "check", "rules", f"{cluster}.yaml", cwd=tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
-        # One at-max alert per Deployment of the cluster, plus the five fleet-wide ones.
+        # One at-max alert per Deployment of the cluster, plus the six fleet-wide ones.
         here = [p for p in placements(settings) if p.cluster_name == cluster]
-        assert len(rules["groups"][0]["rules"]) == 5 + len(here)
+        assert len(rules["groups"][0]["rules"]) == 6 + len(here)

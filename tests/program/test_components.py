@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pulumi
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 
 from llamafleet.command.mock_run import API_KEY_TYPE, Declared, run_program
 from llamafleet.components.autoscaling import ScalingRange
+from llamafleet.components.disruption import disruption_budget
 from llamafleet.components.inference_pod import PodInputs
 from llamafleet.components.inference_service import InferenceService, InferenceServiceArgs
 from llamafleet.components.model_store import ModelStoreConfig
@@ -82,6 +84,7 @@ def test_gpu_service_declares_every_object_under_the_component() -> None:
         "NetworkPolicy",
         "ScaledObject",
         "ServiceMonitor",
+        "PodMonitor",
     }
     assert all(d.name.startswith("svc-") for d in children)
     objects = kinds(declared)
@@ -102,6 +105,7 @@ def test_gpu_service_declares_every_object_under_the_component() -> None:
 def test_cpu_service_without_keda_or_prometheus_operator_falls_back_to_hpa() -> None:
     objects = kinds(declare(service_args("cpu", "hpa", monitor=False)))
     assert "ScaledObject" not in objects and "ServiceMonitor" not in objects
+    assert "PodMonitor" not in objects
     hpa = objects["HorizontalPodAutoscaler"]["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 4)
     assert hpa["metrics"][0]["resource"]["name"] == "cpu"
@@ -120,6 +124,14 @@ def test_network_policy_admits_only_gateway_and_monitoring_and_blocks_metadata_a
         for s in policy["ingress"][0]["from"]
     ]
     assert sources == ["llamafleet-gateway", "monitoring"]
+    assert policy["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8080}]
+    # The model fetcher's metrics port: the monitoring namespace only.
+    fetcher = policy["ingress"][1]
+    assert [s["namespaceSelector"]["matchLabels"] for s in fetcher["from"]] == [
+        {"kubernetes.io/metadata.name": "monitoring"}
+    ]
+    assert fetcher["ports"] == [{"protocol": "TCP", "port": 9102}]
+    assert len(policy["ingress"]) == 2
     store = policy["egress"][1]
     assert store["ports"] == [{"protocol": "TCP", "port": 443}]
     assert store["to"][0]["ipBlock"]["except"] == ["169.254.169.254/32"]
@@ -130,6 +142,53 @@ def test_a_new_deployment_starts_with_one_replica_and_leaves_the_rest_to_the_aut
     (deployment,) = [d for d in declared if d.type == "kubernetes:apps/v1:Deployment"]
     assert deployment.inputs["spec"]["replicas"] == 1
     assert deployment.ignore_changes == ("spec.replicas",)
+
+
+@pytest.mark.parametrize(
+    ("min_replicas", "budget"),
+    [(0, {"minAvailable": 1}), (1, {"minAvailable": 1}), (2, {"maxUnavailable": 1})],
+)
+def test_a_drain_never_evicts_a_lone_replica_and_one_of_several_at_a_time(
+    min_replicas: int, budget: dict[str, int]
+) -> None:
+    """At most one replica: evicting it is refused (a drain waits for a rollout to start its
+    replacement); two or more: one at a time. A pod that is not ready never blocks a drain."""
+    args = replace(service_args(), scaling=ScalingRange(min_replicas, 4, 3))
+    pdb = kinds(declare(args))["PodDisruptionBudget"]["spec"]
+    assert pdb == budget | {
+        "selector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": "llama-server",
+                "app.kubernetes.io/instance": "llama31-8b-gpu-l4",
+            }
+        },
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    }
+    with pytest.raises(ValueError, match="negative"):
+        disruption_budget({"app": "x"}, -1)
+
+
+def test_the_fetcher_retries_and_a_pod_monitor_scrapes_why_while_the_pod_is_in_init() -> None:
+    objects = kinds(declare(service_args()))
+    (fetcher,) = objects["Deployment"]["spec"]["template"]["spec"]["initContainers"]
+    command = fetcher["command"]
+    assert command[command.index("--metrics-port") + 1] == "9102"
+    assert command[command.index("--retry-seconds") + 1] == "300"
+    assert fetcher["ports"] == [{"name": "fetch-metrics", "containerPort": 9102, "protocol": "TCP"}]
+    monitor = objects["PodMonitor"]
+    assert monitor["metadata"]["namespace"] == "llamafleet-search"
+    assert monitor["spec"]["selector"] == {
+        "matchLabels": {
+            "app.kubernetes.io/name": "llama-server",
+            "app.kubernetes.io/instance": "llama31-8b-gpu-l4",
+        }
+    }
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("fetch-metrics", "/metrics")
+    # Once the fetch is done the pod runs and the init container's port is dropped, not down.
+    assert endpoint["relabelings"] == [
+        {"sourceLabels": ["__meta_kubernetes_pod_phase"], "regex": "Pending", "action": "keep"}
+    ]
 
 
 def declare_tenant(

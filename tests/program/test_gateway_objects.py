@@ -195,6 +195,64 @@ def test_on_eks_the_nlb_terminates_tls_with_the_acm_certificate() -> None:
     assert "--ssl_certfile_path" not in pod["containers"][0]["args"]
 
 
+def _gateway_namespace(stack: str) -> dict[str, Any]:
+    from support.stack_renders import rendered_stack  # noqa: PLC0415
+
+    (namespace,) = [
+        o
+        for o in rendered_stack(stack).kubernetes_objects
+        if o["kind"] == "Namespace" and o["metadata"]["name"] == GATEWAY_NAMESPACE
+    ]
+    return namespace
+
+
+READINESS_GATE = "elbv2.k8s.aws/pod-readiness-gate-inject"
+
+
+def test_on_eks_a_gateway_pod_is_ready_only_once_the_nlb_sees_it_healthy() -> None:
+    """The NLB targets pod IPs: the AWS Load Balancer Controller's readiness gate (injected in a
+    namespace so labelled) holds a rolling update until the NLB sees the new pod healthy; with
+    no node hop, externalTrafficPolicy is left unset."""
+    assert _gateway_namespace("prod")["metadata"]["labels"][READINESS_GATE] == "enabled"
+    service = _gateway_of("prod")["Service/llamafleet-gateway"]
+    annotations = service["metadata"]["annotations"]
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "ip"
+    assert (
+        annotations["service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"]
+        == "deregistration_delay.timeout_seconds=30"  # prod's serving.deregistrationSeconds
+    )
+    assert "externalTrafficPolicy" not in service["spec"]
+
+
+def test_on_prem_metallb_keeps_the_address_on_its_node_while_gateway_pods_roll() -> None:
+    """Layer 2 with the Cluster policy: the elected node forwards to every gateway pod, and
+    a rollout or a drain elsewhere does not move the address (load_balancing.metallb)."""
+    service = _gateway_of("onprem")["Service/llamafleet-gateway"]
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["externalTrafficPolicy"] == "Cluster"
+    assert READINESS_GATE not in _gateway_namespace("onprem")["metadata"]["labels"]
+
+
+def test_a_drain_never_evicts_the_only_gateway_pod() -> None:
+    """local runs one gateway pod (minReplicas 1): its eviction is refused; prod's two go one at
+    a time; a pod that is not ready never blocks a drain."""
+    budgets = {
+        stack: _gateway_of(stack)["PodDisruptionBudget/llamafleet-gateway"]["spec"]
+        for stack in ("local", "prod")
+    }
+    selector = {
+        "matchLabels": {
+            "app.kubernetes.io/name": "llamafleet-gateway",
+            "app.kubernetes.io/part-of": "llamafleet",
+        }
+    }
+    common = {"selector": selector, "unhealthyPodEvictionPolicy": "AlwaysAllow"}
+    assert budgets == {
+        "local": {"minAvailable": 1, **common},
+        "prod": {"maxUnavailable": 1, **common},
+    }
+
+
 def test_on_prem_the_gateway_serves_tls_from_cert_managers_secret() -> None:
     objects = _gateway_of("onprem")
     certificate = objects["Certificate/llamafleet-gateway-tls"]["spec"]

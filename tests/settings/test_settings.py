@@ -581,6 +581,16 @@ BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
         "llamafleet:images.build.registry",
         "should match pattern",
     ),
+    (
+        "a spot tier whose model drains longer than the 2-minute notice",
+        # qwen25-32b alone on gpu-l40s: maxTokens 1024 at 10 tokens/s, 4 slots, queue 2:
+        # 30 s deregistration + 2 rounds x 113 s + 6 s quiet + 10 s exit = 272 s.
+        _set("clusters.prod.tiers.gpu-l40s.capacityType", "spot"),
+        "llamafleet:clusters.prod.tiers.gpu-l40s.capacityType",
+        "spot nodes go 120 s after the reclaim notice, but these pods take longer to drain and "
+        "stop: qwen25-32b on gpu-l40s (272 s); lower their maxTokens or measure a higher "
+        "tokensPerSecond, or place them on an on-demand tier",
+    ),
 ]
 
 
@@ -748,6 +758,24 @@ def test_a_clean_copy_of_prod_is_valid(tmp_path: Path) -> None:
     good = tmp_path / "Pulumi.good.yaml"
     good.write_text(yaml.safe_dump({"config": prod_config()}))
     load_stack_file(good)
+
+
+@pytest.mark.parametrize(("max_tokens", "grace"), [(270, 120), (271, 122)])
+def test_a_spot_tier_takes_a_model_whose_pods_stop_within_the_notice(
+    tmp_path: Path, max_tokens: int, grace: int
+) -> None:
+    """Grace = 30 s deregistration + 2 rounds x (10 s prompt + maxTokens / 10 tokens/s, up) +
+    6 s quiet + 10 s exit: 270 tokens make 120 s, the Spot notice, and are taken; 271 are not."""
+    config = prod_config()
+    _set("clusters.prod.tiers.gpu-l40s.capacityType", "spot")(config)
+    _set("models.qwen25-32b.maxTokens", max_tokens)(config)
+    path = tmp_path / "Pulumi.spot.yaml"
+    path.write_text(yaml.safe_dump({"config": config}))
+    if grace <= 120:
+        load_stack_file(path)
+        return
+    with pytest.raises(SettingsError, match=rf"qwen25-32b on gpu-l40s \({grace} s\)"):
+        load_stack_file(path)
 
 
 def test_non_llamafleet_keys_are_left_to_their_providers() -> None:

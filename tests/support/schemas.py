@@ -11,7 +11,7 @@ import jsonschema
 import kubernetes_validate
 from cloudcoil.models.cert_manager.v1 import Certificate
 from cloudcoil.models.keda.v1alpha1 import ScaledObject
-from cloudcoil.models.prometheus_operator.v1 import PrometheusRule, ServiceMonitor
+from cloudcoil.models.prometheus_operator.v1 import PodMonitor, PrometheusRule, ServiceMonitor
 from cloudcoil.models.prometheus_operator.v1alpha1 import AlertmanagerConfig
 from pydantic import BaseModel
 
@@ -21,6 +21,7 @@ KUBERNETES_VERSION = "1.33"
 CRD_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("keda.sh/v1alpha1", "ScaledObject"): ScaledObject,
     ("monitoring.coreos.com/v1", "ServiceMonitor"): ServiceMonitor,
+    ("monitoring.coreos.com/v1", "PodMonitor"): PodMonitor,
     ("monitoring.coreos.com/v1", "PrometheusRule"): PrometheusRule,
     ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): AlertmanagerConfig,
     ("cert-manager.io/v1", "Certificate"): Certificate,

@@ -22,6 +22,7 @@ from llamafleet.command.serve import (
     lay_out,
     local_mounts,
     localise,
+    native_fetch_args,
     pod_from_deployment,
     serve_root,
     start,
@@ -98,6 +99,25 @@ def test_the_deployed_fetch_server_and_secrets_are_what_runs(tmp_path: Path) -> 
     fetch_mounts = local_mounts(pod.fetch, volumes)
     local_file = localise([pod.fetch.env["AWS_SHARED_CREDENTIALS_FILE"]], fetch_mounts)[0]
     assert Path(local_file) == credentials
+
+
+def test_a_native_fetch_runs_once_and_serves_no_metrics() -> None:
+    """The pod's fetcher retries for ever and serves /metrics on a fixed port; run here, it
+    fetches once (serve fails with its status) and listens on nothing."""
+    pod = pod_from_deployment(local_deployment(), read_secret)
+    assert {"--metrics-port", "--retry-seconds"} <= set(pod.fetch.argv)
+    native = native_fetch_args(pod.fetch.argv[1:])
+    assert native == [
+        arg
+        for i, arg in enumerate(pod.fetch.argv[1:], start=1)
+        if arg not in {"--metrics-port", "--retry-seconds"}
+        and pod.fetch.argv[i - 1] not in {"--metrics-port", "--retry-seconds"}
+    ]
+    assert "--digest" in native and "--cache-dir" in native
+    assert native_fetch_args(["fetch", "--metrics-port=9102", "--retry-seconds", "300", "--x"]) == [
+        "fetch",
+        "--x",
+    ]
 
 
 def test_a_changed_deployment_changes_the_fingerprint() -> None:
