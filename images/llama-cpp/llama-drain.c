@@ -6,14 +6,17 @@
  *   1. SETTLE seconds: endpoint removal reaches every kube-proxy and load balancer, so no new
  *      connection is sent here;
  *   2. then until the server's slots and queue are empty (llamacpp:requests_processing and
- *      llamacpp:requests_deferred on /metrics, read with the pod's own key) and have stayed empty
- *      for QUIET seconds: longer than the server's keep-alive (cpp-httplib closes an idle
- *      connection after 5 s), so no request can still come over a connection opened before;
+ *      llamacpp:requests_deferred on /metrics, read with the pod's own key) and have stayed empty,
+ *      with no work done in between (llamacpp:n_decode_total and llamacpp:prompt_tokens_total
+ *      unchanged: a request shorter than a poll leaves its mark there), for QUIET seconds:
+ *      longer than the server's keep-alive (cpp-httplib closes an idle connection after 5 s),
+ *      so no request can still come over a connection opened before;
  *   3. at most MAX seconds in all after SETTLE: the longest a request may take. An answer it
- *      cannot read (a wrong key, a timeout) counts as busy; a server that does not listen has
- *      nothing left to drain.
+ *      cannot read (a wrong key, a timeout) counts as busy; a server that does not listen, or
+ *      is still loading its model (503: it serves nothing yet), has nothing left to drain.
  *
- * The key is read from KEY_FILE (its first non-empty line), never passed as an argument. Exits
+ * The keys are read from KEY_FILE (each non-empty line; the first the server accepts is used),
+ * never passed as arguments; without one it waits SETTLE and MAX, as a plain sleep would. Exits
  * 0 whatever it saw (the kubelet sends SIGTERM next); 2 on a usage error.
  *
  *   llama-drain PORT KEY_FILE SETTLE QUIET MAX
@@ -44,21 +47,24 @@ static void sleep_seconds(double seconds) {
     }
 }
 
-static int read_key(const char *path, char *key, size_t size) {
+#define KEYS_MAX 4
+#define KEY_SIZE 512
+
+/* Up to KEYS_MAX non-empty lines of `path` into `keys`; how many. */
+static int read_keys(const char *path, char keys[KEYS_MAX][KEY_SIZE]) {
     FILE *file = fopen(path, "r");
     if (file == NULL) {
-        return -1;
+        return 0;
     }
-    int found = -1;
-    while (fgets(key, (int)size, file) != NULL) {
-        key[strcspn(key, "\r\n")] = '\0';
-        if (key[0] != '\0') {
-            found = 0;
-            break;
+    int count = 0;
+    while (count < KEYS_MAX && fgets(keys[count], KEY_SIZE, file) != NULL) {
+        keys[count][strcspn(keys[count], "\r\n")] = '\0';
+        if (keys[count][0] != '\0') {
+            count++;
         }
     }
     fclose(file);
-    return found;
+    return count;
 }
 
 /* The value of the sample line `name value` in a Prometheus text exposition; -1 if absent. */
@@ -76,14 +82,25 @@ static double sample(const char *body, const char *name) {
 
 #define NOT_LISTENING (-2)
 #define UNREADABLE (-1)
+#define LOADING (-3)
+#define UNAUTHORIZED (-4)
 
-/* Requests processing plus deferred, from /metrics; NOT_LISTENING when nothing accepts the
- * connection, UNREADABLE for any other answer (a wrong key, a timeout): then the hook cannot
+/* What one /metrics answer says: requests in the slots and queue, and the counters of work
+ * done (decode calls, prompt tokens), which move even for a request shorter than a poll. */
+struct reading {
+    double in_flight; /* or NOT_LISTENING, UNREADABLE, LOADING, UNAUTHORIZED */
+    double work;
+};
+
+/* One GET /metrics with `key`. NOT_LISTENING when nothing accepts the connection; LOADING for
+ * a 503 (the model is loading: llama-server answers 503 on every path but /health then);
+ * UNAUTHORIZED for a 401; UNREADABLE for any other answer (a timeout): then the hook cannot
  * tell, and waits as if busy. */
-static double busy(int port, const char *key) {
+static struct reading read_metrics(int port, const char *key) {
+    struct reading result = {.in_flight = UNREADABLE, .work = -1};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) {
-        return UNREADABLE;
+        return result;
     }
     struct timeval timeout = {.tv_sec = 5, .tv_usec = 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
@@ -91,31 +108,57 @@ static double busy(int port, const char *key) {
     struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     static char buffer[RESPONSE_MAX + 1];
-    double result = UNREADABLE;
     if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) {
-        result = errno == ECONNREFUSED ? NOT_LISTENING : UNREADABLE;
-    } else {
-        int n = snprintf(buffer, sizeof buffer,
-                         "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n"
-                         "Authorization: Bearer %s\r\nConnection: close\r\n\r\n",
-                         key);
-        size_t got = 0;
-        if (n > 0 && send(fd, buffer, (size_t)n, 0) == n) {
-            ssize_t r;
-            while (got < RESPONSE_MAX && (r = recv(fd, buffer + got, RESPONSE_MAX - got, 0)) > 0) {
-                got += (size_t)r;
-            }
+        result.in_flight = errno == ECONNREFUSED ? NOT_LISTENING : UNREADABLE;
+        close(fd);
+        return result;
+    }
+    int n = snprintf(buffer, sizeof buffer,
+                     "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n"
+                     "Authorization: Bearer %s\r\nConnection: close\r\n\r\n",
+                     key);
+    size_t got = 0;
+    /* MSG_NOSIGNAL: a reset peer is an unreadable answer, not a SIGPIPE that kills the hook. */
+    if (n > 0 && send(fd, buffer, (size_t)n, MSG_NOSIGNAL) == n) {
+        ssize_t r;
+        while (got < RESPONSE_MAX && (r = recv(fd, buffer + got, RESPONSE_MAX - got, 0)) > 0) {
+            got += (size_t)r;
         }
-        buffer[got] = '\0';
-        if (strncmp(buffer, "HTTP/1.1 200", 12) == 0 || strncmp(buffer, "HTTP/1.0 200", 12) == 0) {
-            double processing = sample(buffer, "llamacpp:requests_processing");
-            double deferred = sample(buffer, "llamacpp:requests_deferred");
-            if (processing >= 0 && deferred >= 0) {
-                result = processing + deferred;
+    }
+    buffer[got] = '\0';
+    close(fd);
+    const char *status = strncmp(buffer, "HTTP/1.", 7) == 0 ? buffer + 9 : "";
+    if (strncmp(status, "503", 3) == 0) {
+        result.in_flight = LOADING;
+    } else if (strncmp(status, "401", 3) == 0) {
+        result.in_flight = UNAUTHORIZED;
+    } else if (strncmp(status, "200", 3) == 0) {
+        double processing = sample(buffer, "llamacpp:requests_processing");
+        double deferred = sample(buffer, "llamacpp:requests_deferred");
+        double decodes = sample(buffer, "llamacpp:n_decode_total");
+        double prompt = sample(buffer, "llamacpp:prompt_tokens_total");
+        if (processing >= 0 && deferred >= 0 && decodes >= 0 && prompt >= 0) {
+            result.in_flight = processing + deferred;
+            result.work = decodes + prompt;
+        }
+    }
+    return result;
+}
+
+/* read_metrics with the first of `keys` the server accepts (remembered in `chosen`). */
+static struct reading busy(int port, char keys[KEYS_MAX][KEY_SIZE], int count, int *chosen) {
+    struct reading result = read_metrics(port, keys[*chosen]);
+    for (int i = 0; result.in_flight == UNAUTHORIZED && i < count; i++) {
+        if (i != *chosen) {
+            result = read_metrics(port, keys[i]);
+            if (result.in_flight != UNAUTHORIZED) {
+                *chosen = i;
             }
         }
     }
-    close(fd);
+    if (result.in_flight == UNAUTHORIZED) {
+        result.in_flight = UNREADABLE;
+    }
     return result;
 }
 
@@ -126,24 +169,30 @@ int main(int argc, char **argv) {
     }
     int port = atoi(argv[1]);
     double settle = atof(argv[3]), quiet = atof(argv[4]), longest = atof(argv[5]);
-    static char key[4096];
     if (port <= 0 || port > 65535 || settle < 0 || quiet < 0 || longest < 0) {
         fprintf(stderr, "llama-drain: bad arguments\n");
         return 2;
     }
-    if (read_key(argv[2], key, sizeof key) != 0) {
-        fprintf(stderr, "llama-drain: %s: no key (%s)\n", argv[2], strerror(errno));
-        return 2;
-    }
+    static char keys[KEYS_MAX][KEY_SIZE];
+    int count = read_keys(argv[2], keys), chosen = 0;
     sleep_seconds(settle);
-    double start = now_seconds(), quiet_since = -1;
+    if (count == 0) {
+        fprintf(stderr, "llama-drain: %s: no key: waiting %.0f s\n", argv[2], longest);
+        sleep_seconds(longest);
+        return 0;
+    }
+    double start = now_seconds(), quiet_since = -1, last_work = -1;
     for (;;) {
-        double t = now_seconds(), in_flight = busy(port, key);
-        if (in_flight == NOT_LISTENING) {
-            fprintf(stderr, "llama-drain: the server does not listen: nothing to drain\n");
+        double t = now_seconds();
+        struct reading now = busy(port, keys, count, &chosen);
+        if (now.in_flight == NOT_LISTENING || now.in_flight == LOADING) {
+            fprintf(stderr, "llama-drain: the server %s: nothing to drain\n",
+                    now.in_flight == LOADING ? "is loading" : "does not listen");
             return 0;
         }
-        if (in_flight != 0) {
+        int worked = now.work != last_work && last_work >= 0;
+        last_work = now.work;
+        if (now.in_flight != 0 || worked) {
             quiet_since = -1;
         } else if (quiet_since < 0) {
             quiet_since = t;
@@ -152,11 +201,11 @@ int main(int argc, char **argv) {
             return 0;
         }
         if (t - start >= longest) {
-            if (in_flight < 0) {
+            if (now.in_flight < 0) {
                 fprintf(stderr, "llama-drain: /metrics unreadable for %.0f s\n", longest);
             } else {
                 fprintf(stderr, "llama-drain: %.0f request(s) still busy after %.0f s\n",
-                        in_flight, longest);
+                        now.in_flight, longest);
             }
             return 0;
         }

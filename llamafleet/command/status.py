@@ -8,8 +8,8 @@ sources and kept apart from how it is shown (`status_screen`) and where the sour
   the pod template's model-fetcher init container fetches (`modelsync fetch --digest`).
 - Prometheus' HTTP API: per Service (`namespace`, `service` target labels), the queue
   (`llamacpp:requests_deferred` summed), busy slots (`llamacpp:requests_processing` summed) and
-  tokens/s (`rate(llamacpp:tokens_predicted_total[1m])` summed); per team, model and tier, the
-  requests/s the gateway spilled there (`rate(llamafleet_gateway_spills_total[1m])`); and the
+  tokens/s (`rate(llamacpp:tokens_predicted_total[5m])` summed); per team, model and tier, the
+  requests/s the gateway spilled there (`rate(llamafleet_gateway_spills_total[5m])`); and the
   firing alerts named `Llamafleet…` (`/api/v1/alerts`).
 
 Every function here but `read_metrics` and `gather`, which ask the sources, is pure: each reads
@@ -34,7 +34,9 @@ from llamafleet.settings.names import NAMESPACE_PREFIX, instance_name, team_name
 SOURCE_API_SERVER: Final = "API server"
 SOURCE_PROMETHEUS: Final = "Prometheus"
 # The window of every rate (tokens/s, spills/s).
-RATE_WINDOW: Final = "1m"
+# llama-server counts a request's tokens when it ends (server-context.cpp, metrics_on_prediction):
+# a window of several long requests, so a generation in progress does not read as 0.
+RATE_WINDOW: Final = "5m"
 # `modelsync fetch`'s option naming the model's digest (the model-fetcher init container's
 # command, `llamafleet.components.inference_pod`).
 FETCH_DIGEST_OPTION: Final = "--digest"

@@ -14,6 +14,7 @@ shows them (`status` gathers, `status_screen` draws).
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import sys
@@ -109,6 +110,9 @@ class HttpPrometheus:
             ) from None
         except OSError as exc:  # a connection reset midway
             raise SourceError(f"cannot reach {self.base_url}: {exc}") from None
+        except http.client.HTTPException as exc:  # not HTTP, or cut short
+            name = type(exc).__name__
+            raise SourceError(f"{self.base_url}: not a whole HTTP answer ({name})") from None
         return decode_answer(body, self.base_url)
 
 

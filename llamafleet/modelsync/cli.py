@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -434,8 +435,9 @@ def main(argv: list[str] | None = None, prog: str = "modelsync") -> int:
 
     0 on success; 1 on an error, printed as one `<prog>: error: ...` line on stderr, or when a
     verification fails; 3 (PARTIAL_IMPORT) when import-ollama imported some models and skipped
-    others (one `<prog>: skipped NAME: reason` line each); 130 on Ctrl-C. Usage errors and
-    --help end in argparse's SystemExit (status 2 and 0).
+    others (one `<prog>: skipped NAME: reason` line each); 130 on Ctrl-C; 143 on SIGTERM (handled
+    even as a container's PID 1). Usage errors and --help end in argparse's SystemExit (status 2
+    and 0).
 
     `fetch` names the reason of its failure (`failures.py`) on its error line,
     `<prog>: error: <reason>: ...`, and exits with a status of its own per reason:
@@ -446,6 +448,10 @@ def main(argv: list[str] | None = None, prog: str = "modelsync") -> int:
     """
     args = build_parser(prog).parse_args(argv)
     handler: Handler = args.handler
+    # In a pod, modelsync is PID 1 of its container, and the kernel drops a signal that PID 1
+    # has no handler for: without this, a fetch retrying for ever would ignore SIGTERM and hold
+    # its pod (and the team's quota) for the whole grace period.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return handler(args)
     except REPORTED as err:
@@ -456,8 +462,25 @@ def main(argv: list[str] | None = None, prog: str = "modelsync") -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"{prog}: error: {message}", file=sys.stderr)
     return 1
+
+
+# SIGTERM's exit status by the shell's convention, 128 + 15.
+TERMINATED = 143
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
+    """Stop as SIGTERM asks: unwind (a partial download is removed by its own cleanup) and exit
+    TERMINATED.
+
+    Raises:
+        SystemExit: always, with TERMINATED.
+    """
+    print("modelsync: terminated", file=sys.stderr)
+    raise SystemExit(TERMINATED)
 
 
 if __name__ == "__main__":

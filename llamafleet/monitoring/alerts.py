@@ -26,6 +26,8 @@ from llamafleet.monitoring import metrics
 # configuration/#duration), limited to one unit: 30s, 5m, 2h.
 Duration = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,4}[smh]$")]
 GROUP_NAME: Final = "llamafleet"
+# Requests per second below which a model's error ratio pages no one (1 a minute).
+MIN_ERROR_RATE: Final = 1 / 60
 TIER_LABEL_METRIC: Final = metrics.label_metric_name(TIER_LABEL)
 # The window a model fetcher's failures are counted over: twice the longest wait between its
 # attempts (the pod's --retry-seconds), so a fetcher that keeps failing always shows an increase.
@@ -139,20 +141,22 @@ def _queue_growing(window: str, selector: str) -> str:
 
 def _at_max(deployed: Deployed, window: str) -> Alert:
     where = f'namespace="{deployed.namespace}",deployment="{deployed.name}"'
-    queue_selector = f'namespace="{deployed.namespace}",service="{deployed.name}"'
-    growing = _queue_growing(window, queue_selector)
+    queue = f'{metrics.QUEUE}{{namespace="{deployed.namespace}",service="{deployed.name}"}}'
+    # A pod whose queue never emptied over the window: a saturated queue that stays flat (a
+    # fixed set of clients) counts, not only one that grows.
+    waiting = f"sum by (namespace, service) (min_over_time({queue}[{window}])) > 0"
     return Alert(
         name="LlamafleetModelAtMaxReplicas",
         expr=(
             f"({metrics.DEPLOYMENT_SPEC_REPLICAS}{{{where}}} >= {deployed.max_replicas})"
             f" and on (namespace, deployment)"
-            f' label_replace({growing}, "deployment", "$1", "service", "(.*)")'
+            f' label_replace({waiting}, "deployment", "$1", "service", "(.*)")'
         ),
         for_=window,
         severity="warning",
         summary=(
             f"{deployed.team}'s {deployed.model} on {deployed.tier} is at its most replicas "
-            f"({deployed.max_replicas}) and its queue still grows"
+            f"({deployed.max_replicas}) and its queue has not emptied"
         ),
         runbook=(
             "Requests wait or spill to the next tier: raise models.<model>.replicas.max (within "
@@ -224,8 +228,9 @@ def alerts(
         Alert(
             name="LlamafleetTierPodsPending",
             expr=(
+                # Unschedulable, not phase Pending: a pod fetching its model is Pending too.
                 f"sum by (namespace, {TIER_LABEL_METRIC}) ("
-                f'{metrics.POD_PHASE}{{{ours},phase="Pending"}}'
+                f"{metrics.POD_UNSCHEDULABLE}{{{ours}}}"
                 f" * on (namespace, pod) group_left ({TIER_LABEL_METRIC})"
                 f' {metrics.POD_LABELS}{{{ours},{TIER_LABEL_METRIC}!=""}}'
                 f") > 0"
@@ -244,6 +249,9 @@ def alerts(
                 f'{{outcome="error"}}[{config.errors_for}]))'
                 f" / sum by (team, model) (rate({metrics.GATEWAY_REQUESTS}"
                 f"[{config.errors_for}])) > {config.error_ratio:g}"
+                # A model with a request a minute or less pages on no single failure.
+                f" and sum by (team, model) (rate({metrics.GATEWAY_REQUESTS}"
+                f"[{config.errors_for}])) > {MIN_ERROR_RATE:g}"
             ),
             for_=config.errors_for,
             severity="critical",

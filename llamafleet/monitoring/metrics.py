@@ -47,6 +47,8 @@ DEPLOYMENT_SPEC_REPLICAS: Final = "kube_deployment_spec_replicas"
 DEPLOYMENT_AVAILABLE: Final = "kube_deployment_status_replicas_available"
 DEPLOYMENT_LABELS: Final = "kube_deployment_labels"
 POD_PHASE: Final = "kube_pod_status_phase"
+# 1 for a pod the scheduler found no node for (its PodScheduled condition Unschedulable).
+POD_UNSCHEDULABLE: Final = "kube_pod_status_unschedulable"
 POD_LABELS: Final = "kube_pod_labels"
 # One series per pod with its `node`: maps node_exporter's pod to the node it runs on.
 POD_INFO: Final = "kube_pod_info"
@@ -79,6 +81,7 @@ EXPORTERS: Final[Mapping[str, frozenset[str]]] = {
             DEPLOYMENT_AVAILABLE,
             DEPLOYMENT_LABELS,
             POD_PHASE,
+            POD_UNSCHEDULABLE,
             POD_LABELS,
             POD_INFO,
             POD_REQUESTS,

@@ -214,7 +214,8 @@ def test_a_replica_range_change_touches_that_models_autoscaler_and_the_routing_t
     # provider as updated whenever a setting changes; no resource of theirs changes.
     resources = [s for s in steps_of(planned.stdout) if not s[1].startswith("pulumi:providers:")]
     # The gateway's routing table holds the tier's capacity (max replicas x slots); the
-    # gateway re-reads it live, so its pods do not roll.
+    # gateway re-reads it live, so its pods do not roll. The alert rules hold the maximum too
+    # (LlamafleetModelAtMaxReplicas).
     assert sorted(resources) == [
         (
             "update",
@@ -222,6 +223,7 @@ def test_a_replica_range_change_touches_that_models_autoscaler_and_the_routing_t
             f"local-{TEAM_A}-big-cpu-big-hpa",
         ),
         ("update", "kubernetes:core/v1:ConfigMap", "local-gateway-config"),
+        ("update", "kubernetes:core/v1:ConfigMap", "local-monitoring-rules"),
     ]
     assert drift.returncode == 1
 

@@ -25,6 +25,7 @@ HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SECRET = "kubernetes:core/v1:Secret"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 API_KEY = "pulumi-python:dynamic/tenancy:ApiKey"
 
 
@@ -49,9 +50,12 @@ def test_a_stack_deployed_before_the_refactor_previews_no_change_after_it(
     for key in ("gateway", "redis"):
         before["llamafleet:images"].pop(key, None)
     before.get("llamafleet:serving", {}).pop("gateway", None)
+    # Nor alerts, nor a namespace of its own for them.
+    before.pop("llamafleet:alerting", None)
     for cluster in before["llamafleet:clusters"].values():
         cluster.get("loadBalancer", {}).pop("type", None)
         cluster.get("loadBalancer", {}).pop("tls", None)
+        cluster.pop("createMonitoringNamespace", None)
     project = make_project("e2e-before", before)
     old = subprocess.run(
         [
@@ -87,7 +91,8 @@ def test_a_stack_deployed_before_the_refactor_previews_no_change_after_it(
             if what == "update" and not kind.startswith("pulumi:providers:")
         }
         assert {what for _, _, what in steps} == {"update", "create"}, preview.stdout
-        assert updated == {HPA, DEPLOYMENT, SECRET, NETWORK_POLICY}, preview.stdout
+        # A one-replica model's PDB now keeps it from eviction until a surge pod is ready.
+        assert updated == {HPA, DEPLOYMENT, SECRET, NETWORK_POLICY, PDB}, preview.stdout
         created = re.findall(r"^\s+\+ (\S+): \(create\)$", preview.stdout, re.M)
         assert "llamafleet:serving:Gateway" in created and API_KEY in created, created
         # Only the dynamic providers' default provider is listed: it gets the stack's whole

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +27,7 @@ import boto3
 import pytest
 from support.loopback import free_port, serving
 from support.promql import exposition_names, samples
+from support.skips import optional_skip
 from support.synthetic_gguf import GgufSpec, write_gguf
 
 from llamafleet.modelsync.failures import REASONS
@@ -177,3 +180,47 @@ def test_a_wrong_object_counts_as_digest_mismatch_until_it_is_fixed_then_the_fet
     (line,) = error_lines(fetcher)
     assert line.startswith("modelsync: error: digest_mismatch: ")
     assert f"not sha256:{hex_digest}" in line and line.endswith("; next attempt in 5 s")
+
+
+def _child_of(pid: int, timeout: float = 10) -> int:
+    """The one child process of `pid` (unshare's forked command), once it exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.05)
+    raise AssertionError(f"{pid} started no child in {timeout} s")
+
+
+def test_a_retrying_fetch_stops_at_sigterm_even_as_pid_1(
+    model: tuple[bytes, str], tmp_path: Path
+) -> None:
+    """In a pod the fetcher is its container's PID 1, which the kernel gives no default action
+    for SIGTERM: without a handler a fetch retrying for ever would hold its pod until SIGKILL."""
+    probe = subprocess.run(["unshare", "-rpf", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        optional_skip(f"no PID namespace for a PID 1 here: {probe.stderr.decode().strip()}")
+    _, hex_digest = model
+    argv = [
+        "unshare", "-rpf", sys.executable, "-m", "llamafleet.modelsync", "fetch",
+        "--store", f"s3://models/{PREFIX}", "--digest", f"sha256:{hex_digest}",
+        "--cache-dir", str(tmp_path / "cache"), "--endpoint-url", f"http://127.0.0.1:{free_port()}",
+        "--retry-seconds", "300",
+    ]  # fmt: skip
+    stderr = tmp_path / "fetch.err"
+    with stderr.open("wb") as err:
+        process = subprocess.Popen(argv, stderr=err, cwd=REPO)
+    try:
+        fetcher = _child_of(process.pid)
+        deadline = time.monotonic() + 60
+        while "store_unreachable" not in stderr.read_text():  # it failed once and now waits
+            assert time.monotonic() < deadline, stderr.read_text()
+            time.sleep(0.2)
+        os.kill(fetcher, signal.SIGTERM)
+        assert process.wait(10) == 143, stderr.read_text()
+        assert stderr.read_text().rstrip().endswith("modelsync: terminated")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)

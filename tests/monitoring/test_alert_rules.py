@@ -34,6 +34,7 @@ AVAILABLE = (
     f'kube_deployment_status_replicas_available{{namespace="{NS}",deployment="{DEPLOYMENT}"}}'
 )
 GATEWAY = 'team="search",model="gemma",tier="cpu-small"'
+QUIET = 'team="quiet",model="gemma",tier="cpu-small"'
 # A pod's model fetcher as its PodMonitor scrapes it.
 FETCHER = f'namespace="{NS}",pod="{DEPLOYMENT}-7d9f-x2",container="model-fetcher"'
 OTHER_FETCHER = 'namespace="someone-else",pod="x-1",container="model-fetcher"'
@@ -116,7 +117,7 @@ CASES: dict[str, dict[str, Any]] = {
     "LlamafleetTierPodsPending": {
         "firing": [
             {
-                "series": f'kube_pod_status_phase{{namespace="{NS}",pod="p1",phase="Pending"}}',
+                "series": f'kube_pod_status_unschedulable{{namespace="{NS}",pod="p1"}}',
                 "values": "1x20",
             },
             {
@@ -133,10 +134,16 @@ CASES: dict[str, dict[str, Any]] = {
             "The tier is full: check its nodes (kubectl get nodes -l "
             "llamafleet.io/tier=<tier>), cluster-autoscaler's log on EKS, the team's quota.",
         ),
+        # Scheduled at once, then Pending for 15 minutes while it fetches a large model: a pod
+        # on a node is not waiting for one.
         "healthy": [
             {
                 "series": f'kube_pod_status_phase{{namespace="{NS}",pod="p1",phase="Pending"}}',
-                "values": "1 1 0x18",
+                "values": "1x20",
+            },
+            {
+                "series": f'kube_pod_status_unschedulable{{namespace="{NS}",pod="p1"}}',
+                "values": "1 0x19",
             },
             {
                 "series": f'kube_pod_labels{{namespace="{NS}",pod="p1",'
@@ -164,7 +171,7 @@ CASES: dict[str, dict[str, Any]] = {
             "Look at the gateway's log and the model's pods: tiers that refuse connections or "
             "answer 5xx.",
         ),
-        # 1 error in 200 (0.5 %).
+        # 1 error in 200 (0.5 %); and a quiet model, half of its 1 request in 5 minutes failing.
         "healthy": [
             {
                 "series": f'llamafleet_gateway_requests_total{{{GATEWAY},outcome="ok"}}',
@@ -172,6 +179,14 @@ CASES: dict[str, dict[str, Any]] = {
             },
             {
                 "series": f'llamafleet_gateway_requests_total{{{GATEWAY},outcome="error"}}',
+                "values": "0+0.1x20",
+            },
+            {
+                "series": f'llamafleet_gateway_requests_total{{{QUIET},outcome="ok"}}',
+                "values": "0+0.1x20",
+            },
+            {
+                "series": f'llamafleet_gateway_requests_total{{{QUIET},outcome="error"}}',
                 "values": "0+0.1x20",
             },
         ],
@@ -191,21 +206,28 @@ CASES: dict[str, dict[str, Any]] = {
         ],
     },
     "LlamafleetModelAtMaxReplicas": {
+        # Saturated: the queue grew, then stayed at 6 (a fixed set of clients).
         "firing": [
             {"series": SPEC, "values": "3x20"},
-            {"series": QUEUE, "values": "0+1x20"},
+            {"series": QUEUE, "values": "0 2 4 6x17"},
         ],
         "at": "12m",
         "labels": {"severity": "warning", "namespace": NS, "deployment": DEPLOYMENT},
         "annotations": _annotations(
             "LlamafleetModelAtMaxReplicas",
-            "search's gemma on cpu-small is at its most replicas (3) and its queue still grows",
+            "search's gemma on cpu-small is at its most replicas (3) and its queue has not emptied",
             AT_MAX_RUNBOOK,
         ),
-        # Below its maximum, the autoscaler can still add a replica.
+        # Below its maximum the autoscaler can still add a replica; at it, a queue that empties
+        # every few minutes is served.
         "healthy": [
             {"series": SPEC, "values": "2x20"},
             {"series": QUEUE, "values": "0+1x20"},
+            {"series": SPEC.replace(DEPLOYMENT, "other"), "values": "3x20"},
+            {
+                "series": QUEUE.replace(DEPLOYMENT, "other"),
+                "values": "0 4 4 0 4 4 0 4 4 0 4 4 0 4 4 0 4 4 0 4 4",
+            },
         ],
     },
     "LlamafleetModelFetchFailing": {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import socket
 import stat
 import sys
 import threading
@@ -183,9 +184,9 @@ def test_the_queries_name_the_metrics_of_metrics_py() -> None:
     )
     assert TOKENS_QUERY == (
         "sum by (namespace, service) "
-        '(rate(llamacpp:tokens_predicted_total{namespace=~"llamafleet-.+"}[1m]))'
+        '(rate(llamacpp:tokens_predicted_total{namespace=~"llamafleet-.+"}[5m]))'
     )
-    assert SPILLS_QUERY == "sum by (team, model, tier) (rate(llamafleet_gateway_spills_total[1m]))"
+    assert SPILLS_QUERY == "sum by (team, model, tier) (rate(llamafleet_gateway_spills_total[5m]))"
     assert metrics.DEMAND in GROUPS_QUERY
 
 
@@ -661,6 +662,38 @@ def test_a_prometheus_that_is_not_prometheus_is_one_line(tmp_path: Path) -> None
         status_command.decode_answer(
             b'{"status":"error","errorType":"bad_data","error":"parse error"}', "p"
         )
+
+
+def test_a_listener_that_does_not_speak_http_is_one_line(
+    fake_kubectl: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An SSH banner (or an answer cut short) where Prometheus should be: one line, no
+    traceback."""
+    (fake_kubectl / "answer").write_text(json.dumps(deployment_list()))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def banner() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            connection.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+            connection.close()
+
+    threading.Thread(target=banner, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        code, out, err = run_status(capsys, tmp_path, url)
+    finally:
+        listener.close()
+    assert code == 0
+    assert err.splitlines() == [
+        f"status local: Prometheus: {url}: not a whole HTTP answer (BadStatusLine)"
+    ]
+    assert "Traceback" not in out + err
 
 
 def test_both_sources_down_is_two_lines_one_each(
