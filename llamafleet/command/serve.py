@@ -263,12 +263,17 @@ def lay_out(volumes: Mapping[str, Volume], root: Path) -> dict[str, Path]:
         where = root / "volumes" / name.strip("/")
         where.mkdir(parents=True, exist_ok=True, mode=0o700)
         for relative, content in (volume.files or {}).items():
-            target = where / relative
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(content)
+            write_private(where / relative, content)
         paths[name] = where
     return paths
+
+
+def write_private(path: Path, content: bytes) -> None:
+    """Write `content` to `path`, which a new file gets mode 0600 from its creation on (a
+    Secret's file, a key): never readable by others, not even between create and chmod."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(content)
 
 
 def local_mounts(container: Container, volumes: Mapping[str, Path]) -> dict[str, str]:

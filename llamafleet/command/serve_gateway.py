@@ -41,6 +41,7 @@ from llamafleet.command.serve import (
     stop,
     stop_all,
     wait_ready,
+    write_private,
 )
 from llamafleet.command.serve_prometheus import (
     Target,
@@ -290,7 +291,5 @@ def _client_key(stack: str, work_dir: Path | None, team: str, state: Path) -> Pa
         raise ServeError(f"the stack's outputs hold no {team}-api-keys")
     first = str(next(iter(cast(dict[str, object], keys).values())))
     target = state / "client-key"
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(first + "\n")
+    write_private(target, (first + "\n").encode())
     return target

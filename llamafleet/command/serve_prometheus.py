@@ -31,6 +31,7 @@ from llamafleet.command.serve import (
     spawn,
     stop,
     wait_ready,
+    write_private,
 )
 from llamafleet.components.monitoring import LABELS, RULES_FILE
 from llamafleet.components.tenant import METRICS_KEY_SECRET
@@ -134,10 +135,7 @@ def start_prometheus(
         (rule_dir / name).write_text(text)
     for target in targets:
         if target.key is not None:
-            key_file = state / f"key-{target.port}"
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(target.key)
+            write_private(state / f"key-{target.port}", target.key)
     prometheus_yml = state / "prometheus.yml"
     rule_files = [str(rule_dir / name) for name in sorted(rules)]
     prometheus_yml.write_text(yaml.safe_dump(config(targets, rule_files, state), sort_keys=False))

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
 from pydantic import Field, SecretStr, model_validator
+from pydantic.alias_generators import to_snake
 
 from llamafleet.components.config import ComponentConfig
 
@@ -153,15 +154,8 @@ def alertmanager_fragment(
         return [f'severity="{severity}"']
 
     route = _route(severities, [f'alertname=~"{ALERT_MATCHER}"'], by_severity)
-    snake = {
-        "receiver": route["receiver"],
-        "group_by": route["groupBy"],
-        "group_wait": route["groupWait"],
-        "repeat_interval": route["repeatInterval"],
-        "matchers": route["matchers"],
-        "routes": route["routes"],
-    }
+    # alertmanager.yml names the route's fields in snake case (group_by, group_wait, ...).
     return {
-        "route": snake,
+        "route": {to_snake(key): value for key, value in route.items()},
         "receivers": [receiver(name, r) for name, r in receivers.items()],
     }
