@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def disruption_budget(selector: Mapping[str, str], min_replicas: int) -> dict[str, Any]:
+def disruption_budget(
+    selector: Mapping[str, str], min_replicas: int, *, reclaimable: bool = False
+) -> dict[str, Any]:
     """The PodDisruptionBudget spec for the pods `selector` matches, of a Deployment that runs at
-    least `min_replicas` (0 where an autoscaler may scale it to zero).
+    least `min_replicas` (0 where an autoscaler may scale it to zero), on nodes the cloud may
+    reclaim (`reclaimable`: EKS spot capacity) or not.
 
     With two or more, `maxUnavailable: 1`: a drain evicts one pod at a time and the others
     serve. With at most one, `minAvailable: 1`: evicting the lone ready pod is refused, so a
@@ -25,6 +28,12 @@ def disruption_budget(selector: Mapping[str, str], min_replicas: int) -> dict[st
     one is ready; the drain then finds nothing left to wait for. At zero pods the budget has
     nothing to protect and blocks nothing.
 
+    On `reclaimable` nodes always `maxUnavailable: 1`: a spot node goes 2 minutes after its
+    interruption notice whatever the budget says, and a refused eviction only means the pod is
+    killed with the node instead of drained through its preStop hook (the managed node group's
+    drain of a rebalance or reclaim evicts; settings rules keep the drain within the notice).
+    A model that must stay up on spot runs `replicas.min` of 2 or more.
+
     `unhealthyPodEvictionPolicy: AlwaysAllow`: a pod that is not ready (still loading, or
     crash-looping) can always be evicted, so it never blocks a drain; the budget protects only
     pods that serve.
@@ -34,7 +43,8 @@ def disruption_budget(selector: Mapping[str, str], min_replicas: int) -> dict[st
     """
     if min_replicas < 0:
         raise ValueError(f"min_replicas {min_replicas} is negative")
-    budget: dict[str, Any] = {"minAvailable": 1} if min_replicas <= 1 else {"maxUnavailable": 1}
+    lone = min_replicas <= 1 and not reclaimable
+    budget: dict[str, Any] = {"minAvailable": 1} if lone else {"maxUnavailable": 1}
     return budget | {
         "selector": {"matchLabels": dict(selector)},
         "unhealthyPodEvictionPolicy": "AlwaysAllow",

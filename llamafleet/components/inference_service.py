@@ -70,6 +70,9 @@ class InferenceServiceArgs:
     monitoring_namespace: str
     # The gateway's demand for this deployment: a second KEDA trigger (None: the queue only).
     demand: Demand | None = None
+    # The tier's nodes can be reclaimed by the cloud (EKS spot): the PodDisruptionBudget never
+    # refuses a drain there (disruption.disruption_budget).
+    reclaimable: bool = False
     # A non-secret mark of the key the gateway presents (gateway.keys_mark of the team's
     # internal key): llama-server reads its key file only at start, so a new key rolls the pods.
     internal_key_mark: pulumi.Input[str] | None = None
@@ -149,8 +152,14 @@ class InferenceService(pulumi.ComponentResource):
             f"{name}-pdb",
             metadata=manifest(meta),
             # minAvailable 1 while the model runs one replica (a drain waits for a rollout),
-            # else maxUnavailable 1 (disruption.disruption_budget).
-            spec=manifest(disruption_budget(selector_labels(instance), args.scaling.min_replicas)),
+            # else, and on spot nodes, maxUnavailable 1 (disruption.disruption_budget).
+            spec=manifest(
+                disruption_budget(
+                    selector_labels(instance),
+                    args.scaling.min_replicas,
+                    reclaimable=args.reclaimable,
+                )
+            ),
             opts=child,
         )
         k8s.networking.v1.NetworkPolicy(

@@ -19,7 +19,12 @@ from llamafleet.modelsync.failures import (
     failure_reason,
     one_line,
 )
-from llamafleet.modelsync.fetch import FetchResult, fetch_model, fetch_model_files
+from llamafleet.modelsync.fetch import (
+    FetchResult,
+    MismatchedObjects,
+    fetch_model,
+    fetch_model_files,
+)
 from llamafleet.modelsync.fetch_metrics import FetchMetrics, serving_metrics
 from llamafleet.modelsync.fetch_retry import fetch_until_done
 from llamafleet.modelsync.gguf import read_raw
@@ -243,11 +248,18 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         )
 
     metrics = FetchMetrics()
+    mismatched = MismatchedObjects()
     with progress_for(args.json) as progress, serving_metrics(metrics, args.metrics_port):
 
         def attempt() -> tuple[FetchResult, list[FetchResult]]:
-            result = fetch_model_files(store, hex_digest, cache_dir, shards, progress)
-            return result, [fetch_model(store, part, cache_dir, progress) for part in parts]
+            result = fetch_model_files(
+                store, hex_digest, cache_dir, shards, progress, mismatched=mismatched
+            )
+            files = [
+                fetch_model(store, part, cache_dir, progress, mismatched=mismatched)
+                for part in parts
+            ]
+            return result, files
 
         result, files = fetch_until_done(attempt, metrics, args.retry_seconds, report)
     document = result.to_json()

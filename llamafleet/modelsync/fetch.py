@@ -34,7 +34,7 @@ from llamafleet.modelsync.errors import (
 from llamafleet.modelsync.gguf import read_raw, split_info
 from llamafleet.modelsync.progress import NoProgress, ProgressSink
 from llamafleet.modelsync.splits import shard_set, split_layout
-from llamafleet.modelsync.store import RemoteStore
+from llamafleet.modelsync.store import ObjectHead, RemoteStore
 
 MARKER_SUFFIX: Final = ".verified"
 PARTIAL_SUFFIX: Final = ".partial"
@@ -110,20 +110,52 @@ def _exclusive(lock_path: Path) -> Generator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _download(store: RemoteStore, hex_digest: str, final: Path, progress: ProgressSink) -> int:
+class MismatchedObjects:
+    """The objects (key and ETag) whose bytes hashed to another digest than their key's, with
+    that digest: kept across a fetcher's attempts, so a retry downloads such an object again only
+    once it was written again (a new ETag), instead of every pod of a fleet pulling the same
+    wrong bytes at each retry."""
+
+    def __init__(self) -> None:
+        self._hashed: dict[tuple[str, str], str] = {}
+
+    def record(self, head: ObjectHead, actual_hex: str) -> None:
+        """`head`'s bytes hashed to `actual_hex` (an object without an ETag is not recorded:
+        nothing would tell its next version apart)."""
+        if head.etag:
+            self._hashed[head.key, head.etag] = actual_hex
+
+    def hashed_to(self, head: ObjectHead) -> str | None:
+        """What `head`'s bytes hashed to, when this very version was downloaded before."""
+        return self._hashed.get((head.key, head.etag)) if head.etag else None
+
+
+def _download(
+    store: RemoteStore,
+    hex_digest: str,
+    final: Path,
+    progress: ProgressSink,
+    mismatched: MismatchedObjects,
+) -> int:
     """Download `hex_digest` into `final` (bytes hashed while written); its size in bytes.
 
     Raises:
         ObjectNotFoundError: the store holds no such object.
-        DigestMismatchError: the bytes read hash to another digest (nothing kept).
+        DigestMismatchError: the bytes read hash to another digest (nothing kept), now or, for
+            the same version of the object (its ETag), in an earlier call with `mismatched`.
 
     A failed request is a StoreError whose cause is botocore's error.
     """
-    size = store.object_size(hex_digest)
-    if size is None:
-        key = store.location.object_key(hex_digest)
-        raise ObjectNotFoundError(
-            f"s3://{store.location.bucket}/{key}: no such object in the store"
+    head = store.object_head(hex_digest)
+    url = f"s3://{store.location.bucket}/{store.location.object_key(hex_digest)}"
+    if head is None:
+        raise ObjectNotFoundError(f"{url}: no such object in the store")
+    size = head.size
+    known = mismatched.hashed_to(head)
+    if known is not None:
+        raise DigestMismatchError(
+            f"{url}: content hashes to sha256:{known}, not sha256:{hex_digest}, and is unchanged "
+            f"since (ETag {head.etag}); not downloaded again"
         )
     partial = final.with_name(f".{final.name}.{os.getpid()}{PARTIAL_SUFFIX}")
     hasher = hashlib.sha256()
@@ -140,9 +172,10 @@ def _download(store: RemoteStore, hex_digest: str, final: Path, progress: Progre
             out.flush()
             os.fsync(out.fileno())
         if hasher.hexdigest() != hex_digest:
+            mismatched.record(head, hasher.hexdigest())
             raise DigestMismatchError(
-                f"s3://{store.location.bucket}/{store.location.object_key(hex_digest)}: content"
-                f" hashes to sha256:{hasher.hexdigest()}, not sha256:{hex_digest}; nothing kept"
+                f"{url}: content hashes to sha256:{hasher.hexdigest()}, not sha256:{hex_digest};"
+                " nothing kept"
             )
         os.replace(partial, final)
     finally:
@@ -157,8 +190,12 @@ def fetch_model(
     hex_digest: str,
     cache_dir: Path,
     progress: ProgressSink | None = None,
+    *,
+    mismatched: MismatchedObjects | None = None,
 ) -> FetchResult:
     """Ensure `<cache_dir>/sha256/<hex>.gguf` holds the verified bytes of `hex_digest`.
+    `mismatched`, shared by a fetcher's attempts, keeps it from downloading again an object
+    version that hashed to another digest (`MismatchedObjects`).
 
     Raises:
         SourceError: the `sha256` cache folder cannot be created.
@@ -185,7 +222,9 @@ def fetch_model(
             final.unlink()
         with suppress(FileNotFoundError):
             marker.unlink()
-        size = _download(store, hex_digest, final, progress or NoProgress())
+        size = _download(
+            store, hex_digest, final, progress or NoProgress(), mismatched or MismatchedObjects()
+        )
         _write_marker(final, marker, hex_digest)
     return FetchResult(final, format_digest(hex_digest), size, "downloaded", size)
 
@@ -196,12 +235,15 @@ def fetch_model_files(
     cache_dir: Path,
     shard_digests: list[str] | None = None,
     progress: ProgressSink | None = None,
+    *,
+    mismatched: MismatchedObjects | None = None,
 ) -> FetchResult:
     """`fetch_model`; and when that file is shard 1 of a split model, every other shard too, each
     verified, then laid out under split names (`splits.split_layout`): the result's `path` is
     shard 1's split name (what --model takes), its sizes cover the set. The other shards'
     digests come from `shard_digests` (hex, in order, as settings pin them) or, without it, from
-    the store's manifest entry whose first file is `hex_digest`.
+    the store's manifest entry whose first file is `hex_digest`. `mismatched`: as for
+    `fetch_model`, for every file.
 
     Raises:
         GgufError: `shard_digests` given for a file that is not a split model; the number of
@@ -211,7 +253,7 @@ def fetch_model_files(
     Without shard digests, a manifest that names none for the set raises StoreError, as do the
     store's own failures.
     """
-    first = fetch_model(store, hex_digest, cache_dir, progress)
+    first = fetch_model(store, hex_digest, cache_dir, progress, mismatched=mismatched)
     split = split_info(first.path, read_raw(first.path).metadata)
     if split is None:
         if shard_digests:
@@ -224,7 +266,9 @@ def fetch_model_files(
             f"{first.digest}: shard 1 of {split.count}, but {len(shard_digests)} other shard(s) "
             f"given; give shards 2..{split.count} in order"
         )
-    fetched = [first] + [fetch_model(store, h, cache_dir, progress) for h in shard_digests]
+    fetched = [first] + [
+        fetch_model(store, h, cache_dir, progress, mismatched=mismatched) for h in shard_digests
+    ]
     layout = [cache_dir / split_layout(hex_digest, split.count, n) for n in range(split.count)]
     layout[0].parent.mkdir(parents=True, exist_ok=True)
     for result, named in zip(fetched, layout, strict=True):

@@ -4,12 +4,16 @@ would restart the init container into CrashLoopBackOff, with nothing to scrape i
 
 The wait doubles from FIRST_DELAY_SECONDS up to the cap and is the same for every reason: a
 digest mismatch is tried again too (the object may be replaced with the right bytes), but never
-re-downloaded sooner than the wait. Each attempt is a whole `fetch`: what an earlier one
-verified is kept (`fetch.fetch_model` finds it present), a partial file is not.
+sooner than the wait, and downloaded again only once its ETag changed (`fetch.MismatchedObjects`).
+Each wait is jittered ("equal jitter": half of it fixed, the other half random, AWS Architecture
+Blog, "Exponential Backoff And Jitter"), so the pods of a fleet that failed together at a store
+outage do not all come back to it in the same second. Each attempt is a whole `fetch`: what an
+earlier one verified is kept (`fetch.fetch_model` finds it present), a partial file is not.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Final, TypeVar
@@ -34,17 +38,25 @@ def backoff_delays(cap_seconds: float) -> Iterator[float]:
         delay = min(delay * 2, cap_seconds)
 
 
+def jittered(delay: float, uniform: float) -> float:
+    """`delay` with equal jitter: its half plus `uniform` (in [0, 1]) times its other half."""
+    return delay / 2 + uniform * delay / 2
+
+
 def fetch_until_done(
     attempt: Callable[[], T],
     metrics: FetchMetrics,
     cap_seconds: float | None,
     on_retry: OnRetry,
+    *,
     sleep: Callable[[float], None] = time.sleep,
+    uniform: Callable[[], float] = random.random,  # noqa: S311 (a wait's jitter, not a secret)
 ) -> T:
     """Run `attempt` until it returns; its result. Each failure the CLI reports in one line
     (`failures.REPORTED`) is counted in `metrics` under its reason; then, with `cap_seconds`,
-    `on_retry` is told and the next attempt waits `backoff_delays(cap_seconds)`; without it,
-    the failure is raised as it came (one attempt, as without retries).
+    `on_retry` is told and the next attempt waits `backoff_delays(cap_seconds)`, each
+    `jittered` by a draw of `uniform`; without it, the failure is raised as it came (one
+    attempt, as without retries).
 
     Anything else `attempt` raises (a bug, KeyboardInterrupt) ends the loop at once.
 
@@ -59,6 +71,6 @@ def fetch_until_done(
             metrics.record(failure_reason(err))
             if delays is None:
                 raise
-            delay = next(delays)
+            delay = jittered(next(delays), uniform())
             on_retry(err, delay)
         sleep(delay)

@@ -211,6 +211,16 @@ class ManifestChangedError(StoreError):
     """Another writer replaced the manifest since it was read."""
 
 
+@dataclass(frozen=True)
+class ObjectHead:
+    """One object as a HEAD saw it: its key, size in bytes and ETag (S3 changes the ETag whenever
+    the object is written again; "" where a store sends none)."""
+
+    key: str
+    size: int
+    etag: str
+
+
 class RemoteStore:
     """An S3 location plus the client that reaches it.
 
@@ -411,6 +421,12 @@ class RemoteStore:
 
     def object_size(self, hex_digest: str) -> int | None:
         """Size in bytes of the object for `hex_digest` (one HEAD); None when there is none.
+        A failed HEAD raises as `object_head` does."""
+        head = self.object_head(hex_digest)
+        return None if head is None else head.size
+
+    def object_head(self, hex_digest: str) -> ObjectHead | None:
+        """The object for `hex_digest` as one HEAD sees it; None when there is none.
 
         Raises:
             StoreError: the HEAD fails other than with not found.
@@ -428,4 +444,4 @@ class RemoteStore:
             raise StoreError(
                 f"checking s3://{self.location.bucket}/{key}: {describe_error(err)}"
             ) from err
-        return int(response["ContentLength"])
+        return ObjectHead(key, int(response["ContentLength"]), str(response.get("ETag", "")))

@@ -18,7 +18,6 @@ from pydantic import Field, StringConstraints
 
 from llamafleet.components.alert_routing import Severity
 from llamafleet.components.config import ComponentConfig
-from llamafleet.components.inference_pod import FETCH_RETRY_SECONDS
 from llamafleet.components.labels import TIER_LABEL
 from llamafleet.monitoring import metrics
 
@@ -29,9 +28,6 @@ GROUP_NAME: Final = "llamafleet"
 # Requests per second below which a model's error ratio pages no one (1 a minute).
 MIN_ERROR_RATE: Final = 1 / 60
 TIER_LABEL_METRIC: Final = metrics.label_metric_name(TIER_LABEL)
-# The window a model fetcher's failures are counted over: twice the longest wait between its
-# attempts (the pod's --retry-seconds), so a fetcher that keeps failing always shows an increase.
-FETCH_FAILURE_WINDOW: Final = f"{2 * FETCH_RETRY_SECONDS}s"
 
 
 class AlertsConfig(ComponentConfig):
@@ -166,15 +162,14 @@ def _at_max(deployed: Deployed, window: str) -> Alert:
 
 
 def _fetch_failing(selector: str, for_: str) -> Alert:
-    """A pod's model fetcher failed within FETCH_FAILURE_WINDOW and still runs (a fetch that
-    failed once and then succeeded has exited: its gauge is gone, and the alert with it)."""
-    failures = f"{metrics.MODEL_FETCH_FAILURES}{{{selector}}}"
+    """A pod's model fetcher's latest attempt failed, and no attempt has succeeded since, for
+    `for_` (the gauge stays 1 through the wait and a slow next attempt, so the alert never lapses
+    between two failures; a fetch that succeeds exits, its series go stale, the alert resolves).
+    """
+    failed = f"{metrics.MODEL_FETCH_LAST_ATTEMPT_FAILED}{{{selector}}}"
     return Alert(
         name="LlamafleetModelFetchFailing",
-        expr=(
-            f"sum by (namespace, pod, reason) (increase({failures}[{FETCH_FAILURE_WINDOW}])) > 0"
-            f" and on (namespace, pod) {metrics.MODEL_FETCH_IN_PROGRESS}{{{selector}}} == 1"
-        ),
+        expr=f"max by (namespace, pod, reason) ({failed}) == 1",
         for_=for_,
         severity="critical",
         summary="{{ $labels.namespace }}/{{ $labels.pod }} cannot fetch its model: "

@@ -65,6 +65,7 @@ NODE_MEMORY_TOTAL: Final = "node_memory_MemTotal_bytes"
 # fetch_metrics), scraped by a PodMonitor while the pod is in Init: failed attempts by `reason`
 # (store_unreachable, digest_mismatch, not_found, access_denied, other), each from 0.
 MODEL_FETCH_FAILURES: Final = "llamafleet_model_fetch_failures_total"
+MODEL_FETCH_LAST_ATTEMPT_FAILED: Final = "llamafleet_model_fetch_last_attempt_failed"
 MODEL_FETCH_IN_PROGRESS: Final = "llamafleet_model_fetch_in_progress"
 
 # Which pinned binary exports each name above: the tests of each binary check its own set.
@@ -90,7 +91,9 @@ EXPORTERS: Final[Mapping[str, frozenset[str]]] = {
         }
     ),
     "node_exporter": frozenset({NODE_CPU_SECONDS, NODE_MEMORY_AVAILABLE, NODE_MEMORY_TOTAL}),
-    "model-fetcher": frozenset({MODEL_FETCH_FAILURES, MODEL_FETCH_IN_PROGRESS}),
+    "model-fetcher": frozenset(
+        {MODEL_FETCH_FAILURES, MODEL_FETCH_LAST_ATTEMPT_FAILED, MODEL_FETCH_IN_PROGRESS}
+    ),
 }
 
 

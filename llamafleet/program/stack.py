@@ -495,6 +495,7 @@ def _service_args(
             tier=placement.tier_name,
             per_replica=model.parallel + model.queue_per_replica,
         ),
+        reclaimable=placement.tier.capacity_type == "spot",
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import subprocess
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -37,9 +38,15 @@ from llamafleet.modelsync.failures import (
     describe_failure,
     failure_reason,
 )
-from llamafleet.modelsync.fetch import fetch_model
-from llamafleet.modelsync.fetch_metrics import FAILURES, IN_PROGRESS, FetchMetrics
-from llamafleet.modelsync.fetch_retry import backoff_delays, fetch_until_done
+from llamafleet.modelsync.fetch import MismatchedObjects, fetch_model
+from llamafleet.modelsync.fetch_metrics import (
+    FAILURES,
+    IN_PROGRESS,
+    LAST_ATTEMPT_FAILED,
+    FetchMetrics,
+    serving_metrics,
+)
+from llamafleet.modelsync.fetch_retry import backoff_delays, fetch_until_done, jittered
 from llamafleet.modelsync.store import RemoteStore, StoreLocation, s3_errors
 from llamafleet.monitoring import metrics
 
@@ -265,11 +272,12 @@ def test_failures_are_counted_and_retried_until_the_fetch_succeeds() -> None:
         counters,
         10,
         lambda err, delay: told.append((type(err).__name__, delay)),
-        slept.append,
+        sleep=slept.append,
+        uniform=lambda: 1.0,
     )
 
     assert result == "fetched"
-    assert slept == [5, 10, 10]  # a digest mismatch is never downloaded again at once
+    assert slept == [5, 10, 10]  # a digest mismatch is never tried again at once
     assert told == [
         ("EndpointConnectionError", 5),
         ("DigestMismatchError", 10),
@@ -284,6 +292,45 @@ def test_failures_are_counted_and_retried_until_the_fetch_succeeds() -> None:
     }
 
 
+def test_each_wait_is_jittered_between_its_half_and_itself() -> None:
+    assert jittered(300, 0.0) == 150
+    assert jittered(300, 1.0) == 300
+    assert jittered(10, 0.5) == 7.5
+    draws = iter([0.0, 0.5, 1.0])
+    slept: list[float] = []
+    failures = 3
+
+    def attempt() -> str:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise EndpointConnectionError(endpoint_url=URL)
+        return "fetched"
+
+    fetch_until_done(
+        attempt,
+        FetchMetrics(),
+        300,
+        lambda err, delay: None,
+        sleep=slept.append,
+        uniform=lambda: next(draws),
+    )
+    assert slept == [2.5, 7.5, 20]
+
+
+def test_the_latest_failure_is_the_one_the_gauge_shows() -> None:
+    counters = FetchMetrics()
+    assert counters.last_failed() is None
+    counters.record("store_unreachable")
+    counters.record("digest_mismatch")
+    assert counters.last_failed() == "digest_mismatch"
+    gauge = {
+        labels["reason"]: value
+        for labels, value in samples(counters.exposition(), LAST_ATTEMPT_FAILED)
+    }
+    assert gauge == dict.fromkeys(REASONS, 0.0) | {"digest_mismatch": 1.0}
+
+
 def test_without_a_cap_the_first_failure_is_counted_and_raised() -> None:
     counters = FetchMetrics()
 
@@ -291,7 +338,7 @@ def test_without_a_cap_the_first_failure_is_counted_and_raised() -> None:
         raise client_error("NoSuchBucket", 404)
 
     with pytest.raises(ClientError):
-        fetch_until_done(attempt, counters, None, lambda err, delay: None, lambda delay: None)
+        fetch_until_done(attempt, counters, None, lambda err, delay: None, sleep=lambda delay: None)
     assert counters.failures()["not_found"] == 1
 
 
@@ -302,7 +349,7 @@ def test_a_bug_is_neither_counted_nor_retried() -> None:
         raise TypeError("a bug")
 
     with pytest.raises(TypeError):
-        fetch_until_done(attempt, counters, 10, lambda err, delay: None, lambda delay: None)
+        fetch_until_done(attempt, counters, 10, lambda err, delay: None, sleep=lambda delay: None)
     assert sum(counters.failures().values()) == 0
 
 
@@ -339,3 +386,41 @@ def test_the_exposition_passes_promtool_check_metrics() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.s3
+def test_a_wrong_object_is_downloaded_again_only_once_it_changed(
+    moto_endpoint: str, tmp_path: Path
+) -> None:
+    bucket = f"models-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=moto_endpoint)
+    client.create_bucket(Bucket=bucket)
+    hex_digest = hashlib.sha256(b"the model").hexdigest()
+    store = RemoteStore.open(f"s3://{bucket}/fleet", moto_endpoint)
+    key = store.location.object_key(hex_digest)
+    client.put_object(Bucket=bucket, Key=key, Body=b"not it")
+    gets: list[str] = []
+    store.client.meta.events.register(
+        "before-call.s3.GetObject", lambda **kwargs: gets.append("GetObject")
+    )
+    mismatched = MismatchedObjects()
+
+    for _ in range(3):
+        with pytest.raises(DigestMismatchError):
+            fetch_model(store, hex_digest, tmp_path / "cache", mismatched=mismatched)
+    assert len(gets) == 1  # the same version is hashed once
+
+    client.put_object(Bucket=bucket, Key=key, Body=b"the model")
+    result = fetch_model(store, hex_digest, tmp_path / "cache", mismatched=mismatched)
+    assert (result.status, result.path.read_bytes()) == ("downloaded", b"the model")
+    assert len(gets) == 2
+
+
+def test_metrics_are_served_over_ipv6_and_ipv4() -> None:
+    """An IPv6-only cluster scrapes the pod's IPv6 address; an IPv4 one its IPv4 address."""
+    if not socket.has_dualstack_ipv6():
+        pytest.skip("this system has no dual-stack IPv6 sockets")
+    with serving_metrics(FetchMetrics(), 0) as port:
+        for url in (f"http://[::1]:{port}/metrics", f"http://127.0.0.1:{port}/metrics"):
+            with urllib.request.urlopen(url, timeout=5) as response:
+                assert FAILURES in response.read().decode(), url

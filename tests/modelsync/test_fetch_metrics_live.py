@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,6 +119,21 @@ def error_lines(fetcher: Fetcher) -> list[str]:
     return fetcher.stderr.read_text().splitlines()
 
 
+def next_attempt_seconds(line: str) -> float:
+    """The wait an error line announces ("...; next attempt in 3.71 s")."""
+    found = re.search(r"; next attempt in ([0-9.]+) s$", line)
+    assert found, line
+    return float(found.group(1))
+
+
+def last_attempt_failed(text: str) -> dict[str, float]:
+    """llamafleet_model_fetch_last_attempt_failed by reason."""
+    return {
+        labels["reason"]: value
+        for labels, value in samples(text, metrics.MODEL_FETCH_LAST_ATTEMPT_FAILED)
+    }
+
+
 def test_an_unreachable_store_counts_up_until_it_comes_up_then_the_fetch_exits_0(
     model: tuple[bytes, str], tmp_path: Path
 ) -> None:
@@ -151,7 +167,9 @@ def test_an_unreachable_store_counts_up_until_it_comes_up_then_the_fetch_exits_0
         lines = error_lines(fetcher)
         assert len(lines) >= 2
         assert all(line.startswith("modelsync: error: store_unreachable: ") for line in lines)
-        assert lines[0].endswith("; next attempt in 5 s") and lines[1].endswith("in 10 s")
+        # The waits double from 5 s, each with equal jitter (half of it to all of it).
+        assert 2.5 <= next_attempt_seconds(lines[0]) <= 5
+        assert 5 <= next_attempt_seconds(lines[1]) <= 10
 
 
 def test_a_wrong_object_counts_as_digest_mismatch_until_it_is_fixed_then_the_fetch_exits_0(
@@ -167,9 +185,12 @@ def test_a_wrong_object_counts_as_digest_mismatch_until_it_is_fixed_then_the_fet
     with fetching(moto_endpoint, bucket, hex_digest, tmp_path) as fetcher:
         text = fetcher.wait_for(lambda counts: counts["digest_mismatch"] >= 1, timeout=30)
         assert failures(text) == {r: (1 if r == "digest_mismatch" else 0) for r in REASONS}
-        # Not downloaded again at once: the next attempt waits 5 s.
+        assert last_attempt_failed(text) == {r: float(r == "digest_mismatch") for r in REASONS}
+        # Not tried again at once: the next attempt waits 2.5 to 5 s.
         time.sleep(2)
         assert failures(fetcher.scrape() or "")["digest_mismatch"] == 1
+        # The next attempt finds the same object (its ETag) and does not download it again.
+        fetcher.wait_for(lambda counts: counts["digest_mismatch"] >= 2, timeout=30)
 
         client.put_object(Bucket=bucket, Key=key, Body=data)
         status = fetcher.finish(timeout=RETRY_SECONDS + 30)
@@ -177,9 +198,13 @@ def test_a_wrong_object_counts_as_digest_mismatch_until_it_is_fixed_then_the_fet
     assert status == 0, fetcher.stderr.read_text()
     result = json.loads(fetcher.stdout.read_text())
     assert Path(result["path"]).read_bytes() == data
-    (line,) = error_lines(fetcher)
-    assert line.startswith("modelsync: error: digest_mismatch: ")
-    assert f"not sha256:{hex_digest}" in line and line.endswith("; next attempt in 5 s")
+    assert result["bytesDownloaded"] == len(data)
+    first, again, *_ = error_lines(fetcher)
+    assert first.startswith("modelsync: error: digest_mismatch: ")
+    assert f"not sha256:{hex_digest}" in first and "nothing kept" in first
+    assert 2.5 <= next_attempt_seconds(first) <= 5
+    assert again.startswith("modelsync: error: digest_mismatch: ")
+    assert "is unchanged since (ETag " in again and "not downloaded again" in again
 
 
 def _child_of(pid: int, timeout: float = 10) -> int:

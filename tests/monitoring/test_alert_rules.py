@@ -60,15 +60,22 @@ FETCH_RUNBOOK = (
 )
 
 
-def _fetch_failures(fetcher: str, reason: str, values: str) -> dict[str, str]:
-    return {
-        "series": f'llamafleet_model_fetch_failures_total{{{fetcher},reason="{reason}"}}',
-        "values": values,
-    }
-
-
-def _fetching(fetcher: str, values: str) -> dict[str, str]:
-    return {"series": f"llamafleet_model_fetch_in_progress{{{fetcher}}}", "values": values}
+def _fetcher(fetcher: str, reason: str, failed: str, failures: str) -> list[dict[str, str]]:
+    """A fetcher's series as its PodMonitor scrapes them: `failed`, the latest attempt's failure
+    gauge for `reason`; `failures`, the failure counter for it; in progress while `failed` has
+    samples."""
+    running = " ".join(v if v.startswith("_") or v == "stale" else "1" for v in failed.split())
+    return [
+        {
+            "series": f'llamafleet_model_fetch_last_attempt_failed{{{fetcher},reason="{reason}"}}',
+            "values": failed,
+        },
+        {
+            "series": f'llamafleet_model_fetch_failures_total{{{fetcher},reason="{reason}"}}',
+            "values": failures,
+        },
+        {"series": f"llamafleet_model_fetch_in_progress{{{fetcher}}}", "values": running},
+    ]
 
 
 AT_MAX_RUNBOOK = (
@@ -231,13 +238,14 @@ CASES: dict[str, dict[str, Any]] = {
         ],
     },
     "LlamafleetModelFetchFailing": {
-        # The store is unreachable: a failure every few minutes as the waits grow to their cap.
+        # The store is unreachable and each attempt is slow (a large model's download times out
+        # after 6 minutes, then the 5-minute wait): failures at 1m and at 13m. A counter's
+        # increase over 10 minutes lapses at 11m, and an alert on it resolves and fires again.
         "firing": [
-            _fetch_failures(FETCHER, "store_unreachable", "0 1 2 3 3 4 4 4 5x4 6x10"),
-            _fetch_failures(FETCHER, "digest_mismatch", "0x20"),
-            _fetching(FETCHER, "1x20"),
+            *_fetcher(FETCHER, "store_unreachable", "0 1x19", "0 1x11 2x8"),
+            *_fetcher(FETCHER, "digest_mismatch", "0x20", "0x20"),
         ],
-        "at": "15m",
+        "at": "12m",
         "labels": {
             "severity": "critical",
             "namespace": NS,
@@ -249,14 +257,13 @@ CASES: dict[str, dict[str, Any]] = {
             f"{NS}/{DEPLOYMENT}-7d9f-x2 cannot fetch its model: store_unreachable",
             FETCH_RUNBOOK,
         ),
-        # A pod started at 10m whose fetch failed once and then succeeded: the fetcher exited
-        # (its series end) while the failure is still in the window. And a fetcher that is not
-        # ours, failing all along.
+        # A pod started at 9m whose fetch failed once, at 10m, then succeeded: the fetcher
+        # exited (its series go stale). A fetcher still on its first attempt. And a fetcher
+        # that is not ours, failing all along.
         "healthy": [
-            _fetch_failures(FETCHER, "store_unreachable", "_x10 0 1 1 stale"),
-            _fetching(FETCHER, "_x10 1 1 1 stale"),
-            _fetch_failures(OTHER_FETCHER, "digest_mismatch", "0+1x20"),
-            _fetching(OTHER_FETCHER, "1x20"),
+            *_fetcher(FETCHER, "store_unreachable", "_x9 0 1 stale", "_x9 0 1 stale"),
+            *_fetcher(FETCHER.replace("x2", "y3"), "other", "0x20", "0x20"),
+            *_fetcher(OTHER_FETCHER, "digest_mismatch", "1x20", "1+1x20"),
         ],
     },
 }

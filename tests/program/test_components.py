@@ -168,6 +168,15 @@ def test_a_drain_never_evicts_a_lone_replica_and_one_of_several_at_a_time(
         disruption_budget({"app": "x"}, -1)
 
 
+@pytest.mark.parametrize("min_replicas", [0, 1, 2])
+def test_on_spot_nodes_a_drain_is_never_refused(min_replicas: int) -> None:
+    """A spot node goes 2 minutes after its notice whatever the budget says: a refused eviction
+    would only kill the lone pod with its node instead of draining it through preStop."""
+    args = replace(service_args(), scaling=ScalingRange(min_replicas, 4, 3), reclaimable=True)
+    pdb = kinds(declare(args))["PodDisruptionBudget"]["spec"]
+    assert pdb["maxUnavailable"] == 1 and "minAvailable" not in pdb
+
+
 def test_the_fetcher_retries_and_a_pod_monitor_scrapes_why_while_the_pod_is_in_init() -> None:
     objects = kinds(declare(service_args()))
     (fetcher,) = objects["Deployment"]["spec"]["template"]["spec"]["initContainers"]

@@ -60,6 +60,18 @@ def test_one_set_of_serving_objects_per_team_model_and_tier(stack: str, rendered
     assert namespaces == {team_namespace(team) for team in settings.tenants} | made_for_monitoring
 
 
+def test_a_lone_replica_is_kept_through_drains_except_on_spot_nodes(
+    stack: str, rendered: Rendered
+) -> None:
+    settings = load_stack_file(stack_file(stack))
+    budgets = by_name(rendered, "PodDisruptionBudget")
+    for p in placements(settings):
+        spec = budgets[(team_namespace(p.team), p.name)]["spec"]
+        kept = p.model.replicas.min <= 1 and p.tier.capacity_type != "spot"
+        assert spec.get("minAvailable") == (1 if kept else None), p.name
+        assert spec.get("maxUnavailable") == (None if kept else 1), p.name
+
+
 def test_pods_are_sized_and_argued_by_the_rules(stack: str, rendered: Rendered) -> None:
     settings = load_stack_file(stack_file(stack))
     deployments = by_name(rendered, "Deployment")
