@@ -162,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 1
+    except engine.PolicyViolationError as exc:
+        for problem in exc.problems:
+            print(f"llamafleet {args.command} {args.stack}: policy: {problem}", file=sys.stderr)
+        print(f"llamafleet {args.command} {args.stack}: {exc}; nothing changed", file=sys.stderr)
+        return 1
     except engine.EngineError as exc:
         print(f"llamafleet {args.command} {getattr(args, 'stack', '')}: {exc}", file=sys.stderr)
         return 2
@@ -219,9 +224,11 @@ def _check_settings(args: argparse.Namespace) -> None:
 
 def _preview(args: argparse.Namespace) -> int:
     _check_settings(args)
-    changed, steps = engine.preview(args.stack, args.work_dir)
+    previewed = engine.preview(args.stack, args.work_dir)
+    changed = previewed.changes
+    print(f"{args.stack}: policy: {previewed.objects_checked} Kubernetes objects pass every rule")
     print(f"{args.stack}: would {_summary(changed)}" if changed else f"{args.stack}: no changes")
-    for step in steps:
+    for step in previewed.steps:
         print(f"  {step.op:<8} {step.type} {step.name}")
     if args.expect_no_changes and changed:
         print(f"drift: {args.stack} would change {changed}", file=sys.stderr)

@@ -43,6 +43,7 @@ from pulumi import automation as auto
 from llamafleet import REPO_ROOT
 from llamafleet.command.engine_output import EngineOutput
 from llamafleet.command.state_moves import move_providers
+from llamafleet.policy.registered import RegisteredObjects
 from llamafleet.settings.load import stack_file
 
 LOCAL_STACK = "local"
@@ -223,6 +224,15 @@ class NoStackError(EngineError):
     """The backend has no such stack (and the command does not make one)."""
 
 
+class PolicyViolationError(EngineError):
+    """A preview's Kubernetes objects break policy rules: `problems`, one line each
+    (`rules.violations`); nothing was changed."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(f"{len(problems)} policy violation(s)")
+        self.problems = problems
+
+
 def open_stack(
     stack: str,
     work_dir: Path | None = None,
@@ -285,18 +295,40 @@ def engine_log(stack: str, operation: str) -> Path:
     return cache_dir() / "logs" / f"engine-{stack}-{operation}.log"
 
 
+@dataclass(frozen=True)
+class Preview:
+    """What a preview found: what would change (counts; empty: nothing), each step that changes
+    something, and how many Kubernetes objects passed the policy rules."""
+
+    changes: dict[str, int]
+    steps: list[Step]
+    objects_checked: int
+
+
 def preview(
-    stack: str, work_dir: Path | None = None, show: Show = print
-) -> tuple[dict[str, int], list[Step]]:
-    """`pulumi preview --diff`: what would change (counts; empty: nothing), and each step."""
+    stack: str,
+    work_dir: Path | None = None,
+    show: Show = print,
+    program: auto.PulumiFn | None = None,
+) -> Preview:
+    """`pulumi preview --diff` of `program` (default: llamafleet's); then the policy rules over
+    every Kubernetes object the preview registers, unchanged ones too.
+
+    Raises:
+        PolicyViolationError: an object breaks a rule, or a rule needs a value the preview does
+            not show (llamafleet/policy/registered.py).
+    """
     steps: list[Step] = []
+    registered = RegisteredObjects()
 
     def on_event(event: auto.EngineEvent) -> None:
         pre = event.resource_pre_event
-        if pre is None or str(pre.metadata.op.value) in UNCHANGED_OPS:
+        if pre is None:
             return
-        name = pre.metadata.urn.rsplit("::", 1)[-1]
-        steps.append(Step(str(pre.metadata.op.value), pre.metadata.type, name))
+        meta = pre.metadata
+        registered.add(meta.urn, meta.type, None if meta.new is None else meta.new.inputs)
+        if str(meta.op.value) not in UNCHANGED_OPS:
+            steps.append(Step(str(meta.op.value), meta.type, meta.urn.rsplit("::", 1)[-1]))
 
     result = _operate(
         stack,
@@ -306,13 +338,26 @@ def preview(
         lambda st, out: st.preview(
             diff=True, color="never", on_output=out.stdout, on_error=out.stderr, on_event=on_event
         ),
+        program=program,
     )
-    return changes(result.change_summary), steps
+    problems = registered.violations()
+    if problems:
+        raise PolicyViolationError(problems)
+    return Preview(changes(result.change_summary), steps, len(registered.objects))
 
 
-def up(stack: str, work_dir: Path | None = None, show: Show = print) -> dict[str, int]:
-    """`pulumi up --refresh --yes`: the state is refreshed first, so what changed behind Pulumi's
-    back (a deleted Deployment, a lost bucket) is put back. Returns what changed."""
+def up(
+    stack: str,
+    work_dir: Path | None = None,
+    show: Show = print,
+    program: auto.PulumiFn | None = None,
+) -> dict[str, int]:
+    """`pulumi up --refresh --yes` of `program` (default: llamafleet's), once its preview passed
+    the policy rules (`preview`): the state is refreshed first, so what changed behind Pulumi's
+    back (a deleted Deployment, a lost bucket) is put back. Returns what changed. A preview that
+    breaks a rule raises its PolicyViolationError, and nothing is changed.
+    """
+    preview(stack, work_dir, show=lambda line: None, program=program)
     result = _operate(
         stack,
         work_dir,
@@ -321,6 +366,7 @@ def up(stack: str, work_dir: Path | None = None, show: Show = print) -> dict[str
         lambda st, out: st.up(
             diff=True, refresh=True, color="never", on_output=out.stdout, on_error=out.stderr
         ),
+        program=program,
     )
     return changes(result.summary.resource_changes)
 
@@ -388,6 +434,7 @@ def _operate(
     operation: Operation,
     *,
     create: bool = True,
+    program: auto.PulumiFn | None = None,
 ) -> Any:
     """Run `operation` with the engine's output shown through `show` (tracebacks collapsed) and
     kept whole in engine_log(stack, name). A lock left by an interrupted run of this machine is
@@ -407,7 +454,7 @@ def _operate(
     # to a temporary file for Helm and never removes it (pulumi-kubernetes
     # pkg/provider/util.go, writeKubeconfigToFile).
     with tempfile.TemporaryDirectory(prefix="llamafleet-engine-") as private:
-        st = open_stack(stack, work_dir, create=create, tmpdir=Path(private))
+        st = open_stack(stack, work_dir, program, create=create, tmpdir=Path(private))
         return _operate_in(stack, st, name, show, operation)
 
 

@@ -2,7 +2,11 @@
 
 Object rules take one object and yield what is wrong with it; fleet rules take every object a
 stack renders. `violations` runs them all. The CrossGuard pack (llamafleet/policy/__main__.py) runs
-the object rules on `pulumi preview`/`up`.
+the object rules on `pulumi preview`/`up` where the CLI can load it; `llamafleet preview` and `up`
+run `violations` over what the engine registers (llamafleet/policy/registered.py).
+
+A value a preview cannot show (unknown until the update, or a secret) raises NotKnownYet where a
+rule reads it; `violations` then reports that rule as failing for that object: fail closed.
 """
 
 from __future__ import annotations
@@ -14,6 +18,11 @@ K8sObject = dict[str, Any]
 ObjectRule = Callable[[K8sObject], Iterator[str]]
 
 POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+
+
+class NotKnownYet(Exception):
+    """A rule read a value the preview does not show; the message says why (unknown until the
+    update, or a secret)."""
 
 
 def pod_spec(obj: K8sObject) -> dict[str, Any] | None:
@@ -229,15 +238,28 @@ FLEET_RULES: tuple[Callable[[list[K8sObject]], Iterator[str]], ...] = (
 )
 
 
+def _where(obj: K8sObject) -> str:
+    try:
+        meta = obj.get("metadata") or {}
+        return f"{obj.get('kind')} {meta.get('namespace', '')}/{meta.get('name')}"
+    except NotKnownYet:
+        return f"{obj.get('kind')} (its name is not known yet)"
+
+
 def violations(objects: Iterable[K8sObject]) -> list[str]:
-    """Every rule over every object: `<rule>: <kind> <namespace>/<name>: <problem>` lines."""
+    """Every rule over every object: `<rule>: <kind> <namespace>/<name>: <problem>` lines. A
+    rule that needs a value not known yet (NotKnownYet) is one line saying so, never a pass."""
     objects = list(objects)
     found: list[str] = []
     for obj in objects:
-        meta = obj.get("metadata", {})
-        where = f"{obj.get('kind')} {meta.get('namespace', '')}/{meta.get('name')}"
         for rule in OBJECT_RULES:
-            found += [f"{rule.__name__}: {where}: {problem}" for problem in rule(obj)]
+            try:
+                found += [f"{rule.__name__}: {_where(obj)}: {problem}" for problem in rule(obj)]
+            except NotKnownYet as unknown:
+                found.append(f"{rule.__name__}: {_where(obj)}: cannot be checked: {unknown}")
     for fleet_rule in FLEET_RULES:
-        found += [f"{fleet_rule.__name__}: {problem}" for problem in fleet_rule(objects)]
+        try:
+            found += [f"{fleet_rule.__name__}: {problem}" for problem in fleet_rule(objects)]
+        except NotKnownYet as unknown:
+            found.append(f"{fleet_rule.__name__}: cannot be checked: {unknown}")
     return found

@@ -1,0 +1,92 @@
+"""The policy rules over what the engine registers: the Kubernetes objects of a preview.
+
+The engine built here cannot load a CrossGuard pack (it runs the program inline and has no
+Python language host to start the pack's analyzer), so `llamafleet preview` and `up` collect the
+inputs of every Kubernetes resource from the preview's engine events, steps that change nothing
+included, and run `rules.violations` over them: the same rule functions the pack and the render
+tests run.
+
+In those events a value not known until the update is the engine's unknown marker
+(`pulumi.runtime.rpc.UNKNOWN`) and a secret is a signature object (`rpc.is_rpc_secret`) whose
+value is not shown. Both become a `Hidden` value, which raises `rules.NotKnownYet` when a rule
+compares, tests or iterates it, so a rule that needs it fails closed while a rule that never
+reads it passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, NoReturn
+
+from pulumi.runtime.rpc import UNKNOWN, is_rpc_secret
+
+from llamafleet.policy.rules import K8sObject, NotKnownYet, violations
+
+UNKNOWN_UNTIL_UPDATE: Final = "not known until the update"
+HIDDEN_BY_SECRECY: Final = "a secret, which the preview does not show"
+KUBERNETES: Final = "kubernetes:"
+
+
+class Hidden:
+    """A value the preview does not show. Its repr says why; anything a rule decides on
+    (equality, truth, membership, iteration, lookup, hashing, its text) raises NotKnownYet."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        self.why = why
+
+    def _refuse(self, *_: object) -> NoReturn:
+        raise NotKnownYet(f"{self.path} is {self.why}")
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse  # pyright: ignore[reportAssignmentType]
+    __bool__ = __contains__ = __iter__ = __len__ = __getitem__ = __hash__ = _refuse  # pyright: ignore[reportAssignmentType]
+    __str__ = __format__ = _refuse  # pyright: ignore[reportAssignmentType]
+    get = keys = items = values = startswith = endswith = _refuse
+
+    def __repr__(self) -> str:
+        return f"<{self.path}: {self.why}>"
+
+
+def _shown(value: Any, path: str) -> Any:
+    """`value` from an event, with what the preview hides made Hidden."""
+    if isinstance(value, str) and value == UNKNOWN:
+        return Hidden(path, UNKNOWN_UNTIL_UPDATE)
+    if is_rpc_secret(value):
+        return Hidden(path, HIDDEN_BY_SECRECY)
+    if isinstance(value, Mapping):
+        items: Mapping[str, Any] = value
+        return {key: _shown(item, f"{path}.{key}") for key, item in items.items()}
+    if isinstance(value, list):
+        elements: list[Any] = value
+        return [_shown(item, f"{path}[{i}]") for i, item in enumerate(elements)]
+    return value
+
+
+def kubernetes_object(type_token: str, inputs: Mapping[str, Any]) -> K8sObject | None:
+    """The Kubernetes object a resource of `type_token` registers with `inputs` (its
+    `apiVersion`, `kind`, `metadata`, `spec`...); None for any other resource (providers,
+    dynamic resources, Helm releases, whose inputs are no object)."""
+    if not type_token.startswith(KUBERNETES) or not isinstance(inputs.get("kind"), str):
+        return None
+    shown = _shown(inputs, str(inputs["kind"]))
+    assert isinstance(shown, dict)
+    return shown
+
+
+@dataclass
+class RegisteredObjects:
+    """The Kubernetes objects of one preview, as its engine events show them."""
+
+    objects: dict[str, K8sObject] = field(default_factory=dict[str, K8sObject])
+
+    def add(self, urn: str, type_token: str, inputs: Mapping[str, Any] | None) -> None:
+        """Record the resource `urn` (a step of any kind: create, update, same...) unless it is
+        deleted (no `inputs`) or no Kubernetes object."""
+        obj = None if inputs is None else kubernetes_object(type_token, inputs)
+        if obj is not None:
+            self.objects[urn] = obj
+
+    def violations(self) -> list[str]:
+        """`rules.violations` over the recorded objects (one line each, fail closed)."""
+        return violations(self.objects.values())

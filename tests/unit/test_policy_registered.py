@@ -1,0 +1,113 @@
+"""The policy rules over a preview's engine events: objects as the engine shows them (unknowns as
+its marker, secrets as signature objects), failing closed where a rule needs what is hidden."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from pulumi.runtime.rpc import UNKNOWN
+from support.stack_renders import rendered_stack
+
+from llamafleet.policy.registered import Hidden, RegisteredObjects, kubernetes_object
+from llamafleet.policy.rules import NotKnownYet
+
+# A secret as the engine's events show one (pulumi/runtime/rpc.py's signature key and value).
+SHOWN_SECRET = {
+    "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
+    "ciphertext": "[secret]",
+}
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+
+
+def local_objects() -> list[dict[str, Any]]:
+    return copy.deepcopy(rendered_stack("local").kubernetes_objects)
+
+
+def the_deployment(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(o for o in objects if o["kind"] == "Deployment")
+
+
+def registered(objects: list[dict[str, Any]]) -> RegisteredObjects:
+    found = RegisteredObjects()
+    for n, obj in enumerate(objects):
+        found.add(f"urn:{n}", f"kubernetes:x/v1:{obj['kind']}", obj)
+    return found
+
+
+def test_a_compliant_stack_passes() -> None:
+    assert registered(local_objects()).violations() == []
+
+
+def test_a_violation_is_reported_with_its_rule() -> None:
+    objects = local_objects()
+    server = the_deployment(objects)["spec"]["template"]["spec"]["containers"][0]
+    server["securityContext"]["readOnlyRootFilesystem"] = False
+    (problem,) = registered(objects).violations()
+    assert problem.startswith("read_only_root_filesystem: Deployment llamafleet-")
+    assert problem.endswith(": container llama-server: readOnlyRootFilesystem is not true")
+
+
+def test_an_image_unknown_until_the_update_fails_closed() -> None:
+    objects = local_objects()
+    server = the_deployment(objects)["spec"]["template"]["spec"]["containers"][0]
+    server["image"] = UNKNOWN
+    (problem,) = registered(objects).violations()
+    assert problem.startswith("image_pinned_by_digest: Deployment llamafleet-")
+    assert problem.endswith(
+        ": cannot be checked: Deployment.spec.template.spec.containers[0].image is not known "
+        "until the update"
+    )
+
+
+def test_containers_hidden_as_a_secret_fail_every_container_rule_closed() -> None:
+    objects = local_objects()
+    the_deployment(objects)["spec"]["template"]["spec"]["containers"] = SHOWN_SECRET
+    problems = registered(objects).violations()
+    assert problems, "a pod whose containers are hidden must not pass"
+    assert all("cannot be checked: " in p and "is a secret" in p for p in problems), problems
+    assert {p.split(":")[0] for p in problems} >= {"runs_as_non_root", "image_pinned_by_digest"}
+
+
+def test_an_unknown_value_no_rule_reads_passes() -> None:
+    objects = local_objects()
+    template = the_deployment(objects)["spec"]["template"]
+    template["metadata"].setdefault("annotations", {})["llamafleet.io/key-mark"] = UNKNOWN
+    assert registered(objects).violations() == []
+
+
+def test_a_namespace_not_known_yet_fails_the_fleet_rules_closed() -> None:
+    objects = local_objects()
+    the_deployment(objects)["metadata"]["namespace"] = UNKNOWN
+    problems = registered(objects).violations()
+    assert "default_deny_everywhere: cannot be checked: " in "\n".join(problems), problems
+
+
+def test_only_kubernetes_objects_that_exist_after_the_step_count() -> None:
+    found = RegisteredObjects()
+    found.add("urn:provider", "pulumi:providers:kubernetes", {"kubeconfig": "x"})
+    found.add("urn:dynamic", "pulumi-python:dynamic:Resource", {"kind": "Deployment"})
+    found.add("urn:release", "kubernetes:helm.sh/v3:Release", {"chart": "x"})
+    found.add("urn:deleted", DEPLOYMENT, None)
+    assert found.objects == {}
+    assert kubernetes_object(DEPLOYMENT, {"kind": "Deployment"}) == {"kind": "Deployment"}
+
+
+def test_a_hidden_value_refuses_every_decision_and_says_why_in_its_repr() -> None:
+    hidden = Hidden("Pod.spec.x", "not known until the update")
+    decisions = [
+        lambda: hidden == "x",
+        lambda: bool(hidden),
+        lambda: "a" in hidden,  # pyright: ignore[reportOperatorIssue]
+        lambda: list[object](hidden),  # pyright: ignore[reportArgumentType]
+        lambda: hidden.get("x"),
+        lambda: {hidden},
+        lambda: hidden.startswith("x"),
+        lambda: str(hidden),
+        lambda: f"{hidden}",
+    ]
+    for decide in decisions:
+        with pytest.raises(NotKnownYet, match=r"^Pod\.spec\.x is not known until the update$"):
+            decide()
+    assert repr(hidden) == "<Pod.spec.x: not known until the update>"
