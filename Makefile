@@ -10,7 +10,8 @@ OUT ?= out/$(STACK)
 CACHE ?= $(or $(LLAMAFLEET_CACHE),$(HOME)/.cache/llamafleet)
 export LLAMAFLEET_CACHE := $(CACHE)
 
-.PHONY: help venv lint typecheck unit test render validate image engine test-tools up down clean
+.PHONY: help venv lint typecheck unit test render validate image engine test-tools engine-cli \
+	checks-tools up down clean
 
 # The local store (moto) accepts any credentials; a real stack uses the standard AWS chain.
 LOCAL_AWS := AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1
@@ -59,9 +60,18 @@ engine:
 
 # KEDA's operator and webhooks (the HPA -> KEDA switch, tests/e2e), promtool (the alert rules'
 # and dashboards' tests, tests/monitoring), kube-state-metrics and node_exporter (the metric names
-# the dashboards query, listed from the real binaries): for the tests only.
+# the dashboards query, listed from the real binaries), actionlint (.github/workflows/): for the
+# tests only.
 test-tools:
-	scripts/bootstrap-engine keda prometheus kube-state-metrics node-exporter
+	scripts/bootstrap-engine keda prometheus kube-state-metrics node-exporter actionlint
+
+# For CI's workflows (.github/workflows/): what `llamafleet preview`/`up` need against a real
+# cluster (the CLI and its plugins, not the local control plane), and what the pull-request
+# checks (every test but the e2e and image ones) need besides the venv.
+engine-cli:
+	scripts/bootstrap-engine pulumi kubernetes-provider python-launcher
+
+checks-tools: $(CHECKOV) test-tools
 
 test: lint typecheck $(CHECKOV) engine test-tools
 	$(BIN)/python -m pytest
