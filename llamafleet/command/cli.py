@@ -95,6 +95,11 @@ def _add_engine_commands(
         action="store_true",
         help="exit 1 when anything would change (a drift check for CI)",
     )
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="read every resource's live state first, so changes made outside Pulumi show",
+    )
     p.set_defaults(handler=_preview)
     u = commands.add_parser("up", parents=[common], help="pulumi up --refresh --yes")
     u.set_defaults(handler=_up)
@@ -224,7 +229,7 @@ def _check_settings(args: argparse.Namespace) -> None:
 
 def _preview(args: argparse.Namespace) -> int:
     _check_settings(args)
-    previewed = engine.preview(args.stack, args.work_dir)
+    previewed = engine.preview(args.stack, args.work_dir, refresh=args.refresh)
     changed = previewed.changes
     print(f"{args.stack}: policy: {previewed.objects_checked} Kubernetes objects pass every rule")
     print(f"{args.stack}: would {_summary(changed)}" if changed else f"{args.stack}: no changes")

@@ -8,7 +8,9 @@ platform team's own `pulumi up --stack <stack>` and `llamafleet up <stack>` shar
 one state.
 
 Backend and secrets: the user's own (`pulumi login`, or PULUMI_BACKEND_URL; the stack's secrets
-provider). Only `local`, run without --work-dir, defaults to a file backend and a passphrase
+provider, and for a stack the backend does not hold yet the one its stack file names in
+`secretsprovider`, which `pulumi stack init` alone would ignore for the passphrase). Only `local`,
+run without --work-dir, defaults to a file backend and a passphrase
 under the cache (`~/.cache/llamafleet/pulumi`), and runs from a project directory generated
 there, so the engine never writes into the checkout (stack creation writes its encryption salt
 into the stack's config file; for `local` that file is generated from `stacks/Pulumi.local.yaml`).
@@ -107,7 +109,21 @@ def target(stack: str, work_dir: Path | None = None) -> Target:
             extra["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(_passphrase_file(home))
         extra["KUBECONFIG"] = str(local_kubeconfig(env))
         return Target(stack, project, extra, "passphrase")
-    return Target(stack, (work_dir or REPO_ROOT).resolve(), extra, None)
+    committed = committed_secrets_provider(stack, work_dir)
+    return Target(stack, (work_dir or REPO_ROOT).resolve(), extra, committed)
+
+
+def committed_secrets_provider(stack: str, work_dir: Path | None = None) -> str | None:
+    """The `secretsprovider` `stack`'s stack file names (`awskms://…`, `passphrase`…); None
+    where it names none or cannot be read (the settings check, or opening the project, says
+    why). Pulumi keeps the file's `encryptedkey` when a stack is created with the same
+    provider, so the file's `secure:` values stay readable on a new backend."""
+    try:
+        document: Any = yaml.safe_load(stack_config_file(stack, work_dir).read_text())
+    except (EngineError, OSError, yaml.YAMLError):
+        return None
+    provider = document.get("secretsprovider") if isinstance(document, dict) else None
+    return provider if isinstance(provider, str) and provider else None
 
 
 def _tool_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -310,9 +326,12 @@ def preview(
     work_dir: Path | None = None,
     show: Show = print,
     program: auto.PulumiFn | None = None,
+    *,
+    refresh: bool = False,
 ) -> Preview:
-    """`pulumi preview --diff` of `program` (default: llamafleet's); then the policy rules over
-    every Kubernetes object the preview registers, unchanged ones too.
+    """`pulumi preview --diff` of `program` (default: llamafleet's), after reading every
+    resource's live state where `refresh` (so what changed outside Pulumi shows as a change);
+    then the policy rules over every Kubernetes object the preview registers, unchanged ones too.
 
     Raises:
         PolicyViolationError: an object breaks a rule, or a rule needs a value the preview does
@@ -336,7 +355,12 @@ def preview(
         "preview",
         show,
         lambda st, out: st.preview(
-            diff=True, color="never", on_output=out.stdout, on_error=out.stderr, on_event=on_event
+            diff=True,
+            refresh=refresh,
+            color="never",
+            on_output=out.stdout,
+            on_error=out.stderr,
+            on_event=on_event,
         ),
         program=program,
     )

@@ -235,6 +235,13 @@ def test_what_changed_behind_pulumis_back_is_put_back_but_a_scale_is_kept(
     ns = namespace(TEAM_A)
     local_cluster.kubectl("scale", "deployment", "small-cpu-small", "-n", ns, "--replicas=3")
     local_cluster.kubectl("delete", "deployment", "big-cpu-big", "-n", ns)
+    # The drift check: a plain preview compares the code with the state only; refreshed, it sees
+    # the deleted Deployment (the scale is the autoscaler's field, ignored).
+    plain = project.llamafleet("preview", after=["--expect-no-changes"], check=False)
+    refreshed = project.llamafleet(
+        "preview", after=["--refresh", "--expect-no-changes"], check=False
+    )
+    assert (plain.returncode, refreshed.returncode) == (0, 1), refreshed.stdout + refreshed.stderr
 
     project.llamafleet("up")
 

@@ -58,9 +58,25 @@ def test_only_local_gets_a_file_backend_and_passphrase_under_the_cache(
     assert prod.project_dir == engine.REPO_ROOT
     assert "PULUMI_BACKEND_URL" not in prod.env  # the user's `pulumi login`
     assert "PULUMI_CONFIG_PASSPHRASE_FILE" not in prod.env
-    assert prod.secrets_provider is None  # the stack's own
+    assert prod.secrets_provider is None  # the stack's own; its file names none
     # Explicitly elsewhere, even `local` is the user's: a test or a copy of the project.
     assert "PULUMI_BACKEND_URL" not in engine.target("local", tmp_path).env
+
+
+def test_a_new_stack_gets_the_secrets_provider_its_stack_file_names(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text("name: llamafleet\nstackConfigDir: stacks\n")
+    (tmp_path / "stacks").mkdir()
+    kms = "awskms://alias/llamafleet-prod?region=eu-west-1"
+    (tmp_path / "stacks" / "Pulumi.prod.yaml").write_text(
+        yaml.safe_dump({"secretsprovider": kms, "encryptedkey": "AQID", "config": {}})
+    )
+    (tmp_path / "stacks" / "Pulumi.onprem.yaml").write_text("config: {}\n")
+    (tmp_path / "stacks" / "Pulumi.broken.yaml").write_text("config: [\n")
+
+    assert engine.target("prod", tmp_path).secrets_provider == kms
+    assert engine.target("onprem", tmp_path).secrets_provider is None  # the backend's default
+    assert engine.target("absent", tmp_path).secrets_provider is None
+    assert engine.target("broken", tmp_path).secrets_provider is None  # settings say why
 
 
 def test_dynamic_providers_run_with_this_interpreter_and_plugins_come_from_the_cache(
