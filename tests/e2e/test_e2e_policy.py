@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import BIN, TEAM_B, Cluster, Project, ProjectFactory, small_config
+from e2e_support import TEAM_B, Cluster, Project, ProjectFactory, small_config
 
 pytestmark = pytest.mark.e2e
 
@@ -45,15 +45,7 @@ def drive(project: Project, op: str, extra: str) -> subprocess.CompletedProcess[
 
 
 def kubernetes_objects_in_state(project: Project) -> int:
-    exported = subprocess.run(
-        [str(BIN / "pulumi"), "stack", "export", "--stack", project.stack],
-        cwd=project.work_dir,
-        env=project.env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
+    exported = project.pulumi("stack", "export")
     resources = json.loads(exported.stdout)["deployment"]["resources"]
     return sum(
         1
