@@ -31,6 +31,7 @@ from llamafleet.components.labels import (
     GPU_TAINT_KEY,
     IRSA_ROLE_ANNOTATION,
     MODEL_LABEL,
+    NVIDIA,
     TIER_LABEL,
 )
 
@@ -347,7 +348,7 @@ def _gpu_values() -> dict[str, Any]:
                     "nodeSelectorTerms": [
                         {
                             "matchExpressions": [
-                                {"key": ACCELERATOR_LABEL, "operator": "In", "values": ["nvidia"]}
+                                {"key": ACCELERATOR_LABEL, "operator": "In", "values": [NVIDIA]}
                             ]
                         }
                     ]

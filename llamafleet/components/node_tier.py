@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from llamafleet.components.eks_cluster import MANAGED_POLICY, assume_role_policy
-from llamafleet.components.labels import ACCELERATOR_LABEL, GPU_TAINT_KEY, ISA_LABEL, TIER_LABEL
+from llamafleet.components.labels import GPU_TAINT_KEY, TIER_LABEL, tier_node_labels
 
 # Nodes pull images and join the cluster; the CNI's permissions live on its own IRSA role.
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly")
@@ -66,10 +66,7 @@ class NodeTierArgs:
 def node_labels(args: NodeTierArgs) -> dict[str, str]:
     """The tier's node labels: tier and ISA, plus `llamafleet.io/accelerator: nvidia` on gpu
     tiers."""
-    labels = {TIER_LABEL: args.tier, ISA_LABEL: args.isa}
-    if args.kind == "gpu":
-        labels[ACCELERATOR_LABEL] = "nvidia"
-    return labels
+    return tier_node_labels(args.tier, args.isa, args.kind)
 
 
 def _store_policy(args: NodeTierArgs) -> list[pulumi.Input[str]]:

@@ -8,7 +8,7 @@ really supports, and MetalLB gets the address pool LoadBalancer Services draw fr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -17,7 +17,7 @@ from pydantic import Field, StringConstraints
 from llamafleet.components.cluster_addons import chart, helm_release
 from llamafleet.components.config import AddressRange, ComponentConfig, KubernetesName
 from llamafleet.components.kube_provider import kubernetes_provider
-from llamafleet.components.labels import ISA_LABEL, TIER_LABEL
+from llamafleet.components.labels import tier_node_labels
 from llamafleet.components.manifest import manifest
 
 METALLB_API = "metallb.io/v1beta1"
@@ -33,11 +33,14 @@ class TierNodes:
         tier: Tier name, the `llamafleet.io/tier` node label.
         isa: Newest x86 level every node supports, the `llamafleet.io/isa` label.
         node_names: Names of the Kubernetes Nodes to label.
+        kind: cpu, or gpu: the nodes also get `llamafleet.io/accelerator: nvidia`, where the
+            NVIDIA device plugin runs (labels.tier_node_labels).
     """
 
     tier: str
     isa: str
     node_names: tuple[str, ...]
+    kind: Literal["cpu", "gpu"] = "cpu"
 
 
 class MetalLbConfig(ComponentConfig):
@@ -110,7 +113,7 @@ class OnPremCluster(pulumi.ComponentResource):
                 k8s.core.v1.NodePatch(
                     f"{name}-node-{node}",
                     metadata=manifest(
-                        {"name": node, "labels": {TIER_LABEL: tier.tier, ISA_LABEL: tier.isa}}
+                        {"name": node, "labels": tier_node_labels(tier.tier, tier.isa, tier.kind)}
                     ),
                     opts=self._in_cluster,
                 )

@@ -165,7 +165,12 @@ def _onprem(name: str, cluster: Cluster, onprem: OnPremSettings) -> ProvisionedC
         name,
         OnPremClusterArgs(
             tiers=tuple(
-                TierNodes(tier=tier_name, isa=tier.isa, node_names=tuple(tier.node_names))
+                TierNodes(
+                    tier=tier_name,
+                    isa=tier.isa,
+                    node_names=tuple(tier.node_names),
+                    kind=tier.kind,
+                )
                 for tier_name, tier in cluster.tiers.items()
             ),
             kubeconfig=kubeconfig,

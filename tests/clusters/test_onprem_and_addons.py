@@ -40,6 +40,45 @@ def test_exactly_the_named_nodes_get_their_tier_labels(stack: str) -> None:
     )
 
 
+def test_on_prem_gpu_nodes_get_the_label_the_nvidia_device_plugin_selects() -> None:
+    config = stack_config("onprem")
+    dc1 = config["llamafleet:clusters"]["dc1"]
+    dc1["addons"]["nvidiaDevicePlugin"] = True
+    dc1["tiers"]["a100"] = {
+        "kind": "gpu",
+        "isa": "avx2",
+        "cpusPerNode": 32,
+        "memoryPerNodeGib": 256,
+        "nodes": {"min": 1, "max": 1},
+        "nodeNames": ["dc1-gpu-n01"],
+        "gpu": {"type": "nvidia-a100", "count": 1, "memoryGib": 80},
+    }
+    declared = declare(config)
+    labels = {
+        p.inputs["metadata"]["name"]: p.inputs["metadata"]["labels"]
+        for p in of_type(declared, "kubernetes:core/v1:NodePatch")
+    }
+    assert labels["dc1-gpu-n01"] == {
+        "llamafleet.io/tier": "a100",
+        "llamafleet.io/isa": "avx2",
+        "llamafleet.io/accelerator": "nvidia",
+    }
+    assert "llamafleet.io/accelerator" not in labels["dc1-r1-n01"]
+    (plugin,) = [
+        r for r in of_type(declared, RELEASE) if r.inputs["chart"] == "nvidia-device-plugin"
+    ]
+    terms = plugin.inputs["values"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    assert terms == [
+        {
+            "matchExpressions": [
+                {"key": "llamafleet.io/accelerator", "operator": "In", "values": ["nvidia"]}
+            ]
+        }
+    ]
+
+
 def test_metallb_gets_the_pool_and_l2_advertisement_from_settings() -> None:
     declared = declared_stack("onprem")
     (pool,) = of_type(declared, "kubernetes:metallb.io/v1beta1:IPAddressPool")
