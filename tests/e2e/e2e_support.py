@@ -138,6 +138,24 @@ def small_config(models_dir: Path, store_endpoint: str) -> dict[str, Any]:
     return config
 
 
+def local_config(store_endpoint: str) -> dict[str, Any]:
+    """The repository's `local` stack (what `make up` deploys) with the test store's endpoint:
+    the model's `source` is left as the file says, for the caller to point or drop."""
+    config: dict[str, Any] = yaml.safe_load(stack_file("local").read_text())["config"]
+    config["llamafleet:modelStore"]["endpointUrl"] = store_endpoint
+    return config
+
+
+def serve_cache(directory: Path) -> Path:
+    """`directory` made a LLAMAFLEET_CACHE for `llamafleet serve`: the bootstrap's binaries
+    (its kubectl) and scripts/gateway-venv's environment shared, its processes' state its own."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "bin").symlink_to(BIN)
+    (BIN.parent / "gateway").mkdir(exist_ok=True)
+    (directory / "gateway").symlink_to(BIN.parent / "gateway")
+    return directory
+
+
 def tiers_of(config: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     """The stack's tiers as scripts/local-cluster's fake nodes (the same helper `make up` uses)."""
     path.write_text(yaml.safe_dump({"config": config}, sort_keys=False))

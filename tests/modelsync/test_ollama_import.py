@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.ollama_store import add_model
 from support.reference_gguf import write_adapter, write_projector, write_reference
 from support.synthetic_gguf import GgufSpec, write_gguf
 
@@ -20,8 +20,6 @@ from llamafleet.modelsync.errors import DigestMismatchError, SourceError
 from llamafleet.modelsync.hashcache import HashCache
 from llamafleet.modelsync.ollama import (
     ADAPTER_MEDIA_TYPE,
-    MODEL_MEDIA_TYPE,
-    PARAMS_MEDIA_TYPE,
     PROJECTOR_MEDIA_TYPE,
     discover_ollama,
     suggested_settings,
@@ -29,36 +27,6 @@ from llamafleet.modelsync.ollama import (
 from llamafleet.modelsync.plan import Action, inspect_locals, plan_sync
 from llamafleet.modelsync.store import RemoteStore
 from llamafleet.modelsync.sync import run_sync
-
-
-def _blob(store: Path, data: bytes) -> dict[str, object]:
-    hex_digest = hashlib.sha256(data).hexdigest()
-    (store / "blobs").mkdir(parents=True, exist_ok=True)
-    (store / "blobs" / f"sha256-{hex_digest}").write_bytes(data)
-    return {"digest": f"sha256:{hex_digest}", "size": len(data)}
-
-
-def add_model(
-    store: Path,
-    ref: tuple[str, str, str, str],
-    gguf: bytes,
-    extra_layers: dict[str, bytes] | None = None,
-) -> str:
-    """Writes blobs and a manifest like `ollama pull` does; returns the model blob's hex."""
-    layers = [{"mediaType": MODEL_MEDIA_TYPE, **_blob(store, gguf)}]
-    layers.append({"mediaType": PARAMS_MEDIA_TYPE, **_blob(store, b'{"temperature": 0.7}')})
-    for media_type, data in (extra_layers or {}).items():
-        layers.append({"mediaType": media_type, **_blob(store, data)})
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": _blob(store, b"{}"),
-        "layers": layers,
-    }
-    path = store.joinpath("manifests", *ref)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest))
-    return hashlib.sha256(gguf).hexdigest()
 
 
 @pytest.fixture
