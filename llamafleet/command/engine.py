@@ -381,7 +381,8 @@ def up(
     back (a deleted Deployment, a lost bucket) is put back. Returns what changed. A preview that
     breaks a rule raises its PolicyViolationError, and nothing is changed.
     """
-    preview(stack, work_dir, show=lambda line: None, program=program)
+    checked = preview(stack, work_dir, show=lambda line: None, program=program).objects_checked
+    show(f"{stack}: policy: {checked} Kubernetes objects pass every rule (previewed first)")
     result = _operate(
         stack,
         work_dir,

@@ -59,7 +59,8 @@ def policy_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
 
 
 def test_a_compliant_stack_goes_up_and_every_object_is_checked(project: Project) -> None:
-    project.llamafleet("up")  # the preview first: a new stack, many values not known yet
+    up = project.llamafleet("up")  # the preview first: a new stack, many values not known yet
+    assert f"{project.stack}: policy: " in up.stdout.splitlines()[0], up.stdout
 
     again = project.llamafleet("preview", "--expect-no-changes")
 
