@@ -44,7 +44,7 @@ from e2e_support import (
     local_config,
     serve_cache,
 )
-from support.loopback import free_port
+from support.loopback import free_port, moto_server
 from support.ollama_store import (
     LIBRARY,
     LICENSE_MEDIA_TYPE,
@@ -181,10 +181,18 @@ def ollama_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def deployed(make_project: ProjectFactory, store_endpoint: str) -> Iterator[Project]:
+def guide_store() -> Iterator[str]:
+    """An S3 of the guide's own: the session's store holds the demo model already where
+    test_e2e_local_serve ran first, and the guide starts from a store without it."""
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def deployed(make_project: ProjectFactory, guide_store: str) -> Iterator[Project]:
     """The local stack as `make up` deploys it, the demo model pinned but not synced (no
     `source`); destroyed at the end."""
-    config = local_config(store_endpoint)
+    config = local_config(guide_store)
     del config["llamafleet:models"][MODEL]["source"]
     project = make_project("local", config)
     project.llamafleet("up")
@@ -256,21 +264,21 @@ def store_holds(project: Project, endpoint: str, hex_digest: str) -> bool:
 
 
 def test_the_guide_takes_an_ollama_store_to_a_completion(
-    deployed: Project, store_endpoint: str, ollama_models: Path, shims: Shims
+    deployed: Project, guide_store: str, ollama_models: Path, shims: Shims
 ) -> None:
     guide = Guide.read(GUIDE)
     port = shims.port
     overrides = "\n".join(
         [
             f"export OLLAMA_MODELS={ollama_models}",
-            f"S3={store_endpoint}",
+            f"S3={guide_store}",
             f"PORT={port}",
             f'PATH="{shims.directory}:$PATH"',
         ]
     )
     store = deployed.config()["llamafleet:modelStore"]
     assert f"STORE=s3://{store['bucket']}/{store['prefix']}" in guide.variables
-    assert not store_holds(deployed, store_endpoint, DIGEST[7:])  # nothing synced it
+    assert not store_holds(deployed, guide_store, DIGEST[7:])  # nothing synced it
 
     # 1, 2: import, what was imported and refused, the model's facts.
     before = run_blocks(guide, guide.before, deployed.env, overrides)
@@ -289,7 +297,7 @@ def test_the_guide_takes_an_ollama_store_to_a_completion(
     assert document["suggestedSettings"] == {"gemma3:270m": suggested}
     out, _ = block_with(guide.before, before, "models verify")
     assert re.search(r"^ok +gemma3:270m ", out, re.MULTILINE), out
-    assert store_holds(deployed, store_endpoint, DIGEST[7:])
+    assert store_holds(deployed, guide_store, DIGEST[7:])
 
     # 3: the guide's settings are what inspect printed for the blob.
     out, err = block_with(guide.before, before, "models inspect")
