@@ -66,17 +66,14 @@ class FetchMetrics:
 
     def exposition(self) -> str:
         """The metrics in Prometheus' text format 0.0.4 (module docstring), newline-ended."""
+        last = self.last_failed()
         lines = [
             f"# HELP {FAILURES} Failed attempts to fetch the pod's model, by reason.",
             f"# TYPE {FAILURES} counter",
             *(f'{FAILURES}{{reason="{r}"}} {n}' for r, n in self.failures().items()),
             f"# HELP {LAST_ATTEMPT_FAILED} 1 for the reason the latest attempt failed, else 0.",
             f"# TYPE {LAST_ATTEMPT_FAILED} gauge",
-            *(
-                f'{LAST_ATTEMPT_FAILED}{{reason="{r}"}} {int(r == last)}'
-                for r in REASONS
-                for last in (self.last_failed(),)
-            ),
+            *(f'{LAST_ATTEMPT_FAILED}{{reason="{r}"}} {int(r == last)}' for r in REASONS),
             f"# HELP {IN_PROGRESS} 1 while the model fetcher runs.",
             f"# TYPE {IN_PROGRESS} gauge",
             f"{IN_PROGRESS} 1",
