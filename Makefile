@@ -45,8 +45,13 @@ typecheck: venv
 	$(BIN)/pyright llamafleet
 	$(BIN)/pyright -p gateway --pythonpath "$$(scripts/gateway-venv)/bin/python"
 
+# The fast tests run on two workers (pytest-xdist); the engine and image tests share one local
+# control plane, one S3 and one llama-server build, so they run in one process after them.
+FAST_TESTS := -n 2 -m "not image and not e2e"
+SLOW_TESTS := -m "image or e2e"
+
 unit: venv
-	$(BIN)/python -m pytest -m "not image and not e2e"
+	$(BIN)/python -m pytest $(FAST_TESTS)
 
 # checkov pins boto3 1.35, which conflicts with requirements.txt: it gets a venv of its own.
 CHECKOV := $(CACHE)/tools/checkov/bin/checkov
@@ -73,8 +78,12 @@ engine-cli:
 
 checks-tools: $(CHECKOV) test-tools
 
+# Both runs report even when the first fails; make fails if either did.
 test: lint typecheck $(CHECKOV) engine test-tools
-	$(BIN)/python -m pytest
+	status=0; \
+	$(BIN)/python -m pytest $(FAST_TESTS) || status=$$?; \
+	$(BIN)/python -m pytest $(SLOW_TESTS) || status=$$?; \
+	exit $$status
 
 validate: venv
 	$(BIN)/llamafleet validate stacks/Pulumi.$(STACK).yaml

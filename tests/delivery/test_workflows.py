@@ -160,7 +160,9 @@ def test_forks_get_no_secrets_no_credentials_and_no_self_hosted_runner() -> None
 def test_pull_requests_run_the_checks_then_render_and_preview() -> None:
     jobs = load("pr.yml")["jobs"]
     assert "make lint typecheck" in runs(jobs["checks"])
-    assert 'pytest -m "not e2e and not image"' in runs(jobs["checks"])
+    # `make unit`: every test but the engine and image ones (they need the local control plane).
+    assert "make unit" in runs(jobs["checks"])
+    assert 'FAST_TESTS := -n 2 -m "not image and not e2e"' in (REPO_ROOT / "Makefile").read_text()
     assert "checks" in jobs["render"]["needs"] and "checks" in jobs["preview"]["needs"]
     assert "render-pair" in runs(jobs["render"])
     assert "llamafleet preview" in runs(jobs["preview"])
