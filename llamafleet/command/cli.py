@@ -170,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     except engine.PolicyViolationError as exc:
         for problem in exc.problems:
             print(f"llamafleet {args.command} {args.stack}: policy: {problem}", file=sys.stderr)
-        print(f"llamafleet {args.command} {args.stack}: {exc}; nothing changed", file=sys.stderr)
+        print(f"llamafleet {args.command} {args.stack}: {exc}", file=sys.stderr)
+        if exc.hint:
+            print(f"llamafleet {args.command} {args.stack}: {exc.hint}", file=sys.stderr)
         return 1
     except engine.EngineError as exc:
         print(f"llamafleet {args.command} {getattr(args, 'stack', '')}: {exc}", file=sys.stderr)

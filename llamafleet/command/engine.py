@@ -37,15 +37,17 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+import pulumi
 import yaml
 from pulumi import automation as auto
 
 from llamafleet import REPO_ROOT
 from llamafleet.command.engine_output import EngineOutput
 from llamafleet.command.state_moves import move_providers
-from llamafleet.policy.registered import RegisteredObjects
+from llamafleet.policy.registered import RegisteredObjects, RegistrationGate
+from llamafleet.policy.rules import Findings
 from llamafleet.settings.load import stack_file
 
 LOCAL_STACK = "local"
@@ -240,13 +242,27 @@ class NoStackError(EngineError):
     """The backend has no such stack (and the command does not make one)."""
 
 
-class PolicyViolationError(EngineError):
-    """A preview's Kubernetes objects break policy rules: `problems`, one line each
-    (`rules.violations`); nothing was changed."""
+NOTHING_CHANGED: Final = "nothing changed"
+UP_CHECKS_THEM: Final = (
+    "a value a rule needs is known only in the update: `llamafleet up` checks each such object "
+    "as it is registered, before it is created"
+)
+REFUSED_IN_UPDATE: Final = (
+    "those objects were not created or changed; the rest of the update ran (`llamafleet status`)"
+)
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__(f"{len(problems)} policy violation(s)")
+
+class PolicyViolationError(EngineError):
+    """Kubernetes objects break policy rules: `problems`, one line each (`rules.violations`).
+    The message says what happened to the stack (`outcome`) and, where some lines are rules a
+    preview could not check, that `up` checks them once the values are known (`hint`)."""
+
+    def __init__(
+        self, problems: list[str], outcome: str = NOTHING_CHANGED, hint: str | None = None
+    ) -> None:
+        super().__init__(f"{len(problems)} policy violation(s); {outcome}")
         self.problems = problems
+        self.hint = hint
 
 
 def open_stack(
@@ -266,9 +282,7 @@ def open_stack(
             StackNotFoundError).
         EngineError: the CLI refused (its last `error:` line), or there is no pulumi CLI.
     """
-    if program is None:
-        from llamafleet.program.stack import main as program  # noqa: PLC0415 (loads the components)
-
+    program = _program(program)
     where = target(stack, work_dir)
     env = where.env if tmpdir is None else {**where.env, "TMPDIR": str(tmpdir)}
     opts = auto.LocalWorkspaceOptions(
@@ -285,6 +299,15 @@ def open_stack(
         raise NoStackError(f"no stack {stack} in this backend") from None
     except auto.CommandError as exc:
         raise EngineError(command_error_line(str(exc))) from None
+
+
+def _program(program: auto.PulumiFn | None) -> auto.PulumiFn:
+    """`program`, or llamafleet's (`llamafleet.program.stack.main`) where it is None."""
+    if program is None:
+        from llamafleet.program.stack import main  # noqa: PLC0415 (loads the components)
+
+        return main
+    return program
 
 
 def changes(summary: Mapping[auto.OpType, int] | Mapping[str, int] | None) -> dict[str, int]:
@@ -337,6 +360,22 @@ def preview(
         PolicyViolationError: an object breaks a rule, or a rule needs a value the preview does
             not show (llamafleet/policy/registered.py).
     """
+    previewed, found = _preview(stack, work_dir, show, program, refresh=refresh)
+    if found.lines():
+        hint = UP_CHECKS_THEM if found.not_known_yet else None
+        raise PolicyViolationError(found.lines(), hint=hint)
+    return previewed
+
+
+def _preview(
+    stack: str,
+    work_dir: Path | None,
+    show: Show,
+    program: auto.PulumiFn | None,
+    *,
+    refresh: bool = False,
+) -> tuple[Preview, Findings]:
+    """`preview`, returning the policy rules' findings instead of raising on them."""
     steps: list[Step] = []
     registered = RegisteredObjects()
 
@@ -364,10 +403,8 @@ def preview(
         ),
         program=program,
     )
-    problems = registered.violations()
-    if problems:
-        raise PolicyViolationError(problems)
-    return Preview(changes(result.change_summary), steps, len(registered.objects))
+    previewed = Preview(changes(result.change_summary), steps, len(registered.objects))
+    return previewed, registered.findings()
 
 
 def up(
@@ -377,22 +414,56 @@ def up(
     program: auto.PulumiFn | None = None,
 ) -> dict[str, int]:
     """`pulumi up --refresh --yes` of `program` (default: llamafleet's), once its preview passed
-    the policy rules (`preview`): the state is refreshed first, so what changed behind Pulumi's
-    back (a deleted Deployment, a lost bucket) is put back. Returns what changed. A preview that
-    breaks a rule raises its PolicyViolationError, and nothing is changed.
+    the policy rules: the state is refreshed first, so what changed behind Pulumi's back (a
+    deleted Deployment, a lost bucket) is put back. Returns what changed.
+
+    The update runs with a RegistrationGate: each Kubernetes object is checked again as it is
+    registered, with the values the preview could not show (an image built by this update)
+    known, and one that breaks a rule is never sent to the cluster.
+
+    Raises:
+        PolicyViolationError: the preview found an object that breaks a rule (nothing is
+            changed), or the gate refused objects during the update (those are not created or
+            changed; what the update did before stands).
+        EngineError: the engine failed otherwise.
     """
-    checked = preview(stack, work_dir, show=lambda line: None, program=program).objects_checked
-    show(f"{stack}: policy: {checked} Kubernetes objects pass every rule (previewed first)")
-    result = _operate(
-        stack,
-        work_dir,
-        "up",
-        show,
-        lambda st, out: st.up(
-            diff=True, refresh=True, color="never", on_output=out.stdout, on_error=out.stderr
-        ),
-        program=program,
-    )
+    previewed, found = _preview(stack, work_dir, lambda line: None, program)
+    if found.broken:
+        raise PolicyViolationError(found.broken)
+    checked = previewed.objects_checked
+    if found.not_known_yet:
+        show(
+            f"{stack}: policy: {checked} Kubernetes objects previewed; "
+            f"{len(found.not_known_yet)} rule(s) need values known only in the update, checked "
+            "as each object is registered:"
+        )
+        for line in found.not_known_yet:
+            show(f"  {line}")
+    else:
+        show(f"{stack}: policy: {checked} Kubernetes objects pass every rule (previewed first)")
+    gate = RegistrationGate()
+    fleet = _program(program)
+
+    def gated() -> None:
+        pulumi.runtime.register_resource_transform(gate)
+        fleet()
+
+    try:
+        result = _operate(
+            stack,
+            work_dir,
+            "up",
+            show,
+            lambda st, out: st.up(
+                diff=True, refresh=True, color="never", on_output=out.stdout, on_error=out.stderr
+            ),
+            program=gated,
+        )
+    except EngineError:
+        if gate.refused:
+            raise PolicyViolationError(gate.refused, REFUSED_IN_UPDATE) from None
+        raise
+    show(f"{stack}: policy: {gate.checked} Kubernetes objects checked as they were registered")
     return changes(result.summary.resource_changes)
 
 

@@ -11,6 +11,12 @@ In those events a value not known until the update is the engine's unknown marke
 value is not shown. Both become a `Hidden` value, which raises `rules.NotKnownYet` when a rule
 compares, tests or iterates it, so a rule that needs it fails closed while a rule that never
 reads it passes.
+
+During `up`, `RegistrationGate` runs the object rules again on each Kubernetes object as the
+engine registers it (a stack transform, `pulumi.runtime.register_resource_transform`): its inputs
+are known then, as the engine waits for the resources they come from. An object that breaks a
+rule is refused before it is created or changed, so what the preview could not check (an image
+built by the same update) is checked before it reaches the cluster.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
 
+import pulumi
+from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN, is_rpc_secret
 
-from llamafleet.policy.rules import K8sObject, NotKnownYet, violations
+from llamafleet.policy.rules import Findings, K8sObject, NotKnownYet, findings, object_findings
 
 UNKNOWN_UNTIL_UPDATE: Final = "not known until the update"
 HIDDEN_BY_SECRECY: Final = "a secret, which the preview does not show"
@@ -50,7 +58,7 @@ class Hidden:
 
 def _shown(value: Any, path: str) -> Any:
     """`value` from an event, with what the preview hides made Hidden."""
-    if isinstance(value, str) and value == UNKNOWN:
+    if (isinstance(value, str) and value == UNKNOWN) or isinstance(value, Unknown | pulumi.Output):
         return Hidden(path, UNKNOWN_UNTIL_UPDATE)
     if is_rpc_secret(value):
         return Hidden(path, HIDDEN_BY_SECRECY)
@@ -87,6 +95,41 @@ class RegisteredObjects:
         if obj is not None:
             self.objects[urn] = obj
 
+    def findings(self) -> Findings:
+        """`rules.findings` over the recorded objects (one line each, fail closed)."""
+        return findings(self.objects.values())
+
     def violations(self) -> list[str]:
-        """`rules.violations` over the recorded objects (one line each, fail closed)."""
-        return violations(self.objects.values())
+        """Every line of `findings`: what breaks a rule, and what a rule could not check."""
+        return self.findings().lines()
+
+
+class RefusedByPolicy(Exception):
+    """A Kubernetes object the registration gate refused; the message is its rules' lines."""
+
+
+@dataclass(eq=False)  # hashed by identity: the SDK keeps each transform as a dict key
+class RegistrationGate:
+    """The object rules on each Kubernetes object as `up` registers it: a resource transform
+    (`pulumi.runtime.register_resource_transform`) that changes nothing and raises
+    RefusedByPolicy for an object that breaks a rule, or needs a value still not known or
+    secret (fail closed), so the engine never sends it to the cluster. `refused` keeps each
+    line; `checked` counts the objects seen."""
+
+    refused: list[str] = field(default_factory=list[str])
+    checked: int = 0
+
+    def __call__(self, args: pulumi.ResourceTransformArgs) -> None:
+        """Check the resource `args` registers; None leaves its inputs and options as they are.
+
+        Raises:
+            RefusedByPolicy: a Kubernetes object breaks a rule or cannot be checked.
+        """
+        obj = kubernetes_object(args.type_, args.props)
+        if obj is None:
+            return
+        self.checked += 1
+        problems = object_findings(obj).lines()
+        if problems:
+            self.refused.extend(problems)
+            raise RefusedByPolicy("; ".join(problems))

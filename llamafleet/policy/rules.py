@@ -7,10 +7,13 @@ run `violations` over what the engine registers (llamafleet/policy/registered.py
 
 A value a preview cannot show (unknown until the update, or a secret) raises NotKnownYet where a
 rule reads it; `violations` then reports that rule as failing for that object: fail closed.
+`findings` keeps those apart from the rest, so `up` can check such an object again as the engine
+registers it, with the value known.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -246,20 +249,52 @@ def _where(obj: K8sObject) -> str:
         return f"{obj.get('kind')} (its name is not known yet)"
 
 
-def violations(objects: Iterable[K8sObject]) -> list[str]:
-    """Every rule over every object: `<rule>: <kind> <namespace>/<name>: <problem>` lines. A
-    rule that needs a value not known yet (NotKnownYet) is one line saying so, never a pass."""
+@dataclasses.dataclass
+class Findings:
+    """What the rules found, one `<rule>: <kind> <namespace>/<name>: <problem>` line each.
+
+    `broken`: the rules that fail on what they read (a fleet rule that needed a value not known
+    yet is here too: nothing checks the whole fleet again later). `not_known_yet`: an object rule
+    that needed a value not known yet (NotKnownYet); `llamafleet up` checks that object again as
+    the engine registers it, when the value is known (registered.RegistrationGate).
+    """
+
+    broken: list[str] = dataclasses.field(default_factory=list[str])
+    not_known_yet: list[str] = dataclasses.field(default_factory=list[str])
+
+    def lines(self) -> list[str]:
+        """Every line, the broken ones first: both fail a preview (fail closed)."""
+        return [*self.broken, *self.not_known_yet]
+
+
+def object_findings(obj: K8sObject, found: Findings | None = None) -> Findings:
+    """Every object rule over `obj`, added to `found` (a new Findings by default)."""
+    found = Findings() if found is None else found
+    for rule in OBJECT_RULES:
+        try:
+            found.broken.extend(f"{rule.__name__}: {_where(obj)}: {p}" for p in rule(obj))
+        except NotKnownYet as unknown:
+            found.not_known_yet.append(
+                f"{rule.__name__}: {_where(obj)}: cannot be checked: {unknown}"
+            )
+    return found
+
+
+def findings(objects: Iterable[K8sObject]) -> Findings:
+    """Every object rule over every object, then every fleet rule over all of them."""
     objects = list(objects)
-    found: list[str] = []
+    found = Findings()
     for obj in objects:
-        for rule in OBJECT_RULES:
-            try:
-                found += [f"{rule.__name__}: {_where(obj)}: {problem}" for problem in rule(obj)]
-            except NotKnownYet as unknown:
-                found.append(f"{rule.__name__}: {_where(obj)}: cannot be checked: {unknown}")
+        object_findings(obj, found)
     for fleet_rule in FLEET_RULES:
         try:
-            found += [f"{fleet_rule.__name__}: {problem}" for problem in fleet_rule(objects)]
+            found.broken.extend(f"{fleet_rule.__name__}: {p}" for p in fleet_rule(objects))
         except NotKnownYet as unknown:
-            found.append(f"{fleet_rule.__name__}: cannot be checked: {unknown}")
+            found.broken.append(f"{fleet_rule.__name__}: cannot be checked: {unknown}")
     return found
+
+
+def violations(objects: Iterable[K8sObject]) -> list[str]:
+    """Every rule over every object (`findings`), as lines. A rule that needs a value not known
+    yet (NotKnownYet) is one line saying so, never a pass."""
+    return findings(objects).lines()

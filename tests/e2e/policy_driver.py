@@ -4,9 +4,11 @@ or `engine.up` (the policy gate `llamafleet preview` and `up` use), in a process
     python tests/e2e/policy_driver.py OP STACK WORK_DIR EXTRA
 
 OP: preview or up. EXTRA: `root` (a Deployment whose container may run as root), `unknown` (a
-compliant Deployment whose image comes from a resource not created until the update), `known`
-(the same with its digest given). Prints each policy violation as `policy: <line>` on stderr and
-exits 1, or prints the changes as JSON and exits 0; the engine's output goes to stderr.
+compliant Deployment whose image, by digest, comes from a resource not created until the update),
+`unknown-tag` (the same, but the image that resource gives is a tag: it breaks a rule once known),
+`known` (the digest given). Prints each policy violation as `policy: <line>` on stderr, then the
+error's hint as `hint: <line>` if it has one, and exits 1, or prints the changes as JSON and
+exits 0; the engine's output goes to stderr.
 """
 
 from __future__ import annotations
@@ -26,21 +28,22 @@ from llamafleet.command import engine
 from llamafleet.components.manifest import manifest
 
 DIGEST_REF = "registry.example/extra@sha256:" + "0" * 64
+TAG_REF = "registry.example/extra:1.0"
 EXTRA_NAME = "policy-extra"
 
 
 class _Built(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult("built", {"ref": DIGEST_REF})
+        return CreateResult("built", {"ref": props["gives"], "gives": props["gives"]})
 
 
 class BuiltImage(DynamicResource):
-    """An image reference known only once the update has run (like a build's digest)."""
+    """An image reference (`gives`) known only once the update has run (like a build's digest)."""
 
     ref: pulumi.Output[str]
 
-    def __init__(self, name: str) -> None:
-        super().__init__(_Built(), name, {"ref": None})
+    def __init__(self, name: str, gives: str) -> None:
+        super().__init__(_Built(), name, {"ref": None, "gives": gives})
 
 
 def container(image: pulumi.Input[str], run_as_non_root: bool) -> dict[str, Any]:
@@ -66,7 +69,8 @@ def container(image: pulumi.Input[str], run_as_non_root: bool) -> dict[str, Any]
 
 def extra_deployment(namespace: str, extra: str) -> None:
     provider = k8s.Provider(EXTRA_NAME, kubeconfig=Path(os.environ["KUBECONFIG"]).read_text())
-    image = BuiltImage(f"{EXTRA_NAME}-image").ref if extra == "unknown" else DIGEST_REF
+    built = {"unknown": DIGEST_REF, "unknown-tag": TAG_REF}
+    image = BuiltImage(f"{EXTRA_NAME}-{extra}", built[extra]).ref if extra in built else DIGEST_REF
     labels = {"app.kubernetes.io/name": EXTRA_NAME}
     k8s.apps.v1.Deployment(
         EXTRA_NAME,
@@ -112,6 +116,8 @@ def main(op: str, stack: str, work_dir: str, extra: str, namespace: str) -> int:
     except engine.PolicyViolationError as exc:
         for problem in exc.problems:
             print(f"policy: {problem}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
         return 1
     print(json.dumps(changed))
     return 0

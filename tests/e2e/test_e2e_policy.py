@@ -1,6 +1,8 @@
 """The policy rules on what the real engine registers: `llamafleet preview` and `up` check every
 Kubernetes object of the preview (unchanged ones too) and stop with the rule's line, changing
-nothing; a value a rule needs that the preview cannot show fails closed.
+nothing; a value a rule needs that the preview cannot show fails the preview closed, and `up`
+checks that object as the engine registers it, with the value known: refused if it breaks a rule
+(never created), created if it passes.
 
 The engine here loads no CrossGuard pack (llamafleet/policy/registered.py says why); the violating
 programs are llamafleet's own plus one Deployment a platform team might add
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from e2e_support import TEAM_B, Cluster, Project, ProjectFactory, small_config
+
+from llamafleet.command import engine
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +59,7 @@ def kubernetes_objects_in_state(project: Project) -> int:
 
 
 def policy_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
-    return [line for line in done.stderr.splitlines() if "policy: " in line]
+    return [line for line in done.stderr.splitlines() if line.startswith("policy: ")]
 
 
 def test_a_compliant_stack_goes_up_and_every_object_is_checked(project: Project) -> None:
@@ -104,6 +108,7 @@ def test_a_value_not_known_until_the_update_fails_closed(project: Project) -> No
         "checked: Deployment.spec.template.spec.containers[0].image is not known until the "
         "update"
     ]
+    assert f"hint: {engine.UP_CHECKS_THEM}" in done.stderr.splitlines()
 
 
 def test_the_same_object_passes_once_its_value_is_known(project: Project) -> None:
@@ -112,3 +117,60 @@ def test_the_same_object_passes_once_its_value_is_known(project: Project) -> Non
 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout).get("create", 0) >= 1
+
+
+def resource_names_in_state(project: Project) -> set[str]:
+    exported = json.loads(project.pulumi("stack", "export").stdout)
+    return {r["urn"].rsplit("::", 1)[-1] for r in exported["deployment"]["resources"]}
+
+
+def test_an_up_refuses_an_object_that_breaks_a_rule_once_its_value_is_known(
+    project: Project, local_cluster: Cluster
+) -> None:
+    """The preview cannot see the built image's tag; the update checks the Deployment as it is
+    registered, refuses it, and it never reaches the cluster. The image resource before it was
+    created: the rest of the update ran, as the error says."""
+    done = drive(project, "up", "unknown-tag")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "image_pinned_by_digest" in done.stderr and "need values known only in the update" in (
+        done.stderr
+    )
+    (refused,) = policy_lines(done)
+    assert refused.startswith(
+        f"policy: image_pinned_by_digest: Deployment {NAMESPACE}/policy-extra: "
+    ), refused
+    assert "registry.example/extra:1.0" in refused
+    missing = local_cluster.kubectl(
+        "get", "deployment", "policy-extra", "-n", NAMESPACE, check=False
+    )
+    assert missing.returncode != 0 and "NotFound" in missing.stderr
+    assert "policy-extra-unknown-tag" in resource_names_in_state(project)
+
+
+def test_an_up_creates_the_object_once_its_value_is_known_and_passes(
+    project: Project, local_cluster: Cluster
+) -> None:
+    done = drive(project, "up", "unknown")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "need values known only in the update" in done.stderr
+    checked = [
+        line for line in done.stderr.splitlines() if "checked as they were registered" in line
+    ]
+    assert len(checked) == 1, done.stderr
+    image = local_cluster.kubectl(
+        "get",
+        "deployment",
+        "policy-extra",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    )
+    assert image.stdout == "registry.example/extra@sha256:" + "0" * 64
+
+    # Back to llamafleet's own program: the added objects go, and nothing else changes.
+    project.llamafleet("up")
+    assert project.llamafleet("preview", "--expect-no-changes").returncode == 0
+    assert not {n for n in resource_names_in_state(project) if n.startswith("policy-extra")}

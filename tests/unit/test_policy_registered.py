@@ -1,16 +1,25 @@
 """The policy rules over a preview's engine events: objects as the engine shows them (unknowns as
-its marker, secrets as signature objects), failing closed where a rule needs what is hidden."""
+its marker, secrets as signature objects), failing closed where a rule needs what is hidden; and
+the registration gate `up` runs on each object as the engine registers it."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
+import pulumi
 import pytest
+from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 from support.stack_renders import rendered_stack
 
-from llamafleet.policy.registered import Hidden, RegisteredObjects, kubernetes_object
+from llamafleet.policy.registered import (
+    Hidden,
+    RefusedByPolicy,
+    RegisteredObjects,
+    RegistrationGate,
+    kubernetes_object,
+)
 from llamafleet.policy.rules import NotKnownYet
 
 # A secret as the engine's events show one (pulumi/runtime/rpc.py's signature key and value).
@@ -111,3 +120,65 @@ def test_a_hidden_value_refuses_every_decision_and_says_why_in_its_repr() -> Non
         with pytest.raises(NotKnownYet, match=r"^Pod\.spec\.x is not known until the update$"):
             decide()
     assert repr(hidden) == "<Pod.spec.x: not known until the update>"
+
+
+def test_an_object_rule_that_needs_an_unknown_is_kept_apart_for_the_update() -> None:
+    objects = local_objects()
+    the_deployment(objects)["spec"]["template"]["spec"]["containers"][0]["image"] = UNKNOWN
+    found = registered(objects).findings()
+    assert found.broken == []
+    assert [p.split(":")[0] for p in found.not_known_yet] == ["image_pinned_by_digest"]
+
+
+def test_a_fleet_rule_that_needs_an_unknown_stays_broken() -> None:
+    """Nothing checks the whole fleet again during the update, so it cannot wait for it."""
+    objects = local_objects()
+    the_deployment(objects)["metadata"]["namespace"] = UNKNOWN
+    found = registered(objects).findings()
+    assert any(p.startswith("default_deny_everywhere: cannot be checked: ") for p in found.broken)
+
+
+def transform_args(type_token: str, props: dict[str, Any]) -> pulumi.ResourceTransformArgs:
+    return pulumi.ResourceTransformArgs(
+        custom=True, type_=type_token, name="x", props=props, opts=pulumi.ResourceOptions()
+    )
+
+
+def test_the_gate_lets_a_compliant_object_through_unchanged() -> None:
+    gate = RegistrationGate()
+    for obj in local_objects():
+        assert gate(transform_args(f"kubernetes:x/v1:{obj['kind']}", obj)) is None
+    assert gate.checked == len(local_objects()) and gate.refused == []
+    assert {gate: "registered"}, "the SDK keeps each transform as a dict key"
+
+
+def test_the_gate_refuses_an_object_that_breaks_a_rule() -> None:
+    objects = local_objects()
+    deployment = the_deployment(objects)
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = "ghcr.io/x/server:latest"
+    gate = RegistrationGate()
+    with pytest.raises(RefusedByPolicy, match=r"^image_pinned_by_digest: Deployment llamafleet-"):
+        gate(transform_args(DEPLOYMENT, deployment))
+    (line,) = gate.refused
+    assert line.startswith("image_pinned_by_digest: ") and "server:latest" in line
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    [Unknown(), pulumi.Output.from_input("x"), SHOWN_SECRET],
+    ids=["unknown", "output", "secret"],
+)
+def test_the_gate_refuses_a_value_it_still_cannot_read(hidden: object) -> None:
+    """Fail closed: a value still unknown, unresolved or secret when registered."""
+    deployment = the_deployment(local_objects())
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = hidden
+    gate = RegistrationGate()
+    with pytest.raises(RefusedByPolicy, match="cannot be checked: "):
+        gate(transform_args(DEPLOYMENT, deployment))
+
+
+def test_the_gate_leaves_other_resources_alone() -> None:
+    gate = RegistrationGate()
+    assert gate(transform_args("pulumi-python:dynamic:Resource", {"kind": "Deployment"})) is None
+    assert gate(transform_args("pulumi:providers:kubernetes", {"kubeconfig": "x"})) is None
+    assert gate.checked == 0
