@@ -22,7 +22,8 @@ from llamafleet.delivery import bodies
 from llamafleet.delivery.affected import affected_between
 from llamafleet.delivery.errors import DeliveryError
 from llamafleet.delivery.github import DEFAULT_API_URL, RETRY_DELAYS, GitHub
-from llamafleet.delivery.posting import report_drift, upsert_comment
+from llamafleet.delivery.markdown import LIMIT
+from llamafleet.delivery.posting import pull_request_head, report_drift, upsert_comment
 from llamafleet.delivery.render_diff import diff_renders
 from llamafleet.delivery.render_pair import render_pair
 from llamafleet.delivery.reports import PREVIEW, capture, load_report
@@ -31,6 +32,9 @@ from llamafleet.delivery.stacks import ordered, preview_matrix
 Handler = Callable[[argparse.Namespace], int]
 PROG = "llamafleet.delivery"
 BOT = "github-actions[bot]"
+# What a fork's pull request run leaves for the `workflow_run` that posts its comment.
+FORK_PR_NUMBER = "pr-number"
+FORK_COMMENT = "comment.md"
 
 
 def _out(text: str, path: Path | None) -> None:
@@ -108,11 +112,15 @@ def _github(args: argparse.Namespace) -> GitHub:
     )
 
 
-def _upsert_comment(args: argparse.Namespace) -> int:
+def _read(path: Path) -> str:
     try:
-        body = args.body_file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DeliveryError(f"{args.body_file}: {exc.strerror or exc}") from None
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DeliveryError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _upsert_comment(args: argparse.Namespace) -> int:
+    body = _read(args.body_file)
     posted = upsert_comment(
         _github(args),
         args.pr,
@@ -122,6 +130,38 @@ def _upsert_comment(args: argparse.Namespace) -> int:
         create=not args.update_only,
     )
     print(f"pull request #{args.pr}: comment {posted.action} {posted.url}".rstrip())
+    return 0
+
+
+# The comment a fork's pull request run composed, posted by the `workflow_run` that follows it.
+# Its files come from the fork's run, so they are data only: the number must name the pull
+# request whose head is the run's own repository and commit (as GitHub reports them, not the
+# files), and the body must fit GitHub's limit.
+def _post_fork_comment(args: argparse.Namespace) -> int:
+    text = _read(args.dir / FORK_PR_NUMBER).strip()
+    if not re.fullmatch(r"[1-9][0-9]{0,9}", text):
+        raise DeliveryError(
+            f"{args.dir / FORK_PR_NUMBER}: not a pull request number: {text[:40]!r}"
+        )
+    number = int(text)
+    body = _read(args.dir / FORK_COMMENT)
+    if len(body.encode("utf-8")) > LIMIT:
+        raise DeliveryError(f"{args.dir / FORK_COMMENT}: over GitHub's {LIMIT}-character limit")
+    github = _github(args)
+    head = pull_request_head(github, number)
+    if head.repo != args.head_repo:
+        raise DeliveryError(
+            f"pull request #{number} comes from {head.repo or 'a deleted repository'}, not from "
+            f"{args.head_repo}, whose run composed this comment: not posted"
+        )
+    if head.sha != args.head_sha:
+        print(
+            f"pull request #{number}: its head is {head.sha} now, not the run's {args.head_sha}: "
+            "not posted (the newer commit's run posts its own)"
+        )
+        return 0
+    posted = upsert_comment(github, number, bodies.PREVIEW_MARKER, body, author=args.author or None)
+    print(f"pull request #{number}: comment {posted.action} {posted.url}".rstrip())
     return 0
 
 
@@ -242,6 +282,19 @@ def _add_github_commands(
     )
     _add_github_options(p)
     p.set_defaults(handler=_upsert_comment)
+
+    p = commands.add_parser(
+        "post-fork-comment",
+        help="post a fork's preview comment from its run's files, once GitHub confirms the pull "
+        "request's head is that run's repository and commit",
+    )
+    p.add_argument(
+        "--dir", type=Path, required=True, help=f"{FORK_PR_NUMBER} and {FORK_COMMENT} are here"
+    )
+    p.add_argument("--head-repo", required=True, help="the run's head repository (owner/name)")
+    p.add_argument("--head-sha", required=True, help="the run's head commit")
+    _add_github_options(p)
+    p.set_defaults(handler=_post_fork_comment)
 
     p = commands.add_parser(
         "branch-head", help="the commit a branch points at now (deploys skip a superseded one)"

@@ -65,6 +65,25 @@ def upsert_comment(
     return Posted("created", str(made.get("html_url", "")))
 
 
+@dataclass(frozen=True)
+class PullRequestHead:
+    """Where a pull request's head is now: the repository (owner/name; empty when the fork was
+    deleted) and the commit."""
+
+    repo: str
+    sha: str
+
+
+def pull_request_head(github: GitHub, number: int) -> PullRequestHead:
+    """The head of pull request `number` as GitHub reports it now (GET /pulls/{number})."""
+    head: Any = github.get(f"/pulls/{number}").get("head") or {}
+    if not isinstance(head, dict):
+        return PullRequestHead("", "")
+    repo: Any = head.get("repo") or {}
+    name = str(repo.get("full_name", "")) if isinstance(repo, dict) else ""
+    return PullRequestHead(name, str(head.get("sha", "")))
+
+
 def find_open_issue(github: GitHub, marker: str, title: str, author: str | None) -> Json | None:
     """The open issue (not a pull request) with `marker` in its body or exactly `title`."""
     params = {"state": "open", "sort": "created", "direction": "asc"}

@@ -1,6 +1,7 @@
 """A real HTTP server on loopback with the few GitHub REST endpoints llamafleet.delivery calls:
 an issue's comments (list, paged with `Link` headers; create; edit), a repository's issues
-(list, paged; create) and a branch. State is kept in memory; failures can be injected."""
+(list, paged; create), a pull request's head and a branch. State is kept in memory; failures
+can be injected."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ class State:
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     issues: list[dict[str, Any]] = field(default_factory=list)
     branches: dict[str, str] = field(default_factory=dict)
+    # Pull request number -> its head: (repository owner/name, commit).
+    pulls: dict[int, tuple[str, str]] = field(default_factory=dict)
     # Statuses to answer with, one per request, before answering normally.
     fail_with: list[int] = field(default_factory=list)
     # Overrides the base of the `Link` URLs (to test a foreign origin).
@@ -137,6 +140,10 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._body()
             number = state.add_issue(body["title"], body["body"])
             self._send(201, state.issues[number - 1])
+        elif (m := re.fullmatch(r"/pulls/(\d+)", path)) and int(m[1]) in state.pulls:
+            repo, sha = state.pulls[int(m[1])]
+            head = {"sha": sha, "repo": {"full_name": repo} if repo else None}
+            self._send(200, {"number": int(m[1]), "head": head})
         elif (m := re.fullmatch(r"/branches/([^/]+)", path)) and m[1] in state.branches:
             self._send(200, {"name": m[1], "commit": {"sha": state.branches[m[1]]}})
         else:

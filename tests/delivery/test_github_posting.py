@@ -1,5 +1,5 @@
-"""upsert-comment, open-drift-issue and branch-head against a real HTTP server on loopback that
-speaks the GitHub endpoints they use (tests/delivery/fake_github.py)."""
+"""upsert-comment, post-fork-comment, open-drift-issue and branch-head against a real HTTP server
+on loopback that speaks the GitHub endpoints they use (tests/delivery/fake_github.py)."""
 
 from __future__ import annotations
 
@@ -271,3 +271,77 @@ def test_branch_head_says_whether_a_commit_is_still_the_newest(
         assert new in captured.err
         assert main(["branch-head", "--branch", "gone", "--is", old]) == 1
         assert "404 Not Found" in capsys.readouterr().err
+
+
+FORK = "mallory/llamafleet"
+FORK_HEAD = "c" * 40
+
+
+def _fork_run(tmp_path: Path, number: str, body: str = "from the fork's run") -> list[str]:
+    """What pr.yml's fork run leaves, and the post-fork-comment call pr-comment.yml makes."""
+    left = tmp_path / "fork-comment"
+    left.mkdir(exist_ok=True)
+    (left / "pr-number").write_text(f"{number}\n")
+    (left / "comment.md").write_text(f"{PREVIEW_MARKER}\n{body}")
+    return ["post-fork-comment", "--dir", str(left), "--head-repo", FORK, "--head-sha", FORK_HEAD]
+
+
+def test_a_forks_comment_is_posted_on_its_own_pull_request_then_updated(tmp_path: Path) -> None:
+    with fake_github() as (url, state):
+        state.pulls[12] = (FORK, FORK_HEAD)
+        first = _run_cli(_fork_run(tmp_path, "12", "one"), url)
+        again = _run_cli(_fork_run(tmp_path, "12", "two"), url)
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    assert "comment created" in first.stdout and "comment updated" in again.stdout
+    assert [c["body"] for c in _ours(state, 12)] == [f"{PREVIEW_MARKER}\ntwo"]
+
+
+def test_a_forks_comment_aimed_at_another_pull_request_is_refused(tmp_path: Path) -> None:
+    """The number comes from the fork's run: one naming a pull request from elsewhere (a
+    member's branch, or a deleted fork) is not posted."""
+    with fake_github() as (url, state):
+        state.pulls[3] = (REPO, FORK_HEAD)
+        state.pulls[4] = ("", FORK_HEAD)
+        done = _run_cli(_fork_run(tmp_path, "3"), url)
+        gone = _run_cli(_fork_run(tmp_path, "4"), url)
+    assert done.returncode == 1 and gone.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"llamafleet.delivery post-fork-comment: pull request #3 comes from {REPO}, not from "
+        f"{FORK}, whose run composed this comment: not posted"
+    ]
+    assert "comes from a deleted repository" in gone.stderr
+    assert state.comments == {}
+
+
+def test_a_forks_comment_for_an_older_commit_is_not_posted(tmp_path: Path) -> None:
+    newer = "d" * 40
+    with fake_github() as (url, state):
+        state.pulls[12] = (FORK, newer)
+        done = _run_cli(_fork_run(tmp_path, "12"), url)
+    assert done.returncode == 0, done.stderr
+    assert f"its head is {newer} now, not the run's {FORK_HEAD}: not posted" in done.stdout
+    assert state.comments == {}
+
+
+@pytest.mark.parametrize("number", ["12; rm -rf /", "0", "-1", "", "1" * 11, "12\n13"])
+def test_a_forks_pull_request_number_that_is_no_number_is_one_line(
+    tmp_path: Path, number: str
+) -> None:
+    with fake_github() as (url, state):
+        state.pulls[12] = (FORK, FORK_HEAD)
+        done = _run_cli(_fork_run(tmp_path, number), url)
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert (
+        line.startswith("llamafleet.delivery post-fork-comment: ") and "not a pull request" in line
+    )
+    assert state.requests == []
+
+
+def test_a_forks_comment_over_githubs_limit_is_refused(tmp_path: Path) -> None:
+    with fake_github() as (url, state):
+        state.pulls[12] = (FORK, FORK_HEAD)
+        done = _run_cli(_fork_run(tmp_path, "12", "x" * 70_000), url)
+    assert done.returncode == 1
+    assert "over GitHub's 65536-character limit" in done.stderr
+    assert state.requests == []

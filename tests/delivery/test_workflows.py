@@ -129,7 +129,7 @@ def test_no_workflow_runs_on_pull_request_target() -> None:
 
 
 def test_every_job_has_minimal_permissions() -> None:
-    for name in ("pr.yml", "deploy.yml", "drift.yml"):
+    for name in ("pr.yml", "pr-comment.yml", "deploy.yml", "drift.yml"):
         assert load(name)["permissions"] == {}, name
     for file, name, job in all_jobs():
         permissions = cast("dict[str, str]", job.get("permissions"))
@@ -137,7 +137,10 @@ def test_every_job_has_minimal_permissions() -> None:
         assert permissions.get("contents") == "read", f"{file}: {name}"
         # An OIDC token only where AWS credentials are configured.
         assert (permissions.get("id-token") == "write") == (AWS in uses(job)), f"{file}: {name}"
-        assert set(permissions) <= {"contents", "id-token", "pull-requests", "issues"}
+        # Reading another run's artifacts: only the job that posts a fork's comment.
+        assert ("actions" in permissions) == (file == "pr-comment.yml"), f"{file}: {name}"
+        assert set(permissions) <= {"contents", "id-token", "pull-requests", "issues", "actions"}
+        assert permissions.get("actions", "read") == "read", f"{file}: {name}"
 
 
 def test_forks_get_no_secrets_no_credentials_and_no_self_hosted_runner() -> None:
@@ -152,9 +155,39 @@ def test_forks_get_no_secrets_no_credentials_and_no_self_hosted_runner() -> None
     # Forks still get the render diff: no such condition there, and the comment's body is
     # composed for them too (only posting it needs a token that can write).
     assert SAME_REPO not in str(jobs["render"].get("if", ""))
-    comment = steps(jobs["comment"])
-    assert SAME_REPO in str(comment[-1]["if"]) and "upsert-comment" in comment[-1]["run"]
-    assert "comment-body" in comment[-2]["run"] and "if" not in comment[-2]
+    comment = {str(s.get("name", s.get("uses"))): s for s in steps(jobs["comment"])}
+    assert SAME_REPO in str(comment["post"]["if"]) and "upsert-comment" in comment["post"]["run"]
+    assert "comment-body" in comment["compose"]["run"] and "if" not in comment["compose"]
+    # A fork's comment is left for pr-comment.yml, as an artifact of forks' runs only.
+    fork = SAME_REPO.replace("==", "!=")
+    kept = comment["keep the comment for pr-comment.yml"]
+    uploaded = next(s for k, s in comment.items() if k.startswith("actions/upload-artifact"))
+    assert kept["if"] == fork and uploaded["if"] == fork
+    assert "fork-comment/pr-number" in kept["run"] and "fork-comment/comment.md" in kept["run"]
+    assert uploaded["with"]["name"] == "fork-comment"
+
+
+def test_a_forks_comment_is_posted_by_a_workflow_run_that_never_runs_its_code() -> None:
+    """pr-comment.yml: started by pr.yml's completed runs, for forks only; it checks out the
+    default branch (no `ref`), downloads the fork run's artifact as data, and posts it through
+    `post-fork-comment`, which checks the pull request's head against the run's."""
+    workflow = load("pr-comment.yml")
+    assert triggers(workflow) == {
+        "workflow_run": {"workflows": [load("pr.yml")["name"]], "types": ["completed"]}
+    }
+    (job,) = workflow["jobs"].values()
+    assert "workflow_run.event == 'pull_request'" in job["if"]
+    assert "workflow_run.head_repository.full_name != github.repository" in job["if"]
+    by_use = {str(s["uses"]).split("@")[0]: s for s in steps(job) if "uses" in s}
+    assert by_use["actions/checkout"]["with"] == {"persist-credentials": False}
+    download = by_use["actions/download-artifact"]["with"]
+    assert download["pattern"] == "fork-comment"
+    assert download["run-id"] == "${{ github.event.workflow_run.id }}"
+    assert "secrets." not in yaml.safe_dump(workflow)
+    assert "post-fork-comment" in runs(job)
+    post = steps(job)[-1]
+    assert post["env"]["HEAD_SHA"] == "${{ github.event.workflow_run.head_sha }}"
+    assert post["env"]["HEAD_REPO"] == "${{ github.event.workflow_run.head_repository.full_name }}"
 
 
 def test_pull_requests_run_the_checks_then_render_and_preview() -> None:
