@@ -22,6 +22,7 @@ GITHUB = REPO_ROOT / ".github"
 WORKFLOWS = GITHUB / "workflows"
 FILES = sorted([*WORKFLOWS.glob("*.yml"), *GITHUB.glob("actions/*/action.yml")])
 SAME_REPO = "github.event.pull_request.head.repo.full_name == github.repository"
+DEPENDABOT = "github.actor == 'dependabot[bot]'"
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?:\s+#\s*(?P<comment>.*\S))?\s*$")
 PINNED = re.compile(r"^(?P<action>[\w.-]+/[\w.-]+(?:/[\w./-]+)?)@(?P<sha>[0-9a-f]{40})$")
 TAG = re.compile(r"^v\d+\.\d+\.\d+$")
@@ -158,11 +159,14 @@ def test_forks_get_no_secrets_no_credentials_and_no_self_hosted_runner() -> None
     comment = {str(s.get("name", s.get("uses"))): s for s in steps(jobs["comment"])}
     assert SAME_REPO in str(comment["post"]["if"]) and "upsert-comment" in comment["post"]["run"]
     assert "comment-body" in comment["compose"]["run"] and "if" not in comment["compose"]
-    # A fork's comment is left for pr-comment.yml, as an artifact of forks' runs only.
-    fork = SAME_REPO.replace("==", "!=")
+    # A fork's comment is left for pr-comment.yml, as an artifact of forks' runs only, and
+    # Dependabot's (GitHub runs its pull requests as a fork's: read-only token, no secrets).
+    assert DEPENDABOT.replace("==", "!=") in str(jobs["preview"]["if"])
+    assert DEPENDABOT.replace("==", "!=") in str(comment["post"]["if"])
+    untrusted = f"{SAME_REPO.replace('==', '!=')} || {DEPENDABOT}"
     kept = comment["keep the comment for pr-comment.yml"]
     uploaded = next(s for k, s in comment.items() if k.startswith("actions/upload-artifact"))
-    assert kept["if"] == fork and uploaded["if"] == fork
+    assert kept["if"] == untrusted and uploaded["if"] == untrusted
     assert "fork-comment/pr-number" in kept["run"] and "fork-comment/comment.md" in kept["run"]
     assert uploaded["with"]["name"] == "fork-comment"
 
@@ -177,7 +181,8 @@ def test_a_forks_comment_is_posted_by_a_workflow_run_that_never_runs_its_code() 
     }
     (job,) = workflow["jobs"].values()
     assert "workflow_run.event == 'pull_request'" in job["if"]
-    assert "workflow_run.head_repository.full_name != github.repository" in job["if"]
+    assert "workflow_run.head_repository.full_name != github.repository ||" in job["if"]
+    assert "workflow_run.actor.login == 'dependabot[bot]'" in job["if"]
     by_use = {str(s["uses"]).split("@")[0]: s for s in steps(job) if "uses" in s}
     assert by_use["actions/checkout"]["with"] == {"persist-credentials": False}
     download = by_use["actions/download-artifact"]["with"]
