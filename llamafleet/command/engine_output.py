@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import TextIO
 
 _TRACEBACK_START = re.compile(r"^(?P<indent>\s*)error: Traceback \(most recent call last\):$")
-_GRPC_PREFIX = "Exception calling application: "
+# The engine reports a program's error once itself and once more as how the program ended:
+# grpc's "Exception calling application: " + the same text where the failed call ends it, the
+# engine's "an unhandled error occurred: " + the same text where the program returns it (so
+# with a resource transform registered: llamafleet.policy.registered.RegistrationGate).
+_REPEAT_PREFIXES = ("Exception calling application: ", "an unhandled error occurred: ")
 _CHAINED = ("The above exception was", "During handling of the above exception")
 # `pkg.module.SomeError: message` (or a bare `SomeError`): the line a traceback ends with.
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*(?P<name>[A-Za-z_]\w*)(?::\s?(?P<msg>.*))?$")
@@ -56,9 +60,10 @@ class EngineOutput:
         with self._lock:
             stripped = line.strip()
             if stripped.startswith("error: "):
-                # The engine reports a program's error once itself and once more as the failed
-                # gRPC call it ended (grpc's "Exception calling application: " + the same text).
-                error = "error: " + stripped.removeprefix("error: ").removeprefix(_GRPC_PREFIX)
+                error = stripped.removeprefix("error: ")
+                for prefix in _REPEAT_PREFIXES:
+                    error = error.removeprefix(prefix)
+                error = f"error: {error}"
                 if error in self.errors:
                     return
                 self.errors.append(error)

@@ -91,8 +91,9 @@ def workload(local_cluster: Cluster) -> Iterator[None]:
 
 
 def _export(kube_state_metrics: Path, cluster: Cluster, log: Path) -> str:
-    """What kube-state-metrics exports once it lists the workload's pods (its informers fill
-    after it starts serving)."""
+    """What kube-state-metrics exports once it lists the workload's pods and Deployments and
+    exports every name the fleet queries (each kind's informer fills on its own, after it starts
+    serving; on a busy machine, seconds apart)."""
     port, telemetry = free_port(), free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     argv = [
@@ -108,7 +109,12 @@ def _export(kube_state_metrics: Path, cluster: Cluster, log: Path) -> str:
         deadline = time.monotonic() + 60
         while True:
             text = scrape(url)
-            if len(_ours(text, metrics.POD_INFO)) == 2 or time.monotonic() > deadline:
+            listed = all(
+                len(_ours(text, name)) == 2
+                for name in (metrics.POD_INFO, metrics.POD_LABELS, metrics.DEPLOYMENT_LABELS)
+            )
+            every_name = metrics.EXPORTERS["kube-state-metrics"] <= exposition_names(text)
+            if (listed and every_name) or time.monotonic() > deadline:
                 return text
             time.sleep(1)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from llamafleet.command.engine_output import EngineOutput
 
 FRAMES = """\
@@ -98,11 +100,14 @@ def test_output_that_ends_inside_a_traceback_still_shows_its_error(tmp_path: Pat
     assert lines == [f"error: a dynamic provider failed (traceback in {tmp_path / 'engine.log'})"]
 
 
-def test_an_error_the_engine_repeats_is_shown_once() -> None:
+@pytest.mark.parametrize(
+    "repeat", ["Exception calling application: ", "an unhandled error occurred: "]
+)
+def test_an_error_the_engine_repeats_is_shown_once(repeat: str) -> None:
+    """grpc's form (the failed call ends the program) and the engine's (the program returns
+    the error, as it does with a resource transform registered)."""
     message = "stacks/Pulumi.e2e.yaml: llamafleet:models.small.digest: the stack pins sha256:aa"
-    lines, output = shown(
-        f"    error: {message}\n    error: Exception calling application: {message}\n"
-    )
+    lines, output = shown(f"    error: {message}\n    error: {repeat}{message}\n")
     assert lines == [f"    error: {message}"]
     assert output.errors == [f"error: {message}"]
 
