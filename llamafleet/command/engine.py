@@ -244,11 +244,12 @@ class NoStackError(EngineError):
 
 NOTHING_CHANGED: Final = "nothing changed"
 UP_CHECKS_THEM: Final = (
-    "a value a rule needs is known only in the update: `llamafleet up` checks each such object "
-    "as it is registered, before it is created"
+    "a value a rule needs is not shown in a preview (known only in the update, or a secret): "
+    "`llamafleet up` checks each such object as it is registered, before it is created"
 )
 REFUSED_IN_UPDATE: Final = (
-    "those objects were not created or changed; the rest of the update ran (`llamafleet status`)"
+    "those objects were not created or changed; the update stopped there, and what it did "
+    "before stands (any other error is above; `llamafleet status`)"
 )
 
 
@@ -463,6 +464,8 @@ def up(
         if gate.refused:
             raise PolicyViolationError(gate.refused, REFUSED_IN_UPDATE) from None
         raise
+    if gate.refused:  # the engine went on although the gate refused: never report a pass
+        raise PolicyViolationError(gate.refused, REFUSED_IN_UPDATE)
     show(f"{stack}: policy: {gate.checked} Kubernetes objects checked as they were registered")
     return changes(result.summary.resource_changes)
 

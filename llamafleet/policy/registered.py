@@ -27,7 +27,7 @@ from typing import Any, Final, NoReturn
 
 import pulumi
 from pulumi.output import Unknown
-from pulumi.runtime.rpc import UNKNOWN, is_rpc_secret
+from pulumi.runtime.rpc import UNKNOWN, is_rpc_secret, unwrap_rpc_secret
 
 from llamafleet.policy.rules import Findings, K8sObject, NotKnownYet, findings, object_findings
 
@@ -108,13 +108,47 @@ class RefusedByPolicy(Exception):
     """A Kubernetes object the registration gate refused; the message is its rules' lines."""
 
 
+REDACTED: Final = "[secret]"
+
+
+def _revealed(value: Any, secret_texts: list[str], inside_secret: bool = False) -> Any:
+    """`value` as a transform gets it, with each secret's value unwrapped (the gate runs in the
+    program's own process, which holds them anyway); every text inside a secret is added to
+    `secret_texts`, so the lines can leave it out. The SDK marks a whole dict or list secret
+    when one value in it is (pulumi/runtime/rpc.py, deserialize_property), so this can be more
+    than the secret itself: only the lines lose detail, never the check."""
+    if is_rpc_secret(value):
+        return _revealed(unwrap_rpc_secret(value), secret_texts, inside_secret=True)
+    if isinstance(value, Mapping):
+        items: Mapping[str, Any] = value
+        return {k: _revealed(v, secret_texts, inside_secret) for k, v in items.items()}
+    if isinstance(value, list):
+        elements: list[Any] = value
+        return [_revealed(v, secret_texts, inside_secret) for v in elements]
+    if inside_secret and isinstance(value, str) and value:
+        secret_texts.append(value)
+    return value
+
+
+def _redacted(line: str, secret_texts: list[str]) -> str:
+    for text in sorted(set(secret_texts), key=len, reverse=True):
+        line = line.replace(text, REDACTED)
+    return line
+
+
 @dataclass(eq=False)  # hashed by identity: the SDK keeps each transform as a dict key
 class RegistrationGate:
     """The object rules on each Kubernetes object as `up` registers it: a resource transform
     (`pulumi.runtime.register_resource_transform`) that changes nothing and raises
-    RefusedByPolicy for an object that breaks a rule, or needs a value still not known or
-    secret (fail closed), so the engine never sends it to the cluster. `refused` keeps each
-    line; `checked` counts the objects seen."""
+    RefusedByPolicy for an object that breaks a rule, so the engine never sends it to the
+    cluster. `refused` keeps each line; `checked` counts the objects seen.
+
+    What a transform gets during an update: values known (the engine waited for the resources
+    they come from); a secret as the SDK's secret wrapper, checked by its value, which no line
+    shows; a value the update itself left unknown as absent (the SDK drops it, as the provider
+    does). A rule that fails on the shape it gets (a None in a list) refuses the object too,
+    with its error: fail closed.
+    """
 
     refused: list[str] = field(default_factory=list[str])
     checked: int = 0
@@ -125,11 +159,17 @@ class RegistrationGate:
         Raises:
             RefusedByPolicy: a Kubernetes object breaks a rule or cannot be checked.
         """
-        obj = kubernetes_object(args.type_, args.props)
+        secret_texts: list[str] = []
+        revealed = _revealed(dict(args.props), secret_texts)
+        obj = kubernetes_object(args.type_, revealed)
         if obj is None:
             return
         self.checked += 1
-        problems = object_findings(obj).lines()
+        try:
+            problems = object_findings(obj).lines()
+        except Exception as exc:  # any rule's failure refuses the object: fail closed
+            problems = [f"{type(exc).__name__} in the rules: cannot be checked: {exc}"]
+        problems = [_redacted(line, secret_texts) for line in problems]
         if problems:
             self.refused.extend(problems)
             raise RefusedByPolicy("; ".join(problems))

@@ -9,7 +9,9 @@ from typing import Any
 
 import pulumi
 import pytest
+from google.protobuf import struct_pb2
 from pulumi.output import Unknown
+from pulumi.runtime import rpc, settings
 from pulumi.runtime.rpc import UNKNOWN
 from support.stack_renders import rendered_stack
 
@@ -144,12 +146,31 @@ def transform_args(type_token: str, props: dict[str, Any]) -> pulumi.ResourceTra
     )
 
 
+def registered_in_update(obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` as a transform gets it during an update: through the SDK's own deserializer (as
+    pulumi/runtime/_callbacks.py does), which lifts a secret's mark to what holds it."""
+    wire = struct_pb2.Struct()
+    wire.update(obj)
+    dry_run = settings.SETTINGS.dry_run
+    settings.SETTINGS.dry_run = False
+    try:
+        return dict(rpc.deserialize_properties(wire))
+    finally:
+        settings.SETTINGS.dry_run = dry_run
+
+
+def wire_secret(value: object) -> dict[str, object]:
+    """A secret as the engine sends it to a transform."""
+    return {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": value}
+
+
 def test_the_gate_lets_a_compliant_object_through_unchanged() -> None:
     gate = RegistrationGate()
     for obj in local_objects():
-        assert gate(transform_args(f"kubernetes:x/v1:{obj['kind']}", obj)) is None
+        props = registered_in_update(obj)
+        assert gate(transform_args(f"kubernetes:x/v1:{obj['kind']}", props)) is None
     assert gate.checked == len(local_objects()) and gate.refused == []
-    assert {gate: "registered"}, "the SDK keeps each transform as a dict key"
+    hash(gate)  # the SDK keeps each transform as a dict key
 
 
 def test_the_gate_refuses_an_object_that_breaks_a_rule() -> None:
@@ -158,22 +179,44 @@ def test_the_gate_refuses_an_object_that_breaks_a_rule() -> None:
     deployment["spec"]["template"]["spec"]["containers"][0]["image"] = "ghcr.io/x/server:latest"
     gate = RegistrationGate()
     with pytest.raises(RefusedByPolicy, match=r"^image_pinned_by_digest: Deployment llamafleet-"):
-        gate(transform_args(DEPLOYMENT, deployment))
+        gate(transform_args(DEPLOYMENT, registered_in_update(deployment)))
     (line,) = gate.refused
     assert line.startswith("image_pinned_by_digest: ") and "server:latest" in line
 
 
-@pytest.mark.parametrize(
-    "hidden",
-    [Unknown(), pulumi.Output.from_input("x"), SHOWN_SECRET],
-    ids=["unknown", "output", "secret"],
-)
-def test_the_gate_refuses_a_value_it_still_cannot_read(hidden: object) -> None:
-    """Fail closed: a value still unknown, unresolved or secret when registered."""
+def test_the_gate_checks_a_secret_by_its_value() -> None:
+    """One secret env value makes the SDK mark the whole spec secret; the object still passes
+    on its values (the preview passed it: no rule reads env)."""
     deployment = the_deployment(local_objects())
-    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = hidden
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container.setdefault("env", []).append({"name": "TOKEN", "value": wire_secret("s3cr3t")})
+    props = registered_in_update(deployment)
+    assert rpc.is_rpc_secret(props["spec"]), "the SDK lifts the mark to the whole spec"
+    assert RegistrationGate()(transform_args(DEPLOYMENT, props)) is None
+
+
+def test_the_gate_never_shows_a_secret_in_its_lines() -> None:
+    deployment = the_deployment(local_objects())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["image"] = wire_secret("registry.example/private:latest")
     gate = RegistrationGate()
-    with pytest.raises(RefusedByPolicy, match="cannot be checked: "):
+    with pytest.raises(RefusedByPolicy) as refused:
+        gate(transform_args(DEPLOYMENT, registered_in_update(deployment)))
+    assert "private:latest" not in str(refused.value) and "private" not in "".join(gate.refused)
+    assert "image '[secret]' is not pinned by digest" in gate.refused[0]
+
+
+@pytest.mark.parametrize(
+    ("containers", "why"),
+    [([None], "AttributeError in the rules: cannot be checked"), (Unknown(), "not known")],
+    ids=["none-in-a-list", "unknown"],
+)
+def test_the_gate_refuses_what_it_cannot_read(containers: object, why: str) -> None:
+    """Fail closed, with the reason in the line: a shape no rule expects, a value unknown."""
+    deployment = the_deployment(local_objects())
+    deployment["spec"]["template"]["spec"]["containers"] = containers
+    gate = RegistrationGate()
+    with pytest.raises(RefusedByPolicy, match=why):
         gate(transform_args(DEPLOYMENT, deployment))
 
 
