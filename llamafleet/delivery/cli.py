@@ -21,8 +21,8 @@ from typing import Any, cast
 from llamafleet.delivery import bodies
 from llamafleet.delivery.affected import affected_between
 from llamafleet.delivery.errors import DeliveryError
+from llamafleet.delivery.fork_comment import COMMIT, PR_NUMBER, fork_comment, read_untrusted
 from llamafleet.delivery.github import DEFAULT_API_URL, RETRY_DELAYS, GitHub
-from llamafleet.delivery.markdown import LIMIT
 from llamafleet.delivery.posting import pull_request_head, report_drift, upsert_comment
 from llamafleet.delivery.render_diff import diff_renders
 from llamafleet.delivery.render_pair import render_pair
@@ -133,20 +133,22 @@ def _upsert_comment(args: argparse.Namespace) -> int:
     return 0
 
 
-# The comment a fork's pull request run composed, posted by the `workflow_run` that follows it.
-# Its files come from the fork's run, so they are data only: the number must name the pull
-# request whose head is the run's own repository and commit (as GitHub reports them, not the
-# files), and the body must fit GitHub's limit.
+# The comment a fork's pull request run composed, posted by the `workflow_run` that follows it:
+# its files are untrusted data (fork_comment); the number must name the pull request whose head
+# is the run's own repository and commit, as GitHub reports them.
 def _post_fork_comment(args: argparse.Namespace) -> int:
-    text = _read(args.dir / FORK_PR_NUMBER).strip()
-    if not re.fullmatch(r"[1-9][0-9]{0,9}", text):
+    if not args.head_repo or not COMMIT.fullmatch(args.head_sha):
+        raise DeliveryError(
+            f"the run's head ({args.head_repo or 'no repository'} at {args.head_sha!r}) is no "
+            "repository and commit: not posted"
+        )
+    text = read_untrusted(args.dir / FORK_PR_NUMBER, limit=64).strip()
+    if not PR_NUMBER.fullmatch(text):
         raise DeliveryError(
             f"{args.dir / FORK_PR_NUMBER}: not a pull request number: {text[:40]!r}"
         )
     number = int(text)
-    body = _read(args.dir / FORK_COMMENT)
-    if len(body.encode("utf-8")) > LIMIT:
-        raise DeliveryError(f"{args.dir / FORK_COMMENT}: over GitHub's {LIMIT}-character limit")
+    body = fork_comment(read_untrusted(args.dir / FORK_COMMENT), args.run_url, args.head_sha)
     github = _github(args)
     head = pull_request_head(github, number)
     if head.repo != args.head_repo:
@@ -293,6 +295,7 @@ def _add_github_commands(
     )
     p.add_argument("--head-repo", required=True, help="the run's head repository (owner/name)")
     p.add_argument("--head-sha", required=True, help="the run's head commit")
+    p.add_argument("--run-url", required=True, help="the fork's run, linked in the comment")
     _add_github_options(p)
     p.set_defaults(handler=_post_fork_comment)
 

@@ -275,6 +275,7 @@ def test_branch_head_says_whether_a_commit_is_still_the_newest(
 
 FORK = "mallory/llamafleet"
 FORK_HEAD = "c" * 40
+RUN_URL = f"https://github.test/{REPO}/actions/runs/42"
 
 
 def _fork_run(tmp_path: Path, number: str, body: str = "from the fork's run") -> list[str]:
@@ -283,7 +284,10 @@ def _fork_run(tmp_path: Path, number: str, body: str = "from the fork's run") ->
     left.mkdir(exist_ok=True)
     (left / "pr-number").write_text(f"{number}\n")
     (left / "comment.md").write_text(f"{PREVIEW_MARKER}\n{body}")
-    return ["post-fork-comment", "--dir", str(left), "--head-repo", FORK, "--head-sha", FORK_HEAD]
+    return [
+        *["post-fork-comment", "--dir", str(left), "--head-repo", FORK, "--head-sha", FORK_HEAD],
+        *["--run-url", RUN_URL],
+    ]
 
 
 def test_a_forks_comment_is_posted_on_its_own_pull_request_then_updated(tmp_path: Path) -> None:
@@ -293,7 +297,35 @@ def test_a_forks_comment_is_posted_on_its_own_pull_request_then_updated(tmp_path
         again = _run_cli(_fork_run(tmp_path, "12", "two"), url)
     assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
     assert "comment created" in first.stdout and "comment updated" in again.stdout
-    assert [c["body"] for c in _ours(state, 12)] == [f"{PREVIEW_MARKER}\ntwo"]
+    (posted,) = [str(c["body"]) for c in _ours(state, 12)]
+    banner, text = posted.removeprefix(f"{PREVIEW_MARKER}\n").split("\n\n", 1)
+    assert f"[the fork's own run]({RUN_URL}) at `{FORK_HEAD}`" in banner
+    assert "the fork's claim" in banner and text == "two"
+
+
+def test_a_forks_comment_cannot_drop_the_banner_or_mention_anyone(tmp_path: Path) -> None:
+    with fake_github() as (url, state):
+        state.pulls[12] = (FORK, FORK_HEAD)
+        args = _fork_run(tmp_path, "12", "cc @acme/platform and @alice; image x@sha256:ab")
+        assert _run_cli(args, url).returncode == 0
+    (posted,) = [str(c["body"]) for c in _ours(state, 12)]
+    assert posted.count(PREVIEW_MARKER) == 1 and "[!CAUTION]" in posted
+    assert "@acme/platform" not in posted and "@alice" not in posted
+    assert "@\u2060acme/platform" in posted and "x@sha256:ab" in posted
+
+
+def test_a_forks_comment_file_that_is_a_link_is_refused(tmp_path: Path) -> None:
+    """A link in the artifact could point at what the runner holds (its environment)."""
+    with fake_github() as (url, state):
+        state.pulls[12] = (FORK, FORK_HEAD)
+        args = _fork_run(tmp_path, "12")
+        secret = tmp_path / "elsewhere"
+        secret.write_text("GITHUB_TOKEN=x")
+        (tmp_path / "fork-comment" / "comment.md").unlink()
+        (tmp_path / "fork-comment" / "comment.md").symlink_to(secret)
+        done = _run_cli(args, url)
+    assert done.returncode == 1
+    assert "comment.md: " in done.stderr and state.requests == []
 
 
 def test_a_forks_comment_aimed_at_another_pull_request_is_refused(tmp_path: Path) -> None:
@@ -304,7 +336,12 @@ def test_a_forks_comment_aimed_at_another_pull_request_is_refused(tmp_path: Path
         state.pulls[4] = ("", FORK_HEAD)
         done = _run_cli(_fork_run(tmp_path, "3"), url)
         gone = _run_cli(_fork_run(tmp_path, "4"), url)
+        # A run whose fork is gone too: an empty repository matches nothing.
+        both_gone = _run_cli([*_fork_run(tmp_path, "4"), "--head-repo", ""], url)
+        not_a_commit = _run_cli([*_fork_run(tmp_path, "4"), "--head-sha", "main"], url)
     assert done.returncode == 1 and gone.returncode == 1
+    assert both_gone.returncode == 1 and not_a_commit.returncode == 1
+    assert "is no repository and commit: not posted" in both_gone.stderr + not_a_commit.stderr
     assert done.stderr.splitlines() == [
         f"llamafleet.delivery post-fork-comment: pull request #3 comes from {REPO}, not from "
         f"{FORK}, whose run composed this comment: not posted"
@@ -343,5 +380,5 @@ def test_a_forks_comment_over_githubs_limit_is_refused(tmp_path: Path) -> None:
         state.pulls[12] = (FORK, FORK_HEAD)
         done = _run_cli(_fork_run(tmp_path, "12", "x" * 70_000), url)
     assert done.returncode == 1
-    assert "over GitHub's 65536-character limit" in done.stderr
+    assert "comment.md: over 65536 bytes" in done.stderr
     assert state.requests == []

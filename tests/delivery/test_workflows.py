@@ -193,6 +193,9 @@ def test_a_forks_comment_is_posted_by_a_workflow_run_that_never_runs_its_code() 
     post = steps(job)[-1]
     assert post["env"]["HEAD_SHA"] == "${{ github.event.workflow_run.head_sha }}"
     assert post["env"]["HEAD_REPO"] == "${{ github.event.workflow_run.head_repository.full_name }}"
+    assert post["env"]["RUN_URL"] == "${{ github.event.workflow_run.html_url }}"
+    # Posts for one branch never race into two comments, and none is cancelled.
+    assert workflow["concurrency"]["cancel-in-progress"] is False
 
 
 def test_pull_requests_run_the_checks_then_render_and_preview() -> None:
