@@ -21,7 +21,14 @@ from typing import Any, cast
 from llamafleet.delivery import bodies
 from llamafleet.delivery.affected import affected_between
 from llamafleet.delivery.errors import DeliveryError
-from llamafleet.delivery.fork_comment import COMMIT, PR_NUMBER, fork_comment, read_untrusted
+from llamafleet.delivery.fork_comment import (
+    COMMIT,
+    FORK_COMMENT,
+    FORK_PR_NUMBER,
+    PR_NUMBER,
+    fork_comment,
+    read_untrusted,
+)
 from llamafleet.delivery.github import DEFAULT_API_URL, RETRY_DELAYS, GitHub
 from llamafleet.delivery.posting import pull_request_head, report_drift, upsert_comment
 from llamafleet.delivery.render_diff import diff_renders
@@ -32,9 +39,6 @@ from llamafleet.delivery.stacks import ordered, preview_matrix
 Handler = Callable[[argparse.Namespace], int]
 PROG = "llamafleet.delivery"
 BOT = "github-actions[bot]"
-# What a fork's pull request run leaves for the `workflow_run` that posts its comment.
-FORK_PR_NUMBER = "pr-number"
-FORK_COMMENT = "comment.md"
 
 
 def _out(text: str, path: Path | None) -> None:

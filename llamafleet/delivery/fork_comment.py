@@ -18,6 +18,9 @@ from llamafleet.delivery.markdown import LIMIT
 # keeps its text and stops the notification.
 _MENTION: Final = re.compile(r"(?<![\w/.@-])@(?=[A-Za-z0-9])")
 _WORD_JOINER: Final = "\u2060"
+# What a fork's pull request run leaves (pr.yml), for the `workflow_run` that posts its comment.
+FORK_PR_NUMBER: Final = "pr-number"
+FORK_COMMENT: Final = "comment.md"
 PR_NUMBER: Final = re.compile(r"[1-9][0-9]{0,9}")
 COMMIT: Final = re.compile(r"[0-9a-f]{40}")
 

@@ -99,10 +99,6 @@ class RegisteredObjects:
         """`rules.findings` over the recorded objects (one line each, fail closed)."""
         return findings(self.objects.values())
 
-    def violations(self) -> list[str]:
-        """Every line of `findings`: what breaks a rule, and what a rule could not check."""
-        return self.findings().lines()
-
 
 class RefusedByPolicy(Exception):
     """A Kubernetes object the registration gate refused; the message is its rules' lines."""

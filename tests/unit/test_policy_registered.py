@@ -48,14 +48,14 @@ def registered(objects: list[dict[str, Any]]) -> RegisteredObjects:
 
 
 def test_a_compliant_stack_passes() -> None:
-    assert registered(local_objects()).violations() == []
+    assert registered(local_objects()).findings().lines() == []
 
 
 def test_a_violation_is_reported_with_its_rule() -> None:
     objects = local_objects()
     server = the_deployment(objects)["spec"]["template"]["spec"]["containers"][0]
     server["securityContext"]["readOnlyRootFilesystem"] = False
-    (problem,) = registered(objects).violations()
+    (problem,) = registered(objects).findings().lines()
     assert problem.startswith("read_only_root_filesystem: Deployment llamafleet-")
     assert problem.endswith(": container llama-server: readOnlyRootFilesystem is not true")
 
@@ -64,7 +64,7 @@ def test_an_image_unknown_until_the_update_fails_closed() -> None:
     objects = local_objects()
     server = the_deployment(objects)["spec"]["template"]["spec"]["containers"][0]
     server["image"] = UNKNOWN
-    (problem,) = registered(objects).violations()
+    (problem,) = registered(objects).findings().lines()
     assert problem.startswith("image_pinned_by_digest: Deployment llamafleet-")
     assert problem.endswith(
         ": cannot be checked: Deployment.spec.template.spec.containers[0].image is not known "
@@ -75,7 +75,7 @@ def test_an_image_unknown_until_the_update_fails_closed() -> None:
 def test_containers_hidden_as_a_secret_fail_every_container_rule_closed() -> None:
     objects = local_objects()
     the_deployment(objects)["spec"]["template"]["spec"]["containers"] = SHOWN_SECRET
-    problems = registered(objects).violations()
+    problems = registered(objects).findings().lines()
     assert problems, "a pod whose containers are hidden must not pass"
     assert all("cannot be checked: " in p and "is a secret" in p for p in problems), problems
     assert {p.split(":")[0] for p in problems} >= {"runs_as_non_root", "image_pinned_by_digest"}
@@ -85,13 +85,13 @@ def test_an_unknown_value_no_rule_reads_passes() -> None:
     objects = local_objects()
     template = the_deployment(objects)["spec"]["template"]
     template["metadata"].setdefault("annotations", {})["llamafleet.io/key-mark"] = UNKNOWN
-    assert registered(objects).violations() == []
+    assert registered(objects).findings().lines() == []
 
 
 def test_a_namespace_not_known_yet_fails_the_fleet_rules_closed() -> None:
     objects = local_objects()
     the_deployment(objects)["metadata"]["namespace"] = UNKNOWN
-    problems = registered(objects).violations()
+    problems = registered(objects).findings().lines()
     assert "default_deny_everywhere: cannot be checked: " in "\n".join(problems), problems
 
 
