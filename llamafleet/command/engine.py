@@ -243,9 +243,12 @@ class NoStackError(EngineError):
 
 
 NOTHING_CHANGED: Final = "nothing changed"
+NOT_SHOWN_IN_PREVIEW: Final = (
+    "need values a preview does not show (known only in the update, or a secret)"
+)
 UP_CHECKS_THEM: Final = (
-    "a value a rule needs is not shown in a preview (known only in the update, or a secret): "
-    "`llamafleet up` checks each such object as it is registered, before it is created"
+    f"some rules {NOT_SHOWN_IN_PREVIEW}: `llamafleet up` checks each such object as it is "
+    "registered, before it is created"
 )
 REFUSED_IN_UPDATE: Final = (
     "those objects were not created or changed; the update stopped there, and what it did "
@@ -435,8 +438,8 @@ def up(
     if found.not_known_yet:
         show(
             f"{stack}: policy: {checked} Kubernetes objects previewed; "
-            f"{len(found.not_known_yet)} rule(s) need values known only in the update, checked "
-            "as each object is registered:"
+            f"{len(found.not_known_yet)} rule(s) {NOT_SHOWN_IN_PREVIEW}, checked as each object "
+            "is registered:"
         )
         for line in found.not_known_yet:
             show(f"  {line}")
